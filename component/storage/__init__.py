@@ -1,0 +1,109 @@
+"""Persistent storage: SQLite by default, PostgreSQL for several processes.
+
+Services open one `Storage` with `open_storage`, passing the `Migrations` of
+every table set they use; the database is brought up to date before the
+Deferred fires::
+
+    storage = await open_storage(
+        "sqlite:///var/lib/netherfield/netherfield.db",
+        migrations=[ROSTER_MIGRATIONS, MUC_MIGRATIONS],
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from component.storage.base import (
+    Param,
+    Row,
+    Sql,
+    Statement,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    Transaction,
+    redact_url,
+)
+from component.storage.migrations import Migrations, apply_migrations, schema_version
+from component.storage.sqlite import DEFAULT_PATH
+
+DEFAULT_URL = "sqlite://" + DEFAULT_PATH
+"""A file in the working directory."""
+
+__all__ = [
+    "DEFAULT_URL",
+    "Migrations",
+    "Param",
+    "Row",
+    "Sql",
+    "Statement",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "Transaction",
+    "open_storage",
+    "redact_url",
+    "schema_version",
+]
+
+
+async def _open(
+    url: str,
+    migrations: Sequence[Migrations],
+    password: str | None,
+    reactor: Any,
+) -> Storage:
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    scheme = url.partition(":")[0].lower()
+    storage: Storage
+    if scheme == "sqlite":
+        if password is not None:
+            raise StorageError("a SQLite database takes no password")
+        from component.storage.sqlite import open_sqlite
+
+        storage = await open_sqlite(url, reactor)
+    elif scheme in ("postgresql", "postgres"):
+        try:
+            from component.storage.postgres import open_postgres
+        except ImportError as e:
+            raise StorageError(
+                "PostgreSQL storage needs psycopg and psycopg-pool"
+                " (pip install 'netherfield[postgres]')"
+            ) from e
+        storage = await open_postgres(url, reactor, password)
+    else:
+        raise StorageError(
+            f"unknown storage URL {redact_url(url)}:"
+            " it must start with sqlite:// or postgresql://"
+        )
+    try:
+        await apply_migrations(storage, migrations)
+    except BaseException:
+        await storage.close()
+        raise
+    return storage
+
+
+def open_storage(
+    url: str = DEFAULT_URL,
+    *,
+    migrations: Sequence[Migrations] = (),
+    password: str | None = None,
+    reactor: Any = None,
+) -> Deferred[Storage]:
+    """Open the database at *url* and apply every missing migration step.
+
+    *url* is ``sqlite:///absolute/path.db``, ``sqlite://relative/path.db`` or
+    ``postgresql://user@host:port/dbname``; *password*, for PostgreSQL, is
+    kept out of the URL so that it never reaches a log. Fails with
+    `StorageError` when the database cannot be opened or holds a newer schema
+    than this code.
+    """
+    return Deferred.fromCoroutine(_open(url, migrations, password, reactor))

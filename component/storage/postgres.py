@@ -1,0 +1,228 @@
+"""The PostgreSQL backend, for several Netherfield processes on one database.
+
+psycopg 3 with a `psycopg_pool.ConnectionPool`; the blocking pool runs in a
+Twisted thread pool as large as the connection pool. A restart of the server
+is ridden out: the call that meets the outage fails with
+`StorageUnavailable`, and the next call builds a fresh pool as soon as the
+server answers again. The password comes from the caller and is never logged;
+the URL shown in logs and errors has any password masked.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, Concatenate
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from twisted.logger import Logger
+
+from component.storage.base import (
+    P,
+    StorageError,
+    StorageUnavailable,
+    T,
+    ThreadedStorage,
+    Transaction,
+    assert_worker_thread,
+    redact_url,
+)
+
+log = Logger()
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+# Serialization failures and deadlocks leave nothing committed, and the same
+# transaction usually goes through on a second try.
+_CONFLICT_RETRIES = 3
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """Turn our ``?`` placeholders into psycopg's ``%s``, escaping literal ``%``."""
+    out: list[str] = []
+    quote = ""
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if ch == "%" else ch)
+    return "".join(out)
+
+
+def _unreachable(e: Exception) -> StorageUnavailable:
+    return StorageUnavailable(f"the database is unreachable: {e}")
+
+
+class PostgresStorage(ThreadedStorage):
+    """A `Storage` on a PostgreSQL database; build it with `open_postgres`."""
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        reactor: Any,
+        url: str,
+        password: str | None,
+        *,
+        pool_size: int = 4,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__(
+            reactor, redact_url(url), threads=pool_size, name="netherfield-postgres"
+        )
+        self._conninfo = url
+        self._kwargs: dict[str, Any] = {
+            "application_name": "netherfield",
+            "connect_timeout": max(1, round(timeout)),
+        }
+        if password is not None:
+            self._kwargs["password"] = password
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[Connection] | None = None
+        self._closing = False
+
+    def current_pool(self) -> ConnectionPool[Connection]:
+        """The pool in use, built anew if the last one lost the server."""
+        assert_worker_thread()
+        with self._lock:
+            if self._closing:
+                raise StorageError(f"the database at {self.url} is closed")
+            if self._pool is not None:
+                return self._pool
+            # Probe with one connection first: while the server is down, a
+            # refused connection fails this call at once, where a pool would
+            # keep retrying in the background until its timeout.
+            try:
+                psycopg.connect(self._conninfo, **self._kwargs).close()
+            except psycopg.OperationalError as e:
+                raise _unreachable(e) from e
+            except psycopg.Error as e:
+                raise StorageError(f"cannot connect to {self.url}: {e}") from e
+            pool: ConnectionPool[Connection] = ConnectionPool(
+                self._conninfo,
+                kwargs=self._kwargs,
+                min_size=1,
+                max_size=self._pool_size,
+                open=False,
+                timeout=self._timeout,
+                name="netherfield",
+            )
+            try:
+                pool.open(wait=True, timeout=self._timeout)
+            except PoolTimeout as e:
+                pool.close()
+                raise _unreachable(e) from e
+            self._pool = pool
+            return pool
+
+    def _discard(self, pool: ConnectionPool[Connection]) -> None:
+        with self._lock:
+            if self._pool is not pool:
+                return
+            self._pool = None
+        log.warn("storage: lost the connection to {url}", url=self.url)
+        # Connections still out in other threads close when they come back.
+        pool.close(timeout=0)
+
+    def run_transaction(
+        self,
+        fn: Callable[Concatenate[Transaction, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        reconnected = False
+        conflicts = 0
+        while True:
+            pool = self.current_pool()
+            try:
+                conn = pool.getconn()
+            except PoolClosed:
+                # Another thread discarded this pool a moment ago.
+                continue
+            except PoolTimeout as e:
+                raise _unreachable(e) from e
+            committing = False
+            try:
+                with conn.cursor() as cursor:
+                    txn = Transaction(cursor, "postgresql", translate)
+                    result = fn(txn, *args, **kwargs)
+                committing = True
+                conn.commit()
+                return result
+            except psycopg.Error as e:
+                if conn.broken or conn.closed:
+                    self._discard(pool)
+                    if committing:
+                        raise StorageUnavailable(
+                            "the database became unreachable during the commit;"
+                            f" the transaction may or may not have been applied: {e}"
+                        ) from e
+                    if not reconnected:
+                        # Nothing was committed: after a server restart the
+                        # first call meets a dead connection, and a new one
+                        # gets through.
+                        reconnected = True
+                        continue
+                    raise _unreachable(e) from e
+                self._rollback(conn)
+                if (
+                    isinstance(e, errors.TransactionRollback)
+                    and conflicts < _CONFLICT_RETRIES
+                ):
+                    conflicts += 1
+                    continue
+                raise StorageError(f"PostgreSQL error: {e}") from e
+            except BaseException:
+                self._rollback(conn)
+                raise
+            finally:
+                pool.putconn(conn)
+
+    @staticmethod
+    def _rollback(conn: Connection) -> None:
+        with suppress(psycopg.Error):
+            conn.rollback()
+
+    def close_in_thread(self) -> None:
+        with self._lock:
+            self._closing = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+async def open_postgres(
+    url: str,
+    reactor: Any,
+    password: str | None = None,
+    *,
+    pool_size: int = 4,
+    timeout: float = 5.0,
+) -> PostgresStorage:
+    """Open the PostgreSQL database named by *url*.
+
+    *timeout* bounds how long a call waits for a connection before it fails
+    with `StorageUnavailable`.
+    """
+    storage = PostgresStorage(
+        reactor, url, password, pool_size=pool_size, timeout=timeout
+    )
+    try:
+        await storage.in_thread(storage.current_pool)
+    except BaseException:
+        await storage.close()
+        raise
+    log.info("storage: opened PostgreSQL database {url}", url=storage.url)
+    return storage

@@ -1,0 +1,180 @@
+"""Entity rosters and pending subscription requests (RFC 6121), as rows.
+
+One row per (owner, contact): the subscription state, the pending flags and
+the roster presentation (name, groups). An inbound subscription request waits
+in a table of its own, as the text the service chose to keep for redelivery,
+because RFC 6121 keeps such a request even when the contact is not on the
+roster. Every write is a single-row upsert or delete, so processes sharing
+one database never lose each other's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from component.storage.base import Row, Storage
+from component.storage.migrations import Migrations
+
+SUBSCRIPTIONS = ("none", "to", "from", "both")
+"""The values of `RosterRow.subscription`."""
+
+ROSTER_MIGRATIONS = Migrations(
+    "rosters",
+    steps=[
+        [
+            "CREATE TABLE roster_items ("
+            " owner TEXT NOT NULL,"
+            " contact TEXT NOT NULL,"
+            " name TEXT,"
+            " subscription TEXT NOT NULL DEFAULT 'none'"
+            "  CHECK (subscription IN ('none', 'to', 'from', 'both')),"
+            " ask_out INTEGER NOT NULL DEFAULT 0,"
+            " ask_in INTEGER NOT NULL DEFAULT 0,"
+            " groups TEXT NOT NULL DEFAULT '[]',"
+            " PRIMARY KEY (owner, contact))",
+            "CREATE TABLE roster_requests ("
+            " owner TEXT NOT NULL,"
+            " contact TEXT NOT NULL,"
+            " request TEXT NOT NULL,"
+            " PRIMARY KEY (owner, contact))",
+        ],
+    ],
+)
+
+
+def _groups(value: Any) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class RosterRow:
+    """One contact on one owner's roster."""
+
+    contact: str
+    subscription: str = attrs.field(
+        default="none", validator=attrs.validators.in_(SUBSCRIPTIONS)
+    )
+    name: str | None = None
+    groups: tuple[str, ...] = attrs.field(default=(), converter=_groups)
+    ask_out: bool = False
+    """We asked the contact for a subscription and wait for the answer."""
+    ask_in: bool = False
+    """The contact asked for a subscription and waits for the owner's answer."""
+
+
+_COLUMNS = "contact, name, subscription, ask_out, ask_in, groups"
+
+
+def _row(row: Row) -> RosterRow:
+    contact, name, subscription, ask_out, ask_in, groups = row
+    return RosterRow(
+        contact=contact,
+        name=name,
+        subscription=subscription,
+        ask_out=bool(ask_out),
+        ask_in=bool(ask_in),
+        groups=json.loads(groups),
+    )
+
+
+def _rows(rows: list[Row]) -> dict[str, RosterRow]:
+    return {item.contact: item for item in map(_row, rows)}
+
+
+def _first_column(rows: list[Row]) -> list[str]:
+    return [row[0] for row in rows]
+
+
+def _changed(rowcount: int) -> bool:
+    return rowcount > 0
+
+
+@attrs.define
+class RosterStore:
+    """The rosters of every entity a service hosts, on a `Storage`.
+
+    Open the storage with `ROSTER_MIGRATIONS` among its migrations.
+    """
+
+    storage: Storage
+
+    def load(self, owner: str) -> Deferred[dict[str, RosterRow]]:
+        """*owner*'s roster, keyed by contact."""
+        d = self.storage.fetchall(
+            f"SELECT {_COLUMNS} FROM roster_items WHERE owner = ? ORDER BY contact",
+            (owner,),
+        )
+        return d.addCallback(_rows)
+
+    def get(self, owner: str, contact: str) -> Deferred[RosterRow | None]:
+        """One roster row, or None when *contact* is not on *owner*'s roster."""
+        d = self.storage.fetchone(
+            f"SELECT {_COLUMNS} FROM roster_items WHERE owner = ? AND contact = ?",
+            (owner, contact),
+        )
+        return d.addCallback(lambda row: None if row is None else _row(row))
+
+    def save(self, owner: str, row: RosterRow) -> Deferred[None]:
+        """Insert or replace *row* on *owner*'s roster."""
+        d = self.storage.execute(
+            f"INSERT INTO roster_items (owner, {_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (owner, contact) DO UPDATE SET"
+            " name = excluded.name, subscription = excluded.subscription,"
+            " ask_out = excluded.ask_out, ask_in = excluded.ask_in,"
+            " groups = excluded.groups",
+            (
+                owner,
+                row.contact,
+                row.name,
+                row.subscription,
+                row.ask_out,
+                row.ask_in,
+                json.dumps(list(row.groups)),
+            ),
+        )
+        return d.addCallback(lambda _: None)
+
+    def delete(self, owner: str, contact: str) -> Deferred[bool]:
+        """Remove *contact* from *owner*'s roster; fire with whether it was there."""
+        d = self.storage.execute(
+            "DELETE FROM roster_items WHERE owner = ? AND contact = ?", (owner, contact)
+        )
+        return d.addCallback(_changed)
+
+    def owners(self) -> Deferred[list[str]]:
+        """Every owner with at least one roster row, sorted."""
+        d = self.storage.fetchall(
+            "SELECT DISTINCT owner FROM roster_items ORDER BY owner"
+        )
+        return d.addCallback(_first_column)
+
+    def save_request(self, owner: str, contact: str, request: str) -> Deferred[None]:
+        """Keep *contact*'s pending subscription request to *owner*, replacing any."""
+        d = self.storage.execute(
+            "INSERT INTO roster_requests (owner, contact, request) VALUES (?, ?, ?)"
+            " ON CONFLICT (owner, contact) DO UPDATE SET request = excluded.request",
+            (owner, contact, request),
+        )
+        return d.addCallback(lambda _: None)
+
+    def requests(self, owner: str) -> Deferred[dict[str, str]]:
+        """The pending subscription requests to *owner*, keyed by contact."""
+        d = self.storage.fetchall(
+            "SELECT contact, request FROM roster_requests WHERE owner = ?"
+            " ORDER BY contact",
+            (owner,),
+        )
+        return d.addCallback(lambda rows: {contact: text for contact, text in rows})
+
+    def delete_request(self, owner: str, contact: str) -> Deferred[bool]:
+        """Drop *contact*'s pending request to *owner*; fire with whether there was one."""
+        d = self.storage.execute(
+            "DELETE FROM roster_requests WHERE owner = ? AND contact = ?",
+            (owner, contact),
+        )
+        return d.addCallback(_changed)

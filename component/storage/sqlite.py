@@ -1,0 +1,138 @@
+"""The embedded SQLite backend: one file, one writer thread, durable commits.
+
+The connection lives in a thread pool of one thread, so every statement runs
+off the reactor thread and writes never contend with each other inside the
+process. WAL journaling lets readers of the file (backups, a second tool) work
+beside the writer; ``synchronous=FULL`` syncs the WAL at every commit, so a
+Deferred that fired means the write survives a crash of the process or of the
+machine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Concatenate
+
+from twisted.logger import Logger
+
+from component.storage.base import (
+    P,
+    StorageError,
+    T,
+    ThreadedStorage,
+    Transaction,
+    assert_worker_thread,
+)
+
+log = Logger()
+
+DEFAULT_PATH = "netherfield.db"
+"""The database file when the URL names none, in the working directory."""
+
+_BUSY_TIMEOUT_MS = 10_000
+
+
+def path_from_url(url: str) -> str:
+    """The file named by a ``sqlite:`` URL.
+
+    ``sqlite:///var/lib/netherfield.db`` is absolute, ``sqlite://data.db`` and
+    ``sqlite:data.db`` are relative to the working directory, ``sqlite://``
+    is `DEFAULT_PATH`, ``sqlite://:memory:`` is a database that lives as long
+    as the process.
+    """
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() != "sqlite":
+        raise ValueError(f"not a sqlite URL: {url}")
+    rest = rest.removeprefix("//")
+    return rest or DEFAULT_PATH
+
+
+def _same(sql: str) -> str:
+    return sql
+
+
+class SqliteStorage(ThreadedStorage):
+    """A `Storage` on a SQLite file; build it with `open_sqlite`."""
+
+    dialect = "sqlite"
+
+    def __init__(self, reactor: Any, url: str) -> None:
+        super().__init__(reactor, url, threads=1, name="netherfield-sqlite")
+        self.path = path_from_url(url)
+        self._connection: sqlite3.Connection | None = None
+
+    def connect(self) -> None:
+        """Open the file and set it up; called in the worker thread."""
+        assert_worker_thread()
+        try:
+            # isolation_level=None: we issue BEGIN and COMMIT ourselves.
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise StorageError(
+                f"cannot open the SQLite database at {self.path}: {e}"
+            ) from e
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as e:
+            connection.close()
+            raise StorageError(
+                f"cannot open the SQLite database at {self.path}: {e}"
+            ) from e
+        if mode != "wal" and self.path != ":memory:":
+            connection.close()
+            raise StorageError(
+                f"the SQLite database at {self.path} refuses WAL mode ({mode})"
+            )
+        self._connection = connection
+
+    def run_transaction(
+        self,
+        fn: Callable[Concatenate[Transaction, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        assert_worker_thread()
+        connection = self._connection
+        if connection is None:
+            raise StorageError(f"the database at {self.url} is closed")
+        try:
+            # IMMEDIATE takes the write lock up front, so a transaction never
+            # fails half-way on a lock held by another process on the file.
+            connection.execute("BEGIN IMMEDIATE")
+            result = fn(Transaction(connection.cursor(), "sqlite", _same), *args, **kwargs)
+            connection.execute("COMMIT")
+            return result
+        except sqlite3.Error as e:
+            self._rollback(connection)
+            raise StorageError(f"SQLite error on {self.path}: {e}") from e
+        except BaseException:
+            self._rollback(connection)
+            raise
+
+    @staticmethod
+    def _rollback(connection: sqlite3.Connection) -> None:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+
+    def close_in_thread(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+async def open_sqlite(url: str, reactor: Any) -> SqliteStorage:
+    """Open the SQLite database named by *url*."""
+    storage = SqliteStorage(reactor, url)
+    try:
+        await storage.in_thread(storage.connect)
+    except BaseException:
+        await storage.close()
+        raise
+    log.info("storage: opened SQLite database {path}", path=storage.path)
+    return storage

@@ -1,0 +1,282 @@
+"""What the multi-user chat service keeps across restarts, as rows.
+
+Rooms with their configuration and subject, affiliations, and the message
+history that doubles as the room's archive. Configuration is a JSON-able dict
+the room code owns; the store only keeps it. Affiliations are one row per
+(room, jid), written by single-row upserts, so two processes changing
+different users' affiliations both win, and two changing the same user's
+end with exactly one of the two. Deleting a room deletes its affiliations
+and history with it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from component.storage import Migrations, Param, Row, Sql, Storage
+
+AFFILIATIONS = ("owner", "admin", "member", "outcast")
+"""The affiliations that are stored; 'none' is the absence of a row."""
+
+MUC_MIGRATIONS = Migrations(
+    "muc",
+    steps=[
+        [
+            "CREATE TABLE muc_rooms ("
+            " node TEXT PRIMARY KEY,"
+            " config TEXT NOT NULL DEFAULT '{}',"
+            " public INTEGER NOT NULL DEFAULT 1,"
+            " subject TEXT NOT NULL DEFAULT '',"
+            " subject_from TEXT NOT NULL DEFAULT '',"
+            " created_at REAL NOT NULL)",
+            "CREATE TABLE muc_affiliations ("
+            " room TEXT NOT NULL REFERENCES muc_rooms (node) ON DELETE CASCADE,"
+            " jid TEXT NOT NULL,"
+            " affiliation TEXT NOT NULL"
+            "  CHECK (affiliation IN ('owner', 'admin', 'member', 'outcast')),"
+            " nick TEXT,"
+            " reason TEXT NOT NULL DEFAULT '',"
+            " PRIMARY KEY (room, jid))",
+            Sql(
+                sqlite="CREATE TABLE muc_history ("
+                " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " room TEXT NOT NULL REFERENCES muc_rooms (node) ON DELETE CASCADE,"
+                " stanza_id TEXT NOT NULL,"
+                " nick TEXT NOT NULL,"
+                " sender_jid TEXT,"
+                " stanza TEXT NOT NULL,"
+                " timestamp REAL NOT NULL,"
+                " UNIQUE (room, stanza_id))",
+                postgresql="CREATE TABLE muc_history ("
+                " seq BIGSERIAL PRIMARY KEY,"
+                " room TEXT NOT NULL REFERENCES muc_rooms (node) ON DELETE CASCADE,"
+                " stanza_id TEXT NOT NULL,"
+                " nick TEXT NOT NULL,"
+                " sender_jid TEXT,"
+                " stanza TEXT NOT NULL,"
+                " timestamp DOUBLE PRECISION NOT NULL,"
+                " UNIQUE (room, stanza_id))",
+            ),
+            "CREATE INDEX muc_history_room_seq ON muc_history (room, seq)",
+        ],
+    ],
+)
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@attrs.frozen
+class RoomRecord:
+    """A stored room, without its affiliations and history."""
+
+    node: str
+    config: dict[str, Any]
+    public: bool
+    subject: str
+    subject_from: str
+    created_at: float
+
+
+@attrs.frozen
+class Affiliation:
+    """One user's standing affiliation with a room."""
+
+    jid: str
+    affiliation: str = attrs.field(validator=attrs.validators.in_(AFFILIATIONS))
+    nick: str | None = None
+    reason: str = ""
+
+
+@attrs.frozen
+class HistoryRecord:
+    """One archived message of a room.
+
+    *stanza* is the message as the service serialised it; *seq* is given by
+    the store and orders the archive.
+    """
+
+    stanza_id: str
+    nick: str
+    sender_jid: str | None
+    stanza: str
+    timestamp: float
+    seq: int | None = None
+
+
+_ROOM_COLUMNS = "node, config, public, subject, subject_from, created_at"
+
+
+def _room(row: Row) -> RoomRecord:
+    node, config, public, subject, subject_from, created_at = row
+    return RoomRecord(
+        node=node,
+        config=json.loads(config),
+        public=bool(public),
+        subject=subject,
+        subject_from=subject_from,
+        created_at=float(created_at),
+    )
+
+
+def _maybe_room(row: Row | None) -> RoomRecord | None:
+    return None if row is None else _room(row)
+
+
+def _affiliations(rows: list[Row]) -> dict[str, Affiliation]:
+    return {
+        jid: Affiliation(jid=jid, affiliation=affiliation, nick=nick, reason=reason)
+        for jid, affiliation, nick, reason in rows
+    }
+
+
+def _history(rows: list[Row]) -> list[HistoryRecord]:
+    records = [
+        HistoryRecord(
+            seq=int(seq),
+            stanza_id=stanza_id,
+            nick=nick,
+            sender_jid=sender_jid,
+            stanza=stanza,
+            timestamp=float(timestamp),
+        )
+        for seq, stanza_id, nick, sender_jid, stanza, timestamp in rows
+    ]
+    records.reverse()
+    return records
+
+
+def _changed(rowcount: int) -> bool:
+    return rowcount > 0
+
+
+@attrs.define
+class MucStore:
+    """The rooms of one MUC service, on a `Storage` opened with `MUC_MIGRATIONS`."""
+
+    storage: Storage
+    clock: Callable[[], float] = time.time
+
+    def load_room(self, node: str) -> Deferred[RoomRecord | None]:
+        """The room *node*, or None if it is not stored."""
+        d = self.storage.fetchone(
+            f"SELECT {_ROOM_COLUMNS} FROM muc_rooms WHERE node = ?", (node,)
+        )
+        return d.addCallback(_maybe_room)
+
+    def list_rooms(self, public_only: bool = False) -> Deferred[list[RoomRecord]]:
+        """Every stored room, or only the public ones, sorted by node."""
+        where = " WHERE public = 1" if public_only else ""
+        d = self.storage.fetchall(
+            f"SELECT {_ROOM_COLUMNS} FROM muc_rooms{where} ORDER BY node"
+        )
+        return d.addCallback(lambda rows: [_room(row) for row in rows])
+
+    def save_config(
+        self, node: str, config: dict[str, Any], *, public: bool = True
+    ) -> Deferred[None]:
+        """Create the room *node* or replace its configuration.
+
+        *public* is kept beside the configuration so that listing public rooms
+        needs no look inside the JSON.
+        """
+        d = self.storage.execute(
+            f"INSERT INTO muc_rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, '', '', ?)"
+            " ON CONFLICT (node) DO UPDATE SET"
+            " config = excluded.config, public = excluded.public",
+            (node, _json(config), public, self.clock()),
+        )
+        return d.addCallback(lambda _: None)
+
+    def set_subject(self, node: str, subject: str, by_nick: str) -> Deferred[bool]:
+        """Set the room's subject; fire with whether the room exists."""
+        d = self.storage.execute(
+            "UPDATE muc_rooms SET subject = ?, subject_from = ? WHERE node = ?",
+            (subject, by_nick, node),
+        )
+        return d.addCallback(_changed)
+
+    def delete_room(self, node: str) -> Deferred[bool]:
+        """Forget the room, its affiliations and its history; fire with whether it existed."""
+        d = self.storage.execute("DELETE FROM muc_rooms WHERE node = ?", (node,))
+        return d.addCallback(_changed)
+
+    def set_affiliation(
+        self,
+        node: str,
+        jid: str,
+        affiliation: str,
+        reason: str = "",
+        nick: str | None = None,
+    ) -> Deferred[None]:
+        """Set *jid*'s affiliation with the stored room *node*; 'none' removes it."""
+        if affiliation == "none":
+            d = self.storage.execute(
+                "DELETE FROM muc_affiliations WHERE room = ? AND jid = ?", (node, jid)
+            )
+        else:
+            if affiliation not in AFFILIATIONS:
+                raise ValueError(f"not an affiliation: {affiliation!r}")
+            d = self.storage.execute(
+                "INSERT INTO muc_affiliations (room, jid, affiliation, nick, reason)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (room, jid) DO UPDATE SET"
+                " affiliation = excluded.affiliation, nick = excluded.nick,"
+                " reason = excluded.reason",
+                (node, jid, affiliation, nick, reason),
+            )
+        return d.addCallback(lambda _: None)
+
+    def affiliations(self, node: str) -> Deferred[dict[str, Affiliation]]:
+        """The room's affiliations other than 'none', keyed by bare JID."""
+        d = self.storage.fetchall(
+            "SELECT jid, affiliation, nick, reason FROM muc_affiliations"
+            " WHERE room = ? ORDER BY jid",
+            (node,),
+        )
+        return d.addCallback(_affiliations)
+
+    def append_history(self, node: str, record: HistoryRecord) -> Deferred[int | None]:
+        """Archive *record* in the room; fire with its seq.
+
+        A record whose stanza_id the room already has is not stored again,
+        and the Deferred fires with None.
+        """
+        d = self.storage.fetchone(
+            "INSERT INTO muc_history"
+            " (room, stanza_id, nick, sender_jid, stanza, timestamp)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (room, stanza_id) DO NOTHING RETURNING seq",
+            (
+                node,
+                record.stanza_id,
+                record.nick,
+                record.sender_jid,
+                record.stanza,
+                record.timestamp,
+            ),
+        )
+        return d.addCallback(lambda row: None if row is None else int(row[0]))
+
+    def recent_history(
+        self, node: str, limit: int, since: float | None = None
+    ) -> Deferred[list[HistoryRecord]]:
+        """The room's last *limit* messages (none older than *since*), oldest first."""
+        where = "room = ?"
+        params: list[Param] = [node]
+        if since is not None:
+            where += " AND timestamp >= ?"
+            params.append(since)
+        d = self.storage.fetchall(
+            "SELECT seq, stanza_id, nick, sender_jid, stanza, timestamp"
+            f" FROM muc_history WHERE {where} ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
+        )
+        return d.addCallback(_history)
