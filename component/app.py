@@ -1,0 +1,120 @@
+"""The application: the components and services one configuration file describes.
+
+Builds everything before anything connects, so every configuration mistake
+surfaces as a :class:`ConfigError` first. Services are named in the config:
+``echo`` is the module ``services.echo``; ``package.module:Class`` names
+any other :class:`Service` subclass.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from twisted.application.service import Service as TwistedService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from component.component import Component
+from component.config import ComponentConfig, Config, ConfigError
+from component.connection import ComponentConnector
+from component.service import Service
+
+__all__ = ["Netherfield", "resolve_service"]
+
+log = Logger()
+
+
+def resolve_service(name: str) -> type[Service]:
+    """The Service class a config name stands for."""
+    module_name, _, attribute = name.partition(":")
+    if not attribute:
+        module_name, attribute = f"services.{name}", "SERVICE"
+    try:
+        module = importlib.import_module(module_name)
+        found = getattr(module, attribute)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"there is no service called {name!r}") from None
+    if not (isinstance(found, type) and issubclass(found, Service)):
+        raise ConfigError(f"{name!r} does not name a Netherfield service")
+    return found
+
+
+class Netherfield(TwistedService):
+    """Runs every configured component: services first, then the connections."""
+
+    def __init__(self, config: Config, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.components: list[Component] = []
+        self.connectors: list[ComponentConnector] = []
+        self._storage: defer.Deferred[Any] | None = None
+        for component_config in config.components:
+            self._build(component_config)
+
+    def _build(self, settings: ComponentConfig) -> None:
+        server = self.config.server
+        component = Component(
+            settings.domain,
+            clock=self.reactor,
+            iq_timeout=settings.iq_timeout,
+            queue_limit=settings.queue_limit,
+            server_domain=server.domain,
+            ping_interval=server.ping_interval,
+            ping_timeout=server.ping_timeout,
+        )
+        component.app = self  # type: ignore[attr-defined]
+        for name in settings.services:
+            service_class = resolve_service(name)
+            options = settings.options.get(name, {})
+            for key in options:
+                if key not in service_class.option_keys:
+                    raise ConfigError(
+                        f'components."{settings.domain}".{name}.{key} is not a setting of the {name} service'
+                    )
+            component.add_service(service_class(component, options))
+        self.components.append(component)
+        self.connectors.append(
+            ComponentConnector(
+                component,
+                settings.host,
+                settings.port,
+                settings.secret,
+                reactor=self.reactor,
+                initial_delay=server.reconnect_initial,
+                max_delay=server.reconnect_max,
+                max_stanza_bytes=settings.max_stanza_bytes,
+                max_depth=settings.max_depth,
+            )
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        defer.ensureDeferred(self._start()).addErrback(self._start_failed)
+
+    async def _start(self) -> None:
+        for component in self.components:
+            await component.start_services()
+        for connector in self.connectors:
+            connector.startService()
+
+    def _start_failed(self, failure: Any) -> None:
+        log.failure("Netherfield could not start", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await defer.gatherResults([connector.stopService() for connector in self.connectors])
+        for component in self.components:
+            try:
+                await component.stop_services()
+            except Exception:
+                log.failure("stopping the services of {domain} failed", domain=str(component.jid))

@@ -1,0 +1,347 @@
+"""One component domain: its router, its IQ requests, its link to the server.
+
+The :class:`Component` is what entities talk to. It turns received elements
+into :class:`Stanza` values and hands them to the router, builds the replies
+and error replies, and sends what entities send through the current link,
+or queues it while the link is down.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from lxml import etree
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from component import namespaces as ns
+from component.disco import Identity, Item
+from component.entity import Entity, IQResult
+from component.errors import StanzaError, StreamError
+from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
+from component.jid import JID, InvalidJID, parse_jid
+from component.router import Router
+from component.service import Service
+from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply
+
+__all__ = ["Component", "Link", "DomainEntity"]
+
+log = Logger()
+
+
+class Link(Protocol):
+    """What the component needs of a connection that completed its handshake."""
+
+    def write(self, data: bytes) -> None:
+        """Send serialised stanzas."""
+
+    def abort(self) -> None:
+        """Drop the connection at once (a dead link)."""
+
+
+class DomainEntity(Entity):
+    """The component domain itself: disco built from what its services declare."""
+
+    def disco_identities(self, node: str | None) -> tuple[Identity, ...]:
+        if node is not None:
+            return ()
+        found: list[Identity] = []
+        for service in self.component.services:
+            found.extend(service.domain_identities())
+        return tuple(found) or (Identity("component", "generic", "Netherfield"),)
+
+    def disco_features(self, node: str | None) -> frozenset[str]:
+        features = set(super().disco_features(node))
+        for service in self.component.services:
+            features |= service.domain_features()
+        return frozenset(features)
+
+    def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
+        if node is not None:
+            return []
+        items: list[Item] = []
+        for service in self.component.services:
+            items.extend(service.domain_items(stanza))
+        return items
+
+
+class Component:
+    """A component domain attached (or waiting to attach) to one XMPP server."""
+
+    def __init__(
+        self,
+        domain: str,
+        *,
+        clock: IReactorTime | None = None,
+        iq_timeout: float = DEFAULT_IQ_TIMEOUT,
+        queue_limit: int = 10_000,
+        server_domain: str | None = None,
+        ping_interval: float = 60.0,
+        ping_timeout: float = 20.0,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        assert clock is not None
+        self.jid = parse_jid(domain)
+        if self.jid.node is not None or self.jid.resource is not None:
+            raise ValueError(f"{domain} is not a domain")
+        self.clock = clock
+        self.services: list[Service] = []
+        self.router = Router(self.jid, DomainEntity(self, self.jid))
+        self.iq = IQTracker(clock, iq_timeout)
+        self.link: Link | None = None
+        self.queue_limit = queue_limit
+        self._queue: deque[bytes] = deque()
+        self.dropped = 0
+        self.server_domain = server_domain or _parent_domain(self.jid.domain)
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self._keepalive: task.LoopingCall | None = None
+        self._ping_pending = False
+        # Directed presence each entity address sent, so that unavailable
+        # reaches everyone who was told available (RFC 6121 §4.6).
+        self.presence_sent: dict[JID, set[JID]] = {}
+        self.on_link_up: list[Callable[[], None]] = []
+
+    # -- sending ---------------------------------------------------------
+
+    def send(self, element: etree._Element) -> None:
+        """Send a stanza now, or queue it until the next handshake."""
+        self.send_bytes(etree.tostring(element))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send an already serialised stanza (fan-out serialises once, then varies ``to``)."""
+        if self.link is not None:
+            self.link.write(data)
+            return
+        if len(self._queue) >= self.queue_limit:
+            self._queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warn(
+                    "{domain}: the send queue is full; {dropped} stanzas dropped so far",
+                    domain=str(self.jid),
+                    dropped=self.dropped,
+                )
+        self._queue.append(data)
+
+    def send_presence(self, element: etree._Element) -> None:
+        """Send a presence and remember where available presence went."""
+        sender = parse_jid(element.get("from", ""))
+        recipient = parse_jid(element.get("to", ""))
+        kind = element.get("type")
+        if kind is None:
+            self.presence_sent.setdefault(sender, set()).add(recipient)
+        elif kind == "unavailable":
+            seen = self.presence_sent.get(sender)
+            if seen is not None:
+                seen.discard(recipient)
+                if not seen:
+                    del self.presence_sent[sender]
+        self.send(element)
+
+    def request(self, element: etree._Element, timeout: float | None = None) -> defer.Deferred[Any]:
+        """Send an IQ get/set; see :meth:`IQTracker.track` for what the Deferred fires with."""
+        recipient = parse_jid(element.get("to", ""))
+        deferred = self.iq.track(element, recipient, timeout)
+        self.send(element)
+        return deferred
+
+    @property
+    def queued(self) -> int:
+        """Stanzas waiting for the link."""
+        return len(self._queue)
+
+    # -- receiving -------------------------------------------------------
+
+    def receive(self, element: etree._Element) -> None:
+        """Handle one top-level element from the server."""
+        kind = KINDS.get(element.tag)
+        if kind is None:
+            raise StreamError("unsupported-stanza-type", f"unexpected element {element.tag}")
+        stanza_type = element.get("type")
+        try:
+            sender = parse_jid(element.get("from") or "")
+        except InvalidJID:
+            log.warn("{domain}: dropped a {kind} without a valid from", domain=str(self.jid), kind=kind)
+            return
+        try:
+            recipient = parse_jid(element.get("to") or "")
+        except InvalidJID:
+            if stanza_type != "error":
+                stanza = Stanza(element, kind, sender, self.jid)
+                self._send_error(stanza, StanzaError("jid-malformed", text="invalid 'to' address"))
+            return
+        stanza = Stanza(element, kind, sender, recipient)
+        if kind == "iq":
+            if stanza_type in ("result", "error"):
+                if self.iq.resolve(stanza) or stanza_type == "result":
+                    return
+            elif stanza_type not in ("get", "set") or not element.get("id"):
+                self._send_error(stanza, StanzaError("bad-request", text="invalid iq type or id"))
+                return
+        target = self.router.locate(recipient)
+        if isinstance(target, defer.Deferred):
+            target.addCallbacks(self._deliver, self._load_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
+        else:
+            self._deliver(target, stanza)
+
+    def _load_failed(self, failure: Failure, stanza: Stanza) -> None:
+        self._send_error(stanza, StanzaError("internal-server-error"))
+
+    def _deliver(self, entity: Entity | None, stanza: Stanza) -> None:
+        stanza_type = stanza.element.get("type")
+        if entity is None:
+            # Nobody lives at that address (RFC 6121 §8.5.2): presence is
+            # dropped, anything else gets service-unavailable.
+            if stanza.kind != "presence":
+                self._send_error(stanza, StanzaError("service-unavailable"))
+            return
+        try:
+            if stanza_type == "error":
+                entity.handle_error(stanza)
+                return
+            result: Any = _HANDLERS[stanza.kind](entity, stanza)
+        except StanzaError as error:
+            self._send_error(stanza, error)
+            return
+        except Exception:
+            self._handler_crashed(Failure(), stanza)
+            return
+        if isinstance(result, defer.Deferred):
+            result.addCallbacks(self._handled, self._handler_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
+        elif stanza.kind == "iq":
+            self.send(result_reply(stanza, result))
+
+    def _handled(self, result: IQResult, stanza: Stanza) -> None:
+        if stanza.kind == "iq":
+            self.send(result_reply(stanza, result))  # type: ignore[arg-type]
+
+    def _handler_failed(self, failure: Failure, stanza: Stanza) -> None:
+        if failure.check(StanzaError):
+            self._send_error(stanza, failure.value)  # type: ignore[arg-type]
+        else:
+            self._handler_crashed(failure, stanza)
+
+    def _handler_crashed(self, failure: Failure, stanza: Stanza) -> None:
+        log.failure(
+            "{domain}: the handler of a {kind} to {to} raised",
+            failure,
+            domain=str(self.jid),
+            kind=stanza.kind,
+            to=str(stanza.recipient),
+        )
+        self._send_error(stanza, StanzaError("internal-server-error"))
+
+    def _send_error(self, stanza: Stanza, error: StanzaError) -> None:
+        if stanza.element.get("type") == "error":
+            return  # never answer an error (RFC 6120 §8.3.1)
+        self.send(error_reply(stanza, error))
+
+    # -- the link --------------------------------------------------------
+
+    def link_up(self, link: Link) -> None:
+        """The handshake succeeded: flush the queue, then let entities re-announce themselves."""
+        self.link = link
+        if self._queue:
+            link.write(b"".join(self._queue))
+            self._queue.clear()
+        for entity in list(self.router.entities()):
+            try:
+                entity.on_connected()
+            except Exception:
+                log.failure("{domain}: on_connected of {jid} raised", domain=str(self.jid), jid=str(entity.jid))
+        for callback in list(self.on_link_up):
+            callback()
+        if self.ping_interval > 0:
+            self._keepalive = task.LoopingCall(self._ping, link)
+            self._keepalive.clock = self.clock
+            self._keepalive.start(self.ping_interval, now=False)
+
+    def link_down(self, link: Link) -> None:
+        """The link is gone; sends queue until the next handshake."""
+        if self.link is not link:
+            return
+        self.link = None
+        self._ping_pending = False
+        if self._keepalive is not None and self._keepalive.running:
+            self._keepalive.stop()
+        self._keepalive = None
+
+    def _ping(self, link: Link) -> None:
+        if self._ping_pending or self.link is not link:
+            return
+        self._ping_pending = True
+        ping = iq(self.jid, self.server_domain, "get", etree.Element(f"{{{ns.PING}}}ping", nsmap={None: ns.PING}))
+        deferred = self.request(ping, self.ping_timeout)
+
+        def answered(_: Any) -> None:
+            self._ping_pending = False
+
+        def failed(failure: Failure) -> None:
+            self._ping_pending = False
+            if failure.check(IQTimeout) and self.link is link:
+                log.warn(
+                    "{domain}: no answer to the keepalive ping within {timeout} s; dropping the link",
+                    domain=str(self.jid),
+                    timeout=self.ping_timeout,
+                )
+                link.abort()
+
+        deferred.addCallbacks(answered, failed)
+
+    # -- shutdown --------------------------------------------------------
+
+    def say_goodbye(self) -> None:
+        """Tell everyone who saw an entity available that it is not any more."""
+        for entity in list(self.router.entities()):
+            try:
+                entity.on_shutdown()
+            except Exception:
+                log.failure("{domain}: on_shutdown of {jid} raised", domain=str(self.jid), jid=str(entity.jid))
+        for sender, recipients in list(self.presence_sent.items()):
+            for recipient in sorted(recipients, key=str):
+                self.send(presence(sender, recipient, type="unavailable"))
+        self.presence_sent.clear()
+
+    def add_service(self, service: Service) -> None:
+        """Attach a service; it starts with :meth:`start_services`."""
+        self.services.append(service)
+
+    def start_services(self) -> defer.Deferred[Any]:
+        """Start every service in order."""
+        return _run_in_order(service.start for service in self.services)
+
+    def stop_services(self) -> defer.Deferred[Any]:
+        """Stop every service, last started first."""
+        return _run_in_order(service.stop for service in reversed(self.services))
+
+
+# By stanza kind; through the instance so that subclasses' overrides apply.
+_HANDLERS: dict[str, Callable[[Entity, Stanza], Any]] = {
+    "message": lambda entity, stanza: entity.handle_message(stanza),
+    "presence": lambda entity, stanza: entity.handle_presence(stanza),
+    "iq": lambda entity, stanza: entity.handle_iq(stanza),
+}
+
+
+def _run_in_order(calls: Iterable[Callable[[], Any]]) -> defer.Deferred[Any]:
+    async def run() -> None:
+        for call in calls:
+            result = call()
+            if isinstance(result, defer.Deferred):
+                await result
+
+    return defer.ensureDeferred(run())
+
+
+def _parent_domain(domain: str) -> str:
+    """The server's domain guessed from the component's: ``conference.example.org`` → ``example.org``."""
+    _, dot, rest = domain.partition(".")
+    return rest if dot and rest else domain

@@ -1,0 +1,227 @@
+"""The TOML configuration: read, validated, and turned into typed values.
+
+Every mistake is one :class:`ConfigError` sentence that names the key, raised
+before anything connects. Secrets come from the file itself, from a file, or
+from the environment, and never appear in a repr.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from component.jid import InvalidJID, parse_jid
+from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
+
+__all__ = ["ComponentConfig", "Config", "ConfigError", "ServerConfig", "StorageConfig", "load_config"]
+
+DEFAULT_STORAGE_URL = "sqlite:///netherfield.db"
+
+
+class ConfigError(Exception):
+    """A configuration mistake, phrased as one sentence that names the key."""
+
+
+@attrs.frozen
+class ServerConfig:
+    """Where the XMPP server listens for components, and how to keep the link alive."""
+
+    host: str = "127.0.0.1"
+    port: int = 5347
+    domain: str | None = None
+    ping_interval: float = 60.0
+    ping_timeout: float = 20.0
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+
+
+@attrs.frozen
+class StorageConfig:
+    """The database URL and its password, if any."""
+
+    url: str = DEFAULT_STORAGE_URL
+    password: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class ComponentConfig:
+    """One component domain: its secret, its services and their options."""
+
+    domain: str
+    secret: str = attrs.field(repr=False)
+    services: tuple[str, ...]
+    options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 5347
+    max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+    iq_timeout: float = 30.0
+    queue_limit: int = 10_000
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration file."""
+
+    server: ServerConfig
+    storage: StorageConfig
+    components: tuple[ComponentConfig, ...]
+
+
+class _Table:
+    """A TOML table being read: typed getters that know the key's dotted name."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or 'the file'} must be a table")
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def name(self, key: str) -> str:
+        quoted = f'"{key}"' if "." in key else key
+        return f"{self.path}.{quoted}" if self.path else quoted
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+            raise ConfigError(f"{self.name(key)} must be {wanted}, not {value!r}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0) -> Any:
+        value = self.get(key, (int, float), default)
+        if value < minimum:
+            raise ConfigError(f"{self.name(key)} must be at least {minimum}, not {value!r}")
+        return value
+
+    def table(self, key: str) -> _Table:
+        self.used.add(key)
+        return _Table(self.data.get(key, {}), self.name(key))
+
+    def reject_unknown(self, extra: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        for key in self.data:
+            if key not in self.used and key not in extra:
+                raise ConfigError(f"{self.name(key)} is not a setting Netherfield knows")
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table", bool: "true or false"}
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}") from None
+    base = Path(path).resolve().parent
+    top = _Table(raw, "")
+    server = _server(top.table("server"))
+    storage = _storage(top.table("storage"), environ, base)
+    components_table = top.table("components")
+    if not components_table.data:
+        raise ConfigError("components must name at least one component domain, e.g. [components.\"echo.localhost\"]")
+    components = tuple(
+        _component(domain, components_table.table(domain), server, environ, base)
+        for domain in components_table.data
+    )
+    top.reject_unknown()
+    return Config(server, storage, components)
+
+
+def _server(table: _Table) -> ServerConfig:
+    port = table.get("port", int, 5347)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{table.name('port')} must be a TCP port number, not {port}")
+    config = ServerConfig(
+        host=table.get("host", str, "127.0.0.1"),
+        port=port,
+        domain=table.get("domain", str),
+        ping_interval=table.number("ping_interval", 60.0),
+        ping_timeout=table.number("ping_timeout", 20.0, minimum=0.1),
+        reconnect_initial=table.number("reconnect_initial", 0.5, minimum=0.01),
+        reconnect_max=table.number("reconnect_max", 30.0, minimum=0.01),
+    )
+    table.reject_unknown()
+    return config
+
+
+def _secret(table: _Table, environ: dict[str, str], base: Path, what: str) -> str | None:
+    given = [key for key in (what, f"{what}_file", f"{what}_env") if key in table.data]
+    if len(given) > 1:
+        raise ConfigError(f"{table.path} sets {' and '.join(given)}; give only one of them")
+    secret = table.get(what, str)
+    file_name = table.get(f"{what}_file", str)
+    env_name = table.get(f"{what}_env", str)
+    if file_name is not None:
+        secret_path = base / file_name
+        try:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{table.name(what + '_file')}: cannot read {secret_path}: {exc.strerror}") from None
+    elif env_name is not None:
+        secret = environ.get(env_name)
+        if secret is None:
+            raise ConfigError(f"{table.name(what + '_env')} names the environment variable {env_name}, which is not set")
+    if secret == "":
+        raise ConfigError(f"{table.path}.{what} is empty")
+    return secret
+
+
+def _storage(table: _Table, environ: dict[str, str], base: Path) -> StorageConfig:
+    url = table.get("url", str, DEFAULT_STORAGE_URL)
+    if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
+        raise ConfigError(f"{table.name('url')} must start with sqlite:/// or postgresql://, not {url!r}")
+    config = StorageConfig(url=url, password=_secret(table, environ, base, "password"))
+    table.reject_unknown()
+    return config
+
+
+def _component(
+    domain: str, table: _Table, server: ServerConfig, environ: dict[str, str], base: Path
+) -> ComponentConfig:
+    try:
+        jid = parse_jid(domain)
+    except InvalidJID:
+        jid = None
+    if jid is None or jid.node is not None or jid.resource is not None:
+        raise ConfigError(f"{table.path} is not a valid component domain")
+    secret = _secret(table, environ, base, "secret")
+    if secret is None:
+        raise ConfigError(f"{table.path} needs a secret: set secret, secret_file or secret_env")
+    services = table.get("services", list)
+    if not services or not all(isinstance(name, str) and name for name in services):
+        raise ConfigError(f"{table.name('services')} must be a non-empty list of service names, e.g. [\"echo\"]")
+    options: dict[str, dict[str, Any]] = {}
+    for name in services:
+        value = table.data.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{table.name(name)} must be a table of options for the {name} service")
+        options[name] = value
+    port = table.get("port", int, server.port)
+    config = ComponentConfig(
+        domain=jid.domain,
+        secret=secret,
+        services=tuple(services),
+        options=options,
+        host=table.get("host", str, server.host),
+        port=port,
+        max_stanza_bytes=int(table.number("max_stanza_bytes", DEFAULT_MAX_STANZA_BYTES, minimum=1024)),
+        max_depth=int(table.number("max_depth", DEFAULT_MAX_DEPTH, minimum=4)),
+        iq_timeout=table.number("iq_timeout", 30.0, minimum=0.1),
+        queue_limit=int(table.number("queue_limit", 10_000, minimum=1)),
+    )
+    table.reject_unknown(extra=set(services))
+    return config

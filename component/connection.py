@@ -1,0 +1,280 @@
+"""The XEP-0114 connection: stream open, handshake, stream errors, reconnects.
+
+:class:`ComponentProtocol` speaks the accept protocol over one TCP
+connection; :class:`ComponentConnector` keeps one attached through a
+Twisted ``ClientService`` with exponential backoff and jitter. A failed
+handshake counts as a failed attempt, so a wrong secret backs off instead
+of spinning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from lxml import etree
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from component import namespaces as ns
+from component.component import Component
+from component.errors import StreamError
+from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES, StreamParser
+
+__all__ = ["ComponentConnector", "ComponentProtocol", "HandshakeFailed", "handshake_digest"]
+
+log = Logger()
+
+_HANDSHAKE = f"{{{ns.COMPONENT}}}handshake"
+_STREAM_ERROR = f"{{{ns.STREAMS}}}error"
+_CLOSE = b"</stream:stream>"
+
+# What a stream error from the server means to an operator.
+_EXPLANATIONS = {
+    "not-authorized": "the server refused the secret for {domain} (not-authorized)",
+    "host-unknown": "the server does not know the component domain {domain} (host-unknown)",
+    "conflict": "another connection is already attached as {domain} (conflict)",
+    "invalid-from": "the server refused a stanza with a from outside {domain} (invalid-from)",
+    "system-shutdown": "the server is shutting down and closed the stream for {domain} (system-shutdown)",
+}
+
+
+def handshake_digest(stream_id: str, secret: str) -> str:
+    """hex(SHA-1(stream id + secret)), XEP-0114 §3."""
+    return hashlib.sha1((stream_id + secret).encode("utf-8")).hexdigest()
+
+
+class HandshakeFailed(Exception):
+    """The server ended the stream before accepting our handshake."""
+
+
+class ComponentProtocol(Protocol):
+    """One connection to the server, attached as ``component``'s domain once the handshake succeeds."""
+
+    def __init__(
+        self,
+        component: Component,
+        secret: str,
+        *,
+        max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        address: str = "",
+    ) -> None:
+        self.component = component
+        self._secret = secret
+        self.address = address
+        self.authenticated = False
+        self.handshake: defer.Deferred[ComponentProtocol] = defer.Deferred()
+        self.disconnected: defer.Deferred[None] = defer.Deferred()
+        self._closing = False
+        self._parser = StreamParser(
+            self._stream_opened,
+            self._element_received,
+            self._stream_closed,
+            max_stanza_bytes=max_stanza_bytes,
+            max_depth=max_depth,
+        )
+
+    @property
+    def domain(self) -> str:
+        """The component domain this connection authenticates as."""
+        return str(self.component.jid)
+
+    # -- Protocol --------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            (
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+                f"xmlns:stream='{ns.STREAMS}' to='{self.domain}'>"
+            ).encode()
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed(data)
+        except StreamError as error:
+            log.warn(
+                "{domain}: closing the stream with {condition}: {text}",
+                domain=self.domain,
+                condition=error.condition,
+                text=error.text or "",
+            )
+            self._close(error.to_bytes())
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.disconnected.callback(None)
+        if self.authenticated:
+            self.authenticated = False
+            self.component.link_down(self)
+            if not self._closing:
+                log.warn(
+                    "{domain} lost its connection to the server at {address}; reconnecting",
+                    domain=self.domain,
+                    address=self.address,
+                )
+        elif not self.handshake.called:
+            self.handshake.errback(HandshakeFailed(f"the connection for {self.domain} closed before the handshake"))
+
+    # -- Link ------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send serialised stanzas."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once."""
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def close_stream(self) -> None:
+        """End the stream cleanly: ``</stream:stream>``, then close once written."""
+        self._close(b"")
+
+    # -- stream events ---------------------------------------------------
+
+    def _stream_opened(self, header: etree._Element) -> None:
+        stream_id = header.get("id")
+        if not stream_id:
+            raise StreamError("invalid-xml", "the stream header has no id")
+        assert self.transport is not None
+        digest = handshake_digest(stream_id, self._secret)
+        self.transport.write(f"<handshake>{digest}</handshake>".encode())
+
+    def _element_received(self, element: etree._Element) -> None:
+        if self.authenticated:
+            if element.tag == _STREAM_ERROR:
+                self._server_error(element)
+                return
+            self.component.receive(element)
+        elif element.tag == _HANDSHAKE:
+            self.authenticated = True
+            log.info(
+                "{domain} is attached to the server at {address}",
+                domain=self.domain,
+                address=self.address,
+            )
+            self.component.link_up(self)
+            self.handshake.callback(self)
+        elif element.tag == _STREAM_ERROR:
+            self._server_error(element)
+        else:
+            raise StreamError("not-authorized", "stanza before the handshake completed")
+
+    def _server_error(self, element: etree._Element) -> None:
+        error = StreamError.from_element(element)
+        sentence = _EXPLANATIONS.get(
+            error.condition, "the server closed the stream for {domain} ({condition})"
+        ).format(domain=self.domain, condition=error.condition)
+        if error.text:
+            sentence += f": {error.text}"
+        log.error("{sentence}", sentence=sentence, condition=error.condition, domain=self.domain)
+        if not self.handshake.called:
+            self.handshake.errback(HandshakeFailed(sentence))
+        self._close(b"")
+
+    def _stream_closed(self) -> None:
+        self._close(b"")
+
+    def _close(self, before: bytes) -> None:
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self.transport.write(before + _CLOSE)
+        self.transport.loseConnection()
+
+
+class _ComponentFactory(Factory):
+    noisy = False
+
+    def __init__(self, connector: ComponentConnector) -> None:
+        self.connector = connector
+
+    def buildProtocol(self, addr: Any) -> ComponentProtocol:
+        return self.connector.build_protocol()
+
+
+class ComponentConnector(Service):
+    """Keeps ``component`` attached to the server at host:port, reconnecting with backoff.
+
+    On stop it says goodbye (entities' unavailable presence), closes the
+    stream with ``</stream:stream>`` and waits for the socket to close.
+    """
+
+    def __init__(
+        self,
+        component: Component,
+        host: str,
+        port: int,
+        secret: str,
+        *,
+        reactor: Any = None,
+        initial_delay: float = 0.5,
+        max_delay: float = 30.0,
+        max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.component = component
+        self.host = host
+        self.port = port
+        self._secret = secret
+        self._reactor: IReactorTCP | IReactorTime = reactor
+        self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth}
+        self.protocol: ComponentProtocol | None = None
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10)
+        self._client = ClientService(
+            endpoint,
+            _ComponentFactory(self),
+            retryPolicy=backoffPolicy(initial_delay, max_delay, 2.0, jitter=lambda: random.uniform(0, initial_delay)),
+            clock=reactor,
+            prepareConnection=self._prepare,
+        )
+
+    def __repr__(self) -> str:
+        # The secret stays out of every repr and log line.
+        return f"<ComponentConnector {self.component.jid} -> {self.host}:{self.port}>"
+
+    def build_protocol(self) -> ComponentProtocol:
+        """A protocol for one connection attempt."""
+        protocol = ComponentProtocol(
+            self.component, self._secret, address=f"{self.host}:{self.port}", **self._limits
+        )
+        self.protocol = protocol
+        return protocol
+
+    def _prepare(self, proxy: Any) -> defer.Deferred[ComponentProtocol]:
+        protocol: ComponentProtocol = proxy._protocol
+        return protocol.handshake
+
+    def startService(self) -> None:
+        super().startService()
+        self._client.startService()
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        protocol = self.protocol
+        if protocol is not None and protocol.authenticated and protocol.transport is not None:
+            self.component.say_goodbye()
+            protocol.close_stream()
+            # The server answers with its own </stream:stream>; don't wait forever for it.
+            closed = protocol.disconnected
+            closed.addTimeout(3.0, self._reactor, onTimeoutCancel=lambda *_: None)  # type: ignore[arg-type]
+            await closed
+        await self._client.stopService()

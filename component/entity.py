@@ -1,0 +1,168 @@
+"""Entities: the addressable things a component hosts (its domain, bots, rooms, users).
+
+An entity is plain code. IQ requests reach the method registered for their
+(type, payload tag) through a per-class dict built once at class creation;
+messages and presences reach :meth:`Entity.handle_message` and
+:meth:`Entity.handle_presence`. A handler returns a result (or a Deferred of
+one) or raises :class:`StanzaError`; the framework sends the reply.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
+
+from lxml import etree
+from twisted.internet import defer
+
+from component import namespaces as ns
+from component.disco import Identity, Item, info_element, items_element
+from component.errors import StanzaError
+from component.jid import JID
+from component.stanza import Stanza
+
+if TYPE_CHECKING:
+    from component.component import Component
+
+__all__ = ["Entity", "iq_handler", "IQResult", "VERSION"]
+
+VERSION = "0.1.0"
+
+#: What an IQ handler may return: a payload element, nothing, or a Deferred of either.
+IQResult: TypeAlias = etree._Element | defer.Deferred[Any] | None
+_Handler = Callable[[Any, Stanza], IQResult]
+_F = TypeVar("_F", bound=_Handler)
+
+
+def iq_handler(type: str, tag: str) -> Callable[[_F], _F]:
+    """Mark a method as the handler of IQs of ``type`` ('get' or 'set') whose payload is ``tag``."""
+    if type not in ("get", "set"):
+        raise ValueError("IQ handlers answer 'get' or 'set' requests")
+
+    def mark(function: _F) -> _F:
+        keys = getattr(function, "_iq_keys", [])
+        keys.append((type, tag))
+        function._iq_keys = keys  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+class Entity:
+    """Base class of everything a router can hand a stanza to.
+
+    Subclasses declare ``identities`` and ``features`` for disco, and
+    override the handlers they need.
+    """
+
+    identities: ClassVar[tuple[Identity, ...]] = ()
+    features: ClassVar[frozenset[str]] = frozenset()
+    iq_handlers: ClassVar[dict[tuple[str, str], _Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _collect_iq_handlers(cls)
+
+    def __init__(self, component: Component, jid: JID) -> None:
+        self.component = component
+        self.jid = jid
+
+    # -- sending ---------------------------------------------------------
+
+    def send(self, element: etree._Element) -> None:
+        """Send a stanza; it waits in the queue while the link is down."""
+        self.component.send(element)
+
+    def request(self, element: etree._Element, timeout: float | None = None) -> defer.Deferred[Any]:
+        """Send an IQ request; the Deferred fires with the reply (see :class:`IQTracker`)."""
+        return self.component.request(element, timeout)
+
+    # -- receiving -------------------------------------------------------
+
+    def handle_iq(self, stanza: Stanza) -> IQResult:
+        """Dispatch an iq get/set to its handler; none → ``service-unavailable``."""
+        payload = stanza.payload()
+        if payload is None:
+            raise StanzaError("bad-request", text="an iq request needs one payload element")
+        handler = self.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
+        if handler is None:
+            raise StanzaError("service-unavailable")
+        return handler(self, stanza)
+
+    def handle_message(self, stanza: Stanza) -> defer.Deferred[Any] | None:
+        """A message for this entity. By default nobody reads it (RFC 6121 §8.5.2)."""
+        if stanza.type not in ("error", "groupchat", "headline"):
+            raise StanzaError("service-unavailable")
+        return None
+
+    def handle_presence(self, stanza: Stanza) -> defer.Deferred[Any] | None:
+        """A presence for this entity; ignored by default."""
+        return None
+
+    def handle_error(self, stanza: Stanza) -> None:
+        """A stanza of type error bounced to this entity; ignored by default."""
+
+    # -- lifecycle -------------------------------------------------------
+
+    def on_connected(self) -> None:
+        """Called after each successful handshake (the server keeps no state for us)."""
+
+    def on_shutdown(self) -> None:
+        """Called before the component closes its stream on a clean shutdown."""
+
+    # -- discovery -------------------------------------------------------
+
+    def disco_identities(self, node: str | None) -> tuple[Identity, ...]:
+        """The identities disco#info reports."""
+        return self.identities
+
+    def disco_features(self, node: str | None) -> frozenset[str]:
+        """The features disco#info reports: those declared plus every handled IQ namespace."""
+        handled = {etree.QName(tag).namespace or "" for _, tag in self.iq_handlers}
+        return self.features | handled
+
+    def disco_forms(self, node: str | None) -> list[etree._Element]:
+        """Extended info forms (XEP-0128) for disco#info."""
+        return []
+
+    def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
+        """The items disco#items reports."""
+        return []
+
+    @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
+    def _disco_info(self, stanza: Stanza) -> IQResult:
+        node = stanza.element[0].get("node")
+        identities = self.disco_identities(node)
+        if node is not None and not identities:
+            raise StanzaError("item-not-found")
+        return info_element(identities, self.disco_features(node), self.disco_forms(node), node)
+
+    @iq_handler("get", f"{{{ns.DISCO_ITEMS}}}query")
+    def _disco_items(self, stanza: Stanza) -> IQResult:
+        node = stanza.element[0].get("node")
+        return items_element(self.disco_items(stanza, node), node)
+
+    @iq_handler("get", f"{{{ns.PING}}}ping")
+    def _ping(self, stanza: Stanza) -> IQResult:
+        return None
+
+    @iq_handler("get", f"{{{ns.VERSION}}}query")
+    def _version(self, stanza: Stanza) -> IQResult:
+        query = etree.Element(f"{{{ns.VERSION}}}query", nsmap={None: ns.VERSION})
+        etree.SubElement(query, f"{{{ns.VERSION}}}name").text = "Netherfield"
+        etree.SubElement(query, f"{{{ns.VERSION}}}version").text = VERSION
+        etree.SubElement(query, f"{{{ns.VERSION}}}os").text = platform.system()
+        return query
+
+
+def _collect_iq_handlers(cls: type[Entity]) -> None:
+    handlers: dict[tuple[str, str], _Handler] = {}
+    for klass in reversed(cls.__mro__):
+        for value in vars(klass).values():
+            for key in getattr(value, "_iq_keys", ()):
+                handlers[key] = value
+    cls.iq_handlers = handlers
+
+
+_collect_iq_handlers(Entity)

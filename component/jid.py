@@ -1,0 +1,101 @@
+"""JIDs (RFC 6122 / RFC 7622 addresses): parsing, normalisation, bare and full forms.
+
+Normalisation uses the stringprep profiles that ship with Twisted Words
+(nodeprep, resourceprep, nameprep), the same family the servers we attach to
+use. Parsing a JID costs tens of microseconds of stringprep, so parsed JIDs are
+kept in a bounded LRU cache: a stream of new senders cannot grow memory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import attrs
+from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep, resourceprep
+
+__all__ = ["JID", "InvalidJID", "parse_jid"]
+
+_MAX_PART = 1023
+
+
+class InvalidJID(ValueError):
+    """The string is not a valid JID."""
+
+
+@attrs.frozen(slots=True, cache_hash=True)
+class JID:
+    """A normalised XMPP address. Build one with :func:`parse_jid` or :meth:`JID.of`."""
+
+    node: str | None
+    domain: str
+    resource: str | None = None
+
+    @classmethod
+    def of(cls, text: str) -> JID:
+        """Parse and normalise ``text``; raise :class:`InvalidJID` if it is not a JID."""
+        return parse_jid(text)
+
+    @property
+    def bare(self) -> JID:
+        """This address without its resource."""
+        if self.resource is None:
+            return self
+        return JID(self.node, self.domain)
+
+    @property
+    def is_bare(self) -> bool:
+        """True when there is no resource part."""
+        return self.resource is None
+
+    def with_resource(self, resource: str | None) -> JID:
+        """This address with another resource, normalised."""
+        if resource is None:
+            return self.bare
+        return JID(self.node, self.domain, _prep_resource(resource))
+
+    def __str__(self) -> str:
+        return _format(self.node, self.domain, self.resource)
+
+
+def _format(node: str | None, domain: str, resource: str | None) -> str:
+    text = domain if node is None else f"{node}@{domain}"
+    return text if resource is None else f"{text}/{resource}"
+
+
+def _prep_resource(resource: str) -> str:
+    try:
+        prepped = resourceprep.prepare(resource)
+    except UnicodeError as exc:
+        raise InvalidJID(f"invalid resource {resource!r}: {exc}") from None
+    if not prepped or len(prepped.encode()) > _MAX_PART:
+        raise InvalidJID(f"invalid resource {resource!r}")
+    return prepped
+
+
+@lru_cache(maxsize=16384)
+def parse_jid(text: str) -> JID:
+    """Parse and normalise a JID string; raise :class:`InvalidJID` when it is malformed."""
+    rest, slash, resource = text.partition("/")
+    node, at, domain = rest.rpartition("@")
+    if slash and not resource:
+        raise InvalidJID(f"{text!r} has an empty resource")
+    if at and not node:
+        raise InvalidJID(f"{text!r} has an empty localpart")
+    domain = domain.removesuffix(".")
+    if not domain:
+        raise InvalidJID(f"{text!r} has no domain")
+    try:
+        norm_node = nodeprep.prepare(node) if at else None
+        norm_domain = nameprep.prepare(domain).lower()
+    except UnicodeError as exc:
+        raise InvalidJID(f"{text!r} is not a valid JID: {exc}") from None
+    if norm_node is not None and (not norm_node or len(norm_node.encode()) > _MAX_PART):
+        raise InvalidJID(f"{text!r} has an invalid localpart")
+    if len(norm_domain.encode()) > _MAX_PART or any(
+        not label or len(label) > 63 for label in norm_domain.split(".")
+    ):
+        raise InvalidJID(f"{text!r} has an invalid domain")
+    if any(c in norm_domain for c in " @/\\<>&'\"\t\r\n"):
+        raise InvalidJID(f"{text!r} has an invalid domain")
+    norm_resource = _prep_resource(resource) if slash else None
+    return JID(norm_node, norm_domain, norm_resource)

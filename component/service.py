@@ -1,0 +1,52 @@
+"""Services: the units of behaviour a component domain runs, named in the config.
+
+A service registers its entities with the component's router when it starts,
+and may add identities, features and items to the domain's own disco answers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from twisted.internet import defer
+
+from component.disco import Identity, Item
+from component.stanza import Stanza
+
+if TYPE_CHECKING:
+    from component.component import Component
+
+__all__ = ["Service"]
+
+
+class Service:
+    """Base class of services. ``options`` is the service's own config table."""
+
+    #: The name the config uses for this service.
+    name: ClassVar[str] = ""
+    #: Keys the service accepts in its config table; others are config errors.
+    option_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, component: Component, options: dict[str, Any]) -> None:
+        self.component = component
+        self.options = options
+
+    def start(self) -> defer.Deferred[Any] | None:
+        """Register entities and open what the service needs."""
+        return None
+
+    def stop(self) -> defer.Deferred[Any] | None:
+        """Release what :meth:`start` opened."""
+        return None
+
+    def domain_identities(self) -> tuple[Identity, ...]:
+        """Identities the component domain reports for this service."""
+        return ()
+
+    def domain_features(self) -> frozenset[str]:
+        """Features the component domain reports for this service."""
+        return frozenset()
+
+    def domain_items(self, stanza: Stanza) -> list[Item]:
+        """Items the component domain lists for this service (its bots, its public rooms)."""
+        return []

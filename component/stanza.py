@@ -1,0 +1,184 @@
+"""The stanza model: a parsed view of message, presence and iq elements, and builders.
+
+Stanzas stay lxml elements end to end; :class:`Stanza` only adds the parsed
+addresses the router needs. Every builder sets both ``from`` and ``to``:
+ejabberd closes the stream on a stanza that lacks either.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterable
+
+import attrs
+from lxml import etree
+
+from component import namespaces as ns
+from component.errors import StanzaError
+from component.jid import JID
+
+__all__ = [
+    "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
+    "result_reply", "error_reply", "new_id", "child", "text_of",
+]
+
+MESSAGE = f"{{{ns.COMPONENT}}}message"
+PRESENCE = f"{{{ns.COMPONENT}}}presence"
+IQ = f"{{{ns.COMPONENT}}}iq"
+KINDS = {MESSAGE: "message", PRESENCE: "presence", IQ: "iq"}
+_NSMAP = {None: ns.COMPONENT}
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str = "nf") -> str:
+    """A stanza id unique within this process."""
+    return f"{prefix}{next(_ids)}"
+
+
+@attrs.define(slots=True)
+class Stanza:
+    """A received stanza: its element and the parsed addresses."""
+
+    element: etree._Element
+    kind: str
+    sender: JID
+    recipient: JID
+
+    @property
+    def type(self) -> str | None:
+        """The ``type`` attribute, or None."""
+        return self.element.get("type")
+
+    @property
+    def id(self) -> str | None:
+        """The ``id`` attribute, or None."""
+        return self.element.get("id")
+
+    def payload(self) -> etree._Element | None:
+        """The first child element (for an iq: its query)."""
+        for element in self.element:
+            if isinstance(element.tag, str):
+                return element
+        return None
+
+    def find(self, tag: str) -> etree._Element | None:
+        """The first child with this qualified tag (``{namespace}name``)."""
+        return self.element.find(tag)
+
+
+def _stanza(
+    tag: str, sender: JID | str, recipient: JID | str, type: str | None, id: str | None
+) -> etree._Element:
+    attrib = {"from": str(sender), "to": str(recipient)}
+    if type is not None:
+        attrib["type"] = type
+    if id is not None:
+        attrib["id"] = id
+    return etree.Element(tag, attrib, nsmap=_NSMAP)
+
+
+def child(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    """Append a ``jabber:component:accept`` child such as ``body`` or ``status``."""
+    element = etree.SubElement(parent, f"{{{ns.COMPONENT}}}{name}")
+    if text is not None:
+        element.text = text
+    return element
+
+
+def text_of(element: etree._Element, name: str) -> str | None:
+    """The text of a ``jabber:component:accept`` child (``body``, ``subject``...)."""
+    found = element.find(f"{{{ns.COMPONENT}}}{name}")
+    if found is None:
+        return None
+    return found.text or ""
+
+
+def message(
+    sender: JID | str,
+    recipient: JID | str,
+    body: str | None = None,
+    *,
+    type: str | None = "chat",
+    id: str | None = None,
+    thread: str | None = None,
+    subject: str | None = None,
+    payload: Iterable[etree._Element] = (),
+) -> etree._Element:
+    """A ``<message/>`` element."""
+    element = _stanza(MESSAGE, sender, recipient, type, id)
+    if subject is not None:
+        child(element, "subject", subject)
+    if body is not None:
+        child(element, "body", body)
+    if thread is not None:
+        child(element, "thread", thread)
+    for item in payload:
+        element.append(item)
+    return element
+
+
+def presence(
+    sender: JID | str,
+    recipient: JID | str,
+    *,
+    type: str | None = None,
+    show: str | None = None,
+    status: str | None = None,
+    priority: int | None = None,
+    id: str | None = None,
+    payload: Iterable[etree._Element] = (),
+) -> etree._Element:
+    """A ``<presence/>`` element (available when ``type`` is None)."""
+    element = _stanza(PRESENCE, sender, recipient, type, id)
+    if show is not None:
+        child(element, "show", show)
+    if status is not None:
+        child(element, "status", status)
+    if priority is not None:
+        child(element, "priority", str(priority))
+    for item in payload:
+        element.append(item)
+    return element
+
+
+def iq(
+    sender: JID | str,
+    recipient: JID | str,
+    type: str,
+    payload: etree._Element | None = None,
+    *,
+    id: str | None = None,
+) -> etree._Element:
+    """An ``<iq/>`` element; a request gets a fresh id when none is given."""
+    element = _stanza(IQ, sender, recipient, type, id or new_id())
+    if payload is not None:
+        element.append(payload)
+    return element
+
+
+def result_reply(stanza: Stanza, payload: etree._Element | None = None) -> etree._Element:
+    """The ``result`` answering an iq request, addressed back to its sender."""
+    return iq(stanza.recipient, stanza.sender, "result", payload, id=stanza.id or "")
+
+
+def error_reply(stanza: Stanza, error: StanzaError) -> etree._Element:
+    """The error reply to ``stanza``: addresses swapped, id kept, original payload included.
+
+    RFC 6120 §8.3.1 lets the reply carry the original XML, which helps the
+    sender tell which request failed.
+    """
+    original = stanza.element
+    reply = etree.Element(
+        original.tag,
+        {"from": str(stanza.recipient), "to": str(stanza.sender), "type": "error"},
+        nsmap=_NSMAP,
+    )
+    stanza_id = original.get("id")
+    if stanza_id is not None:
+        reply.set("id", stanza_id)
+    for item in original:
+        if isinstance(item.tag, str) and item.tag != f"{{{ns.COMPONENT}}}error":
+            reply.append(copy.deepcopy(item))
+    reply.append(error.to_element())
+    return reply

@@ -1,0 +1,151 @@
+"""The incremental XML stream: bytes in, one stanza element at a time out.
+
+Built on lxml's pull parser. Each top-level element is handed over when its
+end tag arrives and then detached from the stream root, so memory stays flat
+however long the stream lives. The restrictions of RFC 6120 §11.1 apply: no
+DTD, no entity other than the predefined ones, no comments, no processing
+instructions. Stanza size and nesting depth are bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lxml import etree
+
+from component import namespaces as ns
+from component.errors import StreamError
+
+__all__ = ["StreamParser", "DEFAULT_MAX_STANZA_BYTES", "DEFAULT_MAX_DEPTH"]
+
+DEFAULT_MAX_STANZA_BYTES = 512 * 1024
+DEFAULT_MAX_DEPTH = 32
+# lxml builds what it is fed before we see the events; feeding in slices keeps
+# what an oversized stanza can allocate before it is refused to one slice.
+_SLICE = 64 * 1024
+_STREAM_TAG = f"{{{ns.STREAMS}}}stream"
+_ENTITY_ERRORS = frozenset({"ERR_UNDECLARED_ENTITY", "WAR_UNDECLARED_ENTITY", "ERR_ENTITY_PE_INTERNAL"})
+
+
+class StreamParser:
+    """Parses one XML stream; create a new one for every connection.
+
+    ``on_header`` gets the ``<stream:stream>`` element once it opens,
+    ``on_element`` each complete top-level element (stanzas, ``handshake``,
+    ``stream:error``), ``on_close`` the end of the stream. :meth:`feed`
+    raises :class:`StreamError` on input that must end the stream.
+    """
+
+    def __init__(
+        self,
+        on_header: Callable[[etree._Element], None],
+        on_element: Callable[[etree._Element], None],
+        on_close: Callable[[], None],
+        *,
+        max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        self._on_header = on_header
+        self._on_element = on_element
+        self._on_close = on_close
+        self.max_stanza_bytes = max_stanza_bytes
+        self.max_depth = max_depth
+        self._parser = etree.XMLPullParser(
+            events=("start", "end", "comment", "pi"),
+            # No DTD ever reaches the parser (see _feed_slice), so the only
+            # entities left are undeclared ones, which lxml then reports.
+            resolve_entities="internal",
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_blank_text=False,
+            encoding="utf-8",
+        )
+        self._root: etree._Element | None = None
+        self._depth = 0
+        self._pending = 0  # bytes fed since the parser was last between stanzas
+        self._closed = False
+        self._prolog_tail = b""
+
+    def feed(self, data: bytes) -> None:
+        """Parse more of the stream; dispatches every element it completes."""
+        for start in range(0, len(data), _SLICE):
+            self._feed_slice(data[start : start + _SLICE])
+
+    def _feed_slice(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._root is None:
+            # Before the stream opens, "<!" can only start a DTD or a comment:
+            # refuse both before lxml reads any declaration.
+            prolog = self._prolog_tail + data
+            if b"<!" in prolog:
+                raise StreamError("restricted-xml", "a DTD is not allowed")
+            self._prolog_tail = data[-1:]
+        try:
+            self._parser.feed(data)
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc) from None
+        try:
+            self._dispatch_events()
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc) from None
+        if self._depth <= 1:
+            self._pending = 0
+            if self._root is not None and self._root.text:
+                # Whitespace keepalives between stanzas accumulate as root text.
+                self._root.text = None
+        else:
+            self._pending += len(data)
+            if self._pending > self.max_stanza_bytes:
+                raise StreamError(
+                    "policy-violation",
+                    f"stanza larger than {self.max_stanza_bytes} bytes",
+                )
+
+    def _dispatch_events(self) -> None:
+        for event, element in self._parser.read_events():
+            if event == "start":
+                self._depth += 1
+                if self._depth == 1:
+                    self._open(element)
+                elif self._depth > self.max_depth + 1:
+                    raise StreamError("policy-violation", f"stanza nested deeper than {self.max_depth}")
+            elif event == "end":
+                self._depth -= 1
+                if self._depth == 1:
+                    # Dispatch while still attached (it serialises without
+                    # invented prefixes), then detach to keep memory flat.
+                    element.tail = None
+                    try:
+                        self._on_element(element)
+                    finally:
+                        root = self._root
+                        assert root is not None
+                        root.remove(element)
+                elif self._depth == 0:
+                    self._closed = True
+                    self._on_close()
+                    return
+            else:
+                raise StreamError("restricted-xml", "comments and processing instructions are not allowed")
+
+    def _open(self, root: etree._Element) -> None:
+        if root.tag != _STREAM_TAG:
+            qname = etree.QName(root)
+            if qname.localname == "stream":
+                raise StreamError("invalid-namespace", "the stream element is not in the streams namespace")
+            raise StreamError("not-well-formed", "the stream does not start with <stream:stream>")
+        self._root = root
+        self._on_header(root)
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:
+    entry = exc.error_log.last_error if exc.error_log else None
+    type_name = entry.type_name if entry is not None else ""
+    message = exc.msg or str(exc)
+    if type_name in _ENTITY_ERRORS or "Entity" in message:
+        return StreamError("restricted-xml", "entity references other than the predefined ones are not allowed")
+    if "Excessive depth" in message or "huge" in message.lower():
+        return StreamError("policy-violation", "stanza nested too deeply")
+    return StreamError("not-well-formed", message.splitlines()[0] if message else None)
