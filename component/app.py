@@ -52,7 +52,7 @@ class Netherfield(TwistedService):
         self.reactor = reactor
         self.components: list[Component] = []
         self.connectors: list[ComponentConnector] = []
-        self._storage: defer.Deferred[Any] | None = None
+        self.storage: Any = None
         for component_config in config.components:
             self._build(component_config)
 
@@ -97,6 +97,18 @@ class Netherfield(TwistedService):
         defer.ensureDeferred(self._start()).addErrback(self._start_failed)
 
     async def _start(self) -> None:
+        migrations = {
+            id(m): m for component in self.components for service in component.services for m in service.migrations
+        }
+        if migrations:
+            from component.storage import open_storage
+
+            storage = self.config.storage
+            self.storage = await open_storage(
+                storage.url, migrations=list(migrations.values()), password=storage.password, reactor=self.reactor
+            )
+            for component in self.components:
+                component.storage = self.storage
         for component in self.components:
             await component.start_services()
         for connector in self.connectors:
@@ -118,3 +130,5 @@ class Netherfield(TwistedService):
                 await component.stop_services()
             except Exception:
                 log.failure("stopping the services of {domain} failed", domain=str(component.jid))
+        if self.storage is not None:
+            await self.storage.close()

@@ -108,6 +108,9 @@ class Component:
         # reaches everyone who was told available (RFC 6121 §4.6).
         self.presence_sent: dict[JID, set[JID]] = {}
         self.on_link_up: list[Callable[[], None]] = []
+        #: The process's storage, set by the application before services start
+        #: when any service declares migrations; None otherwise.
+        self.storage: Any = None
 
     # -- sending ---------------------------------------------------------
 

@@ -26,6 +26,9 @@ class Service:
     name: ClassVar[str] = ""
     #: Keys the service accepts in its config table; others are config errors.
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    #: The storage tables the service needs (``component.storage.Migrations``);
+    #: when any service declares some, ``component.storage`` is open before it starts.
+    migrations: ClassVar[tuple[Any, ...]] = ()
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         self.component = component
