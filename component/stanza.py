@@ -8,6 +8,7 @@ ejabberd closes the stream on a stanza that lacks either.
 from __future__ import annotations
 
 import copy
+import secrets
 import itertools
 from collections.abc import Iterable
 
@@ -19,7 +20,7 @@ from component.errors import StanzaError
 from component.jid import JID
 
 __all__ = [
-    "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
+    "Broadcast", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
     "result_reply", "error_reply", "new_id", "child", "text_of",
 ]
 
@@ -182,3 +183,34 @@ def error_reply(stanza: Stanza, error: StanzaError) -> etree._Element:
             reply.append(copy.deepcopy(item))
     reply.append(error.to_element())
     return reply
+
+
+# An address no one can guess, replaced by each recipient's after serialisation.
+_MARK = f"nf-to-{secrets.token_hex(8)}"
+
+
+def _escape_attribute(value: str) -> bytes:
+    return (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").replace(">", "&gt;")
+    ).encode()
+
+
+class Broadcast:
+    """One stanza serialised once, then addressed to many recipients.
+
+    A room reflects the same message to every occupant with only ``to``
+    changing; serialising it once and splicing each address in costs a
+    fraction of one ``tostring`` per recipient.
+    """
+
+    __slots__ = ("_head", "_tail")
+
+    def __init__(self, element: etree._Element) -> None:
+        element.set("to", _MARK)
+        head, _, tail = etree.tostring(element).partition(_MARK.encode())
+        self._head = head
+        self._tail = tail
+
+    def to(self, recipient: JID | str) -> bytes:
+        """The serialised stanza addressed to ``recipient``."""
+        return self._head + _escape_attribute(str(recipient)) + self._tail
