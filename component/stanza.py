@@ -8,8 +8,8 @@ ejabberd closes the stream on a stanza that lacks either.
 from __future__ import annotations
 
 import copy
-import secrets
 import itertools
+import secrets
 from collections.abc import Iterable
 
 import attrs
