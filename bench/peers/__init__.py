@@ -1,0 +1,1 @@
+"""Peer components on other XMPP libraries, answering the echo and disco#info scenarios."""

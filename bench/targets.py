@@ -1,0 +1,120 @@
+"""The components under test: how to start each one, and which scenarios it can answer.
+
+Each target is started as its own process with the driver's port; the ceiling and the
+peers are modules of this package, Netherfield is started by its twistd plugin from
+this checkout with a TOML configuration written for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from bench.wire import DEFAULT_DOMAIN, DEFAULT_SECRET, HOST
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ROOT / "twistd-plugins"
+PLUGIN_FILE = PLUGINS / "twisted" / "plugins" / "netherfield_plugin.py"
+
+MUC_SCENARIOS = frozenset({"fanout", "join", "rooms"})
+ECHO_SCENARIOS = frozenset({"echo", "iq"})
+
+
+@attrs.frozen
+class Launch:
+    """What a scenario asks of the process it starts."""
+
+    port: int
+    workdir: Path
+    rooms: int = 0
+    domain: str = DEFAULT_DOMAIN
+    secret: str = DEFAULT_SECRET
+
+
+@attrs.frozen
+class Target:
+    """A component under test."""
+
+    name: str
+    description: str
+    scenarios: frozenset[str]
+    argv: Callable[[Launch], list[str]]
+    python_path: tuple[Path, ...] = (ROOT,)
+    #: Why the target cannot run right now, if it cannot.
+    unavailable: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """Return the environment of the target's process."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(str(path) for path in self.python_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+
+def _module(name: str) -> Callable[[Launch], list[str]]:
+    def argv(launch: Launch) -> list[str]:
+        command = [sys.executable, "-m", name, "--host", HOST, "--port", str(launch.port),
+                   "--domain", launch.domain, "--secret", launch.secret]
+        if launch.rooms:
+            command += ["--rooms", str(launch.rooms)]
+        return command
+
+    return argv
+
+
+def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
+    """Return the TOML configuration that points Netherfield at the driver."""
+    listed = ", ".join(f'"{service}"' for service in services)
+    return (
+        "[server]\n"
+        f'host = "{HOST}"\n'
+        f"port = {launch.port}\n"
+        f'[components."{launch.domain}"]\n'
+        f'secret = "{launch.secret}"\n'
+        f"services = [{listed}]\n"
+    )
+
+
+def netherfield_services() -> tuple[str, ...]:
+    """Return the services of this checkout that the bench uses: echo, and muc once it exists."""
+    services = ["echo"]
+    if (ROOT / "services" / "muc" / "__init__.py").exists():
+        services.append("muc")
+    return tuple(services)
+
+
+def _netherfield(launch: Launch) -> list[str]:
+    config = launch.workdir / f"netherfield-{launch.port}.toml"
+    config.write_text(netherfield_config(launch, netherfield_services()))
+    return [sys.executable, "-m", "twisted.scripts.twistd", "-n", "--pidfile=", "--logfile=-",
+            "netherfield", "--config", str(config)]
+
+
+def _netherfield_unavailable() -> str | None:
+    if not PLUGIN_FILE.exists():
+        return f"{PLUGIN_FILE.relative_to(ROOT)} is not in this checkout yet"
+    if not (ROOT / "services" / "echo" / "__init__.py").exists():
+        return "services/echo is not in this checkout yet"
+    return None
+
+
+def all_targets() -> list[Target]:
+    """Return every target, the ceiling first."""
+    muc = "muc" in netherfield_services()
+    return [
+        Target("ceiling", "bare lxml pull parser + etree.tostring, Twisted reactor",
+               ECHO_SCENARIOS | MUC_SCENARIOS, _module("bench.ceiling")),
+        Target("netherfield", "Netherfield (twistd plugin, echo" + (" + muc)" if muc else ")"),
+               ECHO_SCENARIOS | (MUC_SCENARIOS - {"rooms"} if muc else frozenset()), _netherfield,
+               python_path=(ROOT, PLUGINS), unavailable=_netherfield_unavailable()),
+        Target("twisted-words", "Twisted Words component, domish + xpath observers",
+               ECHO_SCENARIOS, _module("bench.peers.twisted_words")),
+        Target("slixmpp", "slixmpp ComponentXMPP + xep_0030",
+               ECHO_SCENARIOS, _module("bench.peers.slixmpp_component")),
+    ]
+
+
