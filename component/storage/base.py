@@ -18,7 +18,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -176,7 +176,7 @@ class ThreadedStorage(Storage):
     ) -> Deferred[T]:
         """Run ``fn`` in this storage's threads; fire with its result."""
         if self._closed:
-            raise StorageError(f"the database at {self.url} is closed")
+            return fail(StorageError(f"the database at {self.url} is closed"))
         return deferToThreadPool(self._reactor, self._threads, fn, *args, **kwargs)
 
     def transaction(

@@ -134,7 +134,7 @@ class PostgresStorage(ThreadedStorage):
             self._pool = None
         log.warn("storage: lost the connection to {url}", url=self.url)
         # Connections still out in other threads close when they come back.
-        pool.close(timeout=0)
+        pool.close(timeout=1.0)
 
     def run_transaction(
         self,
