@@ -20,16 +20,18 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 __all__ = [
+    "SERVER_CLASSES",
     "ComponentProcess",
     "EjabberdServer",
     "ProsodyServer",
-    "SERVER_CLASSES",
     "ServerError",
     "XMPPServer",
+    "descendant_pids",
     "free_port",
+    "process_alive",
     "to_toml",
 ]
 
@@ -65,7 +67,8 @@ def _record_pid(pid: int) -> None:
             log.write(f"{pid}\n")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -80,7 +83,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _descendants(pid: int) -> list[int]:
+def descendant_pids(pid: int) -> list[int]:
     """PIDs of all live descendants of `pid`, parents before children."""
     found: list[int] = []
     pending = [pid]
@@ -110,10 +113,10 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 def _wait_gone(pids: Sequence[int], deadline: float) -> bool:
     while time.monotonic() < deadline:
-        if not any(_alive(pid) for pid in pids):
+        if not any(process_alive(pid) for pid in pids):
             return True
         time.sleep(0.05)
-    return not any(_alive(pid) for pid in pids)
+    return not any(process_alive(pid) for pid in pids)
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -229,7 +232,7 @@ class XMPPServer:
 
     def _record_descendants(self) -> None:
         assert self.process is not None
-        for pid in _descendants(self.process.pid):
+        for pid in descendant_pids(self.process.pid):
             _record_pid(pid)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -237,7 +240,7 @@ class XMPPServer:
         process = self.process
         if process is None:
             return
-        family = [process.pid, *_descendants(process.pid)]
+        family = [process.pid, *descendant_pids(process.pid)]
         if process.poll() is None:
             for pid in self.server_pids():
                 _signal(pid, signal.SIGTERM)
@@ -248,7 +251,7 @@ class XMPPServer:
             pass
         if not _wait_gone(family, deadline):
             for pid in family:
-                if _alive(pid):
+                if process_alive(pid):
                     _signal(pid, signal.SIGKILL)
             _wait_gone(family, time.monotonic() + 5)
         if process.poll() is None:
@@ -278,13 +281,14 @@ class XMPPServer:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
         if result.returncode != 0:
             raise ServerError(
                 f"{' '.join(args)} failed with status {result.returncode}:\n{result.stdout}{result.stderr}"
             )
 
-    def __enter__(self) -> XMPPServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -314,6 +318,7 @@ class ProsodyServer(XMPPServer):
         d = self.directory
         for sub in ("data", "certs"):
             (d / sub).mkdir(exist_ok=True)
+        log_file = _lua_string(str(d / "prosody.log"))
         lines = [
             "-- Generated for an integration test run.",
             "run_as_root = true",
@@ -321,8 +326,7 @@ class ProsodyServer(XMPPServer):
             f"data_path = {_lua_string(str(d / 'data'))}",
             f"certificates = {_lua_string(str(d / 'certs'))}",
             "log = {",
-            '  { levels = { min = "debug" }, to = "file",'
-            f" filename = {_lua_string(str(d / 'prosody.log'))} }};",
+            f'  {{ levels = {{ min = "debug" }}, to = "file", filename = {log_file} }};',
             "}",
             'interfaces = { "127.0.0.1" }',
             'local_interfaces = { "127.0.0.1" }',
@@ -490,7 +494,7 @@ modules:
         except (OSError, ValueError):
             pass
         assert self.process is not None
-        for pid in _descendants(self.process.pid):
+        for pid in descendant_pids(self.process.pid):
             try:
                 exe = os.readlink(f"/proc/{pid}/exe")
             except OSError:
@@ -579,6 +583,9 @@ class ComponentProcess:
     Its stdout and stderr go to `log_path`; `wait_for_log` polls that file.
     """
 
+    #: Exit statuses of a process that shut down cleanly on SIGTERM.
+    CLEAN_EXITS = (0, -signal.SIGTERM)
+
     def __init__(
         self,
         config_path: Path,
@@ -606,14 +613,18 @@ class ComponentProcess:
 
     @staticmethod
     def default_command(config_path: Path) -> list[str]:
-        """twistd through `python -m twisted`, in the foreground, logging to stdout."""
+        """`python -m twisted netherfield --config FILE`, logging text to stdout.
+
+        `python -m twisted` is Twisted's `twist` runner: always in the
+        foreground and without a pidfile, so it takes none of twistd's
+        `-n`/`--pidfile`/`--logfile` options.
+        """
         return [
             sys.executable,
             "-m",
             "twisted",
-            "-n",
-            "--pidfile=",
-            "--logfile=-",
+            "--log-format=text",
+            "--log-file=-",
             "netherfield",
             "--config",
             str(config_path),
@@ -680,7 +691,11 @@ class ComponentProcess:
             self.wait_for_log(self.attached_line(domain, host, port), timeout, after=after)
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM the component and return its exit status (SIGKILL if it hangs)."""
+        """SIGTERM the component and return its exit status (SIGKILL if it hangs).
+
+        After a clean shutdown Twisted's runners re-raise the signal that
+        stopped them, so a clean stop reports -SIGTERM (see `CLEAN_EXITS`).
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
