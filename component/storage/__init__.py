@@ -5,7 +5,7 @@ every table set they use; the database is brought up to date before the
 Deferred fires::
 
     storage = await open_storage(
-        "sqlite:///var/lib/netherfield/netherfield.db",
+        "sqlite:////var/lib/netherfield/netherfield.db",
         migrations=[ROSTER_MIGRATIONS, MUC_MIGRATIONS],
     )
 """
@@ -31,7 +31,7 @@ from component.storage.base import (
 from component.storage.migrations import Migrations, apply_migrations, schema_version
 from component.storage.sqlite import DEFAULT_PATH
 
-DEFAULT_URL = "sqlite://" + DEFAULT_PATH
+DEFAULT_URL = "sqlite:///" + DEFAULT_PATH
 """A file in the working directory."""
 
 __all__ = [
@@ -81,7 +81,7 @@ async def _open(
     else:
         raise StorageError(
             f"unknown storage URL {redact_url(url)}:"
-            " it must start with sqlite:// or postgresql://"
+            " it must start with sqlite:/// or postgresql://"
         )
     try:
         await apply_migrations(storage, migrations)
@@ -100,8 +100,8 @@ def open_storage(
 ) -> Deferred[Storage]:
     """Open the database at *url* and apply every missing migration step.
 
-    *url* is ``sqlite:///absolute/path.db``, ``sqlite://relative/path.db`` or
-    ``postgresql://user@host:port/dbname``; *password*, for PostgreSQL, is
+    *url* is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``
+    or ``postgresql://user@host:port/dbname``; *password*, for PostgreSQL, is
     kept out of the URL so that it never reaches a log. Fails with
     `StorageError` when the database cannot be opened or holds a newer schema
     than this code.

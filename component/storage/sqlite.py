@@ -34,18 +34,26 @@ _BUSY_TIMEOUT_MS = 10_000
 
 
 def path_from_url(url: str) -> str:
-    """The file named by a ``sqlite:`` URL.
+    """The file named by a ``sqlite:`` URL, read the way SQLAlchemy reads it.
 
-    ``sqlite:///var/lib/netherfield.db`` is absolute, ``sqlite://data.db`` and
-    ``sqlite:data.db`` are relative to the working directory, ``sqlite://``
-    is `DEFAULT_PATH`, ``sqlite://:memory:`` is a database that lives as long
-    as the process.
+    ``sqlite:///data/n.db`` is relative to the working directory,
+    ``sqlite:////var/lib/netherfield/n.db`` is absolute, ``sqlite:///`` is
+    `DEFAULT_PATH`, and ``sqlite:///:memory:`` is a database that lives as
+    long as the process.
     """
     scheme, _, rest = url.partition(":")
     if scheme.lower() != "sqlite":
         raise ValueError(f"not a sqlite URL: {url}")
-    rest = rest.removeprefix("//")
-    return rest or DEFAULT_PATH
+    if rest in ("", "//", "///"):
+        return DEFAULT_PATH
+    if rest.startswith("///"):
+        return rest[3:]
+    if rest.startswith("//"):
+        raise StorageError(
+            "a SQLite URL names no host: write sqlite:///relative/path.db"
+            f" or sqlite:////absolute/path.db, not {url}"
+        )
+    return rest
 
 
 def _same(sql: str) -> str:
@@ -58,8 +66,8 @@ class SqliteStorage(ThreadedStorage):
     dialect = "sqlite"
 
     def __init__(self, reactor: Any, url: str) -> None:
-        super().__init__(reactor, url, threads=1, name="netherfield-sqlite")
         self.path = path_from_url(url)
+        super().__init__(reactor, url, threads=1, name="netherfield-sqlite")
         self._connection: sqlite3.Connection | None = None
 
     def connect(self) -> None:

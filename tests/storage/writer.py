@@ -1,25 +1,29 @@
 """A process that writes roster rows and says so, for the crash-safety tests.
 
 Run as ``python -m tests.storage.writer URL OWNER``: it opens the storage
-through `StorageConfig` (so a PostgreSQL password comes from the environment,
-as in production), then saves rows ``contact-0``, ``contact-1``, ... on
+(a PostgreSQL password comes from ``NETHERFIELD_STORAGE_PASSWORD``), then
+saves rows ``contact-0``, ``contact-1``, ... on
 OWNER's roster, one after the other, and prints ``acknowledged N`` as soon as
 the Deferred of row N fired. It never stops by itself: the test kills it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from itertools import count
 
 from twisted.internet import defer, task
 
-from component.storage.config import StorageConfig
+from component.storage import open_storage
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
+
+PASSWORD_ENV = "NETHERFIELD_STORAGE_PASSWORD"
 
 
 async def write_forever(reactor: object, url: str, owner: str) -> None:
-    storage = await StorageConfig(url=url).open([ROSTER_MIGRATIONS], reactor=reactor)
+    password = os.environ.get(PASSWORD_ENV)
+    storage = await open_storage(url, migrations=[ROSTER_MIGRATIONS], password=password, reactor=reactor)
     store = RosterStore(storage)
     print("ready", flush=True)
     for n in count():

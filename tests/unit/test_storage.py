@@ -34,7 +34,6 @@ from component.storage import (
     open_storage,
     schema_version,
 )
-from component.storage.config import PASSWORD_ENV
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
 from services.muc.store import MUC_MIGRATIONS, HistoryRecord, MucStore
 from tests.storage.postgres import (  # noqa: F401  (fixtures)
@@ -43,6 +42,7 @@ from tests.storage.postgres import (  # noqa: F401  (fixtures)
     postgres_database_fixture,
     postgres_server_fixture,
 )
+from tests.storage.writer import PASSWORD_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALL_MIGRATIONS = (ROSTER_MIGRATIONS, MUC_MIGRATIONS)
@@ -65,7 +65,7 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """The database of one test, on each backend in turn."""
     if request.param == "sqlite":
-        return Backend("sqlite", f"sqlite://{tmp_path / 'netherfield.db'}")
+        return Backend("sqlite", f"sqlite:///{tmp_path / 'netherfield.db'}")
     database: Database = request.getfixturevalue("postgres_database")
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return Backend("postgresql", database.url, database.password, server)
@@ -525,7 +525,7 @@ async def test_acknowledged_writes_survive_kill_9(backend: Backend) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_sqlite_file_is_wal_and_fully_synchronous(tmp_path: Path) -> None:
-    storage = await open_storage(f"sqlite://{tmp_path / 'n.db'}")
+    storage = await open_storage(f"sqlite:///{tmp_path / 'n.db'}")
     try:
         assert await storage.fetchone("PRAGMA journal_mode") == ("wal",)
         assert await storage.fetchone("PRAGMA synchronous") == (2,)  # FULL
@@ -547,7 +547,7 @@ async def test_sqlite_default_file_is_in_the_working_directory(
 
 @pytest_twisted.ensureDeferred
 async def test_sqlite_unopenable_file_errs_clearly(tmp_path: Path) -> None:
-    error = await _raises(StorageError, open_storage(f"sqlite://{tmp_path / 'missing' / 'n.db'}"))
+    error = await _raises(StorageError, open_storage(f"sqlite:///{tmp_path / 'missing' / 'n.db'}"))
     assert str(error).startswith(f"cannot open the SQLite database at {tmp_path / 'missing' / 'n.db'}")
 
 
