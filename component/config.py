@@ -83,7 +83,8 @@ class _Table:
         self.used: set[str] = set()
 
     def name(self, key: str) -> str:
-        quoted = f'"{key}"' if "." in key else key
+        bare = key.replace("_", "").replace("-", "").isalnum()
+        quoted = key if bare else f'"{key}"'
         return f"{self.path}.{quoted}" if self.path else quoted
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:

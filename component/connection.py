@@ -4,7 +4,9 @@
 connection; :class:`ComponentConnector` keeps one attached through a
 Twisted ``ClientService`` with exponential backoff and jitter. A failed
 handshake counts as a failed attempt, so a wrong secret backs off instead
-of spinning.
+of spinning. (``ClientService`` only counts refused TCP connections, and its
+``prepareConnection`` cannot be used for the handshake: a connection lost
+while it is pending has no transition in its state machine.)
 """
 
 from __future__ import annotations
@@ -235,14 +237,10 @@ class ComponentConnector(Service):
         self._reactor: IReactorTCP | IReactorTime = reactor
         self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth}
         self.protocol: ComponentProtocol | None = None
+        self.refused_handshakes = 0
+        self._policy = backoffPolicy(initial_delay, max_delay, 2.0, jitter=lambda: random.uniform(0, initial_delay))
         endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10)
-        self._client = ClientService(
-            endpoint,
-            _ComponentFactory(self),
-            retryPolicy=backoffPolicy(initial_delay, max_delay, 2.0, jitter=lambda: random.uniform(0, initial_delay)),
-            clock=reactor,
-            prepareConnection=self._prepare,
-        )
+        self._client = ClientService(endpoint, _ComponentFactory(self), retryPolicy=self._retry_delay, clock=reactor)
 
     def __repr__(self) -> str:
         # The secret stays out of every repr and log line.
@@ -253,12 +251,21 @@ class ComponentConnector(Service):
         protocol = ComponentProtocol(
             self.component, self._secret, address=f"{self.host}:{self.port}", **self._limits
         )
+        protocol.handshake.addCallbacks(self._accepted, self._refused)
         self.protocol = protocol
         return protocol
 
-    def _prepare(self, proxy: Any) -> defer.Deferred[ComponentProtocol]:
-        protocol: ComponentProtocol = proxy._protocol
-        return protocol.handshake
+    def _accepted(self, protocol: ComponentProtocol) -> None:
+        self.refused_handshakes = 0
+
+    def _refused(self, failure: Failure) -> None:
+        self.refused_handshakes += 1
+
+    def _retry_delay(self, failed_connections: int) -> float:
+        # The first retry after a lost link or a refused handshake waits the
+        # initial delay; each further failure in a row doubles it.
+        attempt = max(0, failed_connections - 1) + max(0, self.refused_handshakes - 1)
+        return float(self._policy(attempt))
 
     def startService(self) -> None:
         super().startService()

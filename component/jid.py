@@ -84,6 +84,8 @@ def parse_jid(text: str) -> JID:
     domain = domain.removesuffix(".")
     if not domain:
         raise InvalidJID(f"{text!r} has no domain")
+    if "" in domain.split("."):
+        raise InvalidJID(f"{text!r} has an empty domain label")
     try:
         norm_node = nodeprep.prepare(node) if at else None
         norm_domain = nameprep.prepare(domain).lower()

@@ -1,0 +1,339 @@
+"""Routing to entities, error replies, IQ dispatch and tracking, the send queue, keepalive."""
+
+import pytest
+from lxml import etree
+from twisted.internet import defer
+
+from component.entity import Entity, iq_handler
+from component.errors import DEFAULT_ERROR_TYPES, StanzaError
+from component.iq import IQTimeout
+from component.jid import parse_jid
+from component.service import Service
+from component.stanza import iq, message, presence
+from component.testing import Harness
+
+DOMAIN = "comp.example.org"
+
+
+class Clock(Entity):
+    """Answers a made-up IQ, records what reaches it, and fails on demand."""
+
+    def __init__(self, component, jid):
+        super().__init__(component, jid)
+        self.seen = []
+
+    @iq_handler("get", "{urn:example:time}time")
+    def time(self, stanza):
+        self.seen.append(stanza.recipient)
+        payload = etree.Element("{urn:example:time}time", nsmap={None: "urn:example:time"})
+        payload.text = "12:00"
+        return payload
+
+    @iq_handler("set", "{urn:example:time}crash")
+    def crash(self, stanza):
+        raise RuntimeError("boom")
+
+    @iq_handler("set", "{urn:example:time}later")
+    def later(self, stanza):
+        self.pending = defer.Deferred()
+        return self.pending
+
+    def handle_message(self, stanza):
+        self.seen.append(stanza.recipient)
+        if stanza.find("{jabber:component:accept}body").text == "forbidden":
+            raise StanzaError("forbidden", text="not you")
+
+    def handle_presence(self, stanza):
+        self.seen.append(stanza.recipient)
+
+
+class Rooms(Entity):
+    pass
+
+
+class ClockService(Service):
+    name = "clock"
+
+    def start(self):
+        self.clock = Clock(self.component, parse_jid(f"clock@{DOMAIN}"))
+        self.component.router.register(self.clock)
+        self.made = []
+
+        def factory(node):
+            if node.startswith("room"):
+                self.made.append(node)
+                return Rooms(self.component, parse_jid(f"{node}@{DOMAIN}"))
+            return None
+
+        self.component.router.set_node_factory(factory)
+
+
+@pytest.fixture
+def harness():
+    return Harness(DOMAIN, ClockService)
+
+
+def service_of(harness):
+    return harness.component.services[0]
+
+
+def test_iq_reaches_its_handler_and_the_result_goes_back(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}/desk' type='get' id='t1'>"
+        "<time xmlns='urn:example:time'/></iq>"
+    )
+    harness.expect(
+        f"<iq from='clock@{DOMAIN}/desk' to='juliet@example.com/balcony' type='result' id='t1'>"
+        "<time xmlns='urn:example:time'>12:00</time></iq>"
+    )
+    assert service_of(harness).clock.seen == [parse_jid(f"clock@{DOMAIN}/desk")]
+
+
+def test_full_jid_reaches_the_bare_entity_which_sees_the_resource(harness):
+    harness.receive(f"<presence from='juliet@example.com/balcony' to='clock@{DOMAIN}/alarm'/>")
+    assert service_of(harness).clock.seen[-1].resource == "alarm"
+    harness.expect_nothing()
+
+
+def test_unhandled_iq_is_service_unavailable_with_the_payload_kept(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='set' id='t2'>"
+        "<query xmlns='jabber:iq:roster'/></iq>"
+    )
+    harness.expect(
+        f"<iq from='clock@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='t2'>"
+        "<query xmlns='jabber:iq:roster'/>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+
+
+def test_nobody_at_the_address(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='nobody@{DOMAIN}' type='get' id='t3'>"
+        "<time xmlns='urn:example:time'/></iq>"
+        f"<message from='juliet@example.com/balcony' to='nobody@{DOMAIN}' id='m1'><body>hi</body></message>"
+        f"<presence from='juliet@example.com/balcony' to='nobody@{DOMAIN}'/>"
+        f"<message from='juliet@example.com/balcony' to='nobody@{DOMAIN}' type='error' id='m2'/>"
+    )
+    harness.expect(
+        f"<iq from='nobody@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='t3'>"
+        "<time xmlns='urn:example:time'/>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        f"<message from='nobody@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='m1'><body>hi</body>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+    )
+
+
+def test_stanza_error_raised_by_an_entity_becomes_the_reply(harness):
+    harness.receive(
+        f"<message from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='chat' id='m3'>"
+        "<body>forbidden</body></message>"
+    )
+    harness.expect(
+        f"<message from='clock@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='m3'>"
+        "<body>forbidden</body><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>not you</text></error></message>"
+    )
+
+
+def test_a_crashing_handler_gets_internal_server_error_and_the_component_keeps_going(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='set' id='c1'>"
+        "<crash xmlns='urn:example:time'/></iq>"
+    )
+    harness.expect(
+        f"<iq from='clock@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='c1'>"
+        "<crash xmlns='urn:example:time'/>"
+        "<error type='cancel'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='get' id='t4'>"
+        "<time xmlns='urn:example:time'/></iq>"
+    )
+    assert harness.sent()[0].get("type") == "result"
+
+
+def test_deferred_result_is_sent_when_it_fires(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='set' id='l1'>"
+        "<later xmlns='urn:example:time'/></iq>"
+    )
+    harness.expect_nothing()
+    service_of(harness).clock.pending.callback(None)
+    harness.expect(f"<iq from='clock@{DOMAIN}' to='juliet@example.com/balcony' type='result' id='l1'/>")
+
+
+def test_errors_are_never_answered(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='error' id='e1'>"
+        "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        f"<message from='juliet@example.com/balcony' to='bad@@{DOMAIN}' type='error'/>"
+    )
+    harness.expect_nothing()
+
+
+def test_malformed_to_gets_jid_malformed(harness):
+    harness.receive(f"<message from='juliet@example.com/balcony' to='a b@{DOMAIN}' id='j1'><body>x</body></message>")
+    harness.expect(
+        f"<message from='{DOMAIN}' to='juliet@example.com/balcony' type='error' id='j1'><body>x</body>"
+        "<error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>invalid 'to' address</text></error></message>"
+    )
+
+
+def test_iq_without_payload_or_bad_type_is_bad_request(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='get' id='b1'/>"
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='fetch' id='b2'><x xmlns='urn:x'/></iq>"
+    )
+    sent = harness.sent()
+    assert [(s.get("id"), s.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}bad-request") is not None) for s in sent] == [
+        ("b1", True),
+        ("b2", True),
+    ]
+
+
+def test_node_factory_creates_entities_on_demand_once(harness):
+    for _ in range(3):
+        harness.receive(f"<presence from='juliet@example.com/balcony' to='room1@{DOMAIN}/nick'/>")
+    assert service_of(harness).made == ["room1"]
+    assert harness.component.router.loaded("room1") is not None
+
+
+def test_asynchronous_node_factory_keeps_stanza_order():
+    harness = Harness(DOMAIN)
+    pending = defer.Deferred()
+    seen = []
+
+    class Recorder(Entity):
+        def handle_message(self, stanza):
+            seen.append(stanza.id)
+
+    harness.component.router.set_node_factory(lambda node: pending)
+    for number in range(3):
+        harness.receive(f"<message from='a@b/c' to='room@{DOMAIN}' type='groupchat' id='g{number}'/>")
+    assert seen == []
+    pending.callback(Recorder(harness.component, parse_jid(f"room@{DOMAIN}")))
+    assert seen == ["g0", "g1", "g2"]
+    harness.receive(f"<message from='a@b/c' to='room@{DOMAIN}' type='groupchat' id='g3'/>")
+    assert seen == ["g0", "g1", "g2", "g3"]
+
+
+def test_domain_answers_disco_ping_and_version(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='{DOMAIN}' type='get' id='d1'>"
+        "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        f"<iq from='juliet@example.com/balcony' to='{DOMAIN}' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+        f"<iq from='juliet@example.com/balcony' to='{DOMAIN}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+    )
+    harness.expect(
+        f"<iq from='{DOMAIN}' to='juliet@example.com/balcony' type='result' id='d1'>"
+        "<query xmlns='http://jabber.org/protocol/disco#info'>"
+        "<identity category='component' type='generic' name='Netherfield'/>"
+        "<feature var='http://jabber.org/protocol/disco#info'/>"
+        "<feature var='http://jabber.org/protocol/disco#items'/>"
+        "<feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query></iq>",
+        f"<iq from='{DOMAIN}' to='juliet@example.com/balcony' type='result' id='p1'/>",
+        f"<iq from='{DOMAIN}' to='juliet@example.com/balcony' type='result' id='v1'>"
+        "<query xmlns='jabber:iq:version'><name>Netherfield</name><version>*</version><os>*</os></query></iq>",
+    )
+
+
+def test_entity_disco_lists_its_handled_namespaces(harness):
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='get' id='d2'>"
+        "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    )
+    features = {f.get("var") for f in harness.sent()[0].iter("{http://jabber.org/protocol/disco#info}feature")}
+    assert "urn:example:time" in features
+
+
+def test_request_matches_reply_by_id_and_address():
+    harness = Harness(DOMAIN)
+    request = iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q"), id="r1")
+    reply = harness.component.request(request)
+    harness.sent()
+    # The same id from someone else is not the answer.
+    harness.receive(f"<iq from='mallory@example.com/x' to='bot@{DOMAIN}' type='result' id='r1'/>")
+    assert not reply.called
+    harness.receive(f"<iq from='Juliet@example.com/balcony' to='bot@{DOMAIN}' type='result' id='r1'><q xmlns='urn:x'/></iq>")
+    assert harness.result_of(reply).get("id") == "r1"
+    assert len(harness.component.iq) == 0
+
+
+def test_request_fails_with_the_error_reply():
+    harness = Harness(DOMAIN)
+    reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q"), id="r2"))
+    harness.receive(
+        f"<iq from='juliet@example.com' to='bot@{DOMAIN}' type='error' id='r2'>"
+        "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    with pytest.raises(StanzaError) as caught:
+        harness.result_of(reply)
+    assert (caught.value.condition, caught.value.type) == ("item-not-found", "cancel")
+
+
+def test_request_times_out():
+    harness = Harness(DOMAIN, iq_timeout=5)
+    reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q")))
+    harness.clock.advance(4.9)
+    assert not reply.called
+    harness.clock.advance(0.2)
+    with pytest.raises(IQTimeout):
+        harness.result_of(reply)
+    assert len(harness.component.iq) == 0
+
+
+def test_sends_wait_while_the_link_is_down_and_go_out_after_the_handshake():
+    harness = Harness(DOMAIN, connected=False, queue_limit=3)
+    for number in range(5):
+        harness.component.send(message(f"bot@{DOMAIN}", "juliet@example.com", f"m{number}"))
+    assert harness.component.queued == 3
+    assert harness.component.dropped == 2
+    harness.connect()
+    assert [m.findtext("{jabber:component:accept}body") for m in harness.sent()] == ["m2", "m3", "m4"]
+    assert harness.component.queued == 0
+
+
+def test_keepalive_ping_drops_a_dead_link():
+    harness = Harness(DOMAIN, ping_interval=60, ping_timeout=10, connected=False)
+    harness.connect()
+    harness.clock.advance(60)
+    harness.expect(f"<iq from='{DOMAIN}' to='example.org' type='get' id='*'><ping xmlns='urn:xmpp:ping'/></iq>")
+    harness.clock.advance(10)
+    assert harness.link.aborted
+
+
+def test_keepalive_answered_keeps_the_link():
+    harness = Harness(DOMAIN, ping_interval=60, ping_timeout=10, connected=False)
+    harness.connect()
+    harness.clock.advance(60)
+    ping_id = harness.sent()[0].get("id")
+    harness.receive(
+        f"<iq from='example.org' to='{DOMAIN}' type='error' id='{ping_id}'>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    harness.clock.advance(30)
+    assert not harness.link.aborted
+
+
+def test_goodbye_sends_unavailable_to_everyone_who_saw_available():
+    harness = Harness(DOMAIN)
+    component = harness.component
+    component.send_presence(presence(f"bot@{DOMAIN}", "juliet@example.com"))
+    component.send_presence(presence(f"bot@{DOMAIN}", "romeo@example.net/orchard"))
+    component.send_presence(presence(f"bot@{DOMAIN}", "romeo@example.net/orchard", type="unavailable"))
+    harness.sent()
+    component.say_goodbye()
+    harness.expect(f"<presence from='bot@{DOMAIN}' to='juliet@example.com' type='unavailable'/>")
+
+
+@pytest.mark.parametrize("condition", sorted(DEFAULT_ERROR_TYPES))
+def test_every_rfc6120_condition_round_trips(condition):
+    error = StanzaError(condition, text="why")
+    parsed = StanzaError.from_stanza(
+        etree.fromstring(
+            b"<message xmlns='jabber:component:accept' type='error'>" + etree.tostring(error.to_element()) + b"</message>"
+        )
+    )
+    assert (parsed.condition, parsed.type, parsed.text) == (condition, DEFAULT_ERROR_TYPES[condition], "why")

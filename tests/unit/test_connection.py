@@ -1,0 +1,203 @@
+"""The XEP-0114 connection: handshake, stream errors in both directions, reconnects, shutdown."""
+
+import hashlib
+
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import globalLogPublisher
+
+from component.component import Component
+from component.connection import ComponentConnector, ComponentProtocol, handshake_digest
+from component.stanza import message
+
+DOMAIN = "comp.example.org"
+SERVER_HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
+    b"xmlns='jabber:component:accept' from='comp.example.org' id='3BF96D32'>"
+)
+
+
+def connect(component=None, secret="s3cret"):
+    component = component or Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
+    protocol = ComponentProtocol(component, secret, address="127.0.0.1:5347")
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return component, protocol, transport
+
+
+def take(transport):
+    data = transport.value()
+    transport.clear()
+    return data
+
+
+class LogCapture:
+    def __init__(self):
+        self.events = []
+
+    def __enter__(self):
+        globalLogPublisher.addObserver(self.events.append)
+        return self
+
+    def __exit__(self, *exc):
+        globalLogPublisher.removeObserver(self.events.append)
+
+    def messages(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(event) for event in self.events]
+
+
+def test_handshake_is_sha1_of_stream_id_and_secret():
+    # XEP-0114 §3, Example 3
+    assert handshake_digest("3BF96D32", "s3cret") == hashlib.sha1(b"3BF96D32s3cret").hexdigest()
+
+
+def test_opens_the_stream_sends_the_handshake_and_attaches():
+    component, protocol, transport = connect()
+    assert take(transport) == (
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' to='comp.example.org'>"
+    )
+    protocol.dataReceived(SERVER_HEADER)
+    assert take(transport) == f"<handshake>{handshake_digest('3BF96D32', 's3cret')}</handshake>".encode()
+    with LogCapture() as logs:
+        protocol.dataReceived(b"<handshake/>")
+    assert protocol.handshake.called
+    assert component.link is protocol
+    assert "comp.example.org is attached to the server at 127.0.0.1:5347" in logs.messages()
+
+
+def test_queued_stanzas_go_out_right_after_the_handshake():
+    component = Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
+    component.send(message(f"bot@{DOMAIN}", "juliet@example.com", "while down"))
+    _, protocol, transport = connect(component)
+    protocol.dataReceived(SERVER_HEADER)
+    take(transport)
+    protocol.dataReceived(b"<handshake/>")
+    assert b"<body>while down</body>" in take(transport)
+
+
+def test_wrong_secret_is_one_clear_sentence():
+    component, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER)
+    failures = []
+    protocol.handshake.addErrback(failures.append)
+    with LogCapture() as logs:
+        protocol.dataReceived(
+            b"<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+        )
+    assert "the server refused the secret for comp.example.org (not-authorized)" in logs.messages()
+    assert failures and component.link is None
+    assert transport.value().endswith(b"</stream:stream>")
+    assert transport.disconnecting
+    assert "s3cret" not in " ".join(logs.messages())
+
+
+def test_malformed_input_gets_a_stream_error_and_the_stream_closes():
+    _, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    take(transport)
+    protocol.dataReceived(b"<message><!-- no --></message>")
+    assert take(transport) == (
+        b"<stream:error><restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>comments and processing instructions are not allowed"
+        b"</text></stream:error></stream:stream>"
+    )
+    assert transport.disconnecting
+    protocol.dataReceived(b"<message/>")  # ignored once closing
+    assert transport.value() == b""
+
+
+def test_unknown_top_level_element_is_unsupported_stanza_type():
+    _, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    take(transport)
+    protocol.dataReceived(b"<foo/>")
+    assert take(transport).startswith(b"<stream:error><unsupported-stanza-type ")
+
+
+def test_stanza_before_handshake_is_refused():
+    _, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER)
+    take(transport)
+    protocol.dataReceived(b"<message from='a@b' to='c@comp.example.org'/>")
+    assert take(transport).startswith(b"<stream:error><not-authorized ")
+
+
+def test_server_closing_the_stream_is_answered_and_the_link_goes_down():
+    component, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    take(transport)
+    protocol.dataReceived(b"</stream:stream>")
+    assert take(transport) == b"</stream:stream>"
+    protocol.connectionLost(None)
+    assert component.link is None
+    component.send(message(f"bot@{DOMAIN}", "juliet@example.com", "queued"))
+    assert component.queued == 1
+
+
+def attempt(reactor, connector, index):
+    _host, _port, factory, _timeout, _bind = reactor.tcpClients[index]
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_reconnects_with_backoff_after_a_refused_handshake():
+    reactor = MemoryReactorClock()
+    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "wrong", reactor=reactor, initial_delay=1.0, max_delay=8.0)
+    connector.startService()
+    assert len(reactor.tcpClients) == 1
+    delays = []
+    for index in range(4):
+        protocol, _transport = attempt(reactor, connector, index)
+        protocol.dataReceived(SERVER_HEADER)
+        protocol.dataReceived(b"<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        protocol.connectionLost(None)
+        before = len(reactor.tcpClients)
+        waited = 0.0
+        while len(reactor.tcpClients) == before and waited < 60:
+            reactor.advance(0.05)
+            waited += 0.05
+        delays.append(waited)
+    # Exponential with jitter below the initial delay: 1-2, 2-3, 4-5, 8-9 seconds.
+    assert [int(d) for d in delays] == [1, 2, 4, 8]
+
+
+def test_reconnects_after_losing_an_established_link_and_flushes_the_queue():
+    reactor = MemoryReactorClock()
+    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    connector.startService()
+    protocol, transport = attempt(reactor, connector, 0)
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    protocol.connectionLost(None)
+    component.send(message(f"bot@{DOMAIN}", "juliet@example.com", "sent while down"))
+    reactor.advance(1.5)
+    assert len(reactor.tcpClients) == 2
+    protocol, transport = attempt(reactor, connector, 1)
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    assert b"<body>sent while down</body>" in transport.value()
+
+
+def test_stop_says_goodbye_then_closes_the_stream():
+    reactor = MemoryReactorClock()
+    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor)
+    connector.startService()
+    protocol, transport = attempt(reactor, connector, 0)
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    from component.stanza import presence
+
+    component.send_presence(presence(f"bot@{DOMAIN}", "juliet@example.com"))
+    take(transport)
+    stopped = connector.stopService()
+    assert take(transport) == (
+        b'<presence xmlns="jabber:component:accept" from="bot@comp.example.org" to="juliet@example.com" '
+        b'type="unavailable"/></stream:stream>'
+    )
+    assert not stopped.called
+    protocol.connectionLost(None)
+    assert stopped.called

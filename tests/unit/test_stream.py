@@ -1,0 +1,126 @@
+"""The XML stream: stanzas one by one, RFC 6120 §11.1 restrictions, size and depth limits."""
+
+import gc
+
+import pytest
+from lxml import etree
+
+from component.errors import StreamError
+from component.stream import StreamParser
+
+HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' id='3BF96D32' from='comp.example.org'>"
+)
+
+
+class Recorder:
+    def __init__(self, **limits):
+        self.headers = []
+        self.elements = []
+        self.closed = False
+        self.parser = StreamParser(self.headers.append, self._element, self._close, **limits)
+
+    def _element(self, element):
+        self.elements.append(etree.tostring(element, with_tail=False))
+
+    def _close(self):
+        self.closed = True
+
+    def feed(self, *chunks):
+        for chunk in chunks:
+            self.parser.feed(chunk)
+
+
+def condition_of(*chunks, **limits):
+    recorder = Recorder(**limits)
+    with pytest.raises(StreamError) as caught:
+        recorder.feed(*chunks)
+    return caught.value.condition
+
+
+def test_stanzas_arrive_one_at_a_time_across_chunk_boundaries():
+    recorder = Recorder()
+    stream = HEADER + b"<handshake/> <message from='a@b/c' to='echo@comp'><body>hi &amp; &#65;</body></message>\n<iq/>"
+    for index in range(0, len(stream), 7):
+        recorder.feed(stream[index : index + 7])
+    assert recorder.headers[0].get("id") == "3BF96D32"
+    assert [etree.QName(etree.fromstring(e)).localname for e in recorder.elements] == ["handshake", "message", "iq"]
+    assert etree.fromstring(recorder.elements[1]).findtext("{jabber:component:accept}body") == "hi & A"
+    recorder.feed(b"</stream:stream>")
+    assert recorder.closed
+
+
+def test_handled_stanzas_are_detached_from_the_stream_root():
+    recorder = Recorder()
+    recorder.feed(HEADER)
+    root = recorder.headers[0]
+    for _ in range(1000):
+        recorder.feed(b"<message from='a@b' to='c@d'><body>x</body></message>  ")
+    assert len(root) == 0
+    assert not root.text
+
+
+def test_memory_stays_flat_over_many_stanzas():
+    recorder = Recorder()
+    recorder.parser._on_element = lambda element: None
+    recorder.feed(HEADER)
+    chunk = b"<message from='a@b' to='c@d'><body>" + b"y" * 100 + b"</body></message>" * 1
+    gc.collect()
+    for _ in range(20000):
+        recorder.feed(chunk)
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(20000):
+        recorder.feed(chunk)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+
+
+def test_whitespace_keepalives_are_normal():
+    recorder = Recorder()
+    recorder.feed(HEADER, b" ", b"\n\n", b"   ", b"<message/>")
+    assert len(recorder.elements) == 1
+
+
+@pytest.mark.parametrize(
+    ("chunks", "condition"),
+    [
+        ((HEADER, b"<message><a></b></message>"), "not-well-formed"),
+        ((HEADER, b"<message a='1' a='2'/>"), "not-well-formed"),
+        ((b"<?xml version='1.0'?><!DOCTYPE stream>" + HEADER[21:],), "restricted-xml"),
+        ((b"<?xml version='1.0'?><", b"!DOCTYPE x [<!ENTITY a 'b'>]>",), "restricted-xml"),
+        ((HEADER, b"<message><body>&lol;</body></message>"), "restricted-xml"),
+        ((HEADER, b"<message><!-- hidden --></message>"), "restricted-xml"),
+        ((HEADER, b"<?evil instruction?>"), "restricted-xml"),
+        ((b"<stream xmlns='jabber:component:accept'>",), "invalid-namespace"),
+    ],
+)
+def test_bad_input_gets_the_right_stream_error(chunks, condition):
+    assert condition_of(*chunks) == condition
+
+
+def test_oversized_stanza_is_a_policy_violation():
+    assert condition_of(HEADER, b"<message><body>", b"x" * 70000, max_stanza_bytes=65536) == "policy-violation"
+
+
+def test_oversized_stanza_fed_at_once_is_refused_before_it_is_complete():
+    recorder = Recorder(max_stanza_bytes=100_000)
+    recorder.feed(HEADER)
+    with pytest.raises(StreamError) as caught:
+        recorder.feed(b"<message><body>" + b"x" * 10_000_000)
+    assert caught.value.condition == "policy-violation"
+    assert recorder.elements == []
+
+
+def test_many_small_stanzas_do_not_add_up_to_the_limit():
+    recorder = Recorder(max_stanza_bytes=2048)
+    recorder.feed(HEADER)
+    for _ in range(100):
+        recorder.feed(b"<message><body>" + b"x" * 1000 + b"</body></message>")
+    assert len(recorder.elements) == 100
+
+
+def test_too_deep_is_a_policy_violation():
+    assert condition_of(HEADER, b"<message>" + b"<a>" * 40, max_depth=32) == "policy-violation"
+    assert condition_of(HEADER, b"<message>" + b"<a>" * 5000) == "policy-violation"
