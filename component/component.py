@@ -46,6 +46,8 @@ class Link(Protocol):
 class DomainEntity(Entity):
     """The component domain itself: disco built from what its services declare."""
 
+    disco_info_is_static = True
+
     def disco_identities(self, node: str | None) -> tuple[Identity, ...]:
         if node is not None:
             return ()

@@ -9,6 +9,7 @@ one) or raises :class:`StanzaError`; the framework sends the reply.
 
 from __future__ import annotations
 
+import copy
 import platform
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
@@ -59,6 +60,8 @@ class Entity:
     identities: ClassVar[tuple[Identity, ...]] = ()
     features: ClassVar[frozenset[str]] = frozenset()
     iq_handlers: ClassVar[dict[tuple[str, str], _Handler]] = {}
+    #: True when disco#info never changes after start: the answer is built once.
+    disco_info_is_static: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -67,6 +70,7 @@ class Entity:
     def __init__(self, component: Component, jid: JID) -> None:
         self.component = component
         self.jid = jid
+        self._disco_info_cache: dict[str | None, etree._Element] = {}
 
     # -- sending ---------------------------------------------------------
 
@@ -133,6 +137,14 @@ class Entity:
     @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
     def _disco_info(self, stanza: Stanza) -> IQResult:
         node = stanza.element[0].get("node")
+        if self.disco_info_is_static:
+            cached = self._disco_info_cache.get(node)
+            if cached is None:
+                cached = self._disco_info_cache[node] = self._build_disco_info(node)
+            return copy.deepcopy(cached)
+        return self._build_disco_info(node)
+
+    def _build_disco_info(self, node: str | None) -> etree._Element:
         identities = self.disco_identities(node)
         if node is not None and not identities:
             raise StanzaError("item-not-found")

@@ -20,6 +20,7 @@ class EchoBot(Entity):
     """Echoes the body and thread of chat and normal messages."""
 
     identities = (Identity("client", "bot", "Echo"),)
+    disco_info_is_static = True
 
     def handle_message(self, stanza: Stanza) -> None:
         kind = stanza.type or "normal"
