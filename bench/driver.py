@@ -80,6 +80,14 @@ class Snapshot:
     errors: int
     driver_cpu: float
     component_cpu: float
+    machine_cpu: float
+
+
+def machine_cpu_seconds() -> float:
+    """Return the CPU seconds all processes on the machine have used (busy time of every core)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(field) for field in fields)
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 class ComponentProcess:
@@ -252,7 +260,7 @@ class Load:
     def snapshot(self) -> Snapshot:
         """Return the counters now."""
         return Snapshot(time.perf_counter(), self.sent, self.done, self.replies, self.errors,
-                        time.process_time(), self.process.cpu_seconds())
+                        time.process_time(), self.process.cpu_seconds(), machine_cpu_seconds())
 
     async def finished(self, timeout: float) -> None:
         """Wait until a finite workload is complete."""

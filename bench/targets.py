@@ -76,13 +76,16 @@ def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
         f'[components."{launch.domain}"]\n'
         f'secret = "{launch.secret}"\n'
         f"services = [{listed}]\n"
+        "[storage]\n"
+        f'url = "sqlite://{launch.workdir / f"netherfield-{launch.port}.db"}"\n'
     )
 
 
 def netherfield_services() -> tuple[str, ...]:
     """Return the services of this checkout that the bench uses: echo, and muc once it exists."""
     services = ["echo"]
-    if (ROOT / "services" / "muc" / "__init__.py").exists():
+    muc = ROOT / "services" / "muc" / "__init__.py"
+    if muc.exists() and "\nSERVICE = " in muc.read_text():
         services.append("muc")
     return tuple(services)
 
@@ -90,7 +93,8 @@ def netherfield_services() -> tuple[str, ...]:
 def _netherfield(launch: Launch) -> list[str]:
     config = launch.workdir / f"netherfield-{launch.port}.toml"
     config.write_text(netherfield_config(launch, netherfield_services()))
-    return [sys.executable, "-m", "twisted.scripts.twistd", "-n", "--pidfile=", "--logfile=-",
+    # ``python -m twisted`` is Twisted's ``twist`` runner: in the foreground, without a pidfile.
+    return [sys.executable, "-m", "twisted", "--log-format=text", "--log-file=-",
             "netherfield", "--config", str(config)]
 
 
