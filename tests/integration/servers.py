@@ -60,11 +60,23 @@ def free_port() -> int:
     raise ServerError("no free loopback port found")
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/PID/stat (state first), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _record_pid(pid: int) -> None:
+    # The start time goes with the PID so that a reused PID is never mistaken
+    # for ours (PIDs wrap quickly on a busy machine).
     path = os.environ.get(PID_LOG_ENV)
-    if path:
+    fields = _stat_fields(pid)
+    if path and fields:
         with open(path, "a", encoding="ascii") as log:
-            log.write(f"{pid}\n")
+            log.write(f"{pid} {fields[19]}\n")
 
 
 def process_alive(pid: int) -> bool:
@@ -76,11 +88,8 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie still answers kill(0); it is gone for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def descendant_pids(pid: int) -> list[int]:
