@@ -93,6 +93,7 @@ class Component:
         self.jid = parse_jid(domain)
         if self.jid.node is not None or self.jid.resource is not None:
             raise ValueError(f"{domain} is not a domain")
+        self._domain_text = self.jid.domain
         self.clock = clock
         self.services: list[Service] = []
         self.router = Router(self.jid, DomainEntity(self, self.jid))
@@ -117,8 +118,27 @@ class Component:
     # -- sending ---------------------------------------------------------
 
     def send(self, element: etree._Element) -> None:
-        """Send a stanza now, or queue it until the next handshake."""
+        """Send a stanza now, or queue it until the next handshake.
+
+        A stanza without ``to``, or whose ``from`` is outside this domain, is
+        dropped with an error in the log: either would make the server close
+        the whole stream (ejabberd: missing address; both: invalid-from).
+        """
+        sender = element.get("from")
+        if not element.get("to") or sender is None or not self._is_ours(sender):
+            log.error(
+                "{domain}: refused to send a {tag} from {sender!r} to {to!r}; it needs a to and a from in {domain}",
+                domain=str(self.jid),
+                tag=etree.QName(element).localname,
+                sender=sender,
+                to=element.get("to"),
+            )
+            return
         self.send_bytes(etree.tostring(element))
+
+    def _is_ours(self, sender: str) -> bool:
+        address = sender.partition("/")[0]
+        return address.rpartition("@")[2] == self._domain_text
 
     def send_bytes(self, data: bytes) -> None:
         """Send an already serialised stanza (fan-out serialises once, then varies ``to``)."""

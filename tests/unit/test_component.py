@@ -337,3 +337,14 @@ def test_every_rfc6120_condition_round_trips(condition):
         )
     )
     assert (parsed.condition, parsed.type, parsed.text) == (condition, DEFAULT_ERROR_TYPES[condition], "why")
+
+
+def test_stanzas_that_would_close_the_stream_are_not_sent():
+    harness = Harness(DOMAIN)
+    harness.component.send(message("someone@else.example", "juliet@example.com", "spoofed"))
+    bad = message(f"bot@{DOMAIN}", "juliet@example.com", "no to")
+    del bad.attrib["to"]
+    harness.component.send(bad)
+    harness.component.send(message(f"bot@{DOMAIN}/res", "juliet@example.com", "fine"))
+    harness.component.send(message(DOMAIN, "juliet@example.com", "fine too"))
+    assert [m.findtext("{jabber:component:accept}body") for m in harness.sent()] == ["fine", "fine too"]
