@@ -19,10 +19,11 @@ from lxml import etree
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from component import namespaces as ns
 from component.component import Component
@@ -56,6 +57,7 @@ class HandshakeFailed(Exception):
     """The server ended the stream before accepting our handshake."""
 
 
+@implementer(IPushProducer)
 class ComponentProtocol(Protocol):
     """One connection to the server, attached as ``component``'s domain once the handshake succeeds."""
 
@@ -92,6 +94,10 @@ class ComponentProtocol(Protocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        # Flow control: when the server stops reading what we write and the
+        # transport's buffer fills, the transport pauses us, and we stop
+        # reading the server's input; memory stays bounded either way.
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self.transport.write(
             (
                 "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
@@ -126,6 +132,21 @@ class ComponentProtocol(Protocol):
                 )
         elif not self.handshake.called:
             self.handshake.errback(HandshakeFailed(f"the connection for {self.domain} closed before the handshake"))
+
+    # -- IPushProducer, for the transport's flow control ---------------
+
+    def pauseProducing(self) -> None:
+        """Our output backs up: stop reading input."""
+        if self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def resumeProducing(self) -> None:
+        """Our output drained: read input again."""
+        if self.transport is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        """The transport is going away; nothing to release."""
 
     # -- Link ------------------------------------------------------------
 

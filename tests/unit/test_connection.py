@@ -201,3 +201,12 @@ def test_stop_says_goodbye_then_closes_the_stream():
     assert not stopped.called
     protocol.connectionLost(None)
     assert stopped.called
+
+
+def test_a_server_that_stops_reading_stops_our_reading():
+    _, protocol, transport = connect()
+    assert transport.producer is protocol and transport.streaming
+    protocol.pauseProducing()
+    assert transport.producerState == "paused"
+    protocol.resumeProducing()
+    assert transport.producerState == "producing"
