@@ -11,6 +11,8 @@ from typing import Any
 
 CEILING = "ceiling"
 THROUGHPUT_KINDS = ("echo", "iq", "fanout")
+#: Other processes' CPU, in cores, above which a measurement is marked as disturbed.
+BUSY = 0.5
 
 Results = dict[str, dict[str, dict[str, Any]]]
 
@@ -63,7 +65,7 @@ def checks(results: Results, targets: Iterable[str]) -> dict[str, dict[str, str]
             "echo >= 0.8 x ceiling": _check(field("echo", target, "rate_ratio"), lambda v: v >= 0.8, "{:.2f}"),
             "iq >= 0.8 x ceiling": _check(field("iq", target, "rate_ratio"), lambda v: v >= 0.8, "{:.2f}"),
         }
-        for case in sorted(c for c in results if kind_of(c) == "fanout"):
+        for case in (c for c in results if kind_of(c) == "fanout"):
             verdict[f"{case} out/s >= ceiling"] = _check(
                 field(case, target, "rate_ratio"), lambda v: v >= 1.0, "{:.2f}")
         verdict["join CPU <= 2 x ceiling"] = _check(field("join", target, "cpu_ratio"), lambda v: v <= 2.0, "{:.2f}")
@@ -122,9 +124,12 @@ def throughput_table(results: Results, targets: Sequence[str]) -> str:
                 rows.append([case, target, _unavailable(result), *["-"] * 9])
                 continue
             half = result.get("half_rate") or {}
+            half_p99 = _number(half.get("p99_ms"), 2)
+            if half.get("other_cpu_share", 0) >= BUSY:
+                half_p99 += "*"
             rows.append([
                 case, target, _number(result["rate"]), _number(result.get("rate_ratio"), 2),
-                _number(result["p50_ms"], 2), _number(result["p99_ms"], 2), _number(half.get("p99_ms"), 2),
+                _number(result["p50_ms"], 2), _number(result["p99_ms"], 2), half_p99,
                 _number(result["cpu_s_per_10k"], 3), _number(result.get("peak_rss_kb", 0) / 1024, 1),
                 _number(result["errors"]), result["bottleneck"], _number(result["other_cpu_share"], 2),
             ])
@@ -204,6 +209,9 @@ def render(results: Results, targets: Sequence[str], verdicts: dict[str, dict[st
     if any(kind_of(case) == "rooms" for case in results):
         sections.append("Memory (resident set growth, stored rooms loaded, then occupants joined)\n\n"
                         + rooms_table(results, targets))
+    if sections and sections[0].startswith("Throughput") and "*" in sections[0]:
+        sections[0] += ("\n\n* other processes used half a core or more during the paced run;"
+                        " 'other CPU' is the same for the runs at the maximum rate.")
     if verdicts:
         sections.append("Targets (ratios within this run)\n\n" + checks_table(verdicts))
     notes = problems(results)

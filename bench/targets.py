@@ -76,8 +76,9 @@ def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
         f'[components."{launch.domain}"]\n'
         f'secret = "{launch.secret}"\n'
         f"services = [{listed}]\n"
+        # sqlite:/// then an absolute path: four slashes, an absolute file.
         "[storage]\n"
-        f'url = "sqlite://{launch.workdir / f"netherfield-{launch.port}.db"}"\n'
+        f'url = "sqlite:///{launch.workdir / f"netherfield-{launch.port}.db"}"\n'
     )
 
 
