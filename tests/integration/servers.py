@@ -587,7 +587,7 @@ def component_environment(extra: Mapping[str, str] | None = None) -> dict[str, s
 
 
 class ComponentProcess:
-    """The project's component, run as `python -m twisted netherfield --config FILE`.
+    """The project's component, run as `twistd -n netherfield --config FILE`.
 
     Its stdout and stderr go to `log_path`; `wait_for_log` polls that file.
     """
@@ -622,22 +622,10 @@ class ComponentProcess:
 
     @staticmethod
     def default_command(config_path: Path) -> list[str]:
-        """`python -m twisted netherfield --config FILE`, logging text to stdout.
-
-        `python -m twisted` is Twisted's `twist` runner: always in the
-        foreground and without a pidfile, so it takes none of twistd's
-        `-n`/`--pidfile`/`--logfile` options.
-        """
-        return [
-            sys.executable,
-            "-m",
-            "twisted",
-            "--log-format=text",
-            "--log-file=-",
-            "netherfield",
-            "--config",
-            str(config_path),
-        ]
+        """`twistd -n netherfield --config FILE`: the operator's command, logging to stdout."""
+        twistd = Path(sys.executable).parent / "twistd"
+        runner = [str(twistd)] if twistd.exists() else [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        return [*runner, "-n", "--pidfile=", "--logfile=-", "netherfield", "--config", str(config_path)]
 
     @property
     def pid(self) -> int:
@@ -702,8 +690,8 @@ class ComponentProcess:
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM the component and return its exit status (SIGKILL if it hangs).
 
-        After a clean shutdown Twisted's runners re-raise the signal that
-        stopped them, so a clean stop reports -SIGTERM (see `CLEAN_EXITS`).
+        Twisted re-raises the signal that stopped it after a clean shutdown,
+        so a clean stop may report -SIGTERM as well as 0 (see `CLEAN_EXITS`).
         """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

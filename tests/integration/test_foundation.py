@@ -126,3 +126,12 @@ def test_wrong_secret_is_one_clear_sentence(xmpp_server: XMPPServer, component_p
     component.wait_for_log("the server refused the secret for echo.localhost (not-authorized)", timeout=20)
     assert "not-the-secret" not in component.log_text()
     assert "Traceback" not in component.log_text()
+
+
+def test_sigterm_closes_the_stream_and_exits_cleanly(
+    xmpp_server: XMPPServer, component_process: ComponentLauncher
+) -> None:
+    component = component_process(xmpp_server, echo_config())
+    assert component.stop() in component.CLEAN_EXITS  # twistd re-raises SIGTERM once shut down
+    assert "Traceback" not in component.log_text()
+    assert "Server Shut Down." in component.log_text()
