@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 
-from component.storage.base import Row, Storage
+from component.storage.base import Row, Storage, Transaction
 from component.storage.migrations import Migrations
 
 SUBSCRIPTIONS = ("none", "to", "from", "both")
@@ -93,6 +93,45 @@ def _changed(rowcount: int) -> bool:
     return rowcount > 0
 
 
+_UPSERT_ITEM = (
+    f"INSERT INTO roster_items (owner, {_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (owner, contact) DO UPDATE SET"
+    " name = excluded.name, subscription = excluded.subscription,"
+    " ask_out = excluded.ask_out, ask_in = excluded.ask_in,"
+    " groups = excluded.groups"
+)
+_UPSERT_REQUEST = (
+    "INSERT INTO roster_requests (owner, contact, request) VALUES (?, ?, ?)"
+    " ON CONFLICT (owner, contact) DO UPDATE SET request = excluded.request"
+)
+
+
+def _item_params(owner: str, row: RosterRow) -> tuple[str | bool | None, ...]:
+    return (
+        owner,
+        row.contact,
+        row.name,
+        row.subscription,
+        row.ask_out,
+        row.ask_in,
+        json.dumps(list(row.groups)),
+    )
+
+
+def _write_contact(
+    txn: Transaction, owner: str, contact: str, row: RosterRow | None, request: str | None
+) -> None:
+    if row is None:
+        txn.execute("DELETE FROM roster_items WHERE owner = ? AND contact = ?", (owner, contact))
+    else:
+        txn.execute(_UPSERT_ITEM, _item_params(owner, row))
+    if request is None:
+        txn.execute("DELETE FROM roster_requests WHERE owner = ? AND contact = ?", (owner, contact))
+    else:
+        txn.execute(_UPSERT_REQUEST, (owner, contact, request))
+
+
 @attrs.define
 class RosterStore:
     """The rosters of every entity a service hosts, on a `Storage`.
@@ -120,23 +159,7 @@ class RosterStore:
 
     def save(self, owner: str, row: RosterRow) -> Deferred[None]:
         """Insert or replace *row* on *owner*'s roster."""
-        d = self.storage.execute(
-            f"INSERT INTO roster_items (owner, {_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (owner, contact) DO UPDATE SET"
-            " name = excluded.name, subscription = excluded.subscription,"
-            " ask_out = excluded.ask_out, ask_in = excluded.ask_in,"
-            " groups = excluded.groups",
-            (
-                owner,
-                row.contact,
-                row.name,
-                row.subscription,
-                row.ask_out,
-                row.ask_in,
-                json.dumps(list(row.groups)),
-            ),
-        )
+        d = self.storage.execute(_UPSERT_ITEM, _item_params(owner, row))
         return d.addCallback(lambda _: None)
 
     def delete(self, owner: str, contact: str) -> Deferred[bool]:
@@ -155,11 +178,7 @@ class RosterStore:
 
     def save_request(self, owner: str, contact: str, request: str) -> Deferred[None]:
         """Keep *contact*'s pending subscription request to *owner*, replacing any."""
-        d = self.storage.execute(
-            "INSERT INTO roster_requests (owner, contact, request) VALUES (?, ?, ?)"
-            " ON CONFLICT (owner, contact) DO UPDATE SET request = excluded.request",
-            (owner, contact, request),
-        )
+        d = self.storage.execute(_UPSERT_REQUEST, (owner, contact, request))
         return d.addCallback(lambda _: None)
 
     def requests(self, owner: str) -> Deferred[dict[str, str]]:
@@ -178,3 +197,15 @@ class RosterStore:
             (owner, contact),
         )
         return d.addCallback(_changed)
+
+    def write(
+        self, owner: str, contact: str, row: RosterRow | None, request: str | None
+    ) -> Deferred[None]:
+        """Store everything *owner* knows of *contact* in one transaction.
+
+        *row* replaces the roster row (None: *contact* is not on the roster)
+        and *request* the pending request (None: there is none), so a crash
+        never leaves a subscription approved on one side and still pending on
+        the other.
+        """
+        return self.storage.transaction(_write_contact, owner, contact, row, request)

@@ -1,0 +1,375 @@
+"""The RFC 6121 subscription state machine, row by row, and an entity's roster with its storage.
+
+The expected tables below are copied from RFC 6121 Appendix A.2 (outbound)
+and A.3 (inbound), one tuple per row, independently of the tables in
+``component.roster``: (existing state, routed or delivered, new state or
+None for "no state change", auto-reply).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from component.jid import parse_jid
+from component.roster import (
+    INBOUND,
+    OUTBOUND,
+    STATES,
+    Roster,
+    RosterItem,
+    RosterView,
+    Subscription,
+    inbound,
+    outbound,
+)
+from component.storage import open_storage
+from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
+
+N = "None"
+NO = "None + Pending Out"
+NI = "None + Pending In"
+NOI = "None + Pending Out/In"
+T = "To"
+TI = "To + Pending In"
+F = "From"
+FO = "From + Pending Out"
+B = "Both"
+
+Row = tuple[str, bool, str | None, str | None]
+
+# RFC 6121 Appendix A.2: server processing of outbound subscription stanzas (ROUTE?).
+APPENDIX_A2: dict[str, list[Row]] = {
+    # A.2.1  Subscribe
+    "subscribe": [
+        (N, True, NO, None),
+        (NO, True, None, None),
+        (NI, True, NOI, None),
+        (NOI, True, None, None),
+        (T, True, None, None),
+        (TI, True, None, None),
+        (F, True, FO, None),
+        (FO, True, None, None),
+        (B, True, None, None),
+    ],
+    # A.2.2  Unsubscribe
+    "unsubscribe": [
+        (N, True, None, None),
+        (NO, True, N, None),
+        (NI, True, None, None),
+        (NOI, True, NI, None),
+        (T, True, N, None),
+        (TI, True, NI, None),
+        (F, True, None, None),
+        (FO, True, F, None),
+        (B, True, F, None),
+    ],
+    # A.2.3  Subscribed
+    "subscribed": [
+        (N, False, None, None),
+        (NO, False, None, None),
+        (NI, True, F, None),
+        (NOI, True, FO, None),
+        (T, False, None, None),
+        (TI, True, B, None),
+        (F, False, None, None),
+        (FO, False, None, None),
+        (B, False, None, None),
+    ],
+    # A.2.4  Unsubscribed
+    "unsubscribed": [
+        (N, False, None, None),
+        (NO, False, None, None),
+        (NI, True, N, None),
+        (NOI, True, NO, None),
+        (T, False, None, None),
+        (TI, True, T, None),
+        (F, True, N, None),
+        (FO, True, NO, None),
+        (B, True, T, None),
+    ],
+}
+
+# RFC 6121 Appendix A.3: server processing of inbound subscription stanzas (DELIVER?).
+APPENDIX_A3: dict[str, list[Row]] = {
+    # A.3.1  Subscribe ("no *": the server auto-replies "subscribed")
+    "subscribe": [
+        (N, True, NI, None),
+        (NO, True, NOI, None),
+        (NI, False, None, None),
+        (NOI, False, None, None),
+        (T, True, TI, None),
+        (TI, False, None, None),
+        (F, False, None, "subscribed"),
+        (FO, False, None, "subscribed"),
+        (B, False, None, "subscribed"),
+    ],
+    # A.3.2  Unsubscribe
+    "unsubscribe": [
+        (N, False, None, None),
+        (NO, False, None, None),
+        (NI, True, N, None),
+        (NOI, True, NO, None),
+        (T, False, None, None),
+        (TI, True, T, None),
+        (F, True, N, None),
+        (FO, True, NO, None),
+        (B, True, T, None),
+    ],
+    # A.3.3  Subscribed
+    "subscribed": [
+        (N, False, None, None),
+        (NO, True, T, None),
+        (NI, False, None, None),
+        (NOI, True, TI, None),
+        (T, False, None, None),
+        (TI, False, None, None),
+        (F, False, None, None),
+        (FO, True, B, None),
+        (B, False, None, None),
+    ],
+    # A.3.4  Unsubscribed
+    "unsubscribed": [
+        (N, False, None, None),
+        (NO, True, N, None),
+        (NI, False, None, None),
+        (NOI, True, NI, None),
+        (T, True, N, None),
+        (TI, True, NI, None),
+        (F, False, None, None),
+        (FO, True, F, None),
+        (B, True, F, None),
+    ],
+}
+
+_SECTIONS = {"subscribe": 1, "unsubscribe": 2, "subscribed": 3, "unsubscribed": 4}
+
+
+def _rows(appendix: str, tables: dict[str, list[Row]]) -> list[object]:
+    return [
+        pytest.param(kind, *row, id=f"A.{appendix}.{_SECTIONS[kind]} {kind} in {row[0]}")
+        for kind, rows in tables.items()
+        for row in rows
+    ]
+
+
+@pytest.mark.parametrize(("kind", "existing", "routed", "new", "reply"), _rows("2", APPENDIX_A2))
+def test_outbound_row(kind: str, existing: str, routed: bool, new: str | None, reply: str | None) -> None:
+    state = Subscription.named(existing)
+    transition = outbound(state, kind)
+    assert transition.passes is routed
+    assert transition.state == (state if new is None else Subscription.named(new))
+    assert transition.auto_reply == reply
+
+
+@pytest.mark.parametrize(("kind", "existing", "delivered", "new", "reply"), _rows("3", APPENDIX_A3))
+def test_inbound_row(kind: str, existing: str, delivered: bool, new: str | None, reply: str | None) -> None:
+    state = Subscription.named(existing)
+    transition = inbound(state, kind)
+    assert transition.passes is delivered
+    assert transition.state == (state if new is None else Subscription.named(new))
+    assert transition.auto_reply == reply
+
+
+def test_the_tables_cover_every_state_and_type_once() -> None:
+    assert len(STATES) == len(set(STATES)) == 9
+    for table in (INBOUND, OUTBOUND):
+        assert set(table) == {(state, kind) for state in STATES for kind in _SECTIONS}
+    with pytest.raises(ValueError):
+        inbound(STATES[0], "probe")
+    with pytest.raises(ValueError):
+        outbound(STATES[0], "available")
+
+
+def test_states_read_and_print_as_in_the_rfc() -> None:
+    for name in (N, NO, NI, NOI, T, TI, F, FO, B):
+        assert str(Subscription.named(name)) == name
+    assert Subscription.named('"To + Pending In"') == Subscription("to", pending_in=True)
+    with pytest.raises(ValueError):
+        Subscription.named("Both + Pending In")
+    with pytest.raises(ValueError):
+        Subscription("both", pending_out=True)
+    with pytest.raises(ValueError):
+        Subscription("from", pending_in=True)
+    # Stored values that name no defined state lose the flag that makes them invalid.
+    assert Subscription.of("both", pending_out=True, pending_in=True) == Subscription("both")
+    assert Subscription.of("to", pending_out=True, pending_in=True) == Subscription("to", pending_in=True)
+    assert Subscription.of("bogus") == Subscription()
+    both = Subscription("both")
+    assert both.has_to and both.has_from and not both.is_none
+    assert Subscription("to").has_to and not Subscription("to").has_from
+
+
+# -- the roster of one entity ---------------------------------------------------
+
+BOT = parse_jid("news@notices.example.org")
+JULIET = parse_jid("juliet@example.com")
+ROMEO = parse_jid("romeo@example.net")
+
+
+def test_a_request_from_a_stranger_waits_beside_the_roster() -> None:
+    roster = Roster.in_memory(BOT)
+    change = roster.receive(parse_jid("juliet@example.com/balcony"), "subscribe", "<presence/>")
+    assert (change.contact, change.old, change.new, change.passes) == (JULIET, Subscription(), Subscription.named(NI), True)
+    assert JULIET not in roster
+    assert roster.state(JULIET) == Subscription.named(NI)
+    assert roster.requests() == {JULIET: "<presence/>"}
+    # Approving puts the contact on the roster and ends the request.
+    change = roster.send(JULIET, "subscribed")
+    assert change.passes and change.new == Subscription("from")
+    assert roster[JULIET] == RosterItem(JULIET, Subscription("from"))
+    assert roster.requests() == {}
+    assert roster.subscribers() == [JULIET]
+    assert roster.subscriptions() == []
+
+
+def test_a_request_withdrawn_leaves_nothing() -> None:
+    roster = Roster.in_memory(BOT)
+    roster.receive(JULIET, "subscribe", "<presence/>")
+    change = roster.receive(JULIET, "unsubscribe")
+    assert change.passes and change.new == Subscription()
+    assert len(roster) == 0 and roster.requests() == {}
+
+
+def test_the_entity_subscribing_adds_an_item_and_the_item_stays_at_none() -> None:
+    roster = Roster.in_memory(BOT)
+    roster.send(ROMEO, "subscribe")
+    assert roster[ROMEO].state == Subscription.named(NO)
+    roster.receive(ROMEO, "subscribed")
+    assert roster.subscriptions() == [ROMEO]
+    roster.receive(ROMEO, "unsubscribed")
+    assert roster[ROMEO].subscription == "none"
+    assert roster.remove(ROMEO) == Subscription()
+    assert ROMEO not in roster
+
+
+def test_items_keep_name_and_groups_through_changes() -> None:
+    roster = Roster.in_memory(BOT)
+    roster.set_item(ROMEO, "Romeo", ("Montagues",))
+    roster.send(ROMEO, "subscribe")
+    assert roster[ROMEO] == RosterItem(ROMEO, Subscription.named(NO), "Romeo", ("Montagues",))
+
+
+def test_the_view_reads_but_does_not_change() -> None:
+    roster = Roster.in_memory(BOT)
+    roster.receive(JULIET, "subscribe", "x")
+    roster.send(ROMEO, "subscribe")
+    view = RosterView(roster)
+    assert list(view) == [ROMEO] and ROMEO in view and len(view) == 1
+    assert view.requests() == [JULIET]
+    assert view.state(JULIET) == Subscription.named(NI)
+    assert not hasattr(view, "send") and not hasattr(view, "receive")
+
+
+class SlowStore:
+    """A store whose writes finish when the test says so."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str, RosterRow | None, str | None]] = []
+        self.pending: list[defer.Deferred[None]] = []
+
+    def write(self, owner: str, contact: str, row: RosterRow | None, request: str | None) -> defer.Deferred[None]:
+        self.writes.append((owner, contact, row, request))
+        done: defer.Deferred[None] = defer.Deferred()
+        self.pending.append(done)
+        return done
+
+
+def test_writes_run_one_at_a_time_and_steps_wait_for_them() -> None:
+    store = SlowStore()
+    roster = Roster(BOT, store)  # type: ignore[arg-type]
+    steps: list[str] = []
+    roster.receive(JULIET, "subscribe", "<presence type='subscribe'/>")
+    roster.after_writes(lambda: steps.append("request acknowledged"))
+    roster.send(JULIET, "subscribed")
+    roster.after_writes(lambda: steps.append("subscribed sent"))
+    # The state moved at once; the first write runs, the second waits for it.
+    assert roster.state(JULIET) == Subscription("from")
+    assert len(store.writes) == 1 and steps == []
+    assert store.writes[0] == (str(BOT), str(JULIET), None, "<presence type='subscribe'/>")
+    store.pending[0].callback(None)
+    assert steps == ["request acknowledged"] and len(store.writes) == 2
+    assert store.writes[1] == (str(BOT), str(JULIET), RosterRow(str(JULIET), "from"), None)
+    assert roster.writing
+    store.pending[1].callback(None)
+    assert steps == ["request acknowledged", "subscribed sent"]
+    assert not roster.writing
+
+
+def test_a_failed_write_is_logged_and_the_queue_goes_on() -> None:
+    store = SlowStore()
+    roster = Roster(BOT, store)  # type: ignore[arg-type]
+    steps: list[str] = []
+    roster.send(ROMEO, "subscribe")
+    roster.after_writes(lambda: steps.append("after"))
+    store.pending[0].errback(RuntimeError("disk full"))
+    assert steps == ["after"]
+    written = roster.written()
+    assert written.called
+
+
+def test_unchanged_state_writes_nothing() -> None:
+    store = SlowStore()
+    roster = Roster(BOT, store)  # type: ignore[arg-type]
+    roster.receive(JULIET, "subscribed")  # A.3.3 "None": not delivered, no change
+    roster.send(JULIET, "unsubscribed")  # A.2.4 "None": not routed, no change
+    assert store.writes == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_rosters_and_requests_survive_a_crash(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'rosters.db'}"
+    storage = await open_storage(url, migrations=[ROSTER_MIGRATIONS])
+    roster = await Roster.load(BOT, RosterStore(storage))
+    roster.receive(JULIET, "subscribe", "<presence from='juliet@example.com' type='subscribe'/>")
+    roster.send(JULIET, "subscribed")
+    roster.send(JULIET, "subscribe")
+    roster.receive(ROMEO, "subscribe", "<presence from='romeo@example.net' type='subscribe'/>")
+    roster.set_item(parse_jid("nurse@example.com"), "Nurse", ("Capulets",))
+    await roster.written()
+    # No close: the process dies here. A new one opens the same file.
+    again = await open_storage(url, migrations=[ROSTER_MIGRATIONS])
+    reloaded = await Roster.load(BOT, RosterStore(again))
+    assert reloaded.state(JULIET) == Subscription.named(FO)
+    assert reloaded.state(ROMEO) == Subscription.named(NI)
+    assert ROMEO not in reloaded
+    assert reloaded.requests() == {ROMEO: "<presence from='romeo@example.net' type='subscribe'/>"}
+    assert reloaded[parse_jid("nurse@example.com")].groups == ("Capulets",)
+    reloaded.remove(ROMEO)
+    await reloaded.written()
+    assert await RosterStore(again).requests(str(BOT)) == {}
+    await again.close()
+    await storage.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_loading_heals_a_request_left_beside_an_approved_subscription(tmp_path: Path) -> None:
+    storage = await open_storage(f"sqlite:///{tmp_path / 'rosters.db'}", migrations=[ROSTER_MIGRATIONS])
+    store = RosterStore(storage)
+    await store.save(str(BOT), RosterRow(str(JULIET), "from"))
+    await store.save_request(str(BOT), str(JULIET), "<presence/>")
+    await store.save(str(BOT), RosterRow(str(ROMEO), "both", ask_out=True, ask_in=True))
+    await store.save(str(BOT), RosterRow("not a jid@", "both"))
+    roster = await Roster.load(BOT, store)
+    assert roster.state(JULIET) == Subscription("from")
+    assert roster.requests() == {}
+    assert roster.state(ROMEO) == Subscription("both")
+    assert len(roster) == 2
+    await storage.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_write_is_one_transaction(tmp_path: Path) -> None:
+    storage = await open_storage(f"sqlite:///{tmp_path / 'rosters.db'}", migrations=[ROSTER_MIGRATIONS])
+    store = RosterStore(storage)
+    owner, contact = str(BOT), str(JULIET)
+    await store.write(owner, contact, RosterRow(contact, "to", ask_in=True), "<presence/>")
+    assert await store.get(owner, contact) == RosterRow(contact, "to", ask_in=True)
+    assert await store.requests(owner) == {contact: "<presence/>"}
+    await store.write(owner, contact, None, None)
+    assert await store.load(owner) == {}
+    assert await store.requests(owner) == {}
+    await storage.close()
