@@ -377,6 +377,8 @@ class Session:
         self._link: Link | None = None
         self._process: ComponentProcess | None = None
         self._barriers = 0
+        #: Called each time a scenario starts a measured interval (a profiler can attach then).
+        self.on_measure: list[Callable[[], None]] = []
 
     @property
     def link(self) -> Link:
@@ -430,6 +432,11 @@ class Session:
             await asyncio.to_thread(self._process.stop)
         if self._log is not None:
             self._log.close()
+
+    def measuring(self) -> None:
+        """Tell the ``on_measure`` callbacks that a measured interval starts."""
+        for callback in self.on_measure:
+            callback()
 
     def load(self, workload: Workload, window: int, sample_every: int = 8) -> Load:
         """Return a load over this session's link."""

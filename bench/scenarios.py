@@ -201,6 +201,7 @@ async def timed_runs(session: Session, workload: Workload, window: int, settings
         load = session.load(workload, window)
         load.start()
         await asyncio.sleep(settings.warmup)
+        session.measuring()
         before = load.snapshot()
         load.recording = True
         await asyncio.sleep(settings.seconds)
@@ -295,6 +296,7 @@ async def join(session: Session, settings: Settings) -> dict[str, object]:
         await session.barrier()
         joins = [(f"u{i}@localhost/r", f"{room}/n{i}") for i in range(1, settings.join_size + 1)]
         workload = join_workload(joins, {room: 1})
+        session.measuring()
         load, before, after = await session.send_all(workload, settings.join_window, settings.timeout * 5)
         await session.barrier()
         result = measure(before, after, load.latencies, 1, "replies")
