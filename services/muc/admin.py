@@ -1,0 +1,182 @@
+"""The admin protocol (``muc#admin``, XEP-0045 §8, §9): roles, affiliations and their lists.
+
+Moderators change roles by nick (kick, voice); admins and owners change
+affiliations by JID (ban, membership, admin and owner rights). Every change
+is checked before any is applied, written to storage before it is
+acknowledged, and told to the room with the status codes of §15.2.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from component.errors import StanzaError
+from component.jid import JID, InvalidJID, parse_jid
+from component.stanza import Stanza
+from services.muc.affiliations import (
+    AFFILIATION_RANK,
+    ROLE_RANK,
+    check_affiliation_change,
+    check_role_change,
+)
+from services.muc.occupants import Occupant
+from services.muc.protocol import MUC_ADMIN, child_text, item
+
+if TYPE_CHECKING:
+    from services.muc.room import Room
+
+__all__ = ["get", "set"]
+
+_ITEM = f"{{{MUC_ADMIN}}}item"
+
+
+def _query() -> etree._Element:
+    return etree.Element(f"{{{MUC_ADMIN}}}query", nsmap={None: MUC_ADMIN})
+
+
+def get(room: Room, stanza: Stanza) -> etree._Element:
+    """A list of affiliations (for admins and owners) or of roles (for moderators)."""
+    query = stanza.element[0]
+    wanted = query.find(_ITEM)
+    if wanted is None:
+        raise StanzaError("bad-request", text="say which list: an item with an affiliation or a role")
+    affiliation, role = wanted.get("affiliation"), wanted.get("role")
+    actor = room.affiliation_of(stanza.sender)
+    reply = _query()
+    if affiliation is not None and role is None:
+        if affiliation not in AFFILIATION_RANK or affiliation == "none":
+            raise StanzaError("bad-request", text=f"no list of affiliation {affiliation!r}")
+        may = actor == "owner" or (actor == "admin" and affiliation in ("member", "outcast"))
+        # Members of a members-only room may see who else is a member (§9.5).
+        may = may or (affiliation == "member" and actor == "member" and room.config.members_only)
+        if not may:
+            raise StanzaError("forbidden")
+        for jid, entry in room.affiliations.with_affiliation(affiliation):
+            element = item(affiliation, jid=str(jid), namespace=MUC_ADMIN, reason=entry.reason or None)
+            reply.append(element)
+        return reply
+    if role is not None and affiliation is None:
+        if role not in ROLE_RANK or role == "none":
+            raise StanzaError("bad-request", text=f"no list of role {role!r}")
+        occupant = room.occupants.by_real(stanza.sender)
+        if occupant is None or occupant.role != "moderator":
+            raise StanzaError("forbidden")
+        for other in room.occupants:
+            if other.role == role:
+                reply.append(item(room.affiliation_of(other.bare), role, jid=str(other.main), nick=other.nick,
+                                  namespace=MUC_ADMIN))
+        return reply
+    raise StanzaError("bad-request", text="an item names an affiliation or a role, not both")
+
+
+class _Change:
+    __slots__ = ("jid", "kind", "nick", "reason", "value")
+
+    def __init__(self, kind: str, value: str, jid: JID | None, nick: str | None, reason: str | None) -> None:
+        self.kind = kind
+        self.value = value
+        self.jid = jid
+        self.nick = nick
+        self.reason = reason
+
+
+def _read(room: Room, element: etree._Element) -> _Change:
+    affiliation, role = element.get("affiliation"), element.get("role")
+    reason = child_text(element, MUC_ADMIN, "reason")
+    nick = element.get("nick")
+    jid: JID | None = None
+    if element.get("jid") is not None:
+        try:
+            jid = parse_jid(element.get("jid") or "").bare
+        except InvalidJID:
+            raise StanzaError("jid-malformed", text="the item's jid is not a JID") from None
+    if affiliation is not None and role is None:
+        if jid is None and nick is not None:
+            occupant = room.occupants.by_nick(nick)
+            jid = occupant.bare if occupant is not None else None
+        if jid is None:
+            raise StanzaError("bad-request", text="an affiliation change needs a jid")
+        return _Change("affiliation", affiliation, jid, None, reason)
+    if role is not None and affiliation is None:
+        if nick is None:
+            raise StanzaError("bad-request", text="a role change needs a nick")
+        return _Change("role", role, None, nick, reason)
+    raise StanzaError("bad-request", text="an item changes an affiliation or a role, not both")
+
+
+async def set(room: Room, stanza: Stanza) -> None:
+    """Apply every item of a muc#admin set, after checking them all."""
+    query = stanza.element[0]
+    changes = [_read(room, element) for element in query.iterchildren(_ITEM)]
+    if not changes:
+        raise StanzaError("bad-request", text="nothing to change")
+    actor_affiliation = room.affiliation_of(stanza.sender)
+    actor = room.occupants.by_real(stanza.sender)
+    actor_role = actor.role if actor is not None else "none"
+    owners = room.affiliations.owners()
+    for change in changes:
+        if change.kind == "role":
+            target = room.occupants.by_nick(change.nick or "")
+            if target is None:
+                raise StanzaError("not-acceptable", text="no occupant has that nick")
+            check_role_change(actor_affiliation, actor_role, room.affiliation_of(target.bare), target.role, change.value)
+        else:
+            assert change.jid is not None
+            check_affiliation_change(
+                actor_affiliation, stanza.sender, change.jid, room.affiliations.get(change.jid), change.value, owners
+            )
+            if change.value == "owner":
+                owners = [*owners, change.jid]
+            elif change.jid in owners:
+                owners = [o for o in owners if o != change.jid]
+    actor_nick = actor.nick if actor is not None else None
+    for change in changes:
+        if change.kind == "role":
+            set_role(room, change.nick or "", change.value, actor_nick, change.reason)
+        else:
+            assert change.jid is not None
+            await set_affiliation(room, change.jid, change.value, actor_nick, change.reason)
+
+
+def set_role(room: Room, nick: str, role: str, actor: str | None, reason: str | None) -> None:
+    """Give an occupant a role; 'none' kicks it (status 307)."""
+    target = room.occupants.by_nick(nick)
+    if target is None or target.role == role:
+        return
+    if role == "none":
+        room.remove(target, [307], actor=actor, reason=reason)
+        return
+    was_moderator = target.role == "moderator"
+    target.role = role
+    room.publish(target, target.presence(), actor=actor, reason=reason)
+    _refresh_view(room, target, was_moderator)
+
+
+def _refresh_view(room: Room, target: Occupant, was_moderator: bool) -> None:
+    """A new moderator in a semi-anonymous room now sees real JIDs: resend the occupant list."""
+    if room.config.anonymous and not was_moderator and target.role == "moderator":
+        for session in target.sessions:
+            room.send_occupant_list(session, target)
+
+
+async def set_affiliation(room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None) -> None:
+    """Change a user's affiliation, store it, then tell the room (301, 321 when it loses its place)."""
+    previous = room.affiliation_of(jid)
+    await room.store_affiliation(jid, affiliation, reason or "")
+    room.affiliations.set(jid, affiliation, reason or "")
+    new_role = room.role_for(room.affiliation_of(jid))
+    downgrade = AFFILIATION_RANK[affiliation] < AFFILIATION_RANK[previous]
+    for occupant in room.occupants.by_bare(jid):
+        if affiliation == "outcast":
+            room.remove(occupant, [301], affiliation="outcast", actor=actor, reason=reason)
+            continue
+        if new_role == "none":
+            room.remove(occupant, [321], affiliation=affiliation, actor=actor, reason=reason)
+            continue
+        was_moderator = occupant.role == "moderator"
+        if occupant.role != new_role and (downgrade or ROLE_RANK[occupant.role] < ROLE_RANK[new_role]):
+            occupant.role = new_role
+        room.publish(occupant, occupant.presence(), actor=actor, reason=reason)
+        _refresh_view(room, occupant, was_moderator)

@@ -1,0 +1,136 @@
+"""Discussion history (XEP-0045 §7.2.15): the last messages, replayed to who enters.
+
+Each entry is the reflected message with its XEP-0203 delay, serialised once
+(as a :class:`Broadcast`) so that replaying it costs only the splice of the
+recipient's address.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime
+
+from lxml import etree
+
+from component.errors import StanzaError
+from component.jid import JID
+from component.stanza import Broadcast
+
+__all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+class HistoryEntry:
+    """One archived message."""
+
+    __slots__ = ("message", "seconds", "size")
+
+    def __init__(self, message: Broadcast, seconds: float, size: int) -> None:
+        self.message = message
+        self.seconds = seconds
+        self.size = size
+
+    @classmethod
+    def of(cls, element: etree._Element, seconds: float) -> HistoryEntry:
+        """An entry from the message as it will be replayed (delay included, no ``to``)."""
+        size = len(etree.tostring(element))
+        return cls(Broadcast(element), seconds, size)
+
+    @classmethod
+    def parse(cls, text: str, seconds: float) -> HistoryEntry:
+        """An entry from its stored text."""
+        return cls.of(etree.fromstring(text.encode(), _PARSER), seconds)
+
+
+class HistoryRequest:
+    """The limits of a ``<history/>`` element; None means no limit."""
+
+    __slots__ = ("maxchars", "maxstanzas", "since")
+
+    def __init__(self, maxchars: int | None = None, maxstanzas: int | None = None, since: float | None = None) -> None:
+        self.maxchars = maxchars
+        self.maxstanzas = maxstanzas
+        self.since = since
+
+
+def _number(history: etree._Element, name: str) -> int | None:
+    value = history.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise StanzaError("bad-request", text=f"history {name} must be a number") from None
+    if number < 0:
+        raise StanzaError("bad-request", text=f"history {name} must not be negative")
+    return number
+
+
+def parse_request(history: etree._Element | None, now: float) -> HistoryRequest:
+    """Read ``<history maxchars maxstanzas seconds since/>``; the strictest limit wins."""
+    if history is None:
+        return HistoryRequest()
+    since: float | None = None
+    text = history.get("since")
+    if text is not None:
+        try:
+            since = datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            raise StanzaError("bad-request", text="history since must be an XEP-0082 DateTime") from None
+    seconds = _number(history, "seconds")
+    if seconds is not None:
+        since = max(since or 0.0, now - seconds)
+    return HistoryRequest(_number(history, "maxchars"), _number(history, "maxstanzas"), since)
+
+
+class History:
+    """The last ``length`` messages of a room."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, length: int) -> None:
+        self._entries: deque[HistoryEntry] = deque(maxlen=max(length, 0))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        return iter(self._entries)
+
+    @property
+    def length(self) -> int:
+        """How many messages are kept."""
+        return self._entries.maxlen or 0
+
+    def resize(self, length: int) -> None:
+        """Keep at most ``length`` messages from now on (the newest ones)."""
+        self._entries = deque(self._entries, maxlen=max(length, 0))
+
+    def add(self, entry: HistoryEntry) -> None:
+        """Append a message, forgetting the oldest beyond the length."""
+        if self.length:
+            self._entries.append(entry)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+    def select(self, request: HistoryRequest, to: JID) -> list[bytes]:
+        """The messages to replay to ``to``, oldest first, within the request's limits."""
+        chosen: list[bytes] = []
+        chars = 0
+        address = len(str(to))
+        for entry in reversed(self._entries):
+            if request.maxstanzas is not None and len(chosen) >= request.maxstanzas:
+                break
+            if request.since is not None and entry.seconds < request.since:
+                break
+            if request.maxchars is not None:
+                chars += entry.size + address + 6
+                if chars > request.maxchars:
+                    break
+            chosen.append(entry.message.to(to))
+        chosen.reverse()
+        return chosen

@@ -1,0 +1,104 @@
+"""Mediated invitations and declines (XEP-0045 §7.8.2).
+
+An occupant asks the room to invite someone; the room sends the invitation
+from its own address, with the room's password when it has one. In a
+members-only room only admins and owners may invite, or any occupant when
+the room allows invitations, and the invitee becomes a member. Direct
+invitations (XEP-0249) go from client to client and never reach the room.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+from twisted.internet import defer
+
+from component import namespaces as ns
+from component.errors import StanzaError
+from component.jid import JID, InvalidJID, parse_jid
+from component.stanza import Stanza
+from services.muc import admin
+from services.muc.affiliations import AFFILIATION_RANK, ROLE_RANK
+from services.muc.protocol import MUC_USER, child_text
+
+if TYPE_CHECKING:
+    from services.muc.room import Room
+
+__all__ = ["handle"]
+
+_INVITE = f"{{{MUC_USER}}}invite"
+_DECLINE = f"{{{MUC_USER}}}decline"
+
+
+def _address(element: etree._Element) -> JID:
+    try:
+        return parse_jid(element.get("to") or "")
+    except InvalidJID:
+        raise StanzaError("jid-malformed", text="the invitation's 'to' is not a JID") from None
+
+
+def handle(room: Room, stanza: Stanza, x: etree._Element) -> Any:
+    """A message to the room carrying ``<x xmlns='…muc#user'/>``: invitations or a decline."""
+    invitations = [e for e in x.iterchildren(_INVITE) if e.get("to")]
+    if invitations:
+        return defer.ensureDeferred(_invite(room, stanza, invitations))
+    decline = x.find(_DECLINE)
+    if decline is not None and decline.get("to"):
+        _decline(room, stanza, decline)
+        return None
+    raise StanzaError("bad-request", text="expected an invitation or a decline")
+
+
+def _may_invite(room: Room, sender: JID) -> bool:
+    occupant = room.occupants.by_real(sender)
+    affiliation = room.affiliation_of(sender)
+    role = occupant.role if occupant is not None else room.role_for(affiliation)
+    if ROLE_RANK[role] <= ROLE_RANK["visitor"]:
+        return False
+    if room.config.members_only:
+        wanted = "member" if room.config.allow_invites else "admin"
+        return AFFILIATION_RANK[affiliation] >= AFFILIATION_RANK[wanted]
+    return True
+
+
+async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element]) -> None:
+    if not _may_invite(room, stanza.sender):
+        raise StanzaError("forbidden", text="you may not invite anyone to this room")
+    invitees = [(_address(invitation), invitation) for invitation in invitations]
+    for invitee, invitation in invitees:
+        if room.config.members_only and room.affiliations.get(invitee) == "none":
+            await admin.set_affiliation(room, invitee.bare, "member", None, f"Invited by {stanza.sender.bare}")
+        room.send(_invitation(room, stanza, invitee, child_text(invitation, MUC_USER, "reason")))
+
+
+def _invitation(room: Room, stanza: Stanza, invitee: JID, reason: str | None) -> etree._Element:
+    element = etree.Element(
+        f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "to": str(invitee)}, nsmap={None: ns.COMPONENT}
+    )
+    if stanza.id is not None:
+        element.set("id", stanza.id)
+    x = etree.SubElement(element, f"{{{MUC_USER}}}x", nsmap={None: MUC_USER})
+    invite = etree.SubElement(x, _INVITE, {"from": str(stanza.sender)})
+    if reason is not None:
+        etree.SubElement(invite, f"{{{MUC_USER}}}reason").text = reason
+    if room.config.needs_password:
+        etree.SubElement(x, f"{{{MUC_USER}}}password").text = room.config.password
+    body = etree.SubElement(element, f"{{{ns.COMPONENT}}}body")
+    body.text = f"{stanza.sender.bare} invited you to the room {room.jid}" + (f" ({reason})" if reason else "")
+    return element
+
+
+def _decline(room: Room, stanza: Stanza, decline: etree._Element) -> None:
+    inviter = _address(decline)
+    element = etree.Element(
+        f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "to": str(inviter)}, nsmap={None: ns.COMPONENT}
+    )
+    if stanza.id is not None:
+        element.set("id", stanza.id)
+    x = etree.SubElement(element, f"{{{MUC_USER}}}x", nsmap={None: MUC_USER})
+    declined = etree.SubElement(x, _DECLINE, {"from": str(stanza.sender.bare)})
+    reason = child_text(decline, MUC_USER, "reason")
+    if reason is not None:
+        etree.SubElement(declined, f"{{{MUC_USER}}}reason").text = reason
+    room.send(element)

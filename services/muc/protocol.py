@@ -1,0 +1,86 @@
+"""The MUC namespaces, status codes and the small elements every part of the room builds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from lxml import etree
+
+from component import namespaces as ns
+
+__all__ = [
+    "MUC", "MUC_USER", "MUC_ADMIN", "MUC_OWNER", "ROOMCONFIG", "ROOMINFO", "STABLE_ID", "SELF_PING",
+    "user_x", "item", "child_text", "X_MUC", "X_USER", "stamp", "delay", "muc_child",
+]
+
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = MUC + "#user"
+MUC_ADMIN = MUC + "#admin"
+MUC_OWNER = MUC + "#owner"
+ROOMCONFIG = MUC + "#roomconfig"
+ROOMINFO = MUC + "#roominfo"
+STABLE_ID = MUC + "#stable_id"
+SELF_PING = MUC + "#self-ping-optimization"
+
+X_MUC = f"{{{MUC}}}x"
+X_USER = f"{{{MUC_USER}}}x"
+
+
+def muc_child(parent: etree._Element, namespace: str, name: str) -> etree._Element | None:
+    """The first ``{namespace}name`` child of ``parent``."""
+    return parent.find(f"{{{namespace}}}{name}")
+
+
+def child_text(parent: etree._Element, namespace: str, name: str) -> str | None:
+    """The text of the first ``{namespace}name`` child, '' when empty, None when absent."""
+    found = parent.find(f"{{{namespace}}}{name}")
+    if found is None:
+        return None
+    return found.text or ""
+
+
+def item(
+    affiliation: str,
+    role: str | None = None,
+    *,
+    jid: str | None = None,
+    nick: str | None = None,
+    actor_nick: str | None = None,
+    reason: str | None = None,
+    namespace: str = MUC_USER,
+) -> etree._Element:
+    """An ``<item/>`` of a muc#user (or muc#admin) element, attributes in the XEP's order."""
+    element = etree.Element(f"{{{namespace}}}item", nsmap={None: namespace})
+    element.set("affiliation", affiliation)
+    if jid is not None:
+        element.set("jid", jid)
+    if nick is not None:
+        element.set("nick", nick)
+    if role is not None:
+        element.set("role", role)
+    if actor_nick is not None:
+        etree.SubElement(element, f"{{{namespace}}}actor", nick=actor_nick)
+    if reason is not None:
+        etree.SubElement(element, f"{{{namespace}}}reason").text = reason
+    return element
+
+
+def user_x(items: Iterable[etree._Element] = (), codes: Iterable[int] = ()) -> etree._Element:
+    """``<x xmlns='…muc#user'/>`` with items, then status codes in ascending order."""
+    x = etree.Element(X_USER, nsmap={None: MUC_USER})
+    for element in items:
+        x.append(element)
+    for code in sorted(set(codes)):
+        etree.SubElement(x, f"{{{MUC_USER}}}status", code=str(code))
+    return x
+
+
+def stamp(seconds: float) -> str:
+    """An XEP-0082 DateTime in UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def delay(by: str, seconds: float) -> etree._Element:
+    """An XEP-0203 ``<delay/>``."""
+    return etree.Element(f"{{{ns.DELAY}}}delay", {"from": by, "stamp": stamp(seconds)}, nsmap={None: ns.DELAY})

@@ -1,0 +1,715 @@
+"""A room (XEP-0045): the entity at ``room@service``, whose resources are its occupants.
+
+The room keeps its own state in memory (configuration, affiliations,
+occupants, subject, history) and writes what must survive to the
+:class:`MucStore` when it is persistent. Stanzas to one room are handled one
+at a time in arrival order: while a write that a stanza acknowledges is in
+flight, later stanzas wait, so nobody sees an effect before it is durable
+and effects never overtake each other.
+
+Presence, messages and the subject live here; the admin and owner
+protocols, invitations and the service-wide rules live in their own modules.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from component import namespaces as ns
+from component.disco import Identity, Item
+from component.entity import Entity, IQResult, iq_handler
+from component.errors import StanzaError
+from component.jid import JID
+from component.stanza import Broadcast, Stanza, message, new_id, text_of
+from services.muc import admin, invites, owner
+from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
+from services.muc.config import RoomConfig, roominfo_form
+from services.muc.history import History, HistoryEntry, parse_request
+from services.muc.occupants import Occupant, Occupants, presence_template
+from services.muc.protocol import (
+    MUC,
+    MUC_ADMIN,
+    MUC_OWNER,
+    MUC_USER,
+    SELF_PING,
+    STABLE_ID,
+    X_MUC,
+    X_USER,
+    child_text,
+    delay,
+    item,
+    user_x,
+)
+from services.muc.store import HistoryRecord
+
+if TYPE_CHECKING:
+    from services.muc.service import MucService
+
+__all__ = ["Room"]
+
+log = Logger()
+
+#: Errors that mean the client an occupant joined from is gone (a ghost).
+KICKABLE_ERRORS = frozenset({
+    "gone", "internal-server-error", "item-not-found", "jid-malformed", "recipient-unavailable",
+    "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable",
+})
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+_STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
+_Work = Callable[[Stanza], Any]
+
+
+class Room(Entity):
+    """One chat room and its occupants."""
+
+    def __init__(self, service: MucService, jid: JID) -> None:
+        super().__init__(service.component, jid)
+        self.service = service
+        self.config = RoomConfig(history_length=min(20, service.max_history))
+        self.affiliations = Affiliations()
+        self.occupants = Occupants()
+        self.history = History(self.config.history_length)
+        self.subject = ""
+        self.subject_from = ""
+        #: False until someone creates the room (or it is loaded from storage).
+        self.exists = False
+        #: True while the room is in storage (persistent rooms).
+        self.stored = False
+        #: A new room stays locked until its owner configures it (§10.1.1).
+        self.locked = False
+        self.destroyed = False
+        self._busy = False
+        self._waiting: deque[tuple[_Work, Stanza, defer.Deferred[Any]]] = deque()
+        self._timer: IDelayedCall | None = None
+
+    # -- one stanza at a time ---------------------------------------------
+
+    def _in_turn(self, work: _Work, stanza: Stanza) -> Any:
+        if self._busy or self._waiting:
+            waiter: defer.Deferred[Any] = defer.Deferred()
+            self._waiting.append((work, stanza, waiter))
+            return waiter
+        return self._start(work, stanza, None)
+
+    def _start(self, work: _Work, stanza: Stanza, waiter: defer.Deferred[Any] | None) -> Any:
+        try:
+            result = work(stanza)
+        except Exception:
+            if waiter is None:
+                self._settle()
+                raise
+            waiter.errback(Failure())
+            return None
+        if isinstance(result, defer.Deferred):
+            self._busy = True
+            out = waiter if waiter is not None else defer.Deferred()
+            result.addBoth(self._finished, out)
+            return out
+        if waiter is not None:
+            waiter.callback(result)
+        else:
+            self._settle()
+        return result
+
+    def _finished(self, outcome: Any, out: defer.Deferred[Any]) -> None:
+        self._busy = False
+        # The reply to this stanza goes out before anything the next one causes.
+        if isinstance(outcome, Failure):
+            out.errback(outcome)
+        else:
+            out.callback(outcome)
+        while self._waiting and not self._busy:
+            work, stanza, waiter = self._waiting.popleft()
+            self._start(work, stanza, waiter)
+        if not self._busy:
+            self._settle()
+
+    def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        """Let the service know of a write in flight (stop waits for it)."""
+        return self.service.track(deferred)
+
+    # -- entry points ------------------------------------------------------
+
+    def handle_presence(self, stanza: Stanza) -> Any:
+        return self._in_turn(self._presence, stanza)
+
+    def handle_message(self, stanza: Stanza) -> Any:
+        return self._in_turn(self._message, stanza)
+
+    def handle_iq(self, stanza: Stanza) -> IQResult:
+        if stanza.recipient.resource is not None:
+            # Answered by another client: the room must not wait for it.
+            return self._iq_to_occupant(stanza)
+        return self._in_turn(self._iq, stanza)  # type: ignore[no-any-return]
+
+    def handle_error(self, stanza: Stanza) -> None:
+        result = self._in_turn(self._bounced, stanza)
+        if isinstance(result, defer.Deferred):
+            result.addErrback(lambda failure: log.failure("{room}: handling a bounce failed", failure, room=str(self.jid)))
+
+    def _iq(self, stanza: Stanza) -> IQResult:
+        if not self.exists:
+            raise StanzaError("item-not-found", text="no such room")
+        return super().handle_iq(stanza)
+
+    # -- who is who --------------------------------------------------------
+
+    def affiliation_of(self, jid: JID) -> str:
+        """The affiliation of a user; service admins are owners everywhere."""
+        if self.service.is_admin(jid):
+            return "owner"
+        return self.affiliations.get(jid)
+
+    def occupant_jid(self, nick: str) -> str:
+        """The room JID of a nick."""
+        return f"{self.jid}/{nick}"
+
+    def sees_real_jids(self, occupant: Occupant) -> bool:
+        """Whether an occupant may see other occupants' real JIDs."""
+        return self.config.whois == "anyone" or occupant.role == "moderator"
+
+    def role_for(self, affiliation: str) -> str:
+        """The role a user of this affiliation gets on entering."""
+        return default_role(affiliation, moderated=self.config.moderated, members_only=self.config.members_only)
+
+    # -- sending -----------------------------------------------------------
+
+    def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
+        """Send to every session of an occupant."""
+        for real in occupant.sessions:
+            self.component.send_bytes(data.to(real))
+
+    def broadcast(self, element: etree._Element) -> None:
+        """Send one stanza to every session of every occupant, serialised once."""
+        data = Broadcast(element)
+        send = self.component.send_bytes
+        for occupant in self.occupants:
+            for real in occupant.sessions:
+                send(data.to(real))
+
+    def publish(
+        self,
+        occupant: Occupant,
+        base: etree._Element,
+        *,
+        codes: Iterable[int] = (),
+        self_codes: Iterable[int] = (),
+        affiliation: str | None = None,
+        nick: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        self_sessions: Iterable[JID] | None = None,
+    ) -> None:
+        """Tell the room about an occupant's presence (§7.2.3): others, then the occupant itself.
+
+        Everyone who may see real JIDs gets the item with the occupant's
+        JID; the others without. The occupant's own sessions get it with
+        status 110 and ``self_codes``.
+        """
+        base.set("from", self.occupant_jid(occupant.nick))
+        affiliation = affiliation or self.affiliation_of(occupant.bare)
+        codes = set(codes)
+
+        def variant(jid: str | None, extra: Iterable[int] = ()) -> Broadcast:
+            element = copy.deepcopy(base)
+            entry = item(affiliation, occupant.role, jid=jid, nick=nick, actor_nick=actor, reason=reason)
+            element.append(user_x([entry], codes | set(extra)))
+            return Broadcast(element)
+
+        real = str(occupant.main)
+        full: Broadcast | None = None
+        anonymous: Broadcast | None = None
+        for other in self.occupants:
+            if other is occupant:
+                continue
+            if self.sees_real_jids(other) or other.bare == occupant.bare:
+                full = full or variant(real)
+                self.send_to_occupant(other, full)
+            else:
+                anonymous = anonymous or variant(None)
+                self.send_to_occupant(other, anonymous)
+        mine = variant(real, {110, *self_codes})
+        for session in occupant.sessions if self_sessions is None else self_sessions:
+            self.component.send_bytes(mine.to(session))
+
+    def send_presence_of(self, occupant: Occupant, to: JID, *, with_jid: bool) -> None:
+        """Send one occupant's current presence to one client (the occupant list on entering)."""
+        element = occupant.presence()
+        element.set("from", self.occupant_jid(occupant.nick))
+        element.set("to", str(to))
+        jid = str(occupant.main) if with_jid else None
+        element.append(user_x([item(self.affiliation_of(occupant.bare), occupant.role, jid=jid)]))
+        self.send(element)
+
+    def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
+        """Send every other occupant's presence to a client."""
+        for other in self.occupants:
+            if other is viewer:
+                continue
+            sees = viewer is not None and (self.sees_real_jids(viewer) or viewer.bare == other.bare)
+            self.send_presence_of(other, to, with_jid=sees)
+
+    def remove(self, occupant: Occupant, codes: Iterable[int], *, affiliation: str | None = None,
+               actor: str | None = None, reason: str | None = None, status: str | None = None) -> None:
+        """Take an occupant out of the room and tell everyone (kick, ban, lost membership)."""
+        self.occupants.remove(occupant)
+        occupant.role = "none"
+        base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
+        if status is not None:
+            etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
+        self.publish(occupant, base, codes=codes, affiliation=affiliation, actor=actor, reason=reason)
+
+    # -- presence ------------------------------------------------------------
+
+    def _presence(self, stanza: Stanza) -> Any:
+        kind = stanza.type
+        if kind not in (None, "unavailable"):
+            return None  # subscriptions and probes mean nothing to a room
+        sender = stanza.sender
+        occupant = self.occupants.by_real(sender)
+        nick = stanza.recipient.resource
+        if kind == "unavailable":
+            if occupant is not None:
+                self._leave(occupant, sender, stanza)
+            return None
+        if occupant is None:
+            if nick is None:
+                raise StanzaError("jid-malformed", text="a nick is needed to enter a room")
+            return self._enter(stanza, nick)
+        if nick is None or nick == occupant.nick:
+            self._update(occupant, sender, stanza)
+            return None
+        return self._change_nick(occupant, sender, stanza, nick)
+
+    def _nick_changed(self, stanza: Stanza, nick: str) -> bool:
+        raw = (stanza.element.get("to") or "").partition("/")[2]
+        return raw != nick
+
+    def _enter(self, stanza: Stanza, nick: str) -> Any:
+        sender = stanza.sender
+        if not nick.strip():
+            raise StanzaError("jid-malformed", text="the nick is empty")
+        x = stanza.find(X_MUC)
+        if not self.exists:
+            self.service.check_creation(sender)
+            return self._create(stanza, nick, x)
+        affiliation = self.affiliation_of(sender)
+        if self.locked and affiliation != "owner":
+            raise StanzaError("item-not-found", text="the room is locked until its owner configures it")
+        if affiliation == "outcast":
+            raise StanzaError("forbidden", text="you are banned from this room")
+        role = self.role_for(affiliation)
+        if role == "none":
+            raise StanzaError("registration-required", text="the room is members-only")
+        if self.config.needs_password and affiliation != "owner":
+            password = None
+            if x is not None:
+                password = child_text(x, MUC, "password")
+            if password != self.config.password:
+                raise StanzaError("not-authorized", text="the room needs a password")
+        holder = self.occupants.by_nick(nick)
+        if holder is not None:
+            if holder.bare != sender.bare:
+                raise StanzaError("conflict", text="that nick is in use")
+            return self._add_session(holder, stanza, x)
+        limit = self.config.max_users
+        if limit and len(self.occupants) >= limit and affiliation not in ("owner", "admin"):
+            raise StanzaError("service-unavailable", "wait", text="the room is full")
+        occupant = Occupant(nick, sender, role, presence_template(stanza.element))
+        self._seat(occupant, stanza, x, created=False)
+        return None
+
+    def _create(self, stanza: Stanza, nick: str, x: etree._Element | None) -> None:
+        sender = stanza.sender
+        self.exists = True
+        self.affiliations.set(sender.bare, "owner")
+        # Clients that do not speak MUC get an instant room (§7.2.1, like Prosody).
+        self.locked = x is not None
+        if self.locked:
+            self._set_timer(self.service.lock_seconds, self._lock_expired)
+        occupant = Occupant(nick, sender, "moderator", presence_template(stanza.element))
+        self._seat(occupant, stanza, x, created=True)
+        self.service.room_changed(self)
+
+    def _seat(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None, *, created: bool) -> None:
+        sender = stanza.sender
+        request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
+        self.send_occupant_list(sender, occupant)
+        self.occupants.add(occupant)
+        self._cancel_timer()
+        codes = {110}
+        if not self.config.anonymous:
+            codes.add(100)
+        if self.config.logging:
+            codes.add(170)
+        if created:
+            codes.add(201)
+        if self._nick_changed(stanza, occupant.nick):
+            codes.add(210)
+        base = occupant.presence()
+        self.publish(occupant, base, self_codes=codes)
+        self._send_history_and_subject(sender, request)
+
+    def _add_session(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None) -> None:
+        sender = stanza.sender
+        request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
+        self.send_occupant_list(sender, occupant)
+        self.occupants.add_session(occupant, sender, presence_template(stanza.element))
+        codes = {110}
+        if not self.config.anonymous:
+            codes.add(100)
+        self.publish(occupant, occupant.presence(), self_codes=codes)
+        self._send_history_and_subject(sender, request)
+
+    def _send_history_and_subject(self, to: JID, request: Any) -> None:
+        for data in self.history.select(request, to):
+            self.component.send_bytes(data)
+        sender = self.occupant_jid(self.subject_from) if self.subject_from else str(self.jid)
+        self.send(message(sender, to, type="groupchat", subject=self.subject))
+
+    def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
+        self.occupants.add_session(occupant, sender, presence_template(stanza.element))
+        self.publish(occupant, occupant.presence())
+
+    def _leave(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
+        base = etree.fromstring(presence_template(stanza.element), _PARSER)
+        base.set("type", "unavailable")
+        if self.occupants.remove_session(occupant, sender):
+            occupant.role = "none"
+            self.publish(occupant, base, self_sessions=[sender])
+            return
+        # Another client still holds the nick: only the one leaving hears of it.
+        base.set("from", self.occupant_jid(occupant.nick))
+        base.set("to", str(sender))
+        entry = item(self.affiliation_of(occupant.bare), "none", jid=str(sender))
+        base.append(user_x([entry], [110]))
+        self.send(base)
+
+    def _change_nick(self, occupant: Occupant, sender: JID, stanza: Stanza, nick: str) -> None:
+        if not nick.strip():
+            raise StanzaError("jid-malformed", text="the nick is empty")
+        holder = self.occupants.by_nick(nick)
+        if holder is not None:
+            raise StanzaError("conflict", text="that nick is in use")
+        gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
+        self.publish(occupant, gone, codes=[303], nick=nick)
+        self.occupants.rename(occupant, nick)
+        self.occupants.add_session(occupant, sender, presence_template(stanza.element))
+        codes = [210] if self._nick_changed(stanza, nick) else []
+        self.publish(occupant, occupant.presence(), self_codes=codes)
+
+    # -- messages --------------------------------------------------------------
+
+    def _message(self, stanza: Stanza) -> Any:
+        if stanza.recipient.resource is not None:
+            return self._private(stanza)
+        if not self.exists:
+            raise StanzaError("item-not-found", text="no such room")
+        element = stanza.element
+        if stanza.type == "groupchat":
+            if (
+                element.find(f"{{{ns.COMPONENT}}}subject") is not None
+                and element.find(f"{{{ns.COMPONENT}}}body") is None
+                and element.find(f"{{{ns.COMPONENT}}}thread") is None
+            ):
+                return defer.ensureDeferred(self._change_subject(stanza))
+            return self._groupchat(stanza)
+        x = stanza.find(X_USER)
+        if x is not None:
+            return invites.handle(self, stanza, x)
+        raise StanzaError("bad-request", text="send groupchat messages to the room, private messages to an occupant")
+
+    def _groupchat(self, stanza: Stanza) -> None:
+        occupant = self.occupants.by_real(stanza.sender)
+        if occupant is None:
+            raise StanzaError("not-acceptable", text="only occupants may speak in the room")
+        if ROLE_RANK[occupant.role] < ROLE_RANK["participant"]:
+            raise StanzaError("forbidden", text="visitors have no voice in this moderated room")
+        element = copy.deepcopy(stanza.element)
+        room = str(self.jid)
+        for claimed in element.findall(_STANZA_ID):
+            if claimed.get("by") == room:
+                element.remove(claimed)  # nobody but the room names its ids
+        stanza_id = str(uuid.uuid4())
+        etree.SubElement(element, _STANZA_ID, {"id": stanza_id, "by": room}, nsmap={None: ns.STANZA_ID})
+        element.set("from", self.occupant_jid(occupant.nick))
+        element.attrib.pop("to", None)
+        if element.find(f"{{{ns.COMPONENT}}}body") is not None and self.history.length:
+            self._archive(element, occupant, stanza.sender, stanza_id)
+        self.broadcast(element)
+
+    def _archive(self, element: etree._Element, occupant: Occupant, sender: JID, stanza_id: str) -> None:
+        now = self.component.clock.seconds()
+        archived = copy.deepcopy(element)
+        archived.append(delay(str(self.jid), now))
+        text = etree.tostring(archived).decode()
+        self.history.add(HistoryEntry.of(archived, now))
+        store = self.service.store
+        if self.stored and store is not None:
+            record = HistoryRecord(stanza_id, occupant.nick, str(sender.bare), text, now)
+            self.track(store.append_history(self.jid.node or "", record))
+
+    async def _change_subject(self, stanza: Stanza) -> None:
+        occupant = self.occupants.by_real(stanza.sender)
+        if occupant is None:
+            raise StanzaError("not-acceptable", text="only occupants may change the subject")
+        may = occupant.role == "moderator" or (occupant.role == "participant" and self.config.change_subject)
+        if not may:
+            raise StanzaError("forbidden", text="you are not allowed to change the subject")
+        subject = text_of(stanza.element, "subject") or ""
+        store = self.service.store
+        if self.stored and store is not None:
+            await self.track(store.set_subject(self.jid.node or "", subject, occupant.nick))
+        self.subject = subject
+        self.subject_from = occupant.nick
+        element = copy.deepcopy(stanza.element)
+        element.set("from", self.occupant_jid(occupant.nick))
+        element.attrib.pop("to", None)
+        self.broadcast(element)
+
+    def _private(self, stanza: Stanza) -> None:
+        if stanza.type == "groupchat":
+            raise StanzaError("bad-request", text="groupchat messages go to the room, not to an occupant")
+        sender = self.occupants.by_real(stanza.sender)
+        if sender is None:
+            raise StanzaError("not-acceptable", text="only occupants may send private messages")
+        target = self.occupants.by_nick(stanza.recipient.resource or "")
+        if target is None:
+            raise StanzaError("item-not-found", text="no such occupant")
+        if target.bare != sender.bare and not self._may_send_private(sender):
+            raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")
+        element = copy.deepcopy(stanza.element)
+        element.set("from", self.occupant_jid(sender.nick))
+        element.attrib.pop("to", None)
+        if element.find(X_USER) is None:
+            element.append(user_x())
+        self.send_to_occupant(target, Broadcast(element))
+
+    def _may_send_private(self, sender: Occupant) -> bool:
+        allowed = self.config.allow_pm
+        if allowed == "anyone":
+            return True
+        if allowed == "participants":
+            return ROLE_RANK[sender.role] >= ROLE_RANK["participant"]
+        if allowed == "moderators":
+            return sender.role == "moderator"
+        return False
+
+    # -- IQs to occupants --------------------------------------------------------
+
+    def _iq_to_occupant(self, stanza: Stanza) -> IQResult:
+        sender = self.occupants.by_real(stanza.sender)
+        if sender is None:
+            raise StanzaError("not-acceptable", text="only occupants may query other occupants")
+        target = self.occupants.by_nick(stanza.recipient.resource or "")
+        if target is None:
+            raise StanzaError("item-not-found", text="no such occupant")
+        payload = stanza.payload()
+        if payload is None:
+            raise StanzaError("bad-request", text="an iq request needs one payload element")
+        if target is sender and payload.tag == f"{{{ns.PING}}}ping" and stanza.sender in sender.sessions:
+            return None  # XEP-0410: the client is still in the room
+        to = target.bare if etree.QName(payload).namespace == "vcard-temp" else target.main
+        forwarded = etree.Element(
+            stanza.element.tag,
+            {"from": self.occupant_jid(sender.nick), "to": str(to), "type": stanza.type or "get", "id": new_id("muc")},
+            nsmap={None: ns.COMPONENT},
+        )
+        forwarded.append(copy.deepcopy(payload))
+        reply = self.request(forwarded)
+
+        def answered(element: etree._Element) -> etree._Element | None:
+            return next((c for c in element if isinstance(c.tag, str)), None)
+
+        return reply.addCallback(answered)
+
+    # -- ghosts --------------------------------------------------------------------
+
+    def _bounced(self, stanza: Stanza) -> None:
+        if stanza.kind not in ("message", "presence"):
+            return
+        occupant = self.occupants.by_real(stanza.sender)
+        if occupant is None:
+            return
+        error = StanzaError.from_stanza(stanza.element)
+        if error.condition not in KICKABLE_ERRORS and error.condition != "undefined-condition":
+            return
+        status = "Kicked: " + error.condition.replace("-", " ")
+        if self.occupants.remove_session(occupant, stanza.sender):
+            occupant.role = "none"
+            base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
+            etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
+            # The ghost itself cannot hear it; everyone else must.
+            self.publish(occupant, base, codes=[307, 333], self_sessions=())
+
+    # -- discovery --------------------------------------------------------------
+
+    def disco_identities(self, node: str | None) -> tuple[Identity, ...]:
+        if node is not None:
+            return ()
+        return (Identity("conference", "text", self.config.name or self.jid.node),)
+
+    def disco_features(self, node: str | None) -> frozenset[str]:
+        config = self.config
+        features = {
+            MUC, STABLE_ID, SELF_PING,
+            "muc_public" if config.public else "muc_hidden",
+            "muc_persistent" if config.persistent else "muc_temporary",
+            "muc_membersonly" if config.members_only else "muc_open",
+            "muc_moderated" if config.moderated else "muc_unmoderated",
+            "muc_semianonymous" if config.anonymous else "muc_nonanonymous",
+            "muc_passwordprotected" if config.needs_password else "muc_unsecured",
+        }
+        return super().disco_features(node) | features
+
+    def disco_forms(self, node: str | None) -> list[etree._Element]:
+        return [roominfo_form(self.config, len(self.occupants), self.subject)]
+
+    def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
+        # Occupants' room JIDs are listed to occupants only: they already see them.
+        if self.occupants.by_real(stanza.sender) is None:
+            return []
+        return [Item(self.occupant_jid(o.nick)) for o in self.occupants]
+
+    # -- admin and owner protocols --------------------------------------------------
+
+    @iq_handler("get", f"{{{MUC_ADMIN}}}query")
+    def _admin_get(self, stanza: Stanza) -> IQResult:
+        return admin.get(self, stanza)
+
+    @iq_handler("set", f"{{{MUC_ADMIN}}}query")
+    def _admin_set(self, stanza: Stanza) -> IQResult:
+        return defer.ensureDeferred(admin.set(self, stanza))
+
+    @iq_handler("get", f"{{{MUC_OWNER}}}query")
+    def _owner_get(self, stanza: Stanza) -> IQResult:
+        return owner.get(self, stanza)
+
+    @iq_handler("set", f"{{{MUC_OWNER}}}query")
+    def _owner_set(self, stanza: Stanza) -> IQResult:
+        return defer.ensureDeferred(owner.set(self, stanza))
+
+    # -- persistence -------------------------------------------------------------
+
+    async def save_config(self) -> None:
+        """Write the configuration (creating the stored room)."""
+        store = self.service.store
+        if store is None:
+            return
+        await self.track(store.save_config(self.jid.node or "", self.config.to_dict(), public=self.config.public))
+
+    async def store_everything(self) -> None:
+        """The room became persistent: write its configuration, affiliations and subject."""
+        store = self.service.store
+        if store is None:
+            return
+        node = self.jid.node or ""
+        await self.save_config()
+        for jid, entry in self.affiliations.items():
+            await self.track(store.set_affiliation(node, str(jid), entry.affiliation, entry.reason))
+        await self.track(store.set_subject(node, self.subject, self.subject_from))
+        self.stored = True
+
+    async def forget_stored(self) -> None:
+        """The room is no longer persistent (or is destroyed): drop it from storage."""
+        store = self.service.store
+        if store is None or not self.stored:
+            return
+        self.stored = False
+        await self.track(store.delete_room(self.jid.node or ""))
+
+    async def store_affiliation(self, jid: JID, affiliation: str, reason: str) -> None:
+        """Write one affiliation when the room is stored."""
+        store = self.service.store
+        if store is not None and self.stored:
+            await self.track(store.set_affiliation(self.jid.node or "", str(jid), affiliation, reason))
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """After each stanza: vanish, schedule unloading, or stay."""
+        if self.destroyed or self._busy or self._waiting:
+            return
+        if not self.exists:
+            self._unload()
+        elif len(self.occupants) == 0:
+            if not self.config.persistent:
+                self.vanish()
+            elif self._timer is None:
+                self._set_timer(self.service.idle_unload_seconds, self._idle)
+
+    def _set_timer(self, seconds: float, call: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self._timer = self.component.clock.callLater(seconds, call)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _idle(self) -> None:
+        self._timer = None
+        if not self._busy and not self._waiting and len(self.occupants) == 0 and not self.destroyed:
+            self._unload()
+
+    def cancel_lock(self) -> None:
+        """The owner configured the room: the lock timer stops."""
+        self._cancel_timer()
+
+    def _lock_expired(self) -> None:
+        self._timer = None
+        if self.locked and not self.destroyed:
+            self.destroy(None, "the room was not configured in time")
+
+    def _unload(self) -> None:
+        self._cancel_timer()
+        if self.service.component.router.loaded(self.jid.node or "") is self:
+            self.service.component.router.unload(self.jid.node or "")
+
+    def vanish(self) -> None:
+        """Forget a room in memory (a temporary room whose last occupant left)."""
+        self.destroyed = True
+        self.service.room_gone(self)
+        self._unload()
+
+    def clear(self, extra: etree._Element | None = None, codes: Iterable[int] = ()) -> None:
+        """Remove every occupant, each told with its own unavailable presence."""
+        for occupant in self.occupants:
+            self.occupants.remove(occupant)
+            base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
+            base.set("from", self.occupant_jid(occupant.nick))
+            x = user_x([item("none", "none")], codes)
+            if extra is not None:
+                x.insert(1, extra)
+            base.append(x)
+            data = Broadcast(base)
+            self.send_to_occupant(occupant, data)
+
+    def destroy(self, alternate: str | None, reason: str | None, password: str | None = None) -> defer.Deferred[None]:
+        """Destroy the room (§10.9): tell every occupant, forget it everywhere."""
+        element = etree.Element(f"{{{MUC_USER}}}destroy", nsmap={None: MUC_USER})
+        if alternate:
+            element.set("jid", alternate)
+        if reason:
+            etree.SubElement(element, f"{{{MUC_USER}}}reason").text = reason
+        if password:
+            etree.SubElement(element, f"{{{MUC_USER}}}password").text = password
+        self.clear(element)
+        self.locked = False
+        self.exists = False
+        d = defer.ensureDeferred(self.forget_stored())
+        self.vanish()
+        return d
+
+    def on_shutdown(self) -> None:
+        self.clear(codes=[332])

@@ -1,0 +1,194 @@
+"""The multi-user chat service at the component domain (XEP-0045 §6).
+
+It answers disco for the service, lists public rooms, decides who may
+create rooms, names the service admins (owners of every room), and hands
+the router a :class:`Room` for any ``room@domain``, loading stored rooms
+lazily and letting idle ones go.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from component.component import Component
+from component.config import ConfigError
+from component.disco import Identity, Item
+from component.entity import Entity
+from component.errors import StanzaError
+from component.jid import JID, InvalidJID, parse_jid
+from component.service import Service
+from component.stanza import Stanza
+from services.muc.affiliations import AFFILIATION_RANK
+from services.muc.config import RoomConfig
+from services.muc.history import HistoryEntry
+from services.muc.protocol import MUC
+from services.muc.room import Room
+from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
+
+__all__ = ["MucService"]
+
+log = Logger()
+
+CREATION_POLICIES = ("anyone", "local", "admins")
+
+
+class MucService(Service):
+    """Hosts the rooms of one component domain."""
+
+    name = "muc"
+    option_keys: ClassVar[frozenset[str]] = frozenset(
+        {"admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds"}
+    )
+    migrations = (MUC_MIGRATIONS,)
+
+    def __init__(self, component: Component, options: dict[str, Any]) -> None:
+        super().__init__(component, options)
+        prefix = f'components."{component.jid}".muc'
+        admins = options.get("admins", [])
+        if not isinstance(admins, list) or not all(isinstance(a, str) for a in admins):
+            raise ConfigError(f"{prefix}.admins must be a list of JIDs, e.g. [\"admin@localhost\"]")
+        try:
+            self.admins = frozenset(parse_jid(a).bare for a in admins)
+        except InvalidJID as exc:
+            raise ConfigError(f"{prefix}.admins: {exc}") from None
+        self.creation = options.get("creation", "anyone")
+        if self.creation not in CREATION_POLICIES:
+            raise ConfigError(f"{prefix}.creation must be one of {', '.join(CREATION_POLICIES)}, not {self.creation!r}")
+        domains = options.get("local_domains", [component.server_domain])
+        if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+            raise ConfigError(f"{prefix}.local_domains must be a list of domains, e.g. [\"localhost\"]")
+        self.local_domains = frozenset(d.lower() for d in domains)
+        self.max_history = _number(options, "max_history", 50, prefix, integer=True)
+        self.idle_unload_seconds = _number(options, "idle_unload_seconds", 300.0, prefix)
+        self.lock_seconds = _number(options, "lock_seconds", 300.0, prefix)
+        self.store: MucStore | None = None
+        #: Public rooms for disco#items: node → name; stored ones even while unloaded.
+        self.public_rooms: dict[str, str] = {}
+        self._pending: set[defer.Deferred[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def _start(self) -> None:
+        storage = self.component.storage
+        if storage is not None:
+            self.store = MucStore(storage, clock=self.component.clock.seconds)
+            for record in await self.store.list_rooms(public_only=True):
+                self.public_rooms[record.node] = str(record.config.get("name") or "")
+        self.component.router.set_node_factory(self._room_for)
+
+    def start(self) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._start())
+
+    def stop(self) -> defer.Deferred[Any]:
+        return self.drained()
+
+    def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        """Remember a storage write until it completes; :meth:`drained` waits for them."""
+        self._pending.add(deferred)
+
+        def done(result: Any) -> Any:
+            self._pending.discard(deferred)
+            return result
+
+        return deferred.addBoth(done)
+
+    def drained(self) -> defer.Deferred[Any]:
+        """Fires once every write in flight has completed."""
+        pending = [d for d in self._pending if not d.called]
+        if not pending:
+            return defer.succeed(None)
+        waits = []
+        for d in pending:
+            wait: defer.Deferred[Any] = defer.Deferred()
+            d.addBoth(_pass_and_fire, wait)
+            waits.append(wait)
+        return defer.DeferredList(waits).addCallback(lambda _: self.drained())
+
+    # -- rooms ---------------------------------------------------------------
+
+    def _room_for(self, node: str) -> Entity | defer.Deferred[Entity | None] | None:
+        jid = JID(node, self.component.jid.domain)
+        if self.store is None:
+            return Room(self, jid)
+        return self.track(defer.ensureDeferred(self._load(jid)))
+
+    async def _load(self, jid: JID) -> Entity | None:
+        room = Room(self, jid)
+        assert self.store is not None
+        node = jid.node or ""
+        record = await self.store.load_room(node)
+        if record is None:
+            return room
+        self._restore(room, record)
+        for bare, entry in (await self.store.affiliations(node)).items():
+            if entry.affiliation in AFFILIATION_RANK:
+                room.affiliations.set(parse_jid(bare), entry.affiliation, entry.reason)
+        for stored in await self.store.recent_history(node, room.config.history_length):
+            try:
+                room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp))
+            except Exception:
+                log.warn("{room}: skipped an unreadable archived message", room=str(jid))
+        return room
+
+    def _restore(self, room: Room, record: RoomRecord) -> None:
+        room.config = RoomConfig.from_dict(record.config)
+        room.history.resize(min(room.config.history_length, self.max_history))
+        room.subject = record.subject
+        room.subject_from = record.subject_from
+        room.exists = True
+        room.stored = True
+
+    def room_changed(self, room: Room) -> None:
+        """A room was created or configured: keep the directory of public rooms right."""
+        node = room.jid.node or ""
+        if room.exists and room.config.public and not room.locked:
+            self.public_rooms[node] = room.config.name
+        else:
+            self.public_rooms.pop(node, None)
+
+    def room_gone(self, room: Room) -> None:
+        """A room was destroyed or vanished."""
+        self.public_rooms.pop(room.jid.node or "", None)
+
+    # -- rules ----------------------------------------------------------------
+
+    def is_admin(self, jid: JID) -> bool:
+        """Service admins have owner rights in every room."""
+        return jid.bare in self.admins
+
+    def check_creation(self, jid: JID) -> None:
+        """Raise ``not-allowed`` unless ``jid`` may create rooms."""
+        if self.is_admin(jid) or self.creation == "anyone":
+            return
+        if self.creation == "local" and jid.domain in self.local_domains:
+            return
+        raise StanzaError("not-allowed", text="room creation is restricted")
+
+    # -- disco ----------------------------------------------------------------
+
+    def domain_identities(self) -> tuple[Identity, ...]:
+        return (Identity("conference", "text", "Chatrooms"),)
+
+    def domain_features(self) -> frozenset[str]:
+        return frozenset({MUC})
+
+    def domain_items(self, stanza: Stanza) -> list[Item]:
+        domain = self.component.jid.domain
+        return [Item(f"{node}@{domain}", name or node) for node, name in sorted(self.public_rooms.items())]
+
+
+def _number(options: dict[str, Any], key: str, default: float, prefix: str, *, integer: bool = False) -> Any:
+    value = options.get(key, default)
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
+        wanted = "a whole number" if integer else "a number of seconds"
+        raise ConfigError(f"{prefix}.{key} must be {wanted}, at least 0, not {value!r}")
+    return value
+
+
+def _pass_and_fire(result: Any, wait: defer.Deferred[Any]) -> Any:
+    wait.callback(None)
+    return result

@@ -1,0 +1,230 @@
+"""Messages in a room: groupchat, private messages, the subject and the history (XEP-0045 §7.2.15 to §7.5, §8.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from component.jid import parse_jid
+from services.muc.history import HistoryRequest
+from services.muc.testing import enter, instant_room, muc_harness
+
+ROOM = "coven@chat.shakespeare.lit"
+CRONE = "crone1@shakespeare.lit/desktop"
+WICCA = "wiccarocks@shakespeare.lit/laptop"
+HAG = "hag66@shakespeare.lit/pda"
+MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
+ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
+
+
+def configure(h, fields: str) -> None:
+    h.receive(
+        f"<iq from='{CRONE}' id='cfg' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    )
+    h.sent()
+
+
+@pytest.fixture
+def harness():
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    return h
+
+
+def test_groupchat_is_reflected_to_everyone_with_a_stanza_id(harness) -> None:
+    h = harness
+    h.receive(
+        f"""<message from='{WICCA}' id='hysf1v37' to='{ROOM}' type='groupchat'>
+          <body>Harpier cries: 'tis time, 'tis time.</body>
+          <stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM}'/>
+          <origin-id xmlns='urn:xmpp:sid:0' id='client-1'/></message>"""
+    )
+    first, second = h.expect(
+        f"""<message from='{ROOM}/secondwitch' id='hysf1v37' to='{CRONE}' type='groupchat'>
+          <body>Harpier cries: 'tis time, 'tis time.</body>
+          <origin-id xmlns='urn:xmpp:sid:0' id='client-1'/>
+          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>""",
+        f"""<message from='{ROOM}/secondwitch' id='hysf1v37' to='{WICCA}' type='groupchat'>
+          <body>Harpier cries: 'tis time, 'tis time.</body>
+          <origin-id xmlns='urn:xmpp:sid:0' id='client-1'/>
+          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>""",
+    )
+    sid = "{urn:xmpp:sid:0}stanza-id"
+    assert first.find(sid).get("id") == second.find(sid).get("id") != "forged"
+
+
+def test_groupchat_from_a_non_occupant_is_not_acceptable(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{HAG}' id='x1' to='{ROOM}' type='groupchat'><body>hi</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}' to='{HAG}' id='x1' type='error'><body>hi</body>
+          <error type='modify'><not-acceptable {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+
+
+def test_visitor_in_a_moderated_room_is_forbidden(harness) -> None:
+    h = harness
+    configure(h, "<field var='muc#roomconfig_moderatedroom'><value>1</value></field>")
+    enter(h, ROOM, "thirdwitch", HAG)
+    h.receive(f"<message from='{HAG}' id='x2' to='{ROOM}' type='groupchat'><body>hi</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}' to='{HAG}' id='x2' type='error'><body>hi</body>
+          <error type='auth'><forbidden {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+
+
+def test_private_message_carries_the_muc_user_element(harness) -> None:
+    h = harness
+    h.receive(
+        f"""<message from='{WICCA}' id='hgn27af1' to='{ROOM}/firstwitch' type='chat'>
+          <body>I'll give thee a wind.</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>"""
+    )
+    h.expect(
+        f"""<message from='{ROOM}/secondwitch' id='hgn27af1' to='{CRONE}' type='chat'>
+          <body>I'll give thee a wind.</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>"""
+    )
+    h.receive(f"<message from='{CRONE}' id='p2' to='{ROOM}/secondwitch' type='chat'><body>Thou art kind.</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' id='p2' to='{WICCA}' type='chat'>
+          <body>Thou art kind.</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>"""
+    )
+
+
+def test_private_message_errors(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{HAG}' id='e1' to='{ROOM}/firstwitch' type='chat'><body>psst</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' to='{HAG}' id='e1' type='error'><body>psst</body>
+          <error type='modify'><not-acceptable {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+    h.receive(f"<message from='{WICCA}' id='e2' to='{ROOM}/nobody' type='chat'><body>psst</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}/nobody' to='{WICCA}' id='e2' type='error'><body>psst</body>
+          <error type='cancel'><item-not-found {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+    h.receive(f"<message from='{WICCA}' id='e3' to='{ROOM}/firstwitch' type='groupchat'><body>psst</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' to='{WICCA}' id='e3' type='error'><body>psst</body>
+          <error type='modify'><bad-request {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+
+
+def test_private_messages_can_be_restricted(harness) -> None:
+    h = harness
+    configure(h, "<field var='muc#roomconfig_allowpm'><value>moderators</value></field>")
+    h.receive(f"<message from='{WICCA}' id='r1' to='{ROOM}/firstwitch' type='chat'><body>psst</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' to='{WICCA}' id='r1' type='error'><body>psst</body>
+          <error type='cancel'><policy-violation {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+    h.receive(f"<message from='{CRONE}' id='r2' to='{ROOM}/secondwitch' type='chat'><body>psst</body></message>")
+    assert len(h.sent()) == 1
+
+
+def test_direct_invitation_passes_through_a_private_message_untouched(harness) -> None:
+    h = harness
+    h.receive(
+        f"""<message from='{WICCA}' id='d1' to='{ROOM}/firstwitch'>
+          <x xmlns='jabber:x:conference' jid='darkcave@chat.shakespeare.lit' reason='come'/></message>"""
+    )
+    h.expect(
+        f"""<message from='{ROOM}/secondwitch' id='d1' to='{CRONE}'>
+          <x xmlns='jabber:x:conference' jid='darkcave@chat.shakespeare.lit' reason='come'/>
+          <x xmlns='http://jabber.org/protocol/muc#user'/></message>"""
+    )
+
+
+def test_subject_change_by_a_moderator(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{CRONE}' id='lh2bs617' to='{ROOM}' type='groupchat'><subject>Fire Burn and Cauldron Bubble!</subject></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' id='lh2bs617' to='{CRONE}' type='groupchat'>
+          <subject>Fire Burn and Cauldron Bubble!</subject></message>""",
+        f"""<message from='{ROOM}/firstwitch' id='lh2bs617' to='{WICCA}' type='groupchat'>
+          <subject>Fire Burn and Cauldron Bubble!</subject></message>""",
+    )
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    last = h.sent()[-1]
+    assert last.get("from") == f"{ROOM}/firstwitch"
+    assert last.findtext("{jabber:component:accept}subject") == "Fire Burn and Cauldron Bubble!"
+
+
+def test_subject_change_by_a_participant_is_forbidden_unless_allowed(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{WICCA}' id='s1' to='{ROOM}' type='groupchat'><subject>Mine</subject></message>")
+    h.expect(
+        f"""<message from='{ROOM}' to='{WICCA}' id='s1' type='error'><subject>Mine</subject>
+          <error type='auth'><forbidden {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+    configure(h, "<field var='muc#roomconfig_changesubject'><value>1</value></field>")
+    h.receive(f"<message from='{WICCA}' id='s2' to='{ROOM}' type='groupchat'><subject>Mine</subject></message>")
+    assert [m.get("type") for m in h.sent()] == ["groupchat", "groupchat"]
+
+
+def test_subject_with_a_body_is_a_plain_message(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{WICCA}' id='s3' to='{ROOM}' type='groupchat'><subject>Re</subject><body>hi</body></message>")
+    sent = h.sent()
+    assert len(sent) == 2 and sent[0].find("{urn:xmpp:sid:0}stanza-id") is not None
+
+
+def _say(h, n: int) -> None:
+    for i in range(n):
+        h.receive(f"<message from='{WICCA}' id='h{i}' to='{ROOM}' type='groupchat'><body>line {i}</body></message>")
+        h.clock.advance(10)
+    h.sent()
+
+
+def _history_bodies(h, history: str) -> list[str]:
+    h.receive(
+        f"<presence from='{HAG}' to='{ROOM}/thirdwitch'><x xmlns='http://jabber.org/protocol/muc'>{history}</x></presence>"
+    )
+    sent = h.sent()
+    return [m.findtext("{jabber:component:accept}body") for m in sent if m.findtext("{jabber:component:accept}body")]
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        ("", [f"line {i}" for i in range(5)]),
+        ("<history maxstanzas='2'/>", ["line 3", "line 4"]),
+        ("<history maxstanzas='0'/>", []),
+        ("<history maxchars='0'/>", []),
+        ("<history seconds='25'/>", ["line 3", "line 4"]),
+        ("<history since='1970-01-01T00:00:30Z'/>", ["line 3", "line 4"]),
+        ("<history since='1970-01-01T00:00:10Z' maxstanzas='1'/>", ["line 4"]),
+    ],
+)
+def test_history_limits(harness, history, expected) -> None:
+    h = harness
+    _say(h, 5)  # at 0, 10, 20, 30, 40; now 50
+    assert _history_bodies(h, history) == expected
+
+
+def test_history_maxchars_counts_whole_stanzas(harness) -> None:
+    h = harness
+    _say(h, 3)
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    sizes = [len(m) for m in h.component.router.loaded("coven").history.select(HistoryRequest(), parse_jid(HAG))]
+    h.sent()
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch' type='unavailable'/>")
+    h.sent()
+    assert _history_bodies(h, f"<history maxchars='{sizes[-1] + sizes[-2] + 20}'/>") == ["line 1", "line 2"]
+
+
+def test_history_keeps_the_configured_length(harness) -> None:
+    h = harness
+    configure(h, "<field var='muc#roomconfig_historylength'><value>2</value></field>")
+    _say(h, 4)
+    assert _history_bodies(h, "") == ["line 2", "line 3"]
+
+
+def test_message_to_a_room_that_does_not_exist(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{HAG}' id='n1' to='nowhere@chat.shakespeare.lit' type='groupchat'><body>hi</body></message>")
+    h.expect(
+        f"""<message from='nowhere@chat.shakespeare.lit' to='{HAG}' id='n1' type='error'><body>hi</body>
+          <error type='cancel'><item-not-found {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+    assert h.component.router.loaded("nowhere") is None
