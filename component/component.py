@@ -26,7 +26,7 @@ from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
 from component.router import Router
 from component.service import Service
-from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply
+from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply, result_reply_bytes
 
 __all__ = ["Component", "Link", "DomainEntity"]
 
@@ -242,10 +242,14 @@ class Component:
         if isinstance(result, defer.Deferred):
             result.addCallbacks(self._handled, self._handler_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
         elif stanza.kind == "iq":
-            self.send(result_reply(stanza, result))
+            self._handled(result, stanza)
 
     def _handled(self, result: IQResult, stanza: Stanza) -> None:
-        if stanza.kind == "iq":
+        if stanza.kind != "iq":
+            return
+        if isinstance(result, bytes):
+            self.send_bytes(result_reply_bytes(stanza, result))
+        else:
             self.send(result_reply(stanza, result))  # type: ignore[arg-type]
 
     def _handler_failed(self, failure: Failure, stanza: Stanza) -> None:

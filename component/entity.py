@@ -9,7 +9,6 @@ one) or raises :class:`StanzaError`; the framework sends the reply.
 
 from __future__ import annotations
 
-import copy
 import platform
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
@@ -30,8 +29,9 @@ __all__ = ["Entity", "iq_handler", "IQResult", "VERSION"]
 
 VERSION = "0.1.0"
 
-#: What an IQ handler may return: a payload element, nothing, or a Deferred of either.
-IQResult: TypeAlias = etree._Element | defer.Deferred[Any] | None
+#: What an IQ handler may return: a payload element, an already serialised
+#: payload, nothing, or a Deferred of one of those.
+IQResult: TypeAlias = etree._Element | bytes | defer.Deferred[Any] | None
 _Handler = Callable[[Any, Stanza], IQResult]
 _F = TypeVar("_F", bound=_Handler)
 
@@ -70,7 +70,7 @@ class Entity:
     def __init__(self, component: Component, jid: JID) -> None:
         self.component = component
         self.jid = jid
-        self._disco_info_cache: dict[str | None, etree._Element] = {}
+        self._disco_info_cache: dict[str | None, bytes] = {}
 
     # -- sending ---------------------------------------------------------
 
@@ -140,8 +140,8 @@ class Entity:
         if self.disco_info_is_static:
             cached = self._disco_info_cache.get(node)
             if cached is None:
-                cached = self._disco_info_cache[node] = self._build_disco_info(node)
-            return copy.deepcopy(cached)
+                cached = self._disco_info_cache[node] = etree.tostring(self._build_disco_info(node))
+            return cached
         return self._build_disco_info(node)
 
     def _build_disco_info(self, node: str | None) -> etree._Element:

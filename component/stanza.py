@@ -21,7 +21,8 @@ from component.jid import JID
 
 __all__ = [
     "Broadcast", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
-    "result_reply", "error_reply", "new_id", "child", "text_of",
+    "result_reply",
+    "result_reply_bytes", "error_reply", "new_id", "child", "text_of",
 ]
 
 MESSAGE = f"{{{ns.COMPONENT}}}message"
@@ -196,10 +197,34 @@ def error_reply(stanza: Stanza, error: StanzaError) -> etree._Element:
 _MARK = f"nf-to-{secrets.token_hex(8)}"
 
 
+_ATTRIBUTE_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
+)
+
+
 def _escape_attribute(value: str) -> bytes:
-    return (
-        value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").replace(">", "&gt;")
-    ).encode()
+    return value.translate(_ATTRIBUTE_ESCAPES).encode()
+
+
+def result_reply_bytes(stanza: Stanza, payload: bytes) -> bytes:
+    """The serialised ``result`` answering ``stanza``, around an already serialised payload.
+
+    Entities whose answer never changes (a static disco#info) serialise it
+    once and reuse the bytes.
+    """
+    return b"".join(
+        (
+            b'<iq xmlns="jabber:component:accept" from="',
+            _escape_attribute(str(stanza.recipient)),
+            b'" to="',
+            _escape_attribute(str(stanza.sender)),
+            b'" type="result" id="',
+            _escape_attribute(stanza.element.get("id") or ""),
+            b'">',
+            payload,
+            b"</iq>",
+        )
+    )
 
 
 class Broadcast:

@@ -348,3 +348,18 @@ def test_stanzas_that_would_close_the_stream_are_not_sent():
     harness.component.send(message(f"bot@{DOMAIN}/res", "juliet@example.com", "fine"))
     harness.component.send(message(DOMAIN, "juliet@example.com", "fine too"))
     assert [m.findtext("{jabber:component:accept}body") for m in harness.sent()] == ["fine", "fine too"]
+
+
+def test_cached_disco_answer_keeps_odd_ids_and_addresses_exact(harness):
+    for _ in range(2):  # built once, then served from the cache
+        harness.receive(
+            "<iq from='juliet@example.com/b&quot;al&amp;c&lt;ony' to='comp.example.org' type='get' "
+            "id='a&amp;b&quot;c&#10;d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        )
+        reply = harness.sent()[0]
+        assert (reply.get("id"), reply.get("to"), reply.get("type")) == (
+            'a&b"c\nd',
+            'juliet@example.com/b"al&c<ony',
+            "result",
+        )
+        assert reply[0].tag == "{http://jabber.org/protocol/disco#info}query"
