@@ -212,10 +212,10 @@ class Component:
                 self._send_error(stanza, StanzaError("bad-request", text="invalid iq type or id"))
                 return
         target = self.router.locate(recipient)
-        if isinstance(target, defer.Deferred):
-            target.addCallbacks(self._deliver, self._load_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
-        else:
+        if target is None or isinstance(target, Entity):
             self._deliver(target, stanza)
+        else:
+            target.addCallbacks(self._deliver, self._load_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
 
     def _load_failed(self, failure: Failure, stanza: Stanza) -> None:
         self._send_error(stanza, StanzaError("internal-server-error"))
@@ -239,10 +239,13 @@ class Component:
         except Exception:
             self._handler_crashed(Failure(), stanza)
             return
-        if isinstance(result, defer.Deferred):
+        # Most handlers answer at once; test for a Deferred (an ABC, slow to
+        # isinstance) only when the result is none of the immediate kinds.
+        if result is None or isinstance(result, (bytes, etree._Element)):
+            if stanza.kind == "iq":
+                self._handled(result, stanza)
+        else:
             result.addCallbacks(self._handled, self._handler_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
-        elif stanza.kind == "iq":
-            self._handled(result, stanza)
 
     def _handled(self, result: IQResult, stanza: Stanza) -> None:
         if stanza.kind != "iq":

@@ -29,6 +29,11 @@ class JID:
     node: str | None
     domain: str
     resource: str | None = None
+    # The string form, computed once: addresses are serialised on every stanza.
+    _text: str = attrs.field(init=False, eq=False, repr=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_text", _format(self.node, self.domain, self.resource))
 
     @classmethod
     def of(cls, text: str) -> JID:
@@ -54,7 +59,7 @@ class JID:
         return JID(self.node, self.domain, _prep_resource(resource))
 
     def __str__(self) -> str:
-        return _format(self.node, self.domain, self.resource)
+        return self._text
 
 
 def _format(node: str | None, domain: str, resource: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from component import namespaces as ns
 from component.component import Component
 from component.config import ConfigError
 from component.disco import Identity, Item
@@ -11,9 +12,12 @@ from component.entity import Entity
 from component.errors import StanzaError
 from component.jid import InvalidJID, parse_jid
 from component.service import Service
-from component.stanza import Stanza, message, text_of
+from component.stanza import Stanza, message
 
 __all__ = ["SERVICE", "EchoBot", "EchoService"]
+
+_BODY = f"{{{ns.COMPONENT}}}body"
+_THREAD = f"{{{ns.COMPONENT}}}thread"
 
 
 class EchoBot(Entity):
@@ -28,19 +32,15 @@ class EchoBot(Entity):
             if kind not in ("groupchat", "headline", "error"):
                 raise StanzaError("bad-request", text=f"unknown message type {kind}")
             return
-        body = text_of(stanza.element, "body")
+        body = thread = None
+        for child in stanza.element:
+            if child.tag == _BODY:
+                body = child.text or ""
+            elif child.tag == _THREAD:
+                thread = child.text or ""
         if body is None:
             return  # chat states and receipts alone carry nothing to echo
-        self.send(
-            message(
-                stanza.recipient,
-                stanza.sender,
-                body,
-                type=stanza.type,
-                id=stanza.id,
-                thread=text_of(stanza.element, "thread"),
-            )
-        )
+        self.send(message(stanza.recipient, stanza.sender, body, type=stanza.type, id=stanza.id, thread=thread))
 
 
 class EchoService(Service):
