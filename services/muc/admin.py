@@ -175,6 +175,7 @@ async def set_affiliation(room: Room, jid: JID, affiliation: str, actor: str | N
         if new_role == "none":
             room.remove(occupant, [321], affiliation=affiliation, actor=actor, reason=reason)
             continue
+        occupant.changed()
         was_moderator = occupant.role == "moderator"
         if occupant.role != new_role and (downgrade or ROLE_RANK[occupant.role] < ROLE_RANK[new_role]):
             occupant.role = new_role

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from lxml import etree
 
 from component.jid import JID
-from component.stanza import PRESENCE
+from component.stanza import PRESENCE, Broadcast
 from services.muc.protocol import MUC, MUC_USER
 
 __all__ = ["Occupant", "Occupants", "presence_template"]
@@ -38,16 +38,33 @@ def presence_template(presence: etree._Element) -> bytes:
 class Occupant:
     """One nick in a room, held by one bare JID, with one or more sessions."""
 
-    __slots__ = ("bare", "main", "nick", "role", "sessions")
+    __slots__ = ("_role", "bare", "main", "nick", "sessions", "shown")
 
     def __init__(self, nick: str, real: JID, role: str, template: bytes) -> None:
         self.nick = nick
         self.bare = real.bare
-        self.role = role
+        self._role = role
         #: Real full JID → that client's presence template.
         self.sessions: dict[JID, bytes] = {real: template}
         #: The session whose presence the room shows.
         self.main = real
+        #: This occupant's presence as others see it, serialised once: with and
+        #: without the real JID. Dropped whenever anything in it changes.
+        self.shown: list[Broadcast | None] = [None, None]
+
+    @property
+    def role(self) -> str:
+        """The occupant's role: moderator, participant, visitor (or none once gone)."""
+        return self._role
+
+    @role.setter
+    def role(self, role: str) -> None:
+        self._role = role
+        self.changed()
+
+    def changed(self) -> None:
+        """Something others see of this occupant changed: forget the serialised presence."""
+        self.shown[0] = self.shown[1] = None
 
     def presence(self, session: JID | None = None) -> etree._Element:
         """A fresh copy of a session's presence (the main one by default), without addresses."""
@@ -57,6 +74,7 @@ class Occupant:
         """Add or update a session; the latest one becomes the one shown."""
         self.sessions[real] = template
         self.main = real
+        self.changed()
 
     def remove_session(self, real: JID) -> bool:
         """Drop a session; True when it was the last."""
@@ -65,6 +83,7 @@ class Occupant:
             return True
         if self.main == real:
             self.main = next(reversed(self.sessions))
+            self.changed()
         return False
 
 
@@ -124,4 +143,5 @@ class Occupants:
         """Move an occupant to a new nick."""
         self._by_nick.pop(occupant.nick, None)
         occupant.nick = nick
+        occupant.changed()
         self._by_nick[nick] = occupant

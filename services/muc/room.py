@@ -242,14 +242,34 @@ class Room(Entity):
         for session in occupant.sessions if self_sessions is None else self_sessions:
             self.component.send_bytes(mine.to(session))
 
-    def send_presence_of(self, occupant: Occupant, to: JID, *, with_jid: bool) -> None:
-        """Send one occupant's current presence to one client (the occupant list on entering)."""
+    def shown(self, occupant: Occupant, *, with_jid: bool) -> Broadcast:
+        """An occupant's current presence as others see it, serialised once until it changes."""
+        index = 0 if with_jid else 1
+        cached = occupant.shown[index]
+        if cached is None:
+            element = occupant.presence()
+            element.set("from", self.occupant_jid(occupant.nick))
+            jid = str(occupant.main) if with_jid else None
+            element.append(user_x([item(self.affiliation_of(occupant.bare), occupant.role, jid=jid)]))
+            cached = occupant.shown[index] = Broadcast(element)
+        return cached
+
+    def publish_current(self, occupant: Occupant, self_codes: Iterable[int] = ()) -> None:
+        """Tell the room an occupant's current presence, with no news but ``self_codes`` to itself."""
+        for other in self.occupants:
+            if other is occupant:
+                continue
+            with_jid = self.sees_real_jids(other) or other.bare == occupant.bare
+            self.send_to_occupant(other, self.shown(occupant, with_jid=with_jid))
         element = occupant.presence()
         element.set("from", self.occupant_jid(occupant.nick))
-        element.set("to", str(to))
-        jid = str(occupant.main) if with_jid else None
-        element.append(user_x([item(self.affiliation_of(occupant.bare), occupant.role, jid=jid)]))
-        self.send(element)
+        entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
+        element.append(user_x([entry], {110, *self_codes}))
+        self.send_to_occupant(occupant, Broadcast(element))
+
+    def send_presence_of(self, occupant: Occupant, to: JID, *, with_jid: bool) -> None:
+        """Send one occupant's current presence to one client (the occupant list on entering)."""
+        self.component.send_bytes(self.shown(occupant, with_jid=with_jid).to(to))
 
     def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
         """Send every other occupant's presence to a client."""
@@ -335,10 +355,10 @@ class Room(Entity):
         self.affiliations.set(sender.bare, "owner")
         # Clients that do not speak MUC get an instant room (§7.2.1, like Prosody).
         self.locked = x is not None
-        if self.locked:
-            self._set_timer(self.service.lock_seconds, self._lock_expired)
         occupant = Occupant(nick, sender, "moderator", presence_template(stanza.element))
         self._seat(occupant, stanza, x, created=True)
+        if self.locked:
+            self._set_timer(self.service.lock_seconds, self._lock_expired)
         self.service.room_changed(self)
 
     def _seat(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None, *, created: bool) -> None:
@@ -346,7 +366,8 @@ class Room(Entity):
         request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
         self.send_occupant_list(sender, occupant)
         self.occupants.add(occupant)
-        self._cancel_timer()
+        if not self.locked:
+            self._cancel_timer()  # an idle room is in use again
         codes = {110}
         if not self.config.anonymous:
             codes.add(100)
@@ -356,8 +377,7 @@ class Room(Entity):
             codes.add(201)
         if self._nick_changed(stanza, occupant.nick):
             codes.add(210)
-        base = occupant.presence()
-        self.publish(occupant, base, self_codes=codes)
+        self.publish_current(occupant, codes)
         self._send_history_and_subject(sender, request)
 
     def _add_session(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None) -> None:
@@ -368,7 +388,7 @@ class Room(Entity):
         codes = {110}
         if not self.config.anonymous:
             codes.add(100)
-        self.publish(occupant, occupant.presence(), self_codes=codes)
+        self.publish_current(occupant, codes)
         self._send_history_and_subject(sender, request)
 
     def _send_history_and_subject(self, to: JID, request: Any) -> None:
@@ -379,7 +399,7 @@ class Room(Entity):
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
         self.occupants.add_session(occupant, sender, presence_template(stanza.element))
-        self.publish(occupant, occupant.presence())
+        self.publish_current(occupant)
 
     def _leave(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
         base = etree.fromstring(presence_template(stanza.element), _PARSER)
@@ -406,7 +426,7 @@ class Room(Entity):
         self.occupants.rename(occupant, nick)
         self.occupants.add_session(occupant, sender, presence_template(stanza.element))
         codes = [210] if self._nick_changed(stanza, nick) else []
-        self.publish(occupant, occupant.presence(), self_codes=codes)
+        self.publish_current(occupant, codes)
 
     # -- messages --------------------------------------------------------------
 

@@ -1,0 +1,233 @@
+"""Persistent rooms survive restarts; temporary rooms vanish; rooms load lazily and unload when idle.
+
+Most tests run the real SQL of the MUC store on an in-memory SQLite database
+that answers at once; the last ones run it on a SQLite file through the
+threaded storage the application uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+from component.storage import open_storage
+from component.testing import Harness
+from services.muc.service import MucService
+from services.muc.store import MUC_MIGRATIONS, MucStore
+from services.muc.testing import enter, immediate_storage, instant_room, muc_harness
+
+ROOM = "coven@chat.shakespeare.lit"
+CRONE = "crone1@shakespeare.lit/desktop"
+WICCA = "wiccarocks@shakespeare.lit/laptop"
+HAG = "hag66@shakespeare.lit/pda"
+MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
+PERSISTENT = "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+
+
+def owner_set(h, body: str, id: str = "o") -> None:
+    h.receive(
+        f"<iq from='{CRONE}' id='{id}' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>{body}</query></iq>"
+    )
+
+
+def admin_set(h, items: str, id: str = "a") -> None:
+    h.receive(
+        f"<iq from='{CRONE}' id='{id}' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>{items}</query></iq>"
+    )
+
+
+def build_persistent_room(h) -> None:
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    owner_set(
+        h,
+        "<x xmlns='jabber:x:data' type='submit'>"
+        f"{PERSISTENT}<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>"
+        "<field var='muc#roomconfig_membersonly'><value>1</value></field></x>",
+    )
+    admin_set(h, "<item affiliation='member' jid='wiccarocks@shakespeare.lit'/>")
+    admin_set(h, "<item affiliation='outcast' jid='hag66@shakespeare.lit'><reason>Treason</reason></item>", "b")
+    h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>Fire Burn</subject></message>")
+    h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='m1'><body>Double, double</body></message>")
+    h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='m2'><body>toil and trouble</body></message>")
+    h.sent()
+
+
+def check_restored(h) -> None:
+    assert h.component.router.loaded("coven") is None  # nothing loads before it is addressed
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    sent = h.sent()
+    own, first, second, subject = sent
+    assert own.get("from") == f"{ROOM}/secondwitch"
+    item = own.find(".//{http://jabber.org/protocol/muc#user}item")
+    assert (item.get("affiliation"), item.get("role")) == ("member", "participant")
+    assert [m.findtext("{jabber:component:accept}body") for m in (first, second)] == ["Double, double", "toil and trouble"]
+    assert first.find("{urn:xmpp:delay}delay") is not None
+    assert first.get("from") == f"{ROOM}/firstwitch"
+    assert subject.findtext("{jabber:component:accept}subject") == "Fire Burn"
+    assert subject.get("from") == f"{ROOM}/firstwitch"
+    room = h.component.router.loaded("coven")
+    assert room.config.name == "A Dark Cave" and room.config.members_only and room.config.persistent
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert h.sent()[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
+    h.receive(
+        f"<iq from='{CRONE}' id='l' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='outcast'/></query></iq>"
+    )
+    h.expect(
+        f"""<iq from='{ROOM}' id='l' to='{CRONE}' type='result'><query xmlns='http://jabber.org/protocol/muc#admin'>
+          <item affiliation='outcast' jid='hag66@shakespeare.lit'><reason>Treason</reason></item></query></iq>"""
+    )
+
+
+def test_persistent_room_survives_a_restart() -> None:
+    storage = immediate_storage()
+    first = muc_harness(storage=storage)
+    build_persistent_room(first)
+    # The process dies: nothing is said, nothing else is written.
+    second = muc_harness(storage=storage)
+    check_restored(second)
+
+
+def test_public_persistent_rooms_are_listed_before_they_load() -> None:
+    storage = immediate_storage()
+    first = muc_harness(storage=storage)
+    instant_room(first, ROOM, CRONE, "firstwitch")
+    owner_set(first, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
+    second = muc_harness(storage=storage)
+    second.receive(f"<iq from='{HAG}' id='i' to='chat.shakespeare.lit' type='get'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+    second.expect(
+        f"""<iq from='chat.shakespeare.lit' id='i' to='{HAG}' type='result'><query xmlns='http://jabber.org/protocol/disco#items'>
+          <item jid='{ROOM}' name='coven'/></query></iq>"""
+    )
+
+
+def test_an_empty_persistent_room_unloads_when_idle_and_loads_again() -> None:
+    h = muc_harness({"idle_unload_seconds": 30})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    owner_set(h, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
+    h.receive(f"<presence from='{CRONE}' to='{ROOM}/firstwitch' type='unavailable'/>")
+    h.sent()
+    assert h.component.router.loaded("coven") is not None
+    h.clock.advance(31)
+    assert h.component.router.loaded("coven") is None
+    enter(h, ROOM, "secondwitch", WICCA)
+    assert h.component.router.loaded("coven").occupants.by_nick("secondwitch") is not None
+
+
+def test_a_room_made_temporary_is_forgotten_by_storage() -> None:
+    storage = immediate_storage()
+    h = muc_harness(storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    owner_set(h, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
+    owner_set(h, "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>0</value></field></x>")
+    h.sent()
+    found = []
+    MucStore(storage).load_room("coven").addCallback(found.append)
+    assert found == [None]
+
+
+def test_destroyed_room_is_gone_from_storage() -> None:
+    storage = immediate_storage()
+    h = muc_harness(storage=storage)
+    build_persistent_room(h)
+    owner_set(h, "<destroy/>", "d")
+    h.sent()
+    found = []
+    MucStore(storage).load_room("coven").addCallback(found.append)
+    assert found == [None]
+
+
+def test_temporary_rooms_never_touch_storage() -> None:
+    storage = immediate_storage()
+    h = muc_harness(storage=storage)
+    before = storage.transactions
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='m'><body>hi</body></message>")
+    h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>s</subject></message>")
+    # One read: the lookup of the room when it was first addressed.
+    assert storage.transactions == before + 1
+
+
+def test_shutdown_tells_occupants_with_332() -> None:
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    h.component.say_goodbye()
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/><status code='332'/></x>
+        </presence>"""
+    )
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'muc.db'}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_on_a_sqlite_file(database: str) -> None:
+    storage = await open_storage(database, migrations=[MUC_MIGRATIONS])
+    try:
+        first = Harness("chat.shakespeare.lit", MucService, storage=storage)
+        await first.started
+        service = first.component.services[0]
+
+        async def step(xml: str) -> None:
+            first.receive(xml)
+            await service.drained()
+
+        # Every step waits for its writes, as the stanzas that acknowledge them do.
+        for xml in _build_steps():
+            await step(xml)
+        first.sent()
+        await service.drained()
+    finally:
+        await storage.close()
+    storage = await open_storage(database, migrations=[MUC_MIGRATIONS])
+    try:
+        second = Harness("chat.shakespeare.lit", MucService, storage=storage)
+        await second.started
+        service = second.component.services[0]
+        second.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+        await service.drained()
+        own, message, subject = second.sent()
+        assert own.find(".//{http://jabber.org/protocol/muc#user}item").get("affiliation") == "member"
+        assert message.findtext("{jabber:component:accept}body") == "Double, double"
+        assert subject.findtext("{jabber:component:accept}subject") == "Fire Burn"
+    finally:
+        await storage.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_acknowledged_writes_are_durable_before_the_acknowledgement(database: str) -> None:
+    storage = await open_storage(database, migrations=[MUC_MIGRATIONS])
+    try:
+        h = Harness("chat.shakespeare.lit", MucService, storage=storage)
+        await h.started
+        service = h.component.services[0]
+        for xml in _build_steps()[:2]:
+            h.receive(xml)
+            await service.drained()
+        h.sent()
+        h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s2'><subject>Now</subject></message>")
+        assert h.sent() == []  # nothing is said before the write completes
+        await service.drained()
+        assert [m.get("to") for m in h.sent()] == [CRONE]
+        record = await MucStore(storage).load_room("coven")
+        assert record is not None and record.subject == "Now"
+    finally:
+        await storage.close()
+
+
+def _build_steps() -> list[str]:
+    return [
+        f"<presence from='{CRONE}' to='{ROOM}/firstwitch'>{MUC_X}</presence>",
+        f"<iq from='{CRONE}' id='o' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x></query></iq>",
+        f"<iq from='{CRONE}' id='a' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='member' jid='wiccarocks@shakespeare.lit'/></query></iq>",
+        f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>Fire Burn</subject></message>",
+        f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='m1'><body>Double, double</body></message>",
+    ]
