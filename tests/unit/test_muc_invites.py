@@ -1,0 +1,192 @@
+"""Invitations, declines, destroying a room, ghosts and IQs to occupants (XEP-0045 §7.8, §10.9; XEP-0410)."""
+
+from __future__ import annotations
+
+import pytest
+
+from component.jid import parse_jid
+from services.muc.testing import enter, instant_room, muc_harness
+
+ROOM = "coven@chat.shakespeare.lit"
+CRONE = "crone1@shakespeare.lit/desktop"
+WICCA = "wiccarocks@shakespeare.lit/laptop"
+HECATE = "hecate@shakespeare.lit"
+MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
+ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
+
+
+def configure(h, fields: str) -> None:
+    h.receive(
+        f"<iq from='{CRONE}' id='cfg' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    )
+    h.sent()
+
+
+@pytest.fixture
+def harness():
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    return h
+
+
+def invite(h, who: str = CRONE, id: str = "nzd143v8") -> None:
+    h.receive(
+        f"""<message from='{who}' id='{id}' to='{ROOM}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <invite to='{HECATE}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite>
+          </x></message>"""
+    )
+
+
+def test_mediated_invitation(harness) -> None:
+    h = harness
+    invite(h)
+    h.expect(
+        f"""<message from='{ROOM}' id='nzd143v8' to='{HECATE}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <invite from='{CRONE}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite>
+          </x>
+          <body>crone1@shakespeare.lit invited you to the room {ROOM} (Hey Hecate, this is the place for all good witches!)</body>
+        </message>"""
+    )
+
+
+def test_invitation_to_a_password_room_carries_the_password(harness) -> None:
+    h = harness
+    configure(
+        h,
+        "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
+        "<field var='muc#roomconfig_roomsecret'><value>cauldronburn</value></field>",
+    )
+    invite(h)
+    (sent,) = h.sent()
+    assert sent.findtext("{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}password") == "cauldronburn"
+
+
+def test_invitation_to_a_members_only_room_makes_the_invitee_a_member(harness) -> None:
+    h = harness
+    configure(h, "<field var='muc#roomconfig_membersonly'><value>1</value></field>")
+    invite(h)
+    (sent,) = h.sent()
+    assert sent.get("to") == HECATE
+    h.receive(f"<presence from='{HECATE}/broom' to='{ROOM}/hecate'>{MUC_X}</presence>")
+    own = next(p for p in h.sent() if p.get("to") == f"{HECATE}/broom" and p.get("from") == f"{ROOM}/hecate")
+    assert own.find(".//{http://jabber.org/protocol/muc#user}item").get("affiliation") == "member"
+
+
+def test_only_admins_invite_to_members_only_rooms_unless_the_room_allows_it(harness) -> None:
+    h = harness
+    h.receive(
+        f"<iq from='{CRONE}' id='m' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='member' jid='wiccarocks@shakespeare.lit'/></query></iq>"
+    )
+    configure(h, "<field var='muc#roomconfig_membersonly'><value>1</value></field>")
+    invite(h, WICCA, "i1")
+    h.expect(
+        f"""<message from='{ROOM}' to='{WICCA}' id='i1' type='error'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <invite to='{HECATE}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite></x>
+          <error type='auth'><forbidden {ERR}/><text {ERR}>*</text></error></message>"""
+    )
+    configure(h, "<field var='muc#roomconfig_allowinvites'><value>1</value></field>")
+    invite(h, WICCA, "i2")
+    (sent,) = h.sent()
+    assert sent.get("to") == HECATE
+    assert h.component.router.loaded("coven").affiliations.get(parse_jid(HECATE)) == "member"
+
+
+def test_decline(harness) -> None:
+    h = harness
+    h.receive(
+        f"""<message from='{HECATE}/broom' id='jk2vs61v' to='{ROOM}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <decline to='crone1@shakespeare.lit'><reason>Sorry, I'm too busy right now.</reason></decline>
+          </x></message>"""
+    )
+    h.expect(
+        f"""<message from='{ROOM}' id='jk2vs61v' to='crone1@shakespeare.lit'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <decline from='{HECATE}'><reason>Sorry, I'm too busy right now.</reason></decline>
+          </x></message>"""
+    )
+
+
+def test_destroy(harness) -> None:
+    h = harness
+    h.receive(
+        f"""<iq from='{CRONE}' id='begone' to='{ROOM}' type='set'>
+          <query xmlns='http://jabber.org/protocol/muc#owner'>
+            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy>
+          </query></iq>"""
+    )
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
+            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+        f"""<presence from='{ROOM}/secondwitch' to='{WICCA}' type='unavailable'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
+            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+        f"<iq from='{ROOM}' id='begone' to='{CRONE}' type='result'/>",
+    )
+    assert h.component.router.loaded("coven") is None
+
+
+def test_only_owners_destroy(harness) -> None:
+    h = harness
+    h.receive(
+        f"<iq from='{WICCA}' id='no' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>"
+    )
+    assert h.sent()[0].get("type") == "error"
+
+
+@pytest.mark.parametrize("kind", ["message", "presence"])
+def test_a_ghost_is_removed_and_everyone_is_told(harness, kind) -> None:
+    h = harness
+    h.receive(
+        f"""<{kind} from='{WICCA}' to='{ROOM}/firstwitch' type='error'>
+          <error type='cancel'><service-unavailable {ERR}/></error></{kind}>"""
+    )
+    h.expect(
+        f"""<presence from='{ROOM}/secondwitch' to='{CRONE}' type='unavailable'><status>Kicked: service unavailable</status>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{WICCA}' role='none'/>
+          <status code='307'/><status code='333'/></x></presence>"""
+    )
+    assert h.component.router.loaded("coven").occupants.by_nick("secondwitch") is None
+
+
+def test_an_error_that_does_not_mean_gone_keeps_the_occupant(harness) -> None:
+    h = harness
+    h.receive(
+        f"""<message from='{WICCA}' to='{ROOM}/firstwitch' type='error'>
+          <error type='modify'><not-acceptable {ERR}/></error></message>"""
+    )
+    h.expect_nothing()
+
+
+def test_self_ping_is_answered_by_the_room(harness) -> None:
+    h = harness
+    h.receive(f"<iq from='{WICCA}' id='p' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    h.expect(f"<iq from='{ROOM}/secondwitch' id='p' to='{WICCA}' type='result'/>")
+    h.receive(f"<iq from='{HECATE}/broom' id='q' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    h.expect(
+        f"""<iq from='{ROOM}/secondwitch' id='q' to='{HECATE}/broom' type='error'><ping xmlns='urn:xmpp:ping'/>
+          <error type='modify'><not-acceptable {ERR}/><text {ERR}>*</text></error></iq>"""
+    )
+
+
+def test_iq_to_an_occupant_is_forwarded_and_answered(harness) -> None:
+    h = harness
+    h.receive(f"<iq from='{WICCA}' id='v1' to='{ROOM}/firstwitch' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    (forwarded,) = h.expect(
+        f"<iq from='{ROOM}/secondwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>"
+    )
+    h.receive(
+        f"<iq from='{CRONE}' id='{forwarded.get('id')}' to='{ROOM}/secondwitch' type='result'>"
+        "<query xmlns='jabber:iq:version'><name>Broom</name></query></iq>"
+    )
+    h.expect(
+        f"""<iq from='{ROOM}/firstwitch' id='v1' to='{WICCA}' type='result'>
+          <query xmlns='jabber:iq:version'><name>Broom</name></query></iq>"""
+    )
