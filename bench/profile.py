@@ -61,7 +61,7 @@ async def profile(target: Target, case: Case, settings: Settings, workdir: Path,
     session = Session(
         lambda port: target.argv(Launch(port, workdir, rooms=case.rooms)),
         domain=DEFAULT_DOMAIN, secret=DEFAULT_SECRET, cwd=ROOT, env=target.env(),
-        log_path=workdir / f"{case.name}-{target.name}.log",
+        log_path=workdir / "component.log",
     )
 
     def attach() -> None:
@@ -73,6 +73,8 @@ async def profile(target: Target, case: Case, settings: Settings, workdir: Path,
             ))
 
     session.on_measure.append(attach)
+    if target.prepare is not None:
+        await asyncio.to_thread(target.prepare, Launch(0, workdir, rooms=case.rooms))
     async with session:
         await asyncio.wait_for(case.run(session, settings), time_limit(case, settings))
         if not recorders:

@@ -90,12 +90,19 @@ async def run_case(target: Target, case: Case, settings: Settings, workdir: Path
         return {"status": "n/a", "reason": target.unavailable}
     if case.kind not in target.scenarios:
         return {"status": "n/a"}
+    workdir = workdir / f"{case.name}-{target.name}"
+    workdir.mkdir()
     session = Session(
         lambda port: target.argv(Launch(port, workdir, rooms=case.rooms)),
         domain=DEFAULT_DOMAIN, secret=DEFAULT_SECRET, cwd=ROOT, env=target.env(),
-        log_path=workdir / f"{case.name}-{target.name}.log",
+        log_path=workdir / "component.log",
     )
     started = time.perf_counter()
+    if target.prepare is not None:
+        try:
+            await asyncio.to_thread(target.prepare, Launch(0, workdir, rooms=case.rooms))
+        except (OSError, subprocess.SubprocessError) as error:
+            return {"status": "failed", "reason": f"preparing the target failed: {error}"}
     gc.collect()
     gc.disable()  # the driver's objects are acyclic: keep collector pauses out of its timings
     try:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from bench.driver import BenchError, Session, Snapshot, Workload
+from bench.driver import BenchError, Session, Snapshot, Workload, opening
 from bench.wire import DISCO_INFO_NS, MUC_NS, MUC_OWNER_NS
 
 OWNER = "owner@localhost/r"
@@ -62,7 +62,7 @@ def echo_workload(domain: str, senders: int) -> Workload:
         f"<message from='u%d@localhost/r' to='echo@{domain}' type='chat' id='e%d'>"
         "<body>Hello, echo. This is message %d.</body></message>"
     ).encode()
-    return Workload(_repeat(template, lambda i: (i % senders, i, i)), b"<message ")
+    return Workload(_repeat(template, lambda i: (i % senders, i, i)), opening("message"))
 
 
 def iq_workload(domain: str, senders: int) -> Workload:
@@ -71,7 +71,7 @@ def iq_workload(domain: str, senders: int) -> Workload:
         f"<iq from='u%d@localhost/r' to='{domain}' type='get' id='i%d'>"
         f"<query xmlns='{DISCO_INFO_NS}'/></iq>"
     ).encode()
-    return Workload(_repeat(template, lambda i: (i % senders, i)), b"<iq ")
+    return Workload(_repeat(template, lambda i: (i % senders, i)), opening("iq"))
 
 
 def groupchat_workload(room: str, sender: str, occupants: int) -> Workload:
@@ -80,7 +80,7 @@ def groupchat_workload(room: str, sender: str, occupants: int) -> Workload:
         f"<message from='{sender}' to='{room}' type='groupchat' id='g%d'>"
         "<body>Hello, room. This is message %d.</body></message>"
     ).encode()
-    return Workload(_repeat(template, lambda i: (i, i)), b"<message ", per_request=occupants)
+    return Workload(_repeat(template, lambda i: (i, i)), opening("message"), per_request=occupants)
 
 
 def join_workload(joins: Sequence[tuple[str, str]], present: dict[str, int]) -> Workload:
@@ -106,7 +106,7 @@ def join_workload(joins: Sequence[tuple[str, str]], present: dict[str, int]) -> 
     def make(start: int, count: int) -> bytes:
         return b"".join(requests[start:start + count])
 
-    return Workload(make, b"<presence ", cumulative=cumulative, total=len(requests))
+    return Workload(make, opening("presence"), cumulative=cumulative, total=len(requests))
 
 
 def disco_rooms_workload(rooms: Sequence[str]) -> Workload:
@@ -115,7 +115,7 @@ def disco_rooms_workload(rooms: Sequence[str]) -> Workload:
         f"<iq from='u0@localhost/r' to='{room}' type='get' id='r{i}'><query xmlns='{DISCO_INFO_NS}'/></iq>".encode()
         for i, room in enumerate(rooms)
     ]
-    return Workload(lambda start, count: b"".join(requests[start:start + count]), b"<iq ", total=len(requests))
+    return Workload(lambda start, count: b"".join(requests[start:start + count]), opening("iq"), total=len(requests))
 
 
 # Measurement.
@@ -252,7 +252,7 @@ async def create_room(session: Session, room: str, settings: Settings) -> None:
         f"<iq from='{OWNER}' to='{room}' type='set' id='create-{room}'><query xmlns='{MUC_OWNER_NS}'>"
         "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
     )
-    await _setup(session, Workload(_once(form), b"<iq ", total=1), 1, settings.timeout, f"configuring {room}")
+    await _setup(session, Workload(_once(form), opening("iq"), total=1), 1, settings.timeout, f"configuring {room}")
 
 
 # Scenarios.

@@ -8,6 +8,7 @@ this checkout with a TOML configuration written for the run.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ class Launch:
     """What a scenario asks of the process it starts."""
 
     port: int
+    #: A directory of the case's own, for configuration and database files.
     workdir: Path
     rooms: int = 0
     domain: str = DEFAULT_DOMAIN
@@ -46,13 +48,20 @@ class Target:
     python_path: tuple[Path, ...] = (ROOT,)
     #: Why the target cannot run right now, if it cannot.
     unavailable: str | None = None
+    #: Run before the process starts, e.g. to put the ``rooms`` scenario's rooms in storage.
+    prepare: Callable[[Launch], None] | None = None
 
     def env(self) -> dict[str, str]:
         """Return the environment of the target's process."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(str(path) for path in self.python_path)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return environment(self.python_path)
+
+
+def environment(python_path: tuple[Path, ...]) -> dict[str, str]:
+    """Return this process's environment with ``PYTHONPATH`` set to python_path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in python_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def _module(name: str) -> Callable[[Launch], list[str]]:
@@ -78,7 +87,18 @@ def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
         f"services = [{listed}]\n"
         # sqlite:/// then an absolute path: four slashes, an absolute file.
         "[storage]\n"
-        f'url = "sqlite:///{launch.workdir / f"netherfield-{launch.port}.db"}"\n'
+        f'url = "sqlite:///{_database(launch)}"\n'
+    )
+
+
+def _netherfield_rooms(launch: Launch) -> None:
+    """Store the scenario's rooms through the MUC service's store, in a process of its own."""
+    if not launch.rooms:
+        return
+    subprocess.run(
+        [sys.executable, "-m", "bench.netherfield_rooms", "--url", f"sqlite:///{_database(launch)}",
+         "--rooms", str(launch.rooms), "--domain", launch.domain],
+        cwd=ROOT, env=environment((ROOT,)), check=True, timeout=300, stdin=subprocess.DEVNULL, capture_output=True,
     )
 
 
@@ -91,12 +111,16 @@ def netherfield_services() -> tuple[str, ...]:
     return tuple(services)
 
 
+def _database(launch: Launch) -> Path:
+    return launch.workdir / "netherfield.db"
+
+
 def _netherfield(launch: Launch) -> list[str]:
-    config = launch.workdir / f"netherfield-{launch.port}.toml"
+    config = launch.workdir / "netherfield.toml"
     config.write_text(netherfield_config(launch, netherfield_services()))
-    # ``python -m twisted`` is Twisted's ``twist`` runner: in the foreground, without a pidfile.
-    return [sys.executable, "-m", "twisted", "--log-format=text", "--log-file=-",
-            "netherfield", "--config", str(config)]
+    # The operator's command, ``twistd -n netherfield``: in the foreground, no pidfile, log to stdout.
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "--logfile=-", "netherfield", "--config", str(config)]
 
 
 def _netherfield_unavailable() -> str | None:
@@ -114,8 +138,8 @@ def all_targets() -> list[Target]:
         Target("ceiling", "bare lxml pull parser + etree.tostring, Twisted reactor",
                ECHO_SCENARIOS | MUC_SCENARIOS, _module("bench.ceiling")),
         Target("netherfield", "Netherfield (twistd plugin, echo" + (" + muc)" if muc else ")"),
-               ECHO_SCENARIOS | (MUC_SCENARIOS - {"rooms"} if muc else frozenset()), _netherfield,
-               python_path=(ROOT, PLUGINS), unavailable=_netherfield_unavailable()),
+               ECHO_SCENARIOS | (MUC_SCENARIOS if muc else frozenset()), _netherfield,
+               python_path=(ROOT, PLUGINS), unavailable=_netherfield_unavailable(), prepare=_netherfield_rooms),
         Target("twisted-words", "Twisted Words component, domish + xpath observers",
                ECHO_SCENARIOS, _module("bench.peers.twisted_words")),
         Target("slixmpp", "slixmpp ComponentXMPP + xep_0030",
