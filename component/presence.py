@@ -139,6 +139,11 @@ class PresenceEntity(Entity):
         """The online resources of a contact, by resource ('' for presence from the bare JID)."""
         return dict(self._online.get(jid.bare, {}))
 
+    def send_when_stored(self, element: etree._Element) -> None:
+        """Send ``element`` once the roster changes made so far are stored, after the
+        stanzas that announce them: a reply that reports the roster never runs ahead of it."""
+        self._then(lambda: self.send(element))
+
     def settled(self) -> defer.Deferred[None]:
         """Fires once every roster change so far is stored and the stanzas behind it are sent."""
         return self._roster.written()
@@ -400,15 +405,26 @@ class PresenceEntity(Entity):
     # -- lifecycle -------------------------------------------------------
 
     def on_connected(self) -> None:
-        """Re-announce presence to subscribers and probe the contacts the entity is subscribed to."""
+        """Re-announce presence to subscribers, probe the contacts the entity is subscribed to,
+        and repeat the entity's requests still waiting for an answer.
+
+        An answer sent while the link was down (or the process was dying) is
+        lost; a contact's server answers a repeated request it already
+        approved at once (A.3.1), and drops one still waiting for its user.
+        """
         # Whatever was online before the link dropped may be gone; the probes tell.
         self._online.clear()
         info = self._presence
         if info is not None:
             self._then(lambda: self._broadcast(info))
-        probes = [presence(self.jid, contact, type="probe") for contact in self._roster.subscriptions()]
-        if probes:
-            self._then(lambda: self._send_all(probes))
+        stanzas = [presence(self.jid, contact, type="probe") for contact in self._roster.subscriptions()]
+        stanzas.extend(
+            presence(self.jid, contact, type="subscribe")
+            for contact in sorted(self._roster, key=str)
+            if self._roster.state(contact).pending_out
+        )
+        if stanzas:
+            self._then(lambda: self._send_all(stanzas))
         if not self._offered_requests:
             self._offered_requests = True
             for contact in sorted(self._roster.requests(), key=str):

@@ -12,7 +12,9 @@ the config) drive it with chat messages:
 ``!remove JID``
     end the subscriptions with JID both ways and forget it.
 
-Anyone else who writes to the bot is told how to subscribe.
+Anyone else who writes to the bot is told how to subscribe. Answers leave
+once the roster changes before them are stored, so what ``!roster`` reports
+survives a crash.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ class NoticesBot(PresenceEntity):
             answer = HELP if handler is None else handler(argument.strip())
         else:
             answer = ABOUT
-        self.send(message(self.jid, stanza.sender, answer, type=stanza.type, thread=text_of(stanza.element, "thread")))
+        reply = message(self.jid, stanza.sender, answer, type=stanza.type, thread=text_of(stanza.element, "thread"))
+        self.send_when_stored(reply)
         return None
 
     def command_notice(self, text: str) -> str:
