@@ -107,9 +107,11 @@ class PresenceInfo:
 class PresenceEntity(Entity):
     """An entity that keeps its own roster and presence, as a server does for an account.
 
-    ``roster`` is its :class:`Roster` (persisted when it was loaded from a
-    store; in memory otherwise). Every stanza it sends carries ``from`` (its
-    bare JID) and ``to``.
+    Give it a :class:`Roster` loaded from a store to persist it (an
+    in-memory one otherwise); entity code reads it through :attr:`roster`
+    and changes it with :meth:`subscribe`, :meth:`unsubscribe`,
+    :meth:`approve`, :meth:`deny` and :meth:`remove`. Every stanza it sends
+    carries ``from`` (its bare JID) and ``to``.
     """
 
     #: How inbound subscription requests are answered: ``approve``, ``deny``,
