@@ -13,9 +13,11 @@ from datetime import datetime
 
 from lxml import etree
 
+from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID
 from component.stanza import Broadcast
+from services.muc.store import HistoryRecord
 
 __all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
 
@@ -37,6 +39,15 @@ class HistoryEntry:
         """An entry from the message as it will be replayed (delay included, no ``to``)."""
         size = len(etree.tostring(element))
         return cls(Broadcast(element), seconds, size)
+
+    def record(self) -> HistoryRecord:
+        """The entry as the store keeps it (for a room that just became persistent)."""
+        element = etree.fromstring(self.message.to("nobody@invalid"), _PARSER)
+        del element.attrib["to"]
+        found = element.find(f"{{{ns.STANZA_ID}}}stanza-id")
+        stanza_id = found.get("id", "") if found is not None else ""
+        nick = (element.get("from") or "").partition("/")[2]
+        return HistoryRecord(stanza_id, nick, None, etree.tostring(element).decode(), self.seconds)
 
     @classmethod
     def parse(cls, text: str, seconds: float) -> HistoryEntry:
@@ -88,41 +99,48 @@ def parse_request(history: etree._Element | None, now: float) -> HistoryRequest:
 class History:
     """The last ``length`` messages of a room."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_length")
 
     def __init__(self, length: int) -> None:
-        self._entries: deque[HistoryEntry] = deque(maxlen=max(length, 0))
+        self._length = max(length, 0)
+        # Created with the first message: a silent room costs no buffer.
+        self._entries: deque[HistoryEntry] | None = None
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) if self._entries is not None else 0
 
     def __iter__(self) -> Iterator[HistoryEntry]:
-        return iter(self._entries)
+        return iter(self._entries or ())
 
     @property
     def length(self) -> int:
         """How many messages are kept."""
-        return self._entries.maxlen or 0
+        return self._length
 
     def resize(self, length: int) -> None:
         """Keep at most ``length`` messages from now on (the newest ones)."""
-        self._entries = deque(self._entries, maxlen=max(length, 0))
+        self._length = max(length, 0)
+        if self._entries is not None:
+            self._entries = deque(self._entries, maxlen=self._length)
 
     def add(self, entry: HistoryEntry) -> None:
         """Append a message, forgetting the oldest beyond the length."""
-        if self.length:
-            self._entries.append(entry)
+        if not self._length:
+            return
+        if self._entries is None:
+            self._entries = deque(maxlen=self._length)
+        self._entries.append(entry)
 
     def clear(self) -> None:
         """Forget everything."""
-        self._entries.clear()
+        self._entries = None
 
     def select(self, request: HistoryRequest, to: JID) -> list[bytes]:
         """The messages to replay to ``to``, oldest first, within the request's limits."""
         chosen: list[bytes] = []
         chars = 0
         address = len(str(to))
-        for entry in reversed(self._entries):
+        for entry in reversed(self._entries or ()):
             if request.maxstanzas is not None and len(chosen) >= request.maxstanzas:
                 break
             if request.since is not None and entry.seconds < request.since:

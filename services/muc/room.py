@@ -89,7 +89,8 @@ class Room(Entity):
         self.locked = False
         self.destroyed = False
         self._busy = False
-        self._waiting: deque[tuple[_Work, Stanza, defer.Deferred[Any]]] = deque()
+        # Created when a stanza first has to wait: most rooms never need it.
+        self._waiting: deque[tuple[_Work, Stanza, defer.Deferred[Any]]] | None = None
         self._timer: IDelayedCall | None = None
 
     # -- one stanza at a time ---------------------------------------------
@@ -97,6 +98,8 @@ class Room(Entity):
     def _in_turn(self, work: _Work, stanza: Stanza) -> Any:
         if self._busy or self._waiting:
             waiter: defer.Deferred[Any] = defer.Deferred()
+            if self._waiting is None:
+                self._waiting = deque()
             self._waiting.append((work, stanza, waiter))
             return waiter
         return self._start(work, stanza, None)
@@ -131,6 +134,8 @@ class Room(Entity):
         while self._waiting and not self._busy:
             work, stanza, waiter = self._waiting.popleft()
             self._start(work, stanza, waiter)
+        if not self._waiting:
+            self._waiting = None
         if not self._busy:
             self._settle()
 
@@ -629,15 +634,17 @@ class Room(Entity):
         await self.track(store.save_config(self.jid.node or "", self.config.to_dict(), public=self.config.public))
 
     async def store_everything(self) -> None:
-        """The room became persistent: write its configuration, affiliations and subject."""
+        """The room became persistent: write its configuration, affiliations, subject and history."""
         store = self.service.store
         if store is None:
             return
         node = self.jid.node or ""
         await self.save_config()
-        for jid, entry in self.affiliations.items():
-            await self.track(store.set_affiliation(node, str(jid), entry.affiliation, entry.reason))
+        for jid, standing in self.affiliations.items():
+            await self.track(store.set_affiliation(node, str(jid), standing.affiliation, standing.reason))
         await self.track(store.set_subject(node, self.subject, self.subject_from))
+        for entry in self.history:
+            await self.track(store.append_history(node, entry.record()))
         self.stored = True
 
     async def forget_stored(self) -> None:

@@ -116,6 +116,20 @@ def test_an_empty_persistent_room_unloads_when_idle_and_loads_again() -> None:
     assert h.component.router.loaded("coven").occupants.by_nick("secondwitch") is not None
 
 
+def test_history_from_before_a_room_became_persistent_is_kept() -> None:
+    storage = immediate_storage()
+    first = muc_harness(storage=storage)
+    instant_room(first, ROOM, CRONE, "firstwitch")
+    first.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='m0'><body>Before</body></message>")
+    owner_set(first, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
+    second = muc_harness(storage=storage)
+    second.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    history = second.sent()[-2]
+    assert history.findtext("{jabber:component:accept}body") == "Before"
+    assert history.get("from") == f"{ROOM}/firstwitch"
+    assert history.find("{urn:xmpp:delay}delay") is not None
+
+
 def test_a_room_made_temporary_is_forgotten_by_storage() -> None:
     storage = immediate_storage()
     h = muc_harness(storage=storage)
