@@ -31,7 +31,7 @@ from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.jid import JID
 from component.stanza import Broadcast, Stanza, message, new_id, text_of
-from services.muc import admin, invites, owner
+from services.muc import admin, invites, owner, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
 from services.muc.history import History, HistoryEntry, parse_request
@@ -51,6 +51,7 @@ from services.muc.protocol import (
     user_x,
 )
 from services.muc.store import HistoryRecord
+from services.muc.voice import REQUEST
 
 if TYPE_CHECKING:
     from services.muc.service import MucService
@@ -449,6 +450,9 @@ class Room(Entity):
             ):
                 return defer.ensureDeferred(self._change_subject(stanza))
             return self._groupchat(stanza)
+        form = stanza.find(f"{{{ns.DATA_FORMS}}}x")
+        if form is not None and form.findtext(f"{{{ns.DATA_FORMS}}}field[@var='FORM_TYPE']/{{{ns.DATA_FORMS}}}value") == REQUEST:
+            return voice.handle(self, stanza, form)
         x = stanza.find(X_USER)
         if x is not None:
             return invites.handle(self, stanza, x)
@@ -587,7 +591,7 @@ class Room(Entity):
     def disco_features(self, node: str | None) -> frozenset[str]:
         config = self.config
         features = {
-            MUC, STABLE_ID, SELF_PING,
+            MUC, STABLE_ID, SELF_PING, REQUEST,
             "muc_public" if config.public else "muc_hidden",
             "muc_persistent" if config.persistent else "muc_temporary",
             "muc_membersonly" if config.members_only else "muc_open",

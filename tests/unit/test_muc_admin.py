@@ -237,3 +237,43 @@ def test_new_moderator_in_a_semi_anonymous_room_learns_real_jids(harness) -> Non
     sent = h.sent()
     to_pistol = [p for p in sent if p.get("to") == PISTOL and p.get("from") == f"{ROOM}/gower"]
     assert to_pistol and to_pistol[0].find(".//{http://jabber.org/protocol/muc#user}item").get("jid") == GOWER
+
+
+def test_voice_request_goes_to_moderators_and_their_approval_grants_voice(harness) -> None:
+    h = harness
+    h.receive(
+        f"<iq from='{FLUELLEN}' id='m' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>"
+    )
+    enter(h, ROOM, "gower", GOWER)
+    h.receive(
+        f"""<message from='{GOWER}' id='yd53c486' to='{ROOM}'>
+          <x xmlns='jabber:x:data' type='submit'>
+            <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>
+            <field var='muc#role' type='list-single' label='Requested role'><value>participant</value></field>
+          </x></message>"""
+    )
+    h.expect(
+        f"""<message from='{ROOM}' id='*' to='{FLUELLEN}'>
+          <x xmlns='jabber:x:data' type='form'>
+            <title>Voice request</title><instructions>*</instructions>
+            <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#request</value></field>
+            <field var='muc#role' type='list-single' label='Requested role'><value>participant</value></field>
+            <field var='muc#jid' type='jid-single' label='User ID'><value>{GOWER}</value></field>
+            <field var='muc#roomnick' type='text-single' label='Room Nickname'><value>gower</value></field>
+            <field var='muc#request_allow' type='boolean' label='Grant voice to this person?'><value>0</value></field>
+          </x></message>"""
+    )
+    h.receive(
+        f"""<message from='{FLUELLEN}' id='approve' to='{ROOM}'>
+          <x xmlns='jabber:x:data' type='submit'>
+            <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>
+            <field var='muc#role'><value>participant</value></field>
+            <field var='muc#jid'><value>{GOWER}</value></field>
+            <field var='muc#roomnick'><value>gower</value></field>
+            <field var='muc#request_allow'><value>true</value></field>
+          </x></message>"""
+    )
+    sent = h.sent()
+    assert len(sent) == 3
+    assert all(p.find(".//{http://jabber.org/protocol/muc#user}item").get("role") == "participant" for p in sent)

@@ -1,0 +1,68 @@
+"""Voice requests (XEP-0045 §7.13, §8.6): a visitor asks, the moderators decide.
+
+The visitor's request goes to every moderator as a form; a moderator who
+submits it with ``muc#request_allow`` set grants the visitor voice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from component import namespaces as ns
+from component.errors import StanzaError
+from component.forms import Form, as_bool, parse_form
+from component.stanza import Broadcast, Stanza, new_id
+from services.muc import admin
+from services.muc.affiliations import check_role_change
+
+if TYPE_CHECKING:
+    from services.muc.room import Room
+
+__all__ = ["REQUEST", "handle"]
+
+REQUEST = "http://jabber.org/protocol/muc#request"
+
+
+def handle(room: Room, stanza: Stanza, x: etree._Element) -> None:
+    """A muc#request form sent to the room: a request, or a moderator's answer to one."""
+    form = parse_form(x)
+    occupant = room.occupants.by_real(stanza.sender)
+    if occupant is None:
+        raise StanzaError("not-acceptable", text="only occupants may ask for voice")
+    values = form.values()
+    if "muc#request_allow" in values:
+        _answer(room, stanza, form)
+        return
+    if occupant.role != "visitor":
+        return  # already has voice: nothing to ask
+    request = Form("form", REQUEST, title="Voice request",
+                   instructions="To approve this request for voice, select the "
+                   "\"Grant voice to this person?\" checkbox and submit the form.")
+    request.add("muc#role", "participant", type="list-single", label="Requested role")
+    request.add("muc#jid", str(stanza.sender), type="jid-single", label="User ID")
+    request.add("muc#roomnick", occupant.nick, type="text-single", label="Room Nickname")
+    request.add("muc#request_allow", False, type="boolean", label="Grant voice to this person?")
+    element = etree.Element(f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "id": new_id("voice")},
+                            nsmap={None: ns.COMPONENT})
+    element.append(request.to_element())
+    data = Broadcast(element)
+    for moderator in room.occupants:
+        if moderator.role == "moderator":
+            room.send_to_occupant(moderator, data)
+
+
+def _answer(room: Room, stanza: Stanza, form: Form) -> None:
+    if not as_bool(form.get("muc#request_allow"), False):
+        return
+    field = form.get("muc#roomnick")
+    nick = field.value if field is not None else None
+    target = room.occupants.by_nick(nick or "")
+    if target is None:
+        raise StanzaError("item-not-found", text="no occupant has that nick")
+    actor = room.occupants.by_real(stanza.sender)
+    assert actor is not None
+    check_role_change(room.affiliation_of(stanza.sender), actor.role, room.affiliation_of(target.bare), target.role,
+                      "participant")
+    admin.set_role(room, target.nick, "participant", actor.nick, None)
