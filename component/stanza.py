@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 from lxml import etree
@@ -246,3 +246,22 @@ class Broadcast:
     def to(self, recipient: JID | str) -> bytes:
         """The serialised stanza addressed to ``recipient``."""
         return self._head + _escape_attribute(str(recipient)) + self._tail
+
+    def to_address(self, recipient: bytes) -> bytes:
+        """The serialised stanza addressed to an :func:`address` computed once beforehand."""
+        return self._head + recipient + self._tail
+
+    def to_all(self, recipients: Sequence[bytes]) -> bytes:
+        """The stanza addressed to each of ``recipients`` (from :func:`address`), one after the other.
+
+        One ``join`` for the whole fan-out: a room of thousands costs one
+        allocation and one write instead of thousands.
+        """
+        if not recipients:
+            return b""
+        return self._head + (self._tail + self._head).join(recipients) + self._tail
+
+
+def address(recipient: JID | str) -> bytes:
+    """A recipient's address escaped for a ``to`` attribute, to keep and reuse with a :class:`Broadcast`."""
+    return _escape_attribute(str(recipient))

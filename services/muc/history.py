@@ -1,8 +1,8 @@
 """Discussion history (XEP-0045 §7.2.15): the last messages, replayed to who enters.
 
-Each entry is the reflected message with its XEP-0203 delay, serialised once
-(as a :class:`Broadcast`) so that replaying it costs only the splice of the
-recipient's address.
+Each entry is the reflected message, serialised once (as a :class:`Broadcast`),
+so that replaying it costs only the splice of the recipient's address and of
+its XEP-0203 delay.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from lxml import etree
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID
-from component.stanza import Broadcast
+from component.stanza import Broadcast, address
+from services.muc.protocol import stamp
 from services.muc.store import HistoryRecord
 
 __all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
@@ -24,35 +25,55 @@ __all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
+_CLOSE = b"</message>"
+_DELAY = f"{{{ns.DELAY}}}delay"
+
+
+def delay_bytes(room: str, seconds: float) -> bytes:
+    """The XEP-0203 ``<delay/>`` of a replayed message, serialised."""
+    return f'<delay xmlns="{ns.DELAY}" from="{room}" stamp="{stamp(seconds)}"/>'.encode()
+
+
 class HistoryEntry:
-    """One archived message."""
+    """One archived message: the reflection as it was sent, and when.
 
-    __slots__ = ("message", "seconds", "size")
+    The delay is spliced in when the message is replayed, so archiving a
+    message costs nothing beyond the reflection that was serialised anyway.
+    """
 
-    def __init__(self, message: Broadcast, seconds: float, size: int) -> None:
+    __slots__ = ("delay", "message", "seconds", "size")
+
+    def __init__(self, message: Broadcast, seconds: float, room: str) -> None:
         self.message = message
         self.seconds = seconds
-        self.size = size
+        self.delay = delay_bytes(room, seconds)
+        self.size = len(message.to("")) + len(self.delay)
 
-    @classmethod
-    def of(cls, element: etree._Element, seconds: float) -> HistoryEntry:
-        """An entry from the message as it will be replayed (delay included, no ``to``)."""
-        size = len(etree.tostring(element))
-        return cls(Broadcast(element), seconds, size)
+    def to(self, recipient: bytes) -> bytes:
+        """The message with its delay, addressed to an escaped address."""
+        return self.message.to_address(recipient)[: -len(_CLOSE)] + self.delay + _CLOSE
+
+    def text(self) -> str:
+        """The message with its delay and without ``to``, as the store keeps it."""
+        element = etree.fromstring(self.to(b"nobody@invalid"), _PARSER)
+        del element.attrib["to"]
+        return etree.tostring(element).decode()
 
     def record(self) -> HistoryRecord:
         """The entry as the store keeps it (for a room that just became persistent)."""
         element = etree.fromstring(self.message.to("nobody@invalid"), _PARSER)
-        del element.attrib["to"]
         found = element.find(f"{{{ns.STANZA_ID}}}stanza-id")
         stanza_id = found.get("id", "") if found is not None else ""
         nick = (element.get("from") or "").partition("/")[2]
-        return HistoryRecord(stanza_id, nick, None, etree.tostring(element).decode(), self.seconds)
+        return HistoryRecord(stanza_id, nick, None, self.text(), self.seconds)
 
     @classmethod
-    def parse(cls, text: str, seconds: float) -> HistoryEntry:
-        """An entry from its stored text."""
-        return cls.of(etree.fromstring(text.encode(), _PARSER), seconds)
+    def parse(cls, text: str, seconds: float, room: str) -> HistoryEntry:
+        """An entry from its stored text (which carries its delay)."""
+        element = etree.fromstring(text.encode(), _PARSER)
+        for found in element.findall(_DELAY):
+            element.remove(found)
+        return cls(Broadcast(element), seconds, room)
 
 
 class HistoryRequest:
@@ -138,17 +159,18 @@ class History:
     def select(self, request: HistoryRequest, to: JID) -> list[bytes]:
         """The messages to replay to ``to``, oldest first, within the request's limits."""
         chosen: list[bytes] = []
+        recipient = address(to)
         chars = 0
-        address = len(str(to))
+        address_size = len(str(to))
         for entry in reversed(self._entries or ()):
             if request.maxstanzas is not None and len(chosen) >= request.maxstanzas:
                 break
             if request.since is not None and entry.seconds < request.since:
                 break
             if request.maxchars is not None:
-                chars += entry.size + address + 6
+                chars += entry.size + address_size + 6
                 if chars > request.maxchars:
                     break
-            chosen.append(entry.message.to(to))
+            chosen.append(entry.to(recipient))
         chosen.reverse()
         return chosen

@@ -9,12 +9,12 @@ elements, so that a room of thousands stays small in memory.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from lxml import etree
 
 from component.jid import JID
-from component.stanza import PRESENCE, Broadcast
+from component.stanza import PRESENCE, Broadcast, address
 from services.muc.protocol import MUC, MUC_USER
 
 __all__ = ["Occupant", "Occupants", "presence_template"]
@@ -38,7 +38,7 @@ def presence_template(presence: etree._Element) -> bytes:
 class Occupant:
     """One nick in a room, held by one bare JID, with one or more sessions."""
 
-    __slots__ = ("_role", "bare", "main", "nick", "sessions", "shown")
+    __slots__ = ("_addresses", "_role", "bare", "main", "nick", "room", "sessions", "shown")
 
     def __init__(self, nick: str, real: JID, role: str, template: bytes) -> None:
         self.nick = nick
@@ -51,6 +51,16 @@ class Occupant:
         #: This occupant's presence as others see it, serialised once: with and
         #: without the real JID. Dropped whenever anything in it changes.
         self.shown: list[Broadcast | None] = [None, None]
+        self._addresses: list[bytes] | None = None
+        #: The occupants of the room this occupant is in, told when its role changes.
+        self.room: Occupants | None = None
+
+    @property
+    def addresses(self) -> list[bytes]:
+        """The sessions' JIDs, escaped once for the ``to`` of a :class:`Broadcast`."""
+        if self._addresses is None:
+            self._addresses = [address(real) for real in self.sessions]
+        return self._addresses
 
     @property
     def role(self) -> str:
@@ -61,6 +71,8 @@ class Occupant:
     def role(self, role: str) -> None:
         self._role = role
         self.changed()
+        if self.room is not None:
+            self.room.forget_addresses()
 
     def changed(self) -> None:
         """Something others see of this occupant changed: forget the serialised presence."""
@@ -72,6 +84,8 @@ class Occupant:
 
     def set_session(self, real: JID, template: bytes) -> None:
         """Add or update a session; the latest one becomes the one shown."""
+        if real not in self.sessions:
+            self._addresses = None
         self.sessions[real] = template
         self.main = real
         self.changed()
@@ -79,6 +93,7 @@ class Occupant:
     def remove_session(self, real: JID) -> bool:
         """Drop a session; True when it was the last."""
         self.sessions.pop(real, None)
+        self._addresses = None
         if not self.sessions:
             return True
         if self.main == real:
@@ -90,17 +105,45 @@ class Occupant:
 class Occupants:
     """The occupants of a room, by nick and by the real JID of each session."""
 
-    __slots__ = ("_by_nick", "_by_real")
+    __slots__ = ("_addresses", "_by_nick", "_by_real", "_by_role")
 
     def __init__(self) -> None:
         self._by_nick: dict[str, Occupant] = {}
         self._by_real: dict[JID, Occupant] = {}
+        self._addresses: list[bytes] | None = None
+        self._by_role: tuple[list[bytes], list[bytes]] | None = None
 
     def __len__(self) -> int:
         return len(self._by_nick)
 
     def __iter__(self) -> Iterator[Occupant]:
+        """Every occupant, in the order they entered; safe to change the room meanwhile."""
         return iter(list(self._by_nick.values()))
+
+    def values(self) -> Iterable[Occupant]:
+        """Every occupant, for loops that do not change who is in the room."""
+        return self._by_nick.values()
+
+    def addresses(self) -> list[bytes]:
+        """Every session of every occupant, escaped for a :class:`Broadcast`; kept until someone comes or goes."""
+        if self._addresses is None:
+            self._addresses = [a for occupant in self._by_nick.values() for a in occupant.addresses]
+        return self._addresses
+
+    def addresses_by_role(self) -> tuple[list[bytes], list[bytes]]:
+        """The addresses of the moderators' sessions, and of everyone else's."""
+        if self._by_role is None:
+            moderators: list[bytes] = []
+            others: list[bytes] = []
+            for occupant in self._by_nick.values():
+                (moderators if occupant.role == "moderator" else others).extend(occupant.addresses)
+            self._by_role = (moderators, others)
+        return self._by_role
+
+    def forget_addresses(self) -> None:
+        """Someone came, went, or changed role: the address lists are built again when next needed."""
+        self._addresses = None
+        self._by_role = None
 
     def by_nick(self, nick: str) -> Occupant | None:
         """The occupant using ``nick``."""
@@ -119,17 +162,27 @@ class Occupants:
         self._by_nick[occupant.nick] = occupant
         for real in occupant.sessions:
             self._by_real[real] = occupant
+        occupant.room = self
+        # A newcomer goes last: the lists grow instead of being built again.
+        if self._addresses is not None:
+            self._addresses.extend(occupant.addresses)
+        if self._by_role is not None:
+            self._by_role[0 if occupant.role == "moderator" else 1].extend(occupant.addresses)
 
     def add_session(self, occupant: Occupant, real: JID, template: bytes) -> None:
         """Attach another client to an occupant."""
+        if real not in occupant.sessions:
+            self.forget_addresses()
         occupant.set_session(real, template)
         self._by_real[real] = occupant
 
     def remove_session(self, occupant: Occupant, real: JID) -> bool:
         """Detach a client; True (and the occupant is gone) when it was the last."""
         self._by_real.pop(real, None)
+        self.forget_addresses()
         if occupant.remove_session(real):
             self._by_nick.pop(occupant.nick, None)
+            occupant.room = None
             return True
         return False
 
@@ -138,6 +191,8 @@ class Occupants:
         self._by_nick.pop(occupant.nick, None)
         for real in occupant.sessions:
             self._by_real.pop(real, None)
+        occupant.room = None
+        self.forget_addresses()
 
     def rename(self, occupant: Occupant, nick: str) -> None:
         """Move an occupant to a new nick."""
@@ -145,3 +200,4 @@ class Occupants:
         occupant.nick = nick
         occupant.changed()
         self._by_nick[nick] = occupant
+        self.forget_addresses()  # the order of the room changed

@@ -14,6 +14,7 @@ protocols, invitations and the service-wide rules live in their own modules.
 from __future__ import annotations
 
 import copy
+import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -30,7 +31,7 @@ from component.disco import Identity, Item
 from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.jid import JID
-from component.stanza import Broadcast, Stanza, message, new_id, text_of
+from component.stanza import Broadcast, Stanza, address, message, new_id, text_of
 from services.muc import admin, invites, owner, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
@@ -46,7 +47,6 @@ from services.muc.protocol import (
     X_MUC,
     X_USER,
     child_text,
-    delay,
     item,
     user_x,
 )
@@ -67,6 +67,10 @@ KICKABLE_ERRORS = frozenset({
 })
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
+# Stanza ids (XEP-0359) must never repeat in a room, across restarts too:
+# a random prefix per process, then a counter.
+_ID_PREFIX = uuid.uuid4().hex[:12] + "-"
+_ids = itertools.count(1)
 _Work = Callable[[Stanza], Any]
 
 
@@ -82,6 +86,7 @@ class Room(Entity):
         self.history = History(self.config.history_length)
         self.subject = ""
         self.subject_from = ""
+        self._subject_message: Broadcast | None = None
         #: False until someone creates the room (or it is loaded from storage).
         self.exists = False
         #: True while the room is in storage (persistent rooms).
@@ -192,16 +197,21 @@ class Room(Entity):
 
     def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
         """Send to every session of an occupant."""
-        for real in occupant.sessions:
-            self.component.send_bytes(data.to(real))
+        self.component.send_bytes(data.to_all(occupant.addresses))
 
     def broadcast(self, element: etree._Element) -> None:
-        """Send one stanza to every session of every occupant, serialised once."""
-        data = Broadcast(element)
-        send = self.component.send_bytes
-        for occupant in self.occupants:
-            for real in occupant.sessions:
-                send(data.to(real))
+        """Send one stanza to every session of every occupant: serialised once, written once."""
+        self.component.send_bytes(Broadcast(element).to_all(self.occupants.addresses()))
+
+    def _to_others(self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]) -> bytes:
+        """An occupant's presence for everyone else: with its real JID to those who may see it (§7.2.3)."""
+        if self.config.whois == "anyone":
+            seen, unseen = _without(self.occupants.addresses(), occupant.addresses), []
+        else:
+            moderators, others = self.occupants.addresses_by_role()
+            seen, unseen = _without(moderators, occupant.addresses), _without(others, occupant.addresses)
+        data = full().to_all(seen) if seen else b""
+        return data + anonymous().to_all(unseen) if unseen else data
 
     def publish(
         self,
@@ -225,6 +235,7 @@ class Room(Entity):
         base.set("from", self.occupant_jid(occupant.nick))
         affiliation = affiliation or self.affiliation_of(occupant.bare)
         codes = set(codes)
+        real = str(occupant.main)
 
         def variant(jid: str | None, extra: Iterable[int] = ()) -> Broadcast:
             element = copy.deepcopy(base)
@@ -232,21 +243,10 @@ class Room(Entity):
             element.append(user_x([entry], codes | set(extra)))
             return Broadcast(element)
 
-        real = str(occupant.main)
-        full: Broadcast | None = None
-        anonymous: Broadcast | None = None
-        for other in self.occupants:
-            if other is occupant:
-                continue
-            if self.sees_real_jids(other) or other.bare == occupant.bare:
-                full = full or variant(real)
-                self.send_to_occupant(other, full)
-            else:
-                anonymous = anonymous or variant(None)
-                self.send_to_occupant(other, anonymous)
+        data = self._to_others(occupant, lambda: variant(real), lambda: variant(None))
         mine = variant(real, {110, *self_codes})
-        for session in occupant.sessions if self_sessions is None else self_sessions:
-            self.component.send_bytes(mine.to(session))
+        sessions = occupant.addresses if self_sessions is None else [address(s) for s in self_sessions]
+        self.component.send_bytes(data + mine.to_all(sessions))
 
     def shown(self, occupant: Occupant, *, with_jid: bool) -> Broadcast:
         """An occupant's current presence as others see it, serialised once until it changes."""
@@ -262,28 +262,27 @@ class Room(Entity):
 
     def publish_current(self, occupant: Occupant, self_codes: Iterable[int] = ()) -> None:
         """Tell the room an occupant's current presence, with no news but ``self_codes`` to itself."""
-        for other in self.occupants:
-            if other is occupant:
-                continue
-            with_jid = self.sees_real_jids(other) or other.bare == occupant.bare
-            self.send_to_occupant(other, self.shown(occupant, with_jid=with_jid))
+        data = self._to_others(
+            occupant, lambda: self.shown(occupant, with_jid=True), lambda: self.shown(occupant, with_jid=False)
+        )
         element = occupant.presence()
         element.set("from", self.occupant_jid(occupant.nick))
         entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
         element.append(user_x([entry], {110, *self_codes}))
-        self.send_to_occupant(occupant, Broadcast(element))
-
-    def send_presence_of(self, occupant: Occupant, to: JID, *, with_jid: bool) -> None:
-        """Send one occupant's current presence to one client (the occupant list on entering)."""
-        self.component.send_bytes(self.shown(occupant, with_jid=with_jid).to(to))
+        self.component.send_bytes(data + Broadcast(element).to_all(occupant.addresses))
 
     def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
-        """Send every other occupant's presence to a client."""
-        for other in self.occupants:
-            if other is viewer:
-                continue
-            sees = viewer is not None and (self.sees_real_jids(viewer) or viewer.bare == other.bare)
-            self.send_presence_of(other, to, with_jid=sees)
+        """Send every other occupant's current presence to one client (§7.2.3), in one write."""
+        to_address = address(to)
+        with_jid = viewer is not None and self.sees_real_jids(viewer)
+        index = 0 if with_jid else 1
+        parts = [
+            (other.shown[index] or self.shown(other, with_jid=with_jid)).to_address(to_address)
+            for other in self.occupants.values()
+            if other is not viewer
+        ]
+        if parts:
+            self.component.send_bytes(b"".join(parts))
 
     def remove(self, occupant: Occupant, codes: Iterable[int], *, affiliation: str | None = None,
                actor: str | None = None, reason: str | None = None, status: str | None = None) -> None:
@@ -398,10 +397,13 @@ class Room(Entity):
         self._send_history_and_subject(sender, request)
 
     def _send_history_and_subject(self, to: JID, request: Any) -> None:
-        for data in self.history.select(request, to):
-            self.component.send_bytes(data)
-        sender = self.occupant_jid(self.subject_from) if self.subject_from else str(self.jid)
-        self.send(message(sender, to, type="groupchat", subject=self.subject))
+        """The history, then the subject, always, even empty (§7.2.15, §7.2.16)."""
+        if self._subject_message is None:
+            sender = self.occupant_jid(self.subject_from) if self.subject_from else str(self.jid)
+            self._subject_message = Broadcast(message(sender, "", type="groupchat", subject=self.subject))
+        parts = self.history.select(request, to)
+        parts.append(self._subject_message.to(to))
+        self.component.send_bytes(b"".join(parts))
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
         self.occupants.add_session(occupant, sender, presence_template(stanza.element))
@@ -464,28 +466,28 @@ class Room(Entity):
             raise StanzaError("not-acceptable", text="only occupants may speak in the room")
         if ROLE_RANK[occupant.role] < ROLE_RANK["participant"]:
             raise StanzaError("forbidden", text="visitors have no voice in this moderated room")
-        element = copy.deepcopy(stanza.element)
+        # The element was parsed for this stanza alone: reflect it as it is, readdressed.
+        element = stanza.element
         room = str(self.jid)
         for claimed in element.findall(_STANZA_ID):
             if claimed.get("by") == room:
                 element.remove(claimed)  # nobody but the room names its ids
-        stanza_id = str(uuid.uuid4())
+        stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         etree.SubElement(element, _STANZA_ID, {"id": stanza_id, "by": room}, nsmap={None: ns.STANZA_ID})
         element.set("from", self.occupant_jid(occupant.nick))
         element.attrib.pop("to", None)
-        if element.find(f"{{{ns.COMPONENT}}}body") is not None and self.history.length:
-            self._archive(element, occupant, stanza.sender, stanza_id)
-        self.broadcast(element)
+        reflection = Broadcast(element)
+        self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
+        if self.history.length and element.find(f"{{{ns.COMPONENT}}}body") is not None:
+            self._archive(reflection, occupant, stanza.sender, stanza_id)
 
-    def _archive(self, element: etree._Element, occupant: Occupant, sender: JID, stanza_id: str) -> None:
-        now = self.component.clock.seconds()
-        archived = copy.deepcopy(element)
-        archived.append(delay(str(self.jid), now))
-        text = etree.tostring(archived).decode()
-        self.history.add(HistoryEntry.of(archived, now))
+    def _archive(self, reflection: Broadcast, occupant: Occupant, sender: JID, stanza_id: str) -> None:
+        """Keep the reflection for those who enter later (and in storage, for a persistent room)."""
+        entry = HistoryEntry(reflection, self.component.clock.seconds(), str(self.jid))
+        self.history.add(entry)
         store = self.service.store
         if self.stored and store is not None:
-            record = HistoryRecord(stanza_id, occupant.nick, str(sender.bare), text, now)
+            record = HistoryRecord(stanza_id, occupant.nick, str(sender.bare), entry.text(), entry.seconds)
             self.track(store.append_history(self.jid.node or "", record))
 
     async def _change_subject(self, stanza: Stanza) -> None:
@@ -501,7 +503,8 @@ class Room(Entity):
             await self.track(store.set_subject(self.jid.node or "", subject, occupant.nick))
         self.subject = subject
         self.subject_from = occupant.nick
-        element = copy.deepcopy(stanza.element)
+        self._subject_message = None
+        element = stanza.element
         element.set("from", self.occupant_jid(occupant.nick))
         element.attrib.pop("to", None)
         self.broadcast(element)
@@ -517,7 +520,7 @@ class Room(Entity):
             raise StanzaError("item-not-found", text="no such occupant")
         if target.bare != sender.bare and not self._may_send_private(sender):
             raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")
-        element = copy.deepcopy(stanza.element)
+        element = stanza.element
         element.set("from", self.occupant_jid(sender.nick))
         element.attrib.pop("to", None)
         if element.find(X_USER) is None:
@@ -744,3 +747,14 @@ class Room(Entity):
 
     def on_shutdown(self) -> None:
         self.clear(codes=[332])
+
+
+def _without(addresses: list[bytes], own: list[bytes]) -> list[bytes]:
+    """``addresses`` less an occupant's own sessions, which sit next to each other in it."""
+    if not own:
+        return addresses
+    try:
+        start = addresses.index(own[0])
+    except ValueError:
+        return addresses
+    return addresses[:start] + addresses[start + len(own):]

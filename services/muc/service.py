@@ -128,7 +128,7 @@ class MucService(Service):
                 room.affiliations.set(parse_jid(bare), entry.affiliation, entry.reason)
         for stored in await self.store.recent_history(node, room.config.history_length):
             try:
-                room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp))
+                room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp, str(jid)))
             except Exception:
                 log.warn("{room}: skipped an unreadable archived message", room=str(jid))
         return room
