@@ -77,6 +77,8 @@ class Occupant:
     def changed(self) -> None:
         """Something others see of this occupant changed: forget the serialised presence."""
         self.shown[0] = self.shown[1] = None
+        if self.room is not None:
+            self.room.lists[0] = self.room.lists[1] = None
 
     def presence(self, session: JID | None = None) -> etree._Element:
         """A fresh copy of a session's presence (the main one by default), without addresses."""
@@ -105,13 +107,16 @@ class Occupant:
 class Occupants:
     """The occupants of a room, by nick and by the real JID of each session."""
 
-    __slots__ = ("_addresses", "_by_nick", "_by_real", "_by_role")
+    __slots__ = ("_addresses", "_by_nick", "_by_real", "_by_role", "lists")
 
     def __init__(self) -> None:
         self._by_nick: dict[str, Occupant] = {}
         self._by_real: dict[JID, Occupant] = {}
         self._addresses: list[bytes] | None = None
         self._by_role: tuple[list[bytes], list[bytes]] | None = None
+        #: Everyone's presence, with and without real JIDs, cut where the
+        #: newcomer's address goes (see ``Room.send_occupant_list``); the room fills it.
+        self.lists: list[list[bytes] | None] = [None, None]
 
     def __len__(self) -> int:
         return len(self._by_nick)
@@ -144,6 +149,7 @@ class Occupants:
         """Someone came, went, or changed role: the address lists are built again when next needed."""
         self._addresses = None
         self._by_role = None
+        self.lists[0] = self.lists[1] = None
 
     def by_nick(self, nick: str) -> Occupant | None:
         """The occupant using ``nick``."""

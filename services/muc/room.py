@@ -71,6 +71,8 @@ _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
 # a random prefix per process, then a counter.
 _ID_PREFIX = uuid.uuid4().hex[:12] + "-"
 _ids = itertools.count(1)
+# Where an address goes in a serialised presence: NUL never occurs in XML.
+_GAP = b"\x00"
 _Work = Callable[[Stanza], Any]
 
 
@@ -275,14 +277,34 @@ class Room(Entity):
         """Send every other occupant's current presence to one client (§7.2.3), in one write."""
         to_address = address(to)
         with_jid = viewer is not None and self.sees_real_jids(viewer)
+        if viewer is None or self.occupants.by_nick(viewer.nick) is not viewer:
+            # A newcomer: everyone's presences are kept as one list with gaps for its address.
+            data = to_address.join(self._occupant_list(with_jid))
+        else:
+            index = 0 if with_jid else 1
+            data = b"".join(
+                (other.shown[index] or self.shown(other, with_jid=with_jid)).to_address(to_address)
+                for other in self.occupants.values()
+                if other is not viewer
+            )
+        if data:
+            self.component.send_bytes(data)
+
+    def _occupant_list(self, with_jid: bool) -> list[bytes]:
         index = 0 if with_jid else 1
-        parts = [
-            (other.shown[index] or self.shown(other, with_jid=with_jid)).to_address(to_address)
-            for other in self.occupants.values()
-            if other is not viewer
-        ]
-        if parts:
-            self.component.send_bytes(b"".join(parts))
+        segments = self.occupants.lists[index]
+        if segments is None:
+            segments = [b""]
+            for other in self.occupants.values():
+                self._add_to_list(segments, other, with_jid)
+            self.occupants.lists[index] = segments
+        return segments
+
+    def _add_to_list(self, segments: list[bytes], occupant: Occupant, with_jid: bool) -> None:
+        shown = occupant.shown[0 if with_jid else 1] or self.shown(occupant, with_jid=with_jid)
+        head, _, tail = shown.to_address(_GAP).partition(_GAP)
+        segments[-1] += head
+        segments.append(tail)
 
     def remove(self, occupant: Occupant, codes: Iterable[int], *, affiliation: str | None = None,
                actor: str | None = None, reason: str | None = None, status: str | None = None) -> None:
@@ -370,7 +392,12 @@ class Room(Entity):
         sender = stanza.sender
         request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
         self.send_occupant_list(sender, occupant)
+        lists = list(self.occupants.lists)
         self.occupants.add(occupant)
+        for index, segments in enumerate(lists):
+            if segments is not None:
+                self._add_to_list(segments, occupant, with_jid=index == 0)
+        self.occupants.lists[:] = lists
         if not self.locked:
             self._cancel_timer()  # an idle room is in use again
         codes = {110}
