@@ -197,6 +197,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fanout-sizes", help="room sizes for fanout, comma-separated (default 20,1000)")
     parser.add_argument("--join-size", type=int, help="occupants joining in the join scenario (default 1000)")
     parser.add_argument("--rooms", type=int, help="stored rooms in the rooms scenario (default 10000)")
+    parser.add_argument("--room-occupants", type=int,
+                        help="occupants spread over the stored rooms in the rooms scenario (default 100)")
     parser.add_argument("--no-paced", action="store_true", help="skip the latency runs at half the maximum rate")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for the JSON (default %(default)s)")
     return parser.parse_args(argv)
@@ -206,7 +208,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Return the settings: the defaults or the quick ones, with the options given applied."""
     settings = QUICK if args.quick else Settings()
     changes: dict[str, Any] = {}
-    for option in ("seconds", "warmup", "runs", "window", "join_size", "rooms"):
+    for option in ("seconds", "warmup", "runs", "window", "join_size", "rooms", "room_occupants"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
     if args.fanout_sizes:
