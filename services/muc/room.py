@@ -426,7 +426,8 @@ class Room(Entity):
     def _send_history_and_subject(self, to: JID, request: Any) -> None:
         """The history, then the subject, always, even empty (§7.2.15, §7.2.16)."""
         if self._subject_message is None:
-            sender = self.occupant_jid(self.subject_from) if self.subject_from else str(self.jid)
+            # No subject: an empty one from the room itself (§7.2.16).
+            sender = self.occupant_jid(self.subject_from) if self.subject_from and self.subject else str(self.jid)
             self._subject_message = Broadcast(message(sender, "", type="groupchat", subject=self.subject))
         parts = self.history.select(request, to)
         parts.append(self._subject_message.to(to))
