@@ -1,4 +1,4 @@
-"""The MUC namespaces, status codes and the small elements every part of the room builds."""
+"""The MUC namespaces and the small elements every part of the room builds."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from component import namespaces as ns
-
 __all__ = [
     "MUC", "MUC_USER", "MUC_ADMIN", "MUC_OWNER", "ROOMCONFIG", "ROOMINFO", "STABLE_ID", "SELF_PING",
-    "user_x", "item", "child_text", "X_MUC", "X_USER", "stamp", "delay", "muc_child",
+    "user_x", "item", "child_text", "X_MUC", "X_USER", "stamp",
 ]
 
 MUC = "http://jabber.org/protocol/muc"
@@ -25,11 +23,6 @@ SELF_PING = MUC + "#self-ping-optimization"
 
 X_MUC = f"{{{MUC}}}x"
 X_USER = f"{{{MUC_USER}}}x"
-
-
-def muc_child(parent: etree._Element, namespace: str, name: str) -> etree._Element | None:
-    """The first ``{namespace}name`` child of ``parent``."""
-    return parent.find(f"{{{namespace}}}{name}")
 
 
 def child_text(parent: etree._Element, namespace: str, name: str) -> str | None:
@@ -79,8 +72,3 @@ def user_x(items: Iterable[etree._Element] = (), codes: Iterable[int] = ()) -> e
 def stamp(seconds: float) -> str:
     """An XEP-0082 DateTime in UTC, to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def delay(by: str, seconds: float) -> etree._Element:
-    """An XEP-0203 ``<delay/>``."""
-    return etree.Element(f"{{{ns.DELAY}}}delay", {"from": by, "stamp": stamp(seconds)}, nsmap={None: ns.DELAY})
