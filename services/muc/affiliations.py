@@ -130,7 +130,11 @@ def check_role_change(
     # higher affiliation (§8.2, §9.7).
     if target_affiliation in ("owner", "admin"):
         raise StanzaError("not-allowed")
-    if AFFILIATION_RANK[target_affiliation] > AFFILIATION_RANK[actor_affiliation]:
+    target_rank, actor_rank = AFFILIATION_RANK[target_affiliation], AFFILIATION_RANK[actor_affiliation]
+    if target_rank > actor_rank:
+        raise StanzaError("not-allowed")
+    # Voice cannot be taken from someone at the moderator's own level (§8.4).
+    if new == "visitor" and target_rank >= actor_rank and actor_affiliation not in ("owner", "admin"):
         raise StanzaError("not-allowed")
     if "moderator" in (new, target_role) and actor_affiliation not in ("owner", "admin"):
         raise StanzaError("not-allowed")

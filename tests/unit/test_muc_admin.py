@@ -277,3 +277,14 @@ def test_voice_request_goes_to_moderators_and_their_approval_grants_voice(harnes
     sent = h.sent()
     assert len(sent) == 3
     assert all(p.find(".//{http://jabber.org/protocol/muc#user}item").get("role") == "participant" for p in sent)
+
+
+def test_a_moderator_cannot_silence_someone_of_the_same_affiliation(harness) -> None:
+    h = harness
+    enter(h, ROOM, "gower", GOWER)
+    admin_set(h, "<item nick='pistol' role='moderator'/>", id="p1")
+    assert h.sent()[-1].get("type") == "result"
+    admin_set(h, "<item nick='gower' role='visitor'/>", who=PISTOL, id="p2")
+    assert error_of(h.sent()[0]) == "not-allowed"
+    admin_set(h, "<item nick='gower' role='none'/>", who=PISTOL, id="p3")
+    assert h.sent()[-1].get("type") == "result"  # kicking someone of the same level is allowed (§8.2)
