@@ -334,6 +334,11 @@ class Room(Entity):
                 raise StanzaError("jid-malformed", text="a nick is needed to enter a room")
             return self._enter(stanza, nick)
         if nick is None or nick == occupant.nick:
+            x = stanza.find(X_MUC)
+            if x is not None and nick is not None:
+                # A client that lost track of the room enters again: it gets the
+                # whole entry sequence, the others a presence update.
+                return self._add_session(occupant, stanza, x)
             self._update(occupant, sender, stanza)
             return None
         return self._change_nick(occupant, sender, stanza, nick)

@@ -348,3 +348,21 @@ def test_service_admin_is_owner_everywhere(harness) -> None:
     instant_room(h, ROOM, CRONE, "firstwitch")
     h.receive(f"<iq from='boss@shakespeare.lit/x' to='{ROOM}' type='get' id='f'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>")
     assert h.sent()[0].get("type") == "result"
+
+
+def test_entering_again_from_the_same_client_replays_the_entry(harness) -> None:
+    h = harness
+    enter(h, ROOM, "thirdwitch", HAG)
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{HAG}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' to='{CRONE}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{HAG}' role='participant'/></x>
+        </presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' to='{HAG}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='none' jid='{HAG}' role='participant'/><status code='110'/></x></presence>""",
+        f"<message from='{ROOM}' to='{HAG}' type='groupchat'><subject/></message>",
+    )
+    assert len(h.component.router.loaded("coven").occupants) == 2
