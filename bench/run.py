@@ -36,7 +36,7 @@ from bench.wire import DEFAULT_DOMAIN, DEFAULT_SECRET
 SCENARIOS = ("echo", "iq", "fanout", "join", "rooms")
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = Settings(seconds=1.5, warmup=0.5, runs=1, fanout_sizes=(20, 200), join_size=300, rooms=2000,
-                 timeout=20.0)
+                 occupant_sample=500, timeout=20.0)
 
 Scenario = Callable[[Session, Settings], Awaitable[dict[str, Any]]]
 
