@@ -177,6 +177,9 @@ def measure(before: Snapshot, after: Snapshot, latencies: Sequence[float], per_r
         "component_cpu_s": component_cpu,
         "cpu_s_per_10k": component_cpu / stanzas * 10_000 if stanzas else None,
         "driver_cpu_share": driver_share,
+        # The driver's own cost per stanza it wrote or counted: it must stay well below the component's.
+        "driver_us_per_stanza": (after.driver_cpu - before.driver_cpu) / (requests + replies) * 1e6
+        if requests + replies else None,
         "component_cpu_share": component_share,
         "other_cpu_share": other_share,
         "bottleneck": bottleneck(driver_share, component_share, other_share),
