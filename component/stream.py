@@ -5,6 +5,14 @@ end tag arrives and then detached from the stream root, so memory stays flat
 however long the stream lives. The restrictions of RFC 6120 §11.1 apply: no
 DTD, no entity other than the predefined ones, no comments, no processing
 instructions. Stanza size and nesting depth are bounded.
+
+lxml reports no byte offsets, so sizes are counted per slice fed to it, and
+counted low rather than high: a stanza is refused once the bytes known to be
+its own pass the limit, and no stanza within the limit is ever refused. The
+bytes of a read it shares with the stanzas before it may go uncounted, so
+what one stanza holds stays under the limit plus one slice. Separately, no
+more than the limit may arrive without the parser completing a single tag,
+which bounds what lxml buffers for a tag, comment or reference left open.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ DEFAULT_MAX_STANZA_BYTES = 512 * 1024
 DEFAULT_MAX_DEPTH = 32
 # lxml builds what it is fed before we see the events; feeding in slices keeps
 # what an oversized stanza can allocate before it is refused to one slice.
+# A slice is never larger than the stanza limit, so a stanza that starts and
+# ends within one slice is within the limit.
 _SLICE = 64 * 1024
 _STREAM_TAG = f"{{{ns.STREAMS}}}stream"
 _ENTITY_ERRORS = frozenset({"ERR_UNDECLARED_ENTITY", "WAR_UNDECLARED_ENTITY", "ERR_ENTITY_PE_INTERNAL"})
@@ -50,6 +60,7 @@ class StreamParser:
         self._on_close = on_close
         self.max_stanza_bytes = max_stanza_bytes
         self.max_depth = max_depth
+        self._slice = max(1, min(_SLICE, max_stanza_bytes))
         self._parser = etree.XMLPullParser(
             events=("start", "end", "comment", "pi"),
             # No DTD ever reaches the parser (see _feed_slice), so the only
@@ -63,14 +74,19 @@ class StreamParser:
         )
         self._root: etree._Element | None = None
         self._depth = 0
-        self._pending = 0  # bytes fed since the parser was last between stanzas
+        self._stanza_bytes = 0  # bytes known to belong to the stanza in progress
+        self._stalled_bytes = 0  # bytes fed since a slice last completed a tag
         self._closed = False
         self._prolog_tail = b""
 
     def feed(self, data: bytes) -> None:
         """Parse more of the stream; dispatches every element it completes."""
-        for start in range(0, len(data), _SLICE):
-            self._feed_slice(data[start : start + _SLICE])
+        step = self._slice
+        if len(data) <= step:
+            self._feed_slice(data)
+            return
+        for start in range(0, len(data), step):
+            self._feed_slice(data[start : start + step])
 
     def _feed_slice(self, data: bytes) -> None:
         if self._closed:
@@ -82,38 +98,66 @@ class StreamParser:
             if b"<!" in prolog:
                 raise StreamError("restricted-xml", "a DTD is not allowed")
             self._prolog_tail = data[-1:]
+        depth_before = self._depth
+        # What of the stanza (or of its start tag) came before this slice.
+        carried = self._stanza_bytes if depth_before > 1 else self._stalled_bytes
         try:
             self._parser.feed(data)
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc) from None
         try:
-            self._dispatch_events()
+            progressed, completed = self._dispatch_events(data, carried)
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc) from None
-        if self._depth <= 1:
-            self._pending = 0
-            if self._root is not None and self._root.text:
-                # Whitespace keepalives between stanzas accumulate as root text.
-                self._root.text = None
-        else:
-            self._pending += len(data)
-            if self._pending > self.max_stanza_bytes:
-                raise StreamError(
-                    "policy-violation",
-                    f"stanza larger than {self.max_stanza_bytes} bytes",
-                )
+        if completed:
+            # Whatever follows the last stanza began somewhere in this slice.
+            self._stanza_bytes = self._stalled_bytes = 0
+        elif not self._closed:
+            self._count(data, progressed, depth_before, carried)
+        if self._depth <= 1 and self._root is not None and self._root.text:
+            # Whitespace keepalives between stanzas accumulate as root text.
+            self._root.text = None
 
-    def _dispatch_events(self) -> None:
+    def _count(self, data: bytes, progressed: bool, depth_before: int, carried: int) -> None:
+        """Count a slice that completed no stanza; refuse what grew past the limit."""
+        self._stalled_bytes = 0 if progressed else self._stalled_bytes + len(data)
+        if self._stalled_bytes > self.max_stanza_bytes:
+            raise StreamError("policy-violation", f"no complete tag in {self.max_stanza_bytes} bytes")
+        if self._depth <= 1:
+            return
+        if depth_before > 1:
+            self._stanza_bytes += len(data)
+        elif carried:
+            self._stanza_bytes = carried + len(data)
+        else:
+            self._stanza_bytes = len(data) - max(data.find(b"<"), 0)
+        if self._stanza_bytes > self.max_stanza_bytes:
+            raise _too_large(self.max_stanza_bytes)
+
+    def _dispatch_events(self, data: bytes, carried: int) -> tuple[bool, bool]:
+        """Handle the events of one slice: whether there were any, and whether one completed a stanza."""
+        progressed = completed = False
+        tags = 0  # tags this slice completed, at the least: "<a/>" gives two events
+        opened: etree._Element | None = None
         for event, element in self._parser.read_events():
+            progressed = True
             if event == "start":
+                tags += 1
+                opened = element
                 self._depth += 1
                 if self._depth == 1:
+                    completed = True
                     self._open(element)
                 elif self._depth > self.max_depth + 1:
                     raise StreamError("policy-violation", f"stanza nested deeper than {self.max_depth}")
             elif event == "end":
+                if element is not opened:
+                    tags += 1
                 self._depth -= 1
                 if self._depth == 1:
+                    if carried and not completed and carried + _end_of_tag(data, tags) > self.max_stanza_bytes:
+                        raise _too_large(self.max_stanza_bytes)
+                    completed = True
                     # Dispatch while still attached (it serialises without
                     # invented prefixes), then detach to keep memory flat.
                     element.tail = None
@@ -126,9 +170,10 @@ class StreamParser:
                 elif self._depth == 0:
                     self._closed = True
                     self._on_close()
-                    return
+                    return progressed, True
             else:
                 raise StreamError("restricted-xml", "comments and processing instructions are not allowed")
+        return progressed, completed
 
     def _open(self, root: etree._Element) -> None:
         if root.tag != _STREAM_TAG:
@@ -138,6 +183,21 @@ class StreamParser:
             raise StreamError("not-well-formed", "the stream does not start with <stream:stream>")
         self._root = root
         self._on_header(root)
+
+
+def _end_of_tag(data: bytes, count: int) -> int:
+    """Where the ``count``-th tag of ``data`` ends, at the earliest: just past its ``count``-th ">"."""
+    end = -1
+    for _ in range(count):
+        found = data.find(b">", end + 1)
+        if found < 0:
+            break
+        end = found
+    return end + 1
+
+
+def _too_large(limit: int) -> StreamError:
+    return StreamError("policy-violation", f"stanza larger than {limit} bytes")
 
 
 def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:

@@ -1,0 +1,237 @@
+"""Whatever the server sends, the component neither crashes, nor corrupts its output, nor grows.
+
+Each test feeds raw bytes to a ``ComponentProtocol`` with the echo service on a
+``StringTransport``, the way the server's socket would, then reads back what
+the component wrote: the stanzas it answered with, or exactly one stream error
+of RFC 6120 §4.9.3 followed by ``</stream:stream>``.
+"""
+
+import xml.parsers.expat
+
+import attrs
+import pytest
+from lxml import etree
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+
+from component import namespaces as ns
+from component.component import Component
+from component.connection import ComponentProtocol
+from component.errors import STREAM_CONDITIONS
+from services.echo import EchoService
+
+DOMAIN = "comp.example.org"
+ECHO = f"echo@{DOMAIN}"
+JULIET = "juliet@example.com/balcony"
+SERVER_HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
+    b"xmlns='jabber:component:accept' from='comp.example.org' id='3BF96D32'>"
+)
+STANZA_TAGS = {f"{{{ns.COMPONENT}}}{name}" for name in ("message", "presence", "iq")}
+_STREAM_ERROR = f"{{{ns.STREAMS}}}error"
+_WRAP_OPEN = f"<wrap xmlns='{ns.COMPONENT}' xmlns:stream='{ns.STREAMS}'>".encode()
+
+
+class Wire:
+    """The component as the server sees it: bytes in through ``feed``, bytes out through ``take``."""
+
+    def __init__(self, *, handshake: bool = True, **limits: int) -> None:
+        self.component = Component(DOMAIN, clock=task.Clock(), ping_interval=0)
+        self.component.add_service(EchoService(self.component, {}))
+        self.component.start_services()
+        self.protocol = ComponentProtocol(self.component, "s3cret", address="127.0.0.1:5347", **limits)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.transport.clear()
+        if handshake:
+            self.feed(SERVER_HEADER + b"<handshake/>")
+            self.transport.clear()
+
+    def feed(self, data: bytes, chunk: int | None = None) -> None:
+        """What the server sends, in one read or in reads of ``chunk`` bytes."""
+        step = chunk or max(len(data), 1)
+        for start in range(0, len(data), step):
+            self.protocol.dataReceived(data[start : start + step])
+
+    def take(self) -> bytes:
+        """What the component wrote since the last call."""
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def output(self) -> "Output":
+        """What the component wrote since the last call, checked and parsed."""
+        return read_output(self.take())
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+
+@attrs.frozen
+class Output:
+    stanzas: list[etree._Element]
+    error: str | None
+    error_text: str | None
+    closed: bool
+
+
+def read_output(data: bytes) -> Output:
+    """Parse what the component wrote, asserting what must hold of any output.
+
+    It is namespace-well-formed XML by a parser as strict as the servers'
+    (expat, as Prosody uses it); every stanza has a ``to`` and a ``from`` in
+    the component's domain; a stream error comes at most once, last, and is
+    followed by ``</stream:stream>`` and nothing else.
+    """
+    body, close, after = data.partition(b"</stream:stream>")
+    assert after == b"", f"bytes after </stream:stream>: {after!r}"
+    document = _WRAP_OPEN + body + b"</wrap>"
+    checker = xml.parsers.expat.ParserCreate(namespace_separator="\x01")
+    try:
+        checker.Parse(document, True)
+    except xml.parsers.expat.ExpatError as error:
+        raise AssertionError(f"the component wrote XML a server would refuse ({error}): {body!r}") from None
+    elements = list(etree.fromstring(document, etree.XMLParser(recover=True)))
+    errors = [element for element in elements if element.tag == _STREAM_ERROR]
+    assert len(errors) <= 1, body
+    condition = text = None
+    if errors:
+        assert elements[-1] is errors[0], "a stream error is the last thing written"
+        assert close, "a stream error is followed by </stream:stream>"
+        for child in errors[0]:
+            if etree.QName(child).localname == "text":
+                text = child.text
+            else:
+                condition = etree.QName(child).localname
+        assert condition in STREAM_CONDITIONS, condition
+    stanzas = [element for element in elements if element.tag != _STREAM_ERROR]
+    for stanza in stanzas:
+        assert stanza.tag in STANZA_TAGS, stanza.tag
+        sender, recipient = stanza.get("from"), stanza.get("to")
+        assert sender and recipient, etree.tostring(stanza)
+        assert sender.partition("/")[0].rpartition("@")[2] == DOMAIN, sender
+    return Output(stanzas, condition, text, bool(close))
+
+
+def stream_error(wire: Wire) -> str | None:
+    """The condition of the stream error the component closed with, None while the stream is up."""
+    output = wire.output()
+    if output.error is not None:
+        assert wire.closed
+    return output.error
+
+
+def chat(body: bytes, sender: bytes = JULIET.encode(), stanza_id: bytes = b"m1") -> bytes:
+    return (
+        b"<message from='" + sender + b"' to='" + ECHO.encode() + b"' type='chat' id='" + stanza_id + b"'>"
+        b"<body>" + body + b"</body></message>"
+    )
+
+
+def echoed_bodies(wire: Wire) -> list[str | None]:
+    output = wire.output()
+    assert output.error is None, output.error_text
+    return [stanza.findtext(f"{{{ns.COMPONENT}}}body") for stanza in output.stanzas]
+
+
+# -- size ---------------------------------------------------------------
+
+
+LIMIT = 4096
+
+
+def sized_chat(size: int) -> bytes:
+    """A chat message to the echo bot of exactly ``size`` bytes."""
+    stanza = chat(b"")
+    return chat(b"x" * (size - len(stanza)))
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 1000], ids=["at-once", "byte-by-byte", "1000-byte-reads"])
+def test_a_stanza_of_exactly_the_limit_is_accepted(chunk):
+    wire = Wire(max_stanza_bytes=LIMIT)
+    wire.feed(sized_chat(LIMIT), chunk)
+    assert echoed_bodies(wire) == ["x" * (LIMIT - len(chat(b"")))]
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 1000], ids=["at-once", "byte-by-byte", "1000-byte-reads"])
+def test_a_stanza_one_byte_over_the_limit_is_a_policy_violation(chunk):
+    wire = Wire(max_stanza_bytes=LIMIT)
+    wire.feed(sized_chat(LIMIT + 1), chunk)
+    output = wire.output()
+    assert output.error == "policy-violation"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize("size", [512 * 1024, 512 * 1024 + 1, 512 * 1024 + 70_000])
+def test_the_default_limit_fed_at_once(size):
+    wire = Wire()
+    wire.feed(sized_chat(size))
+    assert stream_error(wire) == (None if size <= 512 * 1024 else "policy-violation")
+
+
+def test_stanzas_that_share_reads_do_not_add_up():
+    # Reads that always end inside a stanza: each 1000-byte stanza is within
+    # the limit, however many of them go by.
+    wire = Wire()
+    stanza = sized_chat(1000)
+    wire.feed(stanza[:500])
+    for _ in range(1000):
+        wire.feed(stanza[500:] + stanza[:500])
+    assert len(echoed_bodies(wire)) == 1000
+    assert not wire.closed
+
+
+def test_a_large_stanza_after_small_ones_in_the_same_read():
+    wire = Wire()
+    small = chat(b"hi")
+    wire.feed(small * 3 + sized_chat(400_000) + small * 3)
+    assert len(echoed_bodies(wire)) == 7
+    wire.feed(small * 3 + sized_chat(700_000))
+    output = wire.output()
+    assert output.error == "policy-violation"
+    assert len(output.stanzas) == 3
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(b"<message a='", id="attribute-value"),
+        pytest.param(b"<message", id="attribute-names"),
+        pytest.param(b"<message xmlns:p0='urn:p0'", id="namespace-declarations"),
+        pytest.param(b"<message><body>&amp", id="unterminated-reference"),
+        pytest.param(b"<!-- >", id="comment-with-gt"),
+        pytest.param(b"<![CDATA[ >", id="top-level-cdata"),
+    ],
+)
+@pytest.mark.parametrize("filler", [b"x", b" "], ids=["text", "whitespace"])
+def test_an_unfinished_tag_cannot_grow_past_the_limit(start, filler):
+    # Nothing completes, so lxml would buffer all of it: it is refused once
+    # the limit (plus at most one read) has arrived.
+    wire = Wire(max_stanza_bytes=LIMIT)
+    wire.feed(start)
+    if start == b"<message":
+        more = b"".join(b" a%d='1'" % index for index in range(2000))
+    elif start.startswith(b"<message xmlns:p0"):
+        more = b"".join(b" xmlns:p%d='urn:p%d'" % (index, index) for index in range(1, 2000))
+    else:
+        more = filler * 20_000
+    fed = 0
+    for index in range(0, len(more), 512):
+        wire.feed(more[index : index + 512])
+        fed += 512
+        if wire.closed:
+            break
+    assert fed <= 2 * LIMIT
+    assert stream_error(wire) == "policy-violation"
+
+
+def test_a_whitespace_flood_between_stanzas_is_harmless():
+    wire = Wire()
+    root = wire.protocol._parser._root
+    for round_ in range(200):
+        wire.feed(b" \n\t " * 100)
+        assert not root.text
+        if round_ % 20 == 0:
+            wire.feed(chat(b"still here"))
+    assert echoed_bodies(wire) == ["still here"] * 10
