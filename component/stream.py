@@ -17,6 +17,7 @@ which bounds what lxml buffers for a tag, comment or reference left open.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from lxml import etree
@@ -34,6 +35,8 @@ DEFAULT_MAX_DEPTH = 32
 # ends within one slice is within the limit.
 _SLICE = 64 * 1024
 _STREAM_TAG = f"{{{ns.STREAMS}}}stream"
+# A "<" that opens an element, not a declaration, comment or instruction.
+_ELEMENT_OPEN = re.compile(rb"<[^!?]")
 _ENTITY_ERRORS = frozenset({"ERR_UNDECLARED_ENTITY", "WAR_UNDECLARED_ENTITY", "ERR_ENTITY_PE_INTERNAL"})
 
 
@@ -78,6 +81,7 @@ class StreamParser:
         self._stalled_bytes = 0  # bytes fed since a slice last completed a tag
         self._closed = False
         self._prolog_tail = b""
+        self._root_tag_seen = False
 
     def feed(self, data: bytes) -> None:
         """Parse more of the stream; dispatches every element it completes."""
@@ -91,13 +95,8 @@ class StreamParser:
     def _feed_slice(self, data: bytes) -> None:
         if self._closed:
             return
-        if self._root is None:
-            # Before the stream opens, "<!" can only start a DTD or a comment:
-            # refuse both before lxml reads any declaration.
-            prolog = self._prolog_tail + data
-            if b"<!" in prolog:
-                raise StreamError("restricted-xml", "a DTD is not allowed")
-            self._prolog_tail = data[-1:]
+        if not self._root_tag_seen:
+            self._check_prolog(data)
         depth_before = self._depth
         # What of the stanza (or of its start tag) came before this slice.
         carried = self._stanza_bytes if depth_before > 1 else self._stalled_bytes
@@ -117,6 +116,17 @@ class StreamParser:
         if self._depth <= 1 and self._root is not None and self._root.text:
             # Whitespace keepalives between stanzas accumulate as root text.
             self._root.text = None
+
+    def _check_prolog(self, data: bytes) -> None:
+        # Before the stream's start tag, "<!" can only start a DTD or a
+        # comment: refuse both before lxml reads any declaration. From the
+        # start tag on, "<!" is a CDATA section (or a comment lxml reports).
+        prolog = self._prolog_tail + data
+        opening = _ELEMENT_OPEN.search(prolog)
+        if prolog.find(b"<!", 0, opening.start() if opening else len(prolog)) >= 0:
+            raise StreamError("restricted-xml", "a DTD is not allowed")
+        self._root_tag_seen = opening is not None
+        self._prolog_tail = data[-1:]
 
     def _count(self, data: bytes, progressed: bool, depth_before: int, carried: int) -> None:
         """Count a slice that completed no stanza; refuse what grew past the limit."""

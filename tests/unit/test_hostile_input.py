@@ -235,3 +235,140 @@ def test_a_whitespace_flood_between_stanzas_is_harmless():
         if round_ % 20 == 0:
             wire.feed(chat(b"still here"))
     assert echoed_bodies(wire) == ["still here"] * 10
+
+
+# -- DTDs, entities, comments, processing instructions, CDATA --------------
+
+BILLION_LAUGHS = (
+    b"<!DOCTYPE lolz [<!ENTITY lol 'lol'>"
+    + b"".join(b"<!ENTITY lol%d '%s'>" % (level, (b"&lol%d;" % (level - 1) if level > 1 else b"&lol;") * 10)
+               for level in range(1, 10))
+    + b"]>"
+)
+QUADRATIC_BLOWUP = b"<!DOCTYPE q [<!ENTITY a '" + b"a" * 50_000 + b"'>]>"
+EXTERNAL_ENTITY = b"<!DOCTYPE x [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>"
+EXTERNAL_PARAMETER_ENTITY = b"<!DOCTYPE x [<!ENTITY % dtd SYSTEM 'http://127.0.0.1:1/evil.dtd'> %dtd;]>"
+DTDS = {
+    "billion-laughs": (BILLION_LAUGHS, b"&lol9;"),
+    "quadratic-blowup": (QUADRATIC_BLOWUP, b"&a;" * 1000),
+    "external-entity": (EXTERNAL_ENTITY, b"&xxe;"),
+    "external-parameter-entity": (EXTERNAL_PARAMETER_ENTITY, b""),
+}
+
+
+@pytest.mark.parametrize("name", DTDS)
+@pytest.mark.parametrize("chunk", [None, 1, 7], ids=["at-once", "byte-by-byte", "7-byte-reads"])
+def test_a_dtd_before_the_stream_header_is_restricted_xml(name, chunk):
+    dtd, reference = DTDS[name]
+    wire = Wire(handshake=False)
+    wire.feed(b"<?xml version='1.0'?>" + dtd + SERVER_HEADER[21:] + chat(reference), chunk)
+    output = wire.output()
+    assert output.error == "restricted-xml"
+    assert output.stanzas == []
+    assert not wire.protocol.authenticated
+
+
+@pytest.mark.parametrize("name", DTDS)
+def test_a_dtd_inside_the_stream_is_not_well_formed(name):
+    # After the stream header a DOCTYPE is not even XML: it can only come
+    # before the root element.
+    dtd, reference = DTDS[name]
+    wire = Wire()
+    wire.feed(dtd + chat(reference))
+    output = wire.output()
+    assert output.error == "not-well-formed"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize("split", range(1, len(b"<!DOCTYPE")))
+def test_a_dtd_split_across_reads_is_still_refused(split):
+    wire = Wire(handshake=False)
+    opening = b"<?xml version='1.0'?>" + BILLION_LAUGHS
+    cut = len(b"<?xml version='1.0'?>") + split
+    wire.feed(opening[:cut])
+    wire.feed(opening[cut:])
+    assert stream_error(wire) == "restricted-xml"
+
+
+@pytest.mark.parametrize(
+    "stanza",
+    [
+        chat(b"&lol;"),
+        chat(b"x", sender=b"&lol;"),
+        chat(b"&lol9;"),
+        chat(b"&xxe;"),
+    ],
+    ids=["in-text", "in-attribute", "laugh", "xxe"],
+)
+def test_undeclared_entity_references_are_restricted_xml(stanza):
+    wire = Wire()
+    wire.feed(stanza)
+    assert stream_error(wire) == "restricted-xml"
+
+
+def test_predefined_and_character_references_are_ordinary_text():
+    wire = Wire()
+    wire.feed(chat(b"&lt;&gt;&amp;&quot;&apos; &#65;&#x42; &#x1F600;"))
+    assert echoed_bodies(wire) == ["<>&\"' AB \U0001f600"]
+
+
+COMMENT_AND_PI_POSITIONS = {
+    "before-the-header": (False, b"<?xml version='1.0'?>^" + SERVER_HEADER[21:]),
+    "between-stanzas": (True, chat(b"one") + b"^" + chat(b"two")),
+    "first-thing-after-the-handshake": (True, b"^" + chat(b"two")),
+    "inside-a-stanza": (True, chat(b"one")[:-10] + b"^</message>"),
+    "inside-a-child": (True, chat(b"o^ne")),
+    "deep-inside": (True, chat(b"<x xmlns='urn:x'><y><z>^</z></y></x>")),
+}
+
+
+@pytest.mark.parametrize("position", COMMENT_AND_PI_POSITIONS)
+@pytest.mark.parametrize(
+    "markup", [b"<!-- hidden -->", b"<!---->", b"<?target data?>", b"<?php echo 1 ?>"],
+    ids=["comment", "empty-comment", "pi", "php"],
+)
+@pytest.mark.parametrize("chunk", [None, 1], ids=["at-once", "byte-by-byte"])
+def test_comments_and_processing_instructions_are_restricted_xml_anywhere(position, markup, chunk):
+    handshake, template = COMMENT_AND_PI_POSITIONS[position]
+    wire = Wire(handshake=handshake)
+    data = template.replace(b"^", markup)
+    wire.feed(data, chunk)
+    output = wire.output()
+    assert output.error == "restricted-xml"
+    # Stanzas before the comment may have been handled; none after it.
+    assert [s.findtext(f"{{{ns.COMPONENT}}}body") for s in output.stanzas] in ([], ["one"])
+
+
+def test_comments_after_the_stream_closed_are_ignored():
+    wire = Wire()
+    wire.feed(b"</stream:stream>")
+    wire.feed(b"<!-- late --><?late?>")
+    assert wire.take() == b"</stream:stream>"
+
+
+def test_an_xml_declaration_inside_the_stream_is_not_well_formed():
+    wire = Wire()
+    wire.feed(b"<?xml version='1.0'?>" + chat(b"x"))
+    assert stream_error(wire) == "not-well-formed"
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3], ids=["at-once", "byte-by-byte", "3-byte-reads"])
+def test_cdata_is_allowed(chunk):
+    wire = Wire()
+    wire.feed(chat(b"<![CDATA[<b>bold</b> & ]] ]>]]> after"), chunk)
+    assert echoed_bodies(wire) == ["<b>bold</b> & ]] ]> after"]
+
+
+def test_cdata_in_the_same_read_as_the_stream_header():
+    # The server's refusal, with its text in a CDATA section, in the read
+    # that carries the stream header: read as the server's stream error,
+    # not refused as a DTD.
+    wire = Wire(handshake=False)
+    wire.feed(
+        SERVER_HEADER + b"<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'><![CDATA[wrong secret]]></text></stream:error>"
+    )
+    failures = []
+    wire.protocol.handshake.addErrback(failures.append)
+    assert wire.take().endswith(b"</handshake></stream:stream>")
+    assert "wrong secret" in str(failures[0].value)
