@@ -54,7 +54,7 @@ def get(room: Room, stanza: Stanza) -> etree._Element:
         if not may:
             raise StanzaError("forbidden")
         for jid, entry in room.affiliations.with_affiliation(affiliation):
-            element = item(affiliation, jid=str(jid), namespace=MUC_ADMIN, reason=entry.reason or None)
+            element = item(affiliation, jid=str(jid), nick=entry.nick, namespace=MUC_ADMIN, reason=entry.reason or None)
             reply.append(element)
         return reply
     if role is not None and affiliation is None:
@@ -161,11 +161,22 @@ def _refresh_view(room: Room, target: Occupant, was_moderator: bool) -> None:
             room.send_occupant_list(session, target)
 
 
-async def set_affiliation(room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None) -> None:
-    """Change a user's affiliation, store it, then tell the room (301, 321 when it loses its place)."""
+async def set_affiliation(
+    room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None
+) -> None:
+    """Change a user's affiliation, store it, then tell the room (301, 321 when it loses its place).
+
+    A registered nick stays with the user while it keeps an affiliation;
+    ``nick`` registers a new one.
+    """
     previous = room.affiliation_of(jid)
-    await room.store_affiliation(jid, affiliation, reason or "")
-    room.affiliations.set(jid, affiliation, reason or "")
+    standing = room.affiliations.entry(jid)
+    if nick is None and standing is not None and affiliation != "none":
+        nick = standing.nick
+    await room.store_affiliation(jid, affiliation, reason or "", nick)
+    room.affiliations.set(jid, affiliation, reason or "", nick)
+    if affiliation == previous:
+        return
     new_role = room.role_for(room.affiliation_of(jid))
     downgrade = AFFILIATION_RANK[affiliation] < AFFILIATION_RANK[previous]
     for occupant in room.occupants.by_bare(jid):

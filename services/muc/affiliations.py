@@ -40,15 +40,18 @@ class AffiliationEntry:
 
     affiliation: str
     reason: str = ""
+    #: The nick the user registered with the room (§7.10), reserved for it.
+    nick: str | None = None
 
 
 class Affiliations:
     """The affiliations of one room, keyed by bare JID (a bare domain bans a whole server)."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_nicks")
 
     def __init__(self) -> None:
         self._entries: dict[JID, AffiliationEntry] = {}
+        self._nicks: dict[str, JID] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -63,12 +66,33 @@ class Affiliations:
             return "outcast"
         return "none"
 
-    def set(self, jid: JID, affiliation: str, reason: str = "") -> None:
-        """Give ``jid`` an affiliation; 'none' removes it."""
+    def set(self, jid: JID, affiliation: str, reason: str = "", nick: str | None = None) -> None:
+        """Give ``jid`` an affiliation (keeping its registered nick unless given one); 'none' removes it."""
+        bare = jid.bare
+        old = self._entries.pop(bare, None)
+        if old is not None and old.nick is not None:
+            self._nicks.pop(old.nick, None)
         if affiliation == "none":
-            self._entries.pop(jid.bare, None)
-        else:
-            self._entries[jid.bare] = AffiliationEntry(affiliation, reason)
+            return
+        nick = nick if nick is not None else (old.nick if old is not None else None)
+        self._entries[bare] = AffiliationEntry(affiliation, reason, nick)
+        if nick is not None:
+            self._nicks[nick] = bare
+
+    def forget_nick(self, jid: JID) -> None:
+        """``jid`` no longer reserves a nick; its affiliation stays."""
+        entry = self._entries.get(jid.bare)
+        if entry is not None and entry.nick is not None:
+            self._nicks.pop(entry.nick, None)
+            entry.nick = None
+
+    def entry(self, jid: JID) -> AffiliationEntry | None:
+        """The standing affiliation of ``jid``'s bare JID, if any."""
+        return self._entries.get(jid.bare)
+
+    def holder_of(self, nick: str) -> JID | None:
+        """Who registered ``nick``, if anyone."""
+        return self._nicks.get(nick)
 
     def with_affiliation(self, affiliation: str) -> list[tuple[JID, AffiliationEntry]]:
         """Everyone holding ``affiliation``, sorted by JID."""

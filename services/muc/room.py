@@ -32,7 +32,7 @@ from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.jid import JID
 from component.stanza import Broadcast, Stanza, address, message, new_id, text_of
-from services.muc import admin, invites, owner, voice
+from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
 from services.muc.history import History, HistoryEntry, parse_request
@@ -343,6 +343,11 @@ class Room(Entity):
             return None
         return self._change_nick(occupant, sender, stanza, nick)
 
+    def _check_reserved(self, nick: str, sender: JID) -> None:
+        holder = self.affiliations.holder_of(nick)
+        if holder is not None and holder != sender.bare:
+            raise StanzaError("conflict", text="that nick is registered by someone else")
+
     def _nick_changed(self, stanza: Stanza, nick: str) -> bool:
         raw = (stanza.element.get("to") or "").partition("/")[2]
         return raw != nick
@@ -374,6 +379,7 @@ class Room(Entity):
             if holder.bare != sender.bare:
                 raise StanzaError("conflict", text="that nick is in use")
             return self._add_session(holder, stanza, x)
+        self._check_reserved(nick, sender)
         limit = self.config.max_users
         if limit and len(self.occupants) >= limit and affiliation not in ("owner", "admin"):
             raise StanzaError("service-unavailable", "wait", text="the room is full")
@@ -462,6 +468,7 @@ class Room(Entity):
         holder = self.occupants.by_nick(nick)
         if holder is not None:
             raise StanzaError("conflict", text="that nick is in use")
+        self._check_reserved(nick, sender)
         gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
         self.publish(occupant, gone, codes=[303], nick=nick)
         self.occupants.rename(occupant, nick)
@@ -627,7 +634,7 @@ class Room(Entity):
     def disco_features(self, node: str | None) -> frozenset[str]:
         config = self.config
         features = {
-            MUC, STABLE_ID, SELF_PING, REQUEST,
+            MUC, STABLE_ID, SELF_PING, REQUEST, register.MUC_REGISTER,
             "muc_public" if config.public else "muc_hidden",
             "muc_persistent" if config.persistent else "muc_temporary",
             "muc_membersonly" if config.members_only else "muc_open",
@@ -656,6 +663,20 @@ class Room(Entity):
     def _admin_set(self, stanza: Stanza) -> IQResult:
         return defer.ensureDeferred(admin.set(self, stanza))
 
+    @iq_handler("get", f"{{{register.REGISTER}}}query")
+    def _register_get(self, stanza: Stanza) -> IQResult:
+        return register.get(self, stanza)
+
+    @iq_handler("set", f"{{{register.REGISTER}}}query")
+    def _register_set(self, stanza: Stanza) -> IQResult:
+        return defer.ensureDeferred(register.set(self, stanza))
+
+    @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
+    def _room_info(self, stanza: Stanza) -> IQResult:
+        if stanza.element[0].get("node") == register.RESERVED_NICK_NODE:
+            return register.reserved_nick(self, stanza)
+        return self._disco_info(stanza)
+
     @iq_handler("get", f"{{{MUC_OWNER}}}query")
     def _owner_get(self, stanza: Stanza) -> IQResult:
         return owner.get(self, stanza)
@@ -681,7 +702,7 @@ class Room(Entity):
         node = self.jid.node or ""
         await self.save_config()
         for jid, standing in self.affiliations.items():
-            await self.track(store.set_affiliation(node, str(jid), standing.affiliation, standing.reason))
+            await self.track(store.set_affiliation(node, str(jid), standing.affiliation, standing.reason, standing.nick))
         await self.track(store.set_subject(node, self.subject, self.subject_from))
         for entry in self.history:
             await self.track(store.append_history(node, entry.record()))
@@ -695,11 +716,11 @@ class Room(Entity):
         self.stored = False
         await self.track(store.delete_room(self.jid.node or ""))
 
-    async def store_affiliation(self, jid: JID, affiliation: str, reason: str) -> None:
+    async def store_affiliation(self, jid: JID, affiliation: str, reason: str, nick: str | None = None) -> None:
         """Write one affiliation when the room is stored."""
         store = self.service.store
         if store is not None and self.stored:
-            await self.track(store.set_affiliation(self.jid.node or "", str(jid), affiliation, reason))
+            await self.track(store.set_affiliation(self.jid.node or "", str(jid), affiliation, reason, nick))
 
     # -- lifecycle ---------------------------------------------------------------
 

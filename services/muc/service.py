@@ -125,7 +125,7 @@ class MucService(Service):
         self._restore(room, record)
         for bare, entry in (await self.store.affiliations(node)).items():
             if entry.affiliation in AFFILIATION_RANK:
-                room.affiliations.set(parse_jid(bare), entry.affiliation, entry.reason)
+                room.affiliations.set(parse_jid(bare), entry.affiliation, entry.reason, entry.nick)
         for stored in await self.store.recent_history(node, room.config.history_length):
             try:
                 room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp, str(jid)))

@@ -206,9 +206,11 @@ def test_room_disco_info_shows_features_and_roominfo(harness) -> None:
             <feature var='http://jabber.org/protocol/muc'/>
             <feature var='http://jabber.org/protocol/muc#admin'/>
             <feature var='http://jabber.org/protocol/muc#owner'/>
+            <feature var='http://jabber.org/protocol/muc#register'/>
             <feature var='http://jabber.org/protocol/muc#request'/>
             <feature var='http://jabber.org/protocol/muc#self-ping-optimization'/>
             <feature var='http://jabber.org/protocol/muc#stable_id'/>
+            <feature var='jabber:iq:register'/>
             <feature var='jabber:iq:version'/>
             <feature var='muc_hidden'/>
             <feature var='muc_membersonly'/>

@@ -1,0 +1,103 @@
+"""Registering with a room (XEP-0045 §7.10) and discovering one's reserved nick (§7.12).
+
+Registering makes the user a member (when it was not affiliated) and
+reserves its nick: nobody else may enter or change to it. In a members-only
+room only those already affiliated may register.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from component import namespaces as ns
+from component.errors import StanzaError
+from component.forms import Form, parse_form
+from component.jid import InvalidJID
+from component.stanza import Stanza
+from services.muc import admin
+
+if TYPE_CHECKING:
+    from services.muc.room import Room
+
+__all__ = ["MUC_REGISTER", "REGISTER", "RESERVED_NICK_NODE", "get", "reserved_nick", "set"]
+
+REGISTER = "jabber:iq:register"
+MUC_REGISTER = "http://jabber.org/protocol/muc#register"
+RESERVED_NICK_NODE = "x-roomuser-item"
+
+
+def _query() -> etree._Element:
+    return etree.Element(f"{{{REGISTER}}}query", nsmap={None: REGISTER})
+
+
+def get(room: Room, stanza: Stanza) -> etree._Element:
+    """The registration form, or the nick already registered."""
+    if room.affiliations.get(stanza.sender) == "outcast":
+        raise StanzaError("forbidden", text="you are banned from this room")
+    query = _query()
+    entry = room.affiliations.entry(stanza.sender)
+    if entry is not None and entry.nick is not None:
+        etree.SubElement(query, f"{{{REGISTER}}}registered")
+        etree.SubElement(query, f"{{{REGISTER}}}username").text = entry.nick
+        return query
+    etree.SubElement(query, f"{{{REGISTER}}}instructions").text = "Choose the nick to reserve in this room."
+    form = Form("form", MUC_REGISTER, title=f"Registration with {room.jid}")
+    field = form.add("muc#register_roomnick", type="text-single", label="Desired Nickname")
+    field.required = True
+    query.append(form.to_element())
+    return query
+
+
+async def set(room: Room, stanza: Stanza) -> None:
+    """Register a nick (a submitted form), or cancel the registration (``<remove/>``)."""
+    query = stanza.element[0]
+    sender = stanza.sender.bare
+    current = room.affiliations.get(sender)
+    if current == "outcast":
+        raise StanzaError("forbidden", text="you are banned from this room")
+    if query.find(f"{{{REGISTER}}}remove") is not None:
+        entry = room.affiliations.entry(sender)
+        if entry is None or entry.nick is None:
+            raise StanzaError("item-not-found", text="you are not registered with this room")
+        if entry.affiliation == "member":
+            await admin.set_affiliation(room, sender, "none", None, None)
+        else:
+            await room.store_affiliation(sender, entry.affiliation, entry.reason, None)
+            room.affiliations.forget_nick(sender)
+        return
+    x = query.find(f"{{{ns.DATA_FORMS}}}x")
+    if x is None:
+        raise StanzaError("bad-request", text="submit the registration form")
+    form = parse_form(x)
+    if form.type == "cancel":
+        return
+    if form.type != "submit" or form.form_type not in (None, MUC_REGISTER):
+        raise StanzaError("bad-request", text="not a submitted registration form")
+    field = form.get("muc#register_roomnick")
+    nick = (field.value if field is not None else None) or ""
+    try:
+        nick = room.jid.with_resource(nick).resource or ""
+    except InvalidJID:
+        raise StanzaError("jid-malformed", text="that nick is not valid") from None
+    if not nick.strip():
+        raise StanzaError("not-acceptable", text="a nick is required")
+    holder = room.affiliations.holder_of(nick)
+    occupant = room.occupants.by_nick(nick)
+    if (holder is not None and holder != sender) or (occupant is not None and occupant.bare != sender):
+        raise StanzaError("conflict", text="that nick is taken")
+    if current == "none" and room.config.members_only:
+        raise StanzaError("registration-required", text="only members may register with this room")
+    affiliation = "member" if current == "none" else current
+    entry = room.affiliations.entry(sender)
+    await admin.set_affiliation(room, sender, affiliation, None, entry.reason if entry is not None else None, nick=nick)
+
+
+def reserved_nick(room: Room, stanza: Stanza) -> etree._Element:
+    """The disco#info answer on node ``x-roomuser-item``: the asker's reserved nick, if any (§7.12)."""
+    query = etree.Element(f"{{{ns.DISCO_INFO}}}query", node=RESERVED_NICK_NODE, nsmap={None: ns.DISCO_INFO})
+    entry = room.affiliations.entry(stanza.sender)
+    if entry is not None and entry.nick:
+        etree.SubElement(query, f"{{{ns.DISCO_INFO}}}identity", category="conference", name=entry.nick, type="text")
+    return query
