@@ -19,9 +19,11 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from typing import TypeAlias
 
 from lxml import etree
 from twisted.internet import protocol
+from twisted.internet.interfaces import ITCPTransport
 from twisted.python.failure import Failure
 
 from bench.wire import (
@@ -48,7 +50,7 @@ NSMAP = {None: COMPONENT_NS}
 TEMPLATES = {tag: etree.Element(tag, nsmap=NSMAP) for tag in (f"{{{COMPONENT_NS}}}{name}" for name in (
     "message", "presence", "iq"))}
 
-Element = etree._Element
+Element: TypeAlias = etree._Element
 Replies = list[bytes]
 
 
@@ -165,8 +167,8 @@ class CeilingComponent(protocol.Protocol):
         }
 
     def connectionMade(self) -> None:
-        self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
-        self.transport.write(  # type: ignore[union-attr]
+        ITCPTransport(self.transport).setTcpNoDelay(True)
+        self._write(
             b"<stream:stream xmlns='jabber:component:accept'"
             b" xmlns:stream='http://etherx.jabber.org/streams' to='%s'>" % self.domain.encode()
         )
@@ -186,7 +188,7 @@ class CeilingComponent(protocol.Protocol):
             handlers[element.tag](element, out)
             parent.remove(element)
         if out:
-            self.transport.write(b"".join(out))  # type: ignore[union-attr]
+            self._write(b"".join(out))
 
     def _read_header(self, data: bytes) -> None:
         self.header += data
@@ -195,7 +197,11 @@ class CeilingComponent(protocol.Protocol):
             return
         self.header = None  # type: ignore[assignment]
         digest = handshake_digest(match.group(1).decode(), self.secret)
-        self.transport.write(b"<handshake>%s</handshake>" % digest.encode())  # type: ignore[union-attr]
+        self._write(b"<handshake>%s</handshake>" % digest.encode())
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
 
     def on_handshake(self, element: Element, out: Replies) -> None:
         """The server accepted the handshake."""

@@ -26,16 +26,19 @@ async def fill(reactor: Any, url: str, rooms: int, domain: str) -> None:
     from services.muc.store import MUC_MIGRATIONS, MucStore
 
     storage = await open_storage(url, migrations=[MUC_MIGRATIONS], reactor=reactor)
+    store = MucStore(storage)
+
+    async def store_room(i: int) -> None:
+        node = f"room{i}"
+        await store.save_config(node, RoomConfig(name=f"Room {i}", persistent=True).to_dict())
+        await store.set_affiliation(node, f"owner{i}@{domain}", "owner")
+
     try:
-        store = MucStore(storage)
         for start in range(0, rooms, BATCH):
-            writes = []
-            for i in range(start, min(rooms, start + BATCH)):
-                config = RoomConfig(name=f"Room {i}", persistent=True).to_dict()
-                node = f"room{i}"
-                writes.append(store.save_config(node, config).addCallback(
-                    lambda _, node=node: store.set_affiliation(node, f"owner{node}@{domain}", "owner")))
-            await defer.gatherResults(writes, consumeErrors=True)
+            await defer.gatherResults(
+                [defer.ensureDeferred(store_room(i)) for i in range(start, min(rooms, start + BATCH))],
+                consumeErrors=True,
+            )
     finally:
         await storage.close()
 

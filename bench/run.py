@@ -145,7 +145,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("lxml", "Twisted", "slixmpp", "attrs"):
         try:
             versions[name] = metadata.version(name)

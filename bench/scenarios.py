@@ -329,7 +329,7 @@ async def rooms(session: Session, settings: Settings) -> dict[str, object]:
     await session.barrier()
     rss_loaded = session.process.memory_kb()
     present: dict[str, int] = {}
-    rss_joined = []
+    rss_joined: list[int] = []
     for first, count in ((0, settings.room_occupants),
                          (settings.room_occupants, settings.occupant_sample - settings.room_occupants)):
         if count <= 0:
