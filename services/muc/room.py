@@ -161,6 +161,9 @@ class Room(Entity):
 
     def handle_iq(self, stanza: Stanza) -> IQResult:
         if stanza.recipient.resource is not None:
+            if not self.exists:
+                self._settle()
+                raise StanzaError("item-not-found", text="no such room")
             # Answered by another client: the room must not wait for it.
             return self._iq_to_occupant(stanza)
         return self._in_turn(self._iq, stanza)  # type: ignore[no-any-return]

@@ -190,3 +190,10 @@ def test_iq_to_an_occupant_is_forwarded_and_answered(harness) -> None:
         f"""<iq from='{ROOM}/firstwitch' id='v1' to='{WICCA}' type='result'>
           <query xmlns='jabber:iq:version'><name>Broom</name></query></iq>"""
     )
+
+
+def test_iq_to_an_occupant_of_a_room_that_does_not_exist() -> None:
+    h = muc_harness()
+    h.receive(f"<iq from='{WICCA}' id='v' to='nowhere@chat.shakespeare.lit/x' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    assert h.sent()[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
+    assert h.component.router.loaded("nowhere") is None
