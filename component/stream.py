@@ -211,11 +211,19 @@ def _too_large(limit: int) -> StreamError:
 
 
 def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:
+    # The error that stopped the parser is the log's last. The exception's
+    # own message is the log's first, which may be a warning the stream
+    # was let through with long before.
     entry = exc.error_log.last_error if exc.error_log else None
     type_name = entry.type_name if entry is not None else ""
-    message = exc.msg or str(exc)
+    message = (entry.message if entry is not None else "") or exc.msg or str(exc)
     if type_name in _ENTITY_ERRORS or "Entity" in message:
         return StreamError("restricted-xml", "entity references other than the predefined ones are not allowed")
-    if "Excessive depth" in message or "huge" in message.lower():
+    if type_name == "ERR_INVALID_ENCODING":
+        # RFC 6120 §4.9.3.22: a stream that breaks the rules of UTF-8.
+        return StreamError("unsupported-encoding", "the stream is not valid UTF-8")
+    if "Excessive depth" in message:
         return StreamError("policy-violation", "stanza nested too deeply")
+    if type_name == "ERR_RESOURCE_LIMIT" or "huge" in message.lower():
+        return StreamError("policy-violation", message.splitlines()[0])
     return StreamError("not-well-formed", message.splitlines()[0] if message else None)

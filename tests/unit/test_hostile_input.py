@@ -372,3 +372,88 @@ def test_cdata_in_the_same_read_as_the_stream_header():
     wire.protocol.handshake.addErrback(failures.append)
     assert wire.take().endswith(b"</handshake></stream:stream>")
     assert "wrong secret" in str(failures[0].value)
+
+
+# -- encoding and characters ---------------------------------------------------
+
+INVALID_UTF8 = {
+    "lone-continuation-byte": b"\x80",
+    "ff": b"\xff",
+    "bom-like": b"\xfe\xff",
+    "overlong-lt": b"\xc0\xbc",
+    "overlong-nul": b"\xc0\x80",
+    "surrogate": b"\xed\xa0\x80",
+    "beyond-u10ffff": b"\xf4\x90\x80\x80",
+    "truncated": b"\xe2\x82",
+    "latin-1": "café".encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("name", INVALID_UTF8)
+@pytest.mark.parametrize("where", ["text", "attribute"])
+@pytest.mark.parametrize("chunk", [None, 1], ids=["at-once", "byte-by-byte"])
+def test_invalid_utf8_is_unsupported_encoding(name, where, chunk):
+    # RFC 6120 §4.9.3.22: "...or has otherwise improperly encoded the stream
+    # (e.g., by violating the rules of the [UTF-8] encoding)".
+    bad = INVALID_UTF8[name]
+    wire = Wire()
+    wire.feed(chat(b"a" + bad + b"b") if where == "text" else chat(b"x", stanza_id=b"a" + bad + b"b"), chunk)
+    output = wire.output()
+    assert output.error == "unsupported-encoding"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"&#0;", b"&#x0;", b"&#1;", b"&#x1F;", b"&#xFFFE;", b"&#xFFFF;", b"&#xD800;", b"&#x110000;",
+     b"\x00", b"\x01", b"\x08", b"\x0b", b"\x1f", b"\xef\xbf\xbe", b"&#;", b"&#xZZ;"],
+)
+def test_characters_xml_forbids_are_not_well_formed(bad):
+    wire = Wire()
+    wire.feed(chat(b"before" + bad + b"after"))
+    output = wire.output()
+    assert output.error == "not-well-formed"
+    assert output.stanzas == []
+
+
+def test_characters_xml_allows_go_through_intact():
+    wire = Wire()
+    text = "tab\there\nnewline é ü 中文 \U0001f600 \ufffd \U0010fffd"
+    wire.feed(chat(text.encode()))
+    assert echoed_bodies(wire) == [text]
+
+
+NOT_A_URI = (
+    b"<message from='" + JULIET.encode() + b"' to='" + ECHO.encode() + b"' type='headline'>"
+    b"<x xmlns='not a uri'/></message>"
+)
+
+
+def test_a_namespace_name_that_is_not_a_uri_is_let_through():
+    # XML namespaces only ask for namespace-well-formedness; servers relay
+    # such names from their clients, so refusing them would let any client
+    # close the component's stream.
+    wire = Wire()
+    wire.feed(NOT_A_URI * 3 + chat(b"still here"))
+    assert echoed_bodies(wire) == ["still here"]
+
+
+@pytest.mark.parametrize(
+    ("later", "condition", "text"),
+    [
+        (chat(b"&#0;"), "not-well-formed", "invalid xmlChar value 0"),
+        (chat(b"\xff"), "unsupported-encoding", "UTF-8"),
+        (b"<message>" + b"<a>" * 300, "policy-violation", "nested"),
+        (chat(b"&lol;"), "restricted-xml", "entity"),
+    ],
+    ids=["forbidden-character", "bad-utf8", "too-deep", "entity"],
+)
+@pytest.mark.parametrize("warnings", [1, 150])
+def test_stream_errors_name_their_own_cause_after_tolerated_warnings(later, condition, text, warnings):
+    wire = Wire()
+    wire.feed(NOT_A_URI * warnings)
+    wire.feed(later)
+    output = wire.output()
+    assert output.error == condition
+    assert text in output.error_text
+    assert "not a valid URI" not in output.error_text
