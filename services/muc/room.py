@@ -371,7 +371,7 @@ class Room(Entity):
         role = self.role_for(affiliation)
         if role == "none":
             raise StanzaError("registration-required", text="the room is members-only")
-        if self.config.needs_password and affiliation != "owner":
+        if self.config.needs_password:
             password = None
             if x is not None:
                 password = child_text(x, MUC, "password")
@@ -406,12 +406,11 @@ class Room(Entity):
         sender = stanza.sender
         request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
         self.send_occupant_list(sender, occupant)
-        lists = list(self.occupants.lists)
         self.occupants.add(occupant)
-        for index, segments in enumerate(lists):
+        # The newcomer goes last in the kept occupant lists, rather than rebuilding them.
+        for index, segments in enumerate(self.occupants.lists):
             if segments is not None:
                 self._add_to_list(segments, occupant, with_jid=index == 0)
-        self.occupants.lists[:] = lists
         if not self.locked:
             self._cancel_timer()  # an idle room is in use again
         codes = {110}
