@@ -4,7 +4,10 @@ Built on lxml's pull parser. Each top-level element is handed over when its
 end tag arrives and then detached from the stream root, so memory stays flat
 however long the stream lives. The restrictions of RFC 6120 §11.1 apply: no
 DTD, no entity other than the predefined ones, no comments, no processing
-instructions. Stanza size and nesting depth are bounded.
+instructions; and, by §11.3, the stream must be namespace-well-formed, so a
+name with an undeclared prefix ends it (lxml would keep the name, and the
+component would send it on to a server that refuses it). Stanza size and
+nesting depth are bounded.
 
 lxml reports no byte offsets, so sizes are counted per slice fed to it, and
 counted low rather than high: a stanza is refused once the bytes known to be
@@ -82,6 +85,8 @@ class StreamParser:
         self._closed = False
         self._prolog_tail = b""
         self._root_tag_seen = False
+        self._log_seen = 0  # entries of lxml's log already looked at
+        self._check_names = False
 
     def feed(self, data: bytes) -> None:
         """Parse more of the stream; dispatches every element it completes."""
@@ -104,6 +109,7 @@ class StreamParser:
             self._parser.feed(data)
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc) from None
+        self._check_log()
         try:
             progressed, completed = self._dispatch_events(data, carried)
         except etree.XMLSyntaxError as exc:
@@ -116,6 +122,21 @@ class StreamParser:
         if self._depth <= 1 and self._root is not None and self._root.text:
             # Whitespace keepalives between stanzas accumulate as root text.
             self._root.text = None
+
+    def _check_log(self) -> None:
+        # lxml records breaches of the namespace rules and goes on parsing.
+        log = self._parser.feed_error_log
+        if len(log) == self._log_seen:
+            return
+        entries = list(log)[self._log_seen :]
+        self._log_seen = len(log)
+        for entry in entries:
+            if entry.type_name.startswith("NS_ERR"):
+                raise StreamError("not-well-formed", entry.message)
+        # What is let through (a namespace name that is not a URI) fills the
+        # log, and libxml2 stops recording after a hundred entries: from now
+        # on each stanza's names are checked here.
+        self._check_names = True
 
     def _check_prolog(self, data: bytes) -> None:
         # Before the stream's start tag, "<!" can only start a DTD or a
@@ -168,6 +189,8 @@ class StreamParser:
                     if carried and not completed and carried + _end_of_tag(data, tags) > self.max_stanza_bytes:
                         raise _too_large(self.max_stanza_bytes)
                     completed = True
+                    if self._check_names and _breaks_namespaces(element):
+                        raise StreamError("not-well-formed", "the stanza is not namespace-well-formed")
                     # Dispatch while still attached (it serialises without
                     # invented prefixes), then detach to keep memory flat.
                     element.tail = None
@@ -193,6 +216,21 @@ class StreamParser:
             raise StreamError("not-well-formed", "the stream does not start with <stream:stream>")
         self._root = root
         self._on_header(root)
+
+
+def _breaks_namespaces(stanza: etree._Element) -> bool:
+    """Whether lxml kept a "prefix:name" it found no namespace for, or one attribute twice
+    (under two prefixes of one namespace): what would make the stanza unsendable."""
+    for element in stanza.iter():
+        if ":" in element.tag.rpartition("}")[2]:
+            return True
+        names = element.keys()
+        if len(set(names)) != len(names):
+            return True
+        for name in names:
+            if ":" in name.rpartition("}")[2]:
+                return True
+    return False
 
 
 def _end_of_tag(data: bytes, count: int) -> int:

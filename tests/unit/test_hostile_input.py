@@ -457,3 +457,78 @@ def test_stream_errors_name_their_own_cause_after_tolerated_warnings(later, cond
     assert output.error == condition
     assert text in output.error_text
     assert "not a valid URI" not in output.error_text
+
+
+# -- namespaces ------------------------------------------------------------------
+
+
+def iq_get(payload: bytes, to: bytes = b"nobody@" + DOMAIN.encode(), stanza_id: bytes = b"q1") -> bytes:
+    return (
+        b"<iq from='" + JULIET.encode() + b"' to='" + to + b"' type='get' id='" + stanza_id + b"'>"
+        + payload + b"</iq>"
+    )
+
+
+# What lxml keeps in the tree, and the component would send back out.
+UNSENDABLE = {
+    "unbound-element-prefix": iq_get(b"<foo:query/>"),
+    "unbound-attribute-prefix": iq_get(b"<query xmlns='urn:x' foo:a='1'/>"),
+    "unbound-stanza-prefix": b"<foo:message from='a@b' to='" + ECHO.encode() + b"'/>",
+    "attribute-twice-by-two-prefixes": iq_get(b"<query xmlns='urn:x' xmlns:a='urn:y' xmlns:b='urn:y' a:n='1' b:n='2'/>"),
+    "two-colons": iq_get(b"<a:b:c xmlns:a='urn:x'/>"),
+}
+# What lxml drops from the tree: only its log tells.
+DROPPED = {
+    "prefix-undeclared": iq_get(b"<p:query xmlns:p='urn:x'><p:item xmlns:p=''/></p:query>"),
+    "xml-prefix-rebound": iq_get(b"<query xmlns='urn:x' xmlns:xml='urn:other'/>"),
+    "xmlns-prefix-declared": iq_get(b"<query xmlns='urn:x' xmlns:xmlns='urn:other'/>"),
+    "xmlns-namespace-used": iq_get(b"<query xmlns='http://www.w3.org/2000/xmlns/'/>"),
+}
+
+
+@pytest.mark.parametrize("name", [*UNSENDABLE, *DROPPED])
+def test_xml_that_is_not_namespace_well_formed_is_not_well_formed(name):
+    # RFC 6120 §11.3 and §4.9.3.13: namespace-well-formedness is required.
+    # Letting it through would echo "<foo:query/>" back in an error reply,
+    # and the server would close the stream on the component's output.
+    wire = Wire()
+    wire.feed({**UNSENDABLE, **DROPPED}[name])
+    output = wire.output()
+    assert output.error == "not-well-formed"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize("name", UNSENDABLE)
+def test_unsendable_names_are_refused_after_the_parser_log_is_full(name):
+    # libxml2 stops recording after a hundred entries; the stanzas' names
+    # are then checked one by one.
+    wire = Wire()
+    wire.feed(NOT_A_URI * 150)
+    wire.feed(UNSENDABLE[name])
+    output = wire.output()
+    assert output.error == "not-well-formed"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize("name", DROPPED)
+def test_what_lxml_drops_stays_harmless_after_the_parser_log_is_full(name):
+    wire = Wire()
+    wire.feed(NOT_A_URI * 150)
+    wire.feed(DROPPED[name])
+    wire.output()  # whatever the component answers, a server accepts it
+
+
+@pytest.mark.parametrize("warnings", [0, 150])
+def test_declared_prefixes_and_unprefixed_names_go_through(warnings):
+    wire = Wire()
+    wire.feed(NOT_A_URI * warnings)
+    wire.feed(
+        iq_get(
+            b"<p:query xmlns:p='urn:x' xmlns:q='urn:q' q:attr='1' xml:lang='en' plain='2'>"
+            b"<p:item/><item xmlns=''/></p:query>"
+        )
+    )
+    [reply] = wire.output().stanzas
+    assert reply.get("type") == "error"
+    assert reply[0].tag == "{urn:x}query"
+    assert reply[0].get("{urn:q}attr") == "1"
