@@ -167,6 +167,10 @@ class ComponentProtocol(Protocol):
     # -- stream events ---------------------------------------------------
 
     def _stream_opened(self, header: etree._Element) -> None:
+        if header.nsmap.get(None) != ns.COMPONENT:
+            # RFC 6120 §4.9.3.10: a content namespace we do not speak; sending
+            # the handshake would only get every stanza refused after it.
+            raise StreamError("invalid-namespace", f"the stream's default namespace is not {ns.COMPONENT}")
         stream_id = header.get("id")
         if not stream_id:
             raise StreamError("invalid-xml", "the stream header has no id")

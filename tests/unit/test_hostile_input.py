@@ -532,3 +532,38 @@ def test_declared_prefixes_and_unprefixed_names_go_through(warnings):
     assert reply.get("type") == "error"
     assert reply[0].tag == "{urn:x}query"
     assert reply[0].get("{urn:q}attr") == "1"
+
+
+# -- the stream header and the stream's shape ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "condition"),
+    [
+        (SERVER_HEADER.replace(b"jabber:component:accept", b"jabber:client"), "invalid-namespace"),
+        (SERVER_HEADER.replace(b"jabber:component:accept", b"jabber:server"), "invalid-namespace"),
+        (SERVER_HEADER.replace(b"jabber:component:accept", b"jabber:component:connect"), "invalid-namespace"),
+        (SERVER_HEADER.replace(b"xmlns='jabber:component:accept' ", b""), "invalid-namespace"),
+        (SERVER_HEADER.replace(b"http://etherx.jabber.org/streams", b"urn:not-streams"), "invalid-namespace"),
+        (b"<stream xmlns='jabber:component:accept' id='1'>", "invalid-namespace"),
+        (b"<message xmlns='jabber:component:accept'>", "not-well-formed"),
+        (SERVER_HEADER.replace(b" id='3BF96D32'", b""), "invalid-xml"),
+        (SERVER_HEADER.replace(b"id='3BF96D32'", b"id='3BF96D32' id='again'"), "not-well-formed"),
+        (b"\xef\xbb\xbf\xef\xbb\xbf" + SERVER_HEADER, "not-well-formed"),
+        (SERVER_HEADER.replace(b"<?xml version='1.0'?>", b"<?xml version='1.0' encoding='UTF-16'?>").replace(
+            b"<stream", "<".encode("utf-16-le") + b"stream"), "not-well-formed"),
+        (b"HTTP/1.1 200 OK\r\n\r\n", "not-well-formed"),
+        (b"</stream:stream>", "not-well-formed"),
+    ],
+    ids=[
+        "jabber-client", "jabber-server", "component-connect", "no-default-namespace", "wrong-stream-namespace",
+        "unprefixed-stream", "not-a-stream", "no-id", "two-ids", "two-boms", "utf-16", "http", "close-first",
+    ],
+)
+def test_a_bad_stream_header_is_refused_before_the_handshake(header, condition):
+    wire = Wire(handshake=False)
+    wire.feed(header + b"<handshake/>")
+    output = wire.output()
+    assert output.error == condition
+    assert output.stanzas == []
+    assert not wire.protocol.authenticated  # and no <handshake> was sent: read_output allows stanzas only
