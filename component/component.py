@@ -134,7 +134,9 @@ class Component:
                 to=element.get("to"),
             )
             return
-        self.send_bytes(etree.tostring(element))
+        # UTF-8, not lxml's default ASCII: ASCII writes a non-ASCII name as a
+        # character reference, which no XML parser accepts in a name.
+        self.send_bytes(etree.tostring(element, encoding="utf-8"))
 
     def _is_ours(self, sender: str) -> bool:
         address = sender.partition("/")[0]

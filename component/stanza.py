@@ -239,7 +239,8 @@ class Broadcast:
 
     def __init__(self, element: etree._Element) -> None:
         element.set("to", _MARK)
-        head, _, tail = etree.tostring(element).partition(_MARK.encode())
+        # UTF-8: in ASCII a non-ASCII name would become a character reference.
+        head, _, tail = etree.tostring(element, encoding="utf-8").partition(_MARK.encode())
         self._head = head
         self._tail = tail
 

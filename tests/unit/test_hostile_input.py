@@ -18,6 +18,7 @@ from component import namespaces as ns
 from component.component import Component
 from component.connection import ComponentProtocol
 from component.errors import STREAM_CONDITIONS
+from component.stanza import Broadcast, message
 from services.echo import EchoService
 
 DOMAIN = "comp.example.org"
@@ -567,3 +568,24 @@ def test_a_bad_stream_header_is_refused_before_the_handshake(header, condition):
     assert output.error == condition
     assert output.stanzas == []
     assert not wire.protocol.authenticated  # and no <handshake> was sent: read_output allows stanzas only
+
+
+NON_ASCII_NAMES = "<café xmlns='urn:x' é='1'><ünïcødé/>é</café>".encode()
+
+
+def test_non_ascii_names_from_the_wire_go_back_out_as_xml():
+    # lxml's default ASCII output writes "<caf&#233;", which is not XML:
+    # echoing the payload in an error reply made the server close the stream.
+    wire = Wire()
+    wire.feed(iq_get(NON_ASCII_NAMES))
+    [reply] = wire.output().stanzas
+    assert reply[0].tag == "{urn:x}café"
+    assert reply[0].get("é") == "1"
+    assert reply[0][0].tag == "{urn:x}ünïcødé"
+
+
+def test_a_broadcast_keeps_non_ascii_names():
+    element = message(ECHO, JULIET, "hi", payload=[etree.fromstring(NON_ASCII_NAMES)])
+    stanza = read_output(Broadcast(element).to("romeo@example.net/orchard")).stanzas[0]
+    assert stanza.get("to") == "romeo@example.net/orchard"
+    assert stanza.find("{urn:x}café").get("é") == "1"
