@@ -87,7 +87,8 @@ class Entity:
     def handle_iq(self, stanza: Stanza) -> IQResult:
         """Dispatch an iq get/set to its handler; none → ``service-unavailable``."""
         payload = stanza.payload()
-        if payload is None:
+        if payload is None or payload.getnext() is not None:
+            # RFC 6120 §8.2.3: exactly one child element.
             raise StanzaError("bad-request", text="an iq request needs one payload element")
         handler = self.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
         if handler is None:
@@ -137,7 +138,9 @@ class Entity:
     @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
     def _disco_info(self, stanza: Stanza) -> IQResult:
         node = stanza.element[0].get("node")
-        if self.disco_info_is_static:
+        # Only the answer without a node is kept: the node comes from the
+        # wire, and keeping one answer per node asked for would grow forever.
+        if self.disco_info_is_static and node is None:
             cached = self._disco_info_cache.get(node)
             if cached is None:
                 cached = self._disco_info_cache[node] = etree.tostring(self._build_disco_info(node))

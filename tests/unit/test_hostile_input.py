@@ -6,6 +6,10 @@ the component wrote: the stanzas it answered with, or exactly one stream error
 of RFC 6120 §4.9.3 followed by ``</stream:stream>``.
 """
 
+import gc
+import os
+import sys
+import time
 import xml.parsers.expat
 
 import attrs
@@ -17,8 +21,11 @@ from twisted.internet.testing import StringTransport
 from component import namespaces as ns
 from component.component import Component
 from component.connection import ComponentProtocol
+from component.entity import Entity
 from component.errors import STREAM_CONDITIONS
+from component.jid import parse_jid
 from component.stanza import Broadcast, message
+from component.testing import assert_xml_equal
 from services.echo import EchoService
 
 DOMAIN = "comp.example.org"
@@ -589,3 +596,407 @@ def test_a_broadcast_keeps_non_ascii_names():
     stanza = read_output(Broadcast(element).to("romeo@example.net/orchard")).stanzas[0]
     assert stanza.get("to") == "romeo@example.net/orchard"
     assert stanza.find("{urn:x}café").get("é") == "1"
+
+
+# -- stanzas: addresses, types, ids, payloads ----------------------------------------
+
+
+def expect(wire: Wire, *expected: str) -> None:
+    """Exactly these stanzas went out, written as in the RFCs' examples (``*`` for what varies)."""
+    output = wire.output()
+    assert output.error is None, output.error_text
+    assert len(output.stanzas) == len(expected), [etree.tostring(s) for s in output.stanzas]
+    for actual, wanted in zip(output.stanzas, expected, strict=True):
+        assert_xml_equal(actual, wanted)
+
+
+BAD_REQUEST = (
+    "<error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+    "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>*</text></error>"
+)
+DISCO = b"<query xmlns='http://jabber.org/protocol/disco#info'/>"
+VERSION = b"<query xmlns='jabber:iq:version'/>"
+
+
+@pytest.mark.parametrize("to", [ECHO, DOMAIN])
+def test_an_iq_request_without_a_payload_is_a_bad_request(to):
+    wire = Wire()
+    wire.feed(iq_get(b"", to=to.encode()) + iq_get(b"  text only  ", to=to.encode(), stanza_id=b"q2"))
+    expect(
+        wire,
+        f"<iq from='{to}' to='{JULIET}' type='error' id='q1'>{BAD_REQUEST}</iq>",
+        f"<iq from='{to}' to='{JULIET}' type='error' id='q2'>{BAD_REQUEST}</iq>",
+    )
+
+
+@pytest.mark.parametrize("to", [ECHO, DOMAIN])
+def test_an_iq_request_with_two_payloads_is_a_bad_request(to):
+    # RFC 6120 §8.2.3: a get or set has exactly one child element.
+    wire = Wire()
+    wire.feed(iq_get(DISCO + VERSION, to=to.encode()))
+    expect(
+        wire,
+        f"<iq from='{to}' to='{JULIET}' type='error' id='q1'>"
+        f"<query xmlns='http://jabber.org/protocol/disco#info'/><query xmlns='jabber:iq:version'/>"
+        f"{BAD_REQUEST}</iq>",
+    )
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    ["type='get'", "type='set'", "type='get' id=''", "id='q1'", "type='bogus' id='q1'", "type='GET' id='q1'"],
+)
+def test_an_iq_without_a_valid_type_or_id_is_a_bad_request(attributes):
+    wire = Wire()
+    wire.feed(f"<iq from='{JULIET}' to='{ECHO}' {attributes}>".encode() + DISCO + b"</iq>")
+    [reply] = wire.output().stanzas
+    assert reply.get("type") == "error"
+    assert reply.find(f"{{{ns.COMPONENT}}}error/{{{ns.STANZAS}}}bad-request") is not None
+
+
+@pytest.mark.parametrize("kind", ["result", "error"])
+@pytest.mark.parametrize("to", [ECHO, DOMAIN, f"nobody@{DOMAIN}", f"{DOMAIN}/resource"])
+@pytest.mark.parametrize("stanza_id", ["unknown", None, ""])
+def test_an_iq_reply_nobody_asked_for_is_dropped_in_silence(kind, to, stanza_id):
+    wire = Wire()
+    id_attribute = "" if stanza_id is None else f" id='{stanza_id}'"
+    payload = (
+        "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+        if kind == "error" else DISCO.decode()
+    )
+    wire.feed(f"<iq from='{JULIET}' to='{to}' type='{kind}'{id_attribute}>{payload}</iq>".encode())
+    expect(wire)
+    assert len(wire.component.iq) == 0
+
+
+ERROR_BODY = "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+
+
+@pytest.mark.parametrize("kind", ["message", "presence", "iq"])
+@pytest.mark.parametrize(
+    "to", [ECHO, DOMAIN, f"nobody@{DOMAIN}", "someone@elsewhere.example", "@bad", None],
+    ids=["echo", "domain", "nobody", "other-domain", "malformed-to", "no-to"],
+)
+@pytest.mark.parametrize("error_child", [True, False], ids=["with-error", "bare"])
+def test_error_stanzas_are_never_answered(kind, to, error_child):
+    # RFC 6120 §8.3.1: an entity that receives an error stanza MUST NOT
+    # respond to it with a further error stanza.
+    wire = Wire()
+    to_attribute = "" if to is None else f" to='{to}'"
+    body = ERROR_BODY if error_child else ""
+    wire.feed(f"<{kind} from='{JULIET}'{to_attribute} type='error' id='e1'>{body}</{kind}>".encode())
+    expect(wire)
+
+
+BAD_SENDERS = {
+    "missing": None,
+    "empty": "",
+    "empty-localpart": "@example.com",
+    "empty-domain": "juliet@",
+    "empty-resource": "juliet@example.com/",
+    "two-ats": "juliet@@example.com",
+    "space": "jul iet@example.com",
+    "empty-label": "juliet@example..com",
+    "long-localpart": "j" * 1024 + "@example.com",
+    "long-label": "juliet@" + "e" * 64 + ".com",
+    "prohibited-character": "juliet\u2028@example.com",
+    "bidi-mix": "juliet@\u05d0a.example",
+}
+
+
+@pytest.mark.parametrize("sender", BAD_SENDERS)
+@pytest.mark.parametrize("kind", ["message", "presence", "iq"])
+def test_a_stanza_without_a_valid_from_is_dropped(sender, kind):
+    # No one to answer: an error reply could only go nowhere.
+    wire = Wire()
+    from_attribute = "" if BAD_SENDERS[sender] is None else f" from='{BAD_SENDERS[sender]}'"
+    payload = "<body>hi</body>" if kind == "message" else (DISCO.decode() if kind == "iq" else "")
+    wire.feed(f"<{kind}{from_attribute} to='{ECHO}' type='{'get' if kind == 'iq' else 'chat'}' id='x1'>"
+              f"{payload}</{kind}>".encode())
+    expect(wire)
+    assert not wire.closed
+
+
+@pytest.mark.parametrize(
+    "to", [None, "", "@", "echo@", "echo@comp..example.org", "echo@comp.example.org/", "a" * 1100 + "@comp.example.org"],
+    ids=["missing", "empty", "at", "no-domain", "empty-label", "empty-resource", "long-localpart"],
+)
+def test_a_stanza_without_a_valid_to_is_jid_malformed(to):
+    wire = Wire()
+    to_attribute = "" if to is None else f" to='{to}'"
+    wire.feed(f"<message from='{JULIET}'{to_attribute} type='chat' id='m1'><body>hi</body></message>".encode())
+    expect(
+        wire,
+        f"<message from='{DOMAIN}' to='{JULIET}' type='error' id='m1'><body>hi</body>"
+        "<error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>invalid 'to' address</text></error></message>",
+    )
+
+
+def test_a_stanza_for_another_domain_gets_no_reply_from_outside_ours():
+    # The answer would have to come from elsewhere.example, which the
+    # server refuses from us with a stream error (invalid-from).
+    wire = Wire()
+    wire.feed(chat(b"hi").replace(ECHO.encode(), b"someone@elsewhere.example"))
+    wire.feed(iq_get(DISCO, to=b"elsewhere.example"))
+    expect(wire)
+    assert not wire.closed
+
+
+@pytest.mark.parametrize(
+    "duplicate", ["from='a@b' from='c@d'", "to='a@b' to='c@d'", "type='chat' type='normal'", "id='1' id='2'"],
+)
+def test_a_duplicate_attribute_is_not_well_formed(duplicate):
+    wire = Wire()
+    wire.feed(f"<message {duplicate}><body>hi</body></message>".encode())
+    assert stream_error(wire) == "not-well-formed"
+
+
+def test_message_and_presence_types_nobody_defined():
+    wire = Wire()
+    wire.feed(chat(b"hi").replace(b"type='chat'", b"type='bogus'"))
+    wire.feed(f"<presence from='{JULIET}' to='{ECHO}' type='bogus'/>".encode())
+    expect(wire, f"<message from='{ECHO}' to='{JULIET}' type='error' id='m1'><body>hi</body>{BAD_REQUEST}</message>")
+
+
+@pytest.mark.parametrize("to", [ECHO, DOMAIN])
+def test_ids_with_markup_characters_come_back_intact(to):
+    # The disco#info answer is spliced from bytes; the id must be escaped there too.
+    wire = Wire()
+    hostile_id = "\"'<>&\t\n\r ]]> &#x1F600;"
+    escaped = b"&quot;&apos;&lt;&gt;&amp;&#9;&#10;&#13; ]]&gt; &amp;#x1F600;"
+    wire.feed(iq_get(DISCO, to=to.encode(), stanza_id=escaped))
+    wire.feed(chat(b"hi", stanza_id=escaped))
+    replies = wire.output().stanzas
+    assert [reply.get("id") for reply in replies] == [hostile_id, hostile_id]
+    assert replies[0].get("type") == "result"
+
+
+def test_a_huge_id_within_the_size_limit_is_echoed():
+    wire = Wire()
+    wire.feed(chat(b"hi", stanza_id=b"i" * 200_000))
+    [reply] = wire.output().stanzas
+    assert reply.get("id") == "i" * 200_000
+
+
+def test_a_second_stream_header_inside_the_stream():
+    # Nothing inside it is a stanza: it is one unknown element, refused
+    # when it ends, or when it outgrows the stanza limit.
+    second = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='2'>"
+    wire = Wire()
+    wire.feed(second + chat(b"inside") * 3)
+    expect(wire)
+    wire.feed(b"</stream:stream>")
+    output = wire.output()
+    assert output.error == "unsupported-stanza-type"
+    assert output.stanzas == []
+
+    wire = Wire(max_stanza_bytes=LIMIT)
+    wire.feed(second)
+    for _ in range(100):
+        wire.feed(chat(b"inside"))
+    output = wire.output()
+    assert output.error == "policy-violation"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"garbage", b"<message/>", b"</stream:stream>", b"\xff\xfe", b"<!DOCTYPE x>", b"<<<>>>"],
+)
+@pytest.mark.parametrize("same_read", [True, False])
+def test_nothing_after_the_server_closes_its_stream_is_read(garbage, same_read):
+    wire = Wire()
+    if same_read:
+        wire.feed(b"</stream:stream>" + garbage)
+    else:
+        wire.feed(b"</stream:stream>")
+        wire.feed(garbage)
+    output = wire.output()
+    assert output.closed and output.stanzas == []
+    # Bytes that arrive with the server's close may still be called out.
+    assert output.error in (None, "not-well-formed", "unsupported-encoding", "restricted-xml")
+    wire.feed(chat(b"too late"))
+    assert wire.take() == b""
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        b"<foo/>",
+        b"<message xmlns='jabber:client' from='a@b' to='echo@comp.example.org'/>",
+        b"<stream:features/>",
+        b"<handshake/>",
+        b"<db:result xmlns:db='jabber:server:dialback'/>",
+    ],
+)
+def test_an_unknown_top_level_element_is_unsupported_stanza_type(element):
+    wire = Wire()
+    wire.feed(element)
+    assert stream_error(wire) == "unsupported-stanza-type"
+
+
+def test_a_stanza_before_the_handshake_is_not_authorized():
+    wire = Wire(handshake=False)
+    wire.feed(SERVER_HEADER)
+    assert wire.take().startswith(b"<handshake>")
+    wire.feed(chat(b"early"))
+    output = wire.output()
+    assert output.error == "not-authorized"
+    assert not wire.protocol.authenticated
+
+
+# -- nesting ---------------------------------------------------------------------------
+
+
+def nested(levels: int) -> bytes:
+    """A message whose body holds ``levels`` elements, each inside the one before."""
+    return chat(b"<x xmlns='urn:x'>" * levels + b"</x>" * levels)
+
+
+@pytest.mark.parametrize("chunk", [None, 1], ids=["at-once", "byte-by-byte"])
+def test_nesting_up_to_max_depth_is_accepted(chunk):
+    # max_depth counts the stanza itself: message, body, then the x elements.
+    wire = Wire(max_depth=8)
+    wire.feed(nested(6), chunk)
+    assert len(echoed_bodies(wire)) == 1
+
+
+@pytest.mark.parametrize("chunk", [None, 1], ids=["at-once", "byte-by-byte"])
+@pytest.mark.parametrize("levels", [7, 300, 10_000])
+def test_nesting_past_max_depth_is_a_policy_violation(levels, chunk):
+    if chunk == 1 and levels > 300:
+        pytest.skip("byte by byte, 300 levels already go past lxml's own limit")
+    wire = Wire(max_depth=8)
+    wire.feed(nested(levels), chunk)
+    output = wire.output()
+    assert output.error == "policy-violation"
+    assert output.stanzas == []
+
+
+@pytest.mark.parametrize("chunk", [None, 1], ids=["at-once", "byte-by-byte"])
+def test_the_default_depth_limit(chunk):
+    wire = Wire()
+    wire.feed(nested(30), chunk)
+    assert len(echoed_bodies(wire)) == 1
+    wire.feed(nested(31), chunk)
+    assert stream_error(wire) == "policy-violation"
+
+
+def test_wide_stanzas_are_bounded_by_size_not_depth():
+    wire = Wire(max_stanza_bytes=LIMIT)
+    wire.feed(chat(b"<x xmlns='urn:x'/>" * 200))
+    assert len(echoed_bodies(wire)) == 1
+    wire.feed(chat(b"<x xmlns='urn:x'/>" * 300))
+    assert stream_error(wire) == "policy-violation"
+
+
+# -- floods: nothing the wire sends may pile up ----------------------------------------
+
+
+def settled_blocks() -> int:
+    """Memory blocks the interpreter holds once garbage is collected."""
+    gc.collect()
+    return sys.getallocatedblocks()
+
+
+def resident_bytes() -> int:
+    """The process's resident memory, which also counts what libxml2 allocates."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def headline(sender: str, body: bytes = b"news") -> bytes:
+    return (
+        f"<message from='{sender}' to='{ECHO}' type='headline'>".encode() + b"<body>" + body + b"</body></message>"
+    )
+
+
+def test_a_flood_of_distinct_senders_keeps_the_jid_cache_bounded():
+    wire = Wire()
+    maxsize = parse_jid.cache_info().maxsize
+    assert maxsize is not None
+
+    def flood(start: int) -> None:
+        for batch in range(start, start + maxsize + 4000, 500):
+            wire.feed(b"".join(headline(f"user{n}@example.com/r{n}") for n in range(batch, batch + 500)))
+        wire.take()
+
+    flood(0)
+    before = settled_blocks()
+    flood(100_000)
+    assert parse_jid.cache_info().currsize <= maxsize
+    assert settled_blocks() - before < 2000
+
+
+def test_a_flood_of_iq_requests_with_unique_ids_keeps_no_state():
+    wire = Wire()
+    ping = "<iq from='{0}' to='{1}' type='get' id='p{2}'><ping xmlns='urn:xmpp:ping'/></iq>"
+
+    def flood(start: int) -> None:
+        for batch in range(start, start + 20_000, 1000):
+            wire.feed("".join(ping.format(JULIET, ECHO, n) for n in range(batch, batch + 1000)).encode())
+            assert wire.take().count(b"type=\"result\"") == 1000
+
+    flood(0)
+    before = settled_blocks()
+    flood(1_000_000)
+    assert settled_blocks() - before < 500
+    assert len(wire.component.iq) == 0
+    assert list(wire.component.router.entities()) == [wire.component.router.domain_entity, echo_bot(wire)]
+
+
+def echo_bot(wire: Wire) -> Entity:
+    bot = wire.component.router.loaded("echo")
+    assert bot is not None
+    return bot
+
+
+@pytest.mark.parametrize("to", [ECHO, DOMAIN])
+def test_a_flood_of_disco_nodes_keeps_no_state(to):
+    wire = Wire()
+    entity = echo_bot(wire) if to == ECHO else wire.component.router.domain_entity
+    request = "<iq from='{0}' to='{1}' type='get' id='d{2}'><query xmlns='{3}' node='n{2}'/></iq>"
+    for batch in range(0, 5000, 500):
+        wire.feed("".join(request.format(JULIET, to, n, ns.DISCO_INFO) for n in range(batch, batch + 500)).encode())
+        assert len(wire.output().stanzas) == 500
+    wire.feed(iq_get(DISCO, to=to.encode()))
+    wire.take()
+    assert set(entity._disco_info_cache) <= {None}
+
+
+def test_memory_stays_flat_over_200k_stanzas():
+    wire = Wire()
+    root = wire.protocol._parser._root
+    batch = b"".join(
+        [
+            chat(b"hello"),
+            headline(JULIET),
+            f"<presence from='{JULIET}' to='{ECHO}'/>".encode(),
+            f"<presence from='{JULIET}' to='{ECHO}' type='unavailable'/>".encode(),
+            iq_get(b"<ping xmlns='urn:xmpp:ping'/>", to=ECHO.encode()),
+            iq_get(DISCO, to=ECHO.encode()),
+            iq_get(VERSION, to=DOMAIN.encode()),
+            iq_get(b"<query xmlns='urn:unknown'/>", to=ECHO.encode()),
+            chat(b"to nobody").replace(ECHO.encode(), f"nobody@{DOMAIN}".encode()),
+            f"<iq from='{JULIET}' to='{ECHO}' type='result' id='unknown'/>".encode(),
+            b" \n",
+        ]
+        * 10
+    )
+    per_batch = 100
+
+    def run(stanzas: int) -> None:
+        for _ in range(stanzas // per_batch):
+            wire.feed(batch)
+            wire.transport.clear()
+
+    run(20_000)
+    blocks, resident = settled_blocks(), resident_bytes()
+    started = time.monotonic()
+    run(200_000)
+    elapsed = time.monotonic() - started
+    assert not wire.closed
+    assert len(root) == 0 and not root.text
+    assert settled_blocks() - blocks < 1000
+    assert resident_bytes() - resident < 16 * 1024 * 1024
+    assert elapsed < 60, f"200k stanzas took {elapsed:.1f} s"
