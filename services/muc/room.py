@@ -71,6 +71,9 @@ _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
 # a random prefix per process, then a counter.
 _ID_PREFIX = uuid.uuid4().hex[:12] + "-"
 _ids = itertools.count(1)
+# Rooms this crowded keep what every newcomer is sent serialised; smaller ones
+# build it for each newcomer, which costs little and keeps them small.
+_KEEP_LISTS_FROM = 16
 # Where an address goes in a serialised presence: NUL never occurs in XML.
 _GAP = b"\x00"
 _Work = Callable[[Stanza], Any]
@@ -280,8 +283,9 @@ class Room(Entity):
         """Send every other occupant's current presence to one client (§7.2.3), in one write."""
         to_address = address(to)
         with_jid = viewer is not None and self.sees_real_jids(viewer)
-        if viewer is None or self.occupants.by_nick(viewer.nick) is not viewer:
-            # A newcomer: everyone's presences are kept as one list with gaps for its address.
+        newcomer = viewer is None or self.occupants.by_nick(viewer.nick) is not viewer
+        if newcomer and len(self.occupants) >= _KEEP_LISTS_FROM:
+            # Into a crowded room: everyone's presences are kept as one list with gaps for the address.
             data = to_address.join(self._occupant_list(with_jid))
         else:
             index = 0 if with_jid else 1
@@ -438,12 +442,15 @@ class Room(Entity):
 
     def _send_history_and_subject(self, to: JID, request: Any) -> None:
         """The history, then the subject, always, even empty (§7.2.15, §7.2.16)."""
-        if self._subject_message is None:
+        subject = self._subject_message
+        if subject is None:
             # No subject: an empty one from the room itself (§7.2.16).
             sender = self.occupant_jid(self.subject_from) if self.subject_from and self.subject else str(self.jid)
-            self._subject_message = Broadcast(message(sender, "", type="groupchat", subject=self.subject))
+            subject = Broadcast(message(sender, "", type="groupchat", subject=self.subject))
+            if len(self.occupants) >= _KEEP_LISTS_FROM:
+                self._subject_message = subject
         parts = self.history.select(request, to)
-        parts.append(self._subject_message.to(to))
+        parts.append(subject.to(to))
         self.component.send_bytes(b"".join(parts))
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
