@@ -16,6 +16,8 @@ from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep, r
 __all__ = ["JID", "InvalidJID", "parse_jid"]
 
 _MAX_PART = 1023
+# Three parts and two separators (RFC 7622 §3.1).
+_MAX_JID = 3 * _MAX_PART + 2
 
 
 class InvalidJID(ValueError):
@@ -80,6 +82,11 @@ def _prep_resource(resource: str) -> str:
 @lru_cache(maxsize=16384)
 def parse_jid(text: str) -> JID:
     """Parse and normalise a JID string; raise :class:`InvalidJID` when it is malformed."""
+    if len(text) > _MAX_JID:
+        # Refused before stringprep, which maps characters such as soft
+        # hyphens to nothing: a huge string of them would make a short JID,
+        # and the cache would keep the huge string as its key.
+        raise InvalidJID(f"a JID of {len(text)} characters is too long")
     rest, slash, resource = text.partition("/")
     node, at, domain = rest.rpartition("@")
     if slash and not resource:

@@ -1000,3 +1000,17 @@ def test_memory_stays_flat_over_200k_stanzas():
     assert settled_blocks() - blocks < 1000
     assert resident_bytes() - resident < 16 * 1024 * 1024
     assert elapsed < 60, f"200k stanzas took {elapsed:.1f} s"
+
+
+def test_senders_padded_with_characters_stringprep_removes_are_not_kept():
+    # Soft hyphens map to nothing: 100k of them and a short JID is left,
+    # which the cache would keep under the 100k-character string.
+    wire = Wire()
+    parse_jid.cache_clear()
+    before = settled_blocks()
+    for n in range(30):
+        wire.feed(headline(f"user{n}" + "\u00ad" * 100_000 + "@example.com/\u00ad\u00adr"))
+    wire.feed(headline("user" + "\u00ad" * 100 + "@example.com"))
+    expect(wire)
+    assert parse_jid.cache_info().currsize <= 3
+    assert settled_blocks() - before < 1000
