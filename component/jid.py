@@ -8,6 +8,7 @@ kept in a bounded LRU cache: a stream of new senders cannot grow memory.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import attrs
@@ -69,11 +70,38 @@ def _format(node: str | None, domain: str, resource: str | None) -> str:
     return text if resource is None else f"{text}/{resource}"
 
 
+# Fast paths for plain ASCII, where the stringprep profiles reduce to
+# case folding and a prohibited set: nodeprep lowercases and forbids space,
+# controls and "&'/:<>@; resourceprep leaves printable ASCII as it is;
+# Twisted's nameprep lowercases and allows letters, digits and inner
+# hyphens. Anything else goes through the profiles themselves, and
+# tests/unit/test_jid.py checks both paths agree.
+_FAST_NODE = re.compile("[" + re.escape("".join(c for c in map(chr, range(0x21, 0x7F)) if c not in "\"&'/:<>@")) + "]+")
+_FAST_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+_FAST_RESOURCE = re.compile("[ -~]+")
+
+
+def _prep_node(node: str) -> str:
+    if _FAST_NODE.fullmatch(node):
+        return node.lower()
+    return nodeprep.prepare(node)
+
+
+def _prep_domain(domain: str) -> str:
+    lowered = domain.lower() if domain.isascii() else domain
+    if _FAST_DOMAIN.fullmatch(lowered):
+        return lowered
+    return nameprep.prepare(domain).lower()
+
+
 def _prep_resource(resource: str) -> str:
-    try:
-        prepped = resourceprep.prepare(resource)
-    except UnicodeError as exc:
-        raise InvalidJID(f"invalid resource {resource!r}: {exc}") from None
+    if _FAST_RESOURCE.fullmatch(resource):
+        prepped = resource
+    else:
+        try:
+            prepped = resourceprep.prepare(resource)
+        except UnicodeError as exc:
+            raise InvalidJID(f"invalid resource {resource!r}: {exc}") from None
     if not prepped or len(prepped.encode()) > _MAX_PART:
         raise InvalidJID(f"invalid resource {resource!r}")
     return prepped
@@ -99,8 +127,8 @@ def parse_jid(text: str) -> JID:
     if "" in domain.split("."):
         raise InvalidJID(f"{text!r} has an empty domain label")
     try:
-        norm_node = nodeprep.prepare(node) if at else None
-        norm_domain = nameprep.prepare(domain).lower()
+        norm_node = _prep_node(node) if at else None
+        norm_domain = _prep_domain(domain)
     except UnicodeError as exc:
         raise InvalidJID(f"{text!r} is not a valid JID: {exc}") from None
     if norm_node is not None and (not norm_node or len(norm_node.encode()) > _MAX_PART):

@@ -53,3 +53,26 @@ def test_values_are_frozen():
 def test_parse_cache_is_bounded():
     info = parse_jid.cache_info()
     assert info.maxsize is not None and info.maxsize <= 65536
+
+
+def test_ascii_fast_paths_agree_with_the_stringprep_profiles():
+    import random
+
+    from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep, resourceprep
+
+    from component import jid as module
+
+    def outcome(function, text):
+        try:
+            return function(text)
+        except (UnicodeError, InvalidJID, IndexError):
+            return "error"
+
+    rng = random.Random(6121)
+    alphabet = [chr(c) for c in range(0x00, 0x80)]
+    weighted = alphabet + list("abcXYZ019-.") * 8
+    for _ in range(20000):
+        text = "".join(rng.choice(weighted) for _ in range(rng.randint(1, 12)))
+        assert outcome(module._prep_node, text) == outcome(nodeprep.prepare, text), text
+        assert outcome(module._prep_resource, text) == outcome(resourceprep.prepare, text), text
+        assert outcome(module._prep_domain, text) == outcome(lambda t: nameprep.prepare(t).lower(), text), text
