@@ -249,10 +249,13 @@ def _too_large(limit: int) -> StreamError:
 
 
 def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:
-    # The error that stopped the parser is the log's last. The exception's
-    # own message is the log's first, which may be a warning the stream
-    # was let through with long before.
+    # The exception's own message is its log's first entry, which may be a
+    # warning the stream was let through with long before. The error that
+    # stopped the parser is the last fatal one: libxml2 may still add a
+    # warning after it (a namespace name it had to repair).
     entry = exc.error_log.last_error if exc.error_log else None
+    if entry is not None and entry.level_name != "FATAL":
+        entry = exc.error_log.filter_from_fatals().last_error or entry
     type_name = entry.type_name if entry is not None else ""
     message = (entry.message if entry is not None else "") or exc.msg or str(exc)
     if type_name in _ENTITY_ERRORS or "Entity" in message:
