@@ -14,8 +14,9 @@ counted low rather than high: a stanza is refused once the bytes known to be
 its own pass the limit, and no stanza within the limit is ever refused. The
 bytes of a read it shares with the stanzas before it may go uncounted, so
 what one stanza holds stays under the limit plus one slice. Separately, no
-more than the limit may arrive without the parser completing a single tag,
-which bounds what lxml buffers for a tag, comment or reference left open.
+more than the limit may arrive without the parser completing a tag or
+handing over text, which bounds what lxml buffers for a tag, comment or
+reference left open.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class StreamParser:
         self._root: etree._Element | None = None
         self._depth = 0
         self._stanza_bytes = 0  # bytes known to belong to the stanza in progress
-        self._stalled_bytes = 0  # bytes fed since a slice last completed a tag
+        self._stalled_bytes = 0  # bytes fed since the parser last showed progress
         self._closed = False
         self._prolog_tail = b""
         self._root_tag_seen = False
@@ -151,7 +152,10 @@ class StreamParser:
 
     def _count(self, data: bytes, progressed: bool, depth_before: int, carried: int) -> None:
         """Count a slice that completed no stanza; refuse what grew past the limit."""
-        self._stalled_bytes = 0 if progressed else self._stalled_bytes + len(data)
+        if progressed or self._read_as_text(data):
+            self._stalled_bytes = 0
+        else:
+            self._stalled_bytes += len(data)
         if self._stalled_bytes > self.max_stanza_bytes:
             raise StreamError("policy-violation", f"no complete tag in {self.max_stanza_bytes} bytes")
         if self._depth <= 1:
@@ -164,6 +168,15 @@ class StreamParser:
             self._stanza_bytes = len(data) - max(data.find(b"<"), 0)
         if self._stanza_bytes > self.max_stanza_bytes:
             raise _too_large(self.max_stanza_bytes)
+
+    def _read_as_text(self, data: bytes) -> bool:
+        # Whitespace between stanzas comes out at once as the root's text
+        # (cleared after every slice); inside an unfinished tag or comment
+        # it would not. Without "<" or "&" a slice cannot leave text for markup.
+        root = self._root
+        return (
+            self._depth <= 1 and root is not None and bool(root.text) and b"<" not in data and b"&" not in data
+        )
 
     def _dispatch_events(self, data: bytes, carried: int) -> tuple[bool, bool]:
         """Handle the events of one slice: whether there were any, and whether one completed a stanza."""

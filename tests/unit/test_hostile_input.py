@@ -234,6 +234,19 @@ def test_an_unfinished_tag_cannot_grow_past_the_limit(start, filler):
     assert stream_error(wire) == "policy-violation"
 
 
+@pytest.mark.parametrize("filler", [b" ", b"\r\n\t ", b"stray text "], ids=["spaces", "mixed", "text"])
+def test_a_flood_of_whitespace_alone_is_read_and_dropped(filler):
+    # Keepalives never complete a tag, but lxml hands them over as text at
+    # once: however many arrive, nothing accumulates.
+    wire = Wire(max_stanza_bytes=LIMIT)
+    root = wire.protocol._parser._root
+    for _ in range(200):
+        wire.feed(filler * 4000)
+        assert not root.text
+    wire.feed(chat(b"still here"))
+    assert echoed_bodies(wire) == ["still here"]
+
+
 def test_a_whitespace_flood_between_stanzas_is_harmless():
     wire = Wire()
     root = wire.protocol._parser._root
