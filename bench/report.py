@@ -33,6 +33,8 @@ def add_ratios(results: Results) -> None:
                 continue
             if "rate" in result and ceiling.get("rate"):
                 result["rate_ratio"] = result["rate"] / ceiling["rate"]
+            if result.get("cpu_s_per_10k") and ceiling.get("cpu_s_per_10k"):
+                result["cpu_per_stanza_ratio"] = result["cpu_s_per_10k"] / ceiling["cpu_s_per_10k"]
             if "component_cpu_s" in result and ceiling.get("component_cpu_s"):
                 result["cpu_ratio"] = result["component_cpu_s"] / ceiling["component_cpu_s"]
             if "kb_per_room" in result and ceiling.get("kb_per_room"):
@@ -113,7 +115,7 @@ def _unavailable(result: dict[str, Any]) -> str:
 def throughput_table(results: Results, targets: Sequence[str]) -> str:
     """The echo, iq and fan-out results, one row per case and target."""
     headers = ["scenario", "target", "rate/s", "x ceiling", "p50 ms", "p99 ms", "p99 ms @1/2 rate",
-               "CPU s/10k", "peak RSS MB", "errors", "bottleneck", "other CPU"]
+               "CPU s/10k", "CPU x ceiling", "peak RSS MB", "errors", "bottleneck", "other CPU"]
     rows = []
     for case, outcome in results.items():
         if kind_of(case) not in THROUGHPUT_KINDS:
@@ -121,7 +123,7 @@ def throughput_table(results: Results, targets: Sequence[str]) -> str:
         for target in targets:
             result = outcome.get(target, {"status": "n/a"})
             if result.get("status") != "ok":
-                rows.append([case, target, _unavailable(result), *["-"] * 9])
+                rows.append([case, target, _unavailable(result), *["-"] * 10])
                 continue
             half = result.get("half_rate") or {}
             half_p99 = _number(half.get("p99_ms"), 2)
@@ -130,7 +132,8 @@ def throughput_table(results: Results, targets: Sequence[str]) -> str:
             rows.append([
                 case, target, _number(result["rate"]), _number(result.get("rate_ratio"), 2),
                 _number(result["p50_ms"], 2), _number(result["p99_ms"], 2), half_p99,
-                _number(result["cpu_s_per_10k"], 3), _number(result.get("peak_rss_kb", 0) / 1024, 1),
+                _number(result["cpu_s_per_10k"], 3), _number(result.get("cpu_per_stanza_ratio"), 2),
+                _number(result.get("peak_rss_kb", 0) / 1024, 1),
                 _number(result["errors"]), result["bottleneck"], _number(result["other_cpu_share"], 2),
             ])
     return table(headers, rows)
