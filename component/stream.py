@@ -181,7 +181,7 @@ class StreamParser:
     def _dispatch_events(self, data: bytes, carried: int) -> tuple[bool, bool]:
         """Handle the events of one slice: whether there were any, and whether one completed a stanza."""
         progressed = completed = False
-        tags = 0  # tags this slice completed, at the least: "<a/>" gives two events
+        tags = 0  # tags this slice completed, at the least: "<a/>" gives two events, as may "<a></a>"
         opened: etree._Element | None = None
         for event, element in self._parser.read_events():
             progressed = True
@@ -195,7 +195,7 @@ class StreamParser:
                 elif self._depth > self.max_depth + 1:
                     raise StreamError("policy-violation", f"stanza nested deeper than {self.max_depth}")
             elif event == "end":
-                if element is not opened:
+                if element is not opened or element.text:
                     tags += 1
                 self._depth -= 1
                 if self._depth == 1:

@@ -234,6 +234,31 @@ def test_an_unfinished_tag_cannot_grow_past_the_limit(start, filler):
     assert stream_error(wire) == "policy-violation"
 
 
+def with_start_tag_of(size: int, kind: str) -> bytes:
+    """A chat whose start tag is padded to make the stanza ``size`` bytes."""
+    stanza = chat(b"hi")
+    room = size - len(stanza)
+    if kind == "huge-attribute-value":
+        padding = b" pad='" + b"v" * (room - len(b" pad=''")) + b"'"
+    else:
+        unit = b" a%05d='1'" if kind == "many-attributes" else b" xmlns:p%05d='urn:p'"
+        count, rest = divmod(room, len(unit % 0))
+        padding = b"".join(unit % index for index in range(count)) + b" " * rest
+    return stanza.replace(b" type='chat'", padding + b" type='chat'", 1)
+
+
+@pytest.mark.parametrize("kind", ["many-attributes", "huge-attribute-value", "many-namespace-declarations"])
+@pytest.mark.parametrize("chunk", [None, 1, 1000], ids=["at-once", "byte-by-byte", "1000-byte-reads"])
+def test_start_tags_are_bounded_by_the_size_limit(kind, chunk):
+    wire = Wire(max_stanza_bytes=LIMIT)
+    fits = with_start_tag_of(LIMIT, kind)
+    assert len(fits) == LIMIT
+    wire.feed(fits, chunk)
+    assert echoed_bodies(wire) == ["hi"]
+    wire.feed(with_start_tag_of(LIMIT + 1, kind), chunk)
+    assert stream_error(wire) == "policy-violation"
+
+
 @pytest.mark.parametrize("filler", [b" ", b"\r\n\t ", b"stray text "], ids=["spaces", "mixed", "text"])
 def test_a_flood_of_whitespace_alone_is_read_and_dropped(filler):
     # Keepalives never complete a tag, but lxml hands them over as text at
