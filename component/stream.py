@@ -195,7 +195,7 @@ class StreamParser:
                 elif self._depth > self.max_depth + 1:
                     raise StreamError("policy-violation", f"stanza nested deeper than {self.max_depth}")
             elif event == "end":
-                if element is not opened or element.text:
+                if element is not opened or (opened is not None and opened.text):
                     tags += 1
                 self._depth -= 1
                 if self._depth == 1:
