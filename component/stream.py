@@ -70,7 +70,7 @@ class StreamParser:
         self._slice = max(1, min(_SLICE, max_stanza_bytes))
         self._parser = etree.XMLPullParser(
             events=("start", "end", "comment", "pi"),
-            # No DTD ever reaches the parser (see _feed_slice), so the only
+            # No DTD ever reaches the parser (see _check_prolog), so the only
             # entities left are undeclared ones, which lxml then reports.
             resolve_entities="internal",
             load_dtd=False,

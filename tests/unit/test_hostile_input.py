@@ -79,6 +79,8 @@ class Wire:
 
 @attrs.frozen
 class Output:
+    """What the component wrote: its stanzas, then the stream error it closed with, if any."""
+
     stanzas: list[etree._Element]
     error: str | None
     error_text: str | None
