@@ -91,7 +91,13 @@ def _prep_domain(domain: str) -> str:
     lowered = domain.lower() if domain.isascii() else domain
     if _FAST_DOMAIN.fullmatch(lowered):
         return lowered
-    return nameprep.prepare(domain).lower()
+    try:
+        return nameprep.prepare(domain).lower()
+    except IndexError:
+        # Twisted's nameprep reads each label's first character: a label
+        # between ideographic full stops, or made only of characters mapped
+        # to nothing (zero-width spaces), is empty.
+        raise UnicodeError("empty domain label") from None
 
 
 def _prep_resource(resource: str) -> str:

@@ -23,7 +23,7 @@ from component.component import Component
 from component.connection import ComponentProtocol
 from component.entity import Entity
 from component.errors import STREAM_CONDITIONS, StreamError
-from component.jid import parse_jid
+from component.jid import InvalidJID, parse_jid
 from component.stanza import Broadcast, message
 from component.stream import StreamParser
 from component.testing import assert_xml_equal
@@ -748,6 +748,8 @@ BAD_SENDERS = {
     "long-label": "juliet@" + "e" * 64 + ".com",
     "prohibited-character": "juliet\u2028@example.com",
     "bidi-mix": "juliet@\u05d0a.example",
+    "empty-label-between-ideographic-stops": "juliet@example\u3002\u3002com",
+    "label-of-zero-width-spaces": "juliet@\u200b\u200b.example.com",
 }
 
 
@@ -765,8 +767,24 @@ def test_a_stanza_without_a_valid_from_is_dropped(sender, kind):
 
 
 @pytest.mark.parametrize(
-    "to", [None, "", "@", "echo@", "echo@comp..example.org", "echo@comp.example.org/", "a" * 1100 + "@comp.example.org"],
-    ids=["missing", "empty", "at", "no-domain", "empty-label", "empty-resource", "long-localpart"],
+    "text", ["a@b\u3002\u3002c", "a@\uff0eb", "a@\uff61", "a@\u200b", "a@\u200d.b", "a@b.\ufeff", "\u2060"],
+)
+def test_domains_with_labels_stringprep_empties_are_invalid_jids(text):
+    # Twisted's nameprep raised IndexError on them, out of dataReceived.
+    with pytest.raises(InvalidJID):
+        parse_jid(text)
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        None, "", "@", "echo@", "echo@comp..example.org", "echo@comp.example.org/", "a" * 1100 + "@comp.example.org",
+        "echo@\uff0ecomp.example.org", "echo@\u2060",
+    ],
+    ids=[
+        "missing", "empty", "at", "no-domain", "empty-label", "empty-resource", "long-localpart",
+        "leading-fullwidth-stop", "word-joiner-domain",
+    ],
 )
 def test_a_stanza_without_a_valid_to_is_jid_malformed(to):
     wire = Wire()
