@@ -1209,3 +1209,46 @@ def test_how_a_valid_stream_is_cut_into_reads_changes_nothing(seed):
             else:
                 wire.feed(stream, chunking)
             assert wire.take() == expected
+
+
+ADDRESSES = [
+    JULIET, ECHO, DOMAIN, f"nobody@{DOMAIN}", f"{DOMAIN}/r", f"{ECHO}/r", "ECHO@COMP.EXAMPLE.ORG", "a@b", "@", "",
+    "a@\u200b", "x@elsewhere.example", f"{ECHO}.", f"\u00e9cho@{DOMAIN}", "a" * 1030 + "@b", "a@b/" + "r" * 1030,
+]
+TYPES = [None, "", "get", "set", "result", "error", "chat", "normal", "groupchat", "headline", "unavailable", "bogus"]
+IDS = [None, "", "1", "a" * 300, "\"'<>&", "\u00e9\U0001f600"]
+PAYLOADS = [
+    "", "<body>hi</body>", "<body/>", "<body>a</body><body>b</body>", "<thread>t</thread>", "text",
+    DISCO.decode(), "<query xmlns='http://jabber.org/protocol/disco#info' node='x'/>", VERSION.decode(),
+    "<query xmlns='http://jabber.org/protocol/disco#items'/>", "<ping xmlns='urn:xmpp:ping'/>",
+    ERROR_BODY, "<error/>", "<error type='bogus'><x/></error>", "<x xmlns='urn:x'/>", "<body xmlns='urn:o'>x</body>",
+    NON_ASCII_NAMES.decode(), "<p:x xmlns:p='urn:p' p:a='1'/>", "<x xmlns='not a uri'/>",
+]
+
+
+def attribute(name: str, value: str) -> str:
+    return f" {name}='{value.replace('&', '&amp;').replace('<', '&lt;').replace(chr(39), '&apos;')}'"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_well_formed_stanzas_of_any_shape_get_stanza_errors_at_most(seed):
+    # Addresses, types, ids and payloads in every combination: the stream
+    # stays up, and whatever is answered is addressed from the domain.
+    rng = random.Random(4000 + seed)
+    wire = Wire()
+    for _ in range(300):
+        kind = rng.choice(["message", "presence", "iq"])
+        attributes = "".join(
+            attribute(name, value)
+            for name, value in (
+                ("from", rng.choice(ADDRESSES)), ("to", rng.choice(ADDRESSES)),
+                ("type", rng.choice(TYPES)), ("id", rng.choice(IDS)),
+            )
+            if value is not None
+        )
+        payload = "".join(rng.choice(PAYLOADS) for _ in range(rng.randint(0, 3)))
+        wire.feed(f"<{kind}{attributes}>{payload}</{kind}>".encode())
+        output = wire.output()
+        assert output.error is None, output.error_text
+        if "type='error'" in attributes:
+            assert output.stanzas == []
