@@ -143,7 +143,7 @@ class Entity:
         if self.disco_info_is_static and node is None:
             cached = self._disco_info_cache.get(node)
             if cached is None:
-                cached = self._disco_info_cache[node] = etree.tostring(self._build_disco_info(node))
+                cached = self._disco_info_cache[node] = etree.tostring(self._build_disco_info(node), encoding="utf-8")
             return cached
         return self._build_disco_info(node)
 

@@ -40,7 +40,7 @@ class EchoBot(Entity):
                 thread = child.text or ""
         if body is None:
             return  # chat states and receipts alone carry nothing to echo
-        self.send(message(stanza.recipient, stanza.sender, body, type=stanza.type, id=stanza.id, thread=thread))
+        self.send(message(stanza.recipient, stanza.sender, body, type=stanza.type or None, id=stanza.id, thread=thread))
 
 
 class EchoService(Service):

@@ -57,7 +57,7 @@ class HistoryEntry:
         """The message with its delay and without ``to``, as the store keeps it."""
         element = etree.fromstring(self.to(b"nobody@invalid"), _PARSER)
         del element.attrib["to"]
-        return etree.tostring(element).decode()
+        return etree.tostring(element, encoding="unicode")
 
     def record(self) -> HistoryRecord:
         """The entry as the store keeps it (for a room that just became persistent)."""

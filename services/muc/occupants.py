@@ -32,7 +32,7 @@ def presence_template(presence: etree._Element) -> bytes:
     for child in presence:
         if isinstance(child.tag, str) and child.tag not in _DROPPED and not child.tag.endswith("}error"):
             template.append(copy.deepcopy(child))
-    return etree.tostring(template)
+    return etree.tostring(template, encoding="utf-8")
 
 
 class Occupant:

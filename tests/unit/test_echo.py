@@ -46,3 +46,9 @@ def test_disco_of_the_bot_and_of_the_domain():
         f"<iq from='{DOMAIN}' to='juliet@example.com/balcony' type='result' id='i2'>"
         f"<query xmlns='http://jabber.org/protocol/disco#items'><item jid='echo@{DOMAIN}' name='Echo'/></query></iq>",
     )
+
+
+def test_an_empty_type_is_answered_as_normal_without_the_empty_attribute():
+    harness = Harness(DOMAIN, EchoService)
+    harness.receive(f"<message from='juliet@example.com/balcony' to='echo@{DOMAIN}' type=''><body>x</body></message>")
+    harness.expect(f"<message from='echo@{DOMAIN}' to='juliet@example.com/balcony'><body>x</body></message>")

@@ -245,3 +245,23 @@ def _build_steps() -> list[str]:
         f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>Fire Burn</subject></message>",
         f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='m1'><body>Double, double</body></message>",
     ]
+
+
+def test_payloads_with_non_ascii_names_survive_storage_and_presence_templates() -> None:
+    storage = immediate_storage()
+    first = muc_harness(storage=storage)
+    instant_room(first, ROOM, CRONE, "firstwitch")
+    owner_set(first, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
+    first.receive(
+        f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='u1'>"
+        "<body>x</body><café xmlns='urn:example:cafe'>crème</café></message>"
+    )
+    second = muc_harness(storage=storage)
+    second.receive(
+        f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}<thé xmlns='urn:example:cafe'>vert</thé></presence>"
+    )
+    history = second.sent()[-2]
+    assert history.find("{urn:example:cafe}café").text == "crème"
+    second.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    hag = next(s for s in second.sent() if s.get("from") == f"{ROOM}/thirdwitch")
+    assert hag.find("{urn:example:cafe}thé").text == "vert"
