@@ -67,7 +67,6 @@ class Netherfield(TwistedService):
             ping_interval=server.ping_interval,
             ping_timeout=server.ping_timeout,
         )
-        component.app = self  # type: ignore[attr-defined]
         for name in settings.services:
             service_class = resolve_service(name)
             options = settings.options.get(name, {})

@@ -142,24 +142,24 @@ class Harness:
         self.link.written.clear()
         return parse_stanzas(data) if data else []
 
-    def expect(self, *expected: str) -> list[etree._Element]:
-        """Assert that exactly these stanzas went out, in this order."""
+    def _sent_and_wanted(self, expected: tuple[str, ...]) -> tuple[list[etree._Element], list[etree._Element]]:
         sent = self.sent()
         wanted = [element for xml in expected for element in parse_stanzas(xml)]
         if len(sent) != len(wanted):
             shown = "\n    ".join(_describe(element) for element in sent) or "(nothing)"
             raise AssertionError(f"{len(sent)} stanzas sent, {len(wanted)} expected:\n    {shown}")
+        return sent, wanted
+
+    def expect(self, *expected: str) -> list[etree._Element]:
+        """Assert that exactly these stanzas went out, in this order."""
+        sent, wanted = self._sent_and_wanted(expected)
         for got, want in zip(sent, wanted, strict=True):
             assert_xml_equal(got, want)
         return sent
 
     def expect_unordered(self, *expected: str) -> list[etree._Element]:
         """Assert that exactly these stanzas went out, in any order."""
-        sent = self.sent()
-        remaining = [element for xml in expected for element in parse_stanzas(xml)]
-        if len(sent) != len(remaining):
-            shown = "\n    ".join(_describe(element) for element in sent) or "(nothing)"
-            raise AssertionError(f"{len(sent)} stanzas sent, {len(remaining)} expected:\n    {shown}")
+        sent, remaining = self._sent_and_wanted(expected)
         for got in sent:
             for index, want in enumerate(remaining):
                 if _mismatch(got, want, "") is None:
