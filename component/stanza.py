@@ -256,6 +256,11 @@ class Broadcast:
         """The serialised stanza addressed to ``recipient``."""
         return self._head + _escape_attribute(str(recipient)) + self._tail
 
+    @property
+    def size(self) -> int:
+        """The serialised length without the recipient's address."""
+        return len(self._head) + len(self._tail)
+
     def to_address(self, recipient: bytes) -> bytes:
         """The serialised stanza addressed to an :func:`address` computed once beforehand."""
         return self._head + recipient + self._tail

@@ -41,13 +41,25 @@ class HistoryEntry:
     message costs nothing beyond the reflection that was serialised anyway.
     """
 
-    __slots__ = ("delay", "message", "seconds", "size")
+    __slots__ = ("_delay", "message", "room", "seconds")
 
     def __init__(self, message: Broadcast, seconds: float, room: str) -> None:
         self.message = message
         self.seconds = seconds
-        self.delay = delay_bytes(room, seconds)
-        self.size = len(message.to("")) + len(self.delay)
+        self.room = room
+        self._delay: bytes | None = None  # formatted on the first replay: most entries are never replayed
+
+    @property
+    def delay(self) -> bytes:
+        """The serialised ``<delay/>`` spliced into each replay."""
+        if self._delay is None:
+            self._delay = delay_bytes(self.room, self.seconds)
+        return self._delay
+
+    @property
+    def size(self) -> int:
+        """The length of a replay without its address, as ``maxchars`` counts it."""
+        return self.message.size + len(self.delay)
 
     def to(self, recipient: bytes) -> bytes:
         """The message with its delay, addressed to an escaped address."""

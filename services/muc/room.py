@@ -67,6 +67,10 @@ KICKABLE_ERRORS = frozenset({
 })
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
+_STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.STANZA_ID})
+_SUBJECT = f"{{{ns.COMPONENT}}}subject"
+_BODY = f"{{{ns.COMPONENT}}}body"
+_THREAD = f"{{{ns.COMPONENT}}}thread"
 # Stanza ids (XEP-0359) must never repeat in a room, across restarts too:
 # a random prefix per process, then a counter.
 _ID_PREFIX = uuid.uuid4().hex[:12] + "-"
@@ -494,13 +498,11 @@ class Room(Entity):
             raise StanzaError("item-not-found", text="no such room")
         element = stanza.element
         if stanza.type == "groupchat":
-            if (
-                element.find(f"{{{ns.COMPONENT}}}subject") is not None
-                and element.find(f"{{{ns.COMPONENT}}}body") is None
-                and element.find(f"{{{ns.COMPONENT}}}thread") is None
-            ):
+            # One pass over the children answers every question below.
+            tags = {child.tag for child in element}
+            if _SUBJECT in tags and _BODY not in tags and _THREAD not in tags:
                 return defer.ensureDeferred(self._change_subject(stanza))
-            return self._groupchat(stanza)
+            return self._groupchat(stanza, tags)
         form = stanza.find(f"{{{ns.DATA_FORMS}}}x")
         if form is not None and form.findtext(f"{{{ns.DATA_FORMS}}}field[@var='FORM_TYPE']/{{{ns.DATA_FORMS}}}value") == REQUEST:
             return voice.handle(self, stanza, form)
@@ -509,7 +511,7 @@ class Room(Entity):
             return invites.handle(self, stanza, x)
         raise StanzaError("bad-request", text="send groupchat messages to the room, private messages to an occupant")
 
-    def _groupchat(self, stanza: Stanza) -> None:
+    def _groupchat(self, stanza: Stanza, tags: set[Any]) -> None:
         occupant = self.occupants.by_real(stanza.sender)
         if occupant is None:
             raise StanzaError("not-acceptable", text="only occupants may speak in the room")
@@ -518,16 +520,20 @@ class Room(Entity):
         # The element was parsed for this stanza alone: reflect it as it is, readdressed.
         element = stanza.element
         room = str(self.jid)
-        for claimed in element.findall(_STANZA_ID):
-            if claimed.get("by") == room:
-                element.remove(claimed)  # nobody but the room names its ids
+        if _STANZA_ID in tags:
+            for claimed in element.findall(_STANZA_ID):
+                if claimed.get("by") == room:
+                    element.remove(claimed)  # nobody but the room names its ids
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
-        etree.SubElement(element, _STANZA_ID, {"id": stanza_id, "by": room}, nsmap={None: ns.STANZA_ID})
+        mark = copy.copy(_STANZA_ID_TEMPLATE)
+        mark.set("id", stanza_id)
+        mark.set("by", room)
+        element.append(mark)
         element.set("from", self.occupant_jid(occupant.nick))
         element.attrib.pop("to", None)
         reflection = Broadcast(element)
         self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
-        if self.history.length and element.find(f"{{{ns.COMPONENT}}}body") is not None:
+        if self.history.length and _BODY in tags:
             self._archive(reflection, occupant, stanza.sender, stanza_id)
 
     def _archive(self, reflection: Broadcast, occupant: Occupant, sender: JID, stanza_id: str) -> None:
