@@ -235,6 +235,18 @@ def result_reply_bytes(stanza: Stanza, payload: bytes) -> bytes:
     )
 
 
+def _tag_name(element: etree._Element) -> bytes:
+    prefix = element.prefix
+    local = etree.QName(element).localname
+    return (f"{prefix}:{local}" if prefix else local).encode()
+
+
+def empty_element(tag: str, namespace: str, **attributes: str) -> bytes:
+    """A serialised childless element, its attribute values escaped."""
+    attrs = b"".join(b" " + name.encode() + b'="' + _escape_attribute(value) + b'"' for name, value in attributes.items())
+    return b"<" + tag.encode() + b' xmlns="' + _escape_attribute(namespace) + b'"' + attrs + b"/>"
+
+
 class Broadcast:
     """One stanza serialised once, then addressed to many recipients.
 
@@ -245,10 +257,21 @@ class Broadcast:
 
     __slots__ = ("_head", "_tail")
 
-    def __init__(self, element: etree._Element) -> None:
+    def __init__(self, element: etree._Element, last_child: bytes = b"") -> None:
+        """Serialise ``element``; ``last_child``, already serialised, is added as its last child.
+
+        Adding a child as bytes (a room's stanza-id) spares moving an element
+        into the stanza's document, which costs more than the serialisation.
+        """
         element.set("to", _MARK)
         # UTF-8: in ASCII a non-ASCII name would become a character reference.
         head, _, tail = etree.tostring(element, encoding="utf-8").partition(_MARK.encode())
+        if last_child:
+            if tail.endswith(b"/>"):
+                tail = tail[:-2] + b">" + last_child + b"</" + _tag_name(element) + b">"
+            else:
+                close = tail.rindex(b"</")
+                tail = tail[:close] + last_child + tail[close:]
         self._head = head
         self._tail = tail
 

@@ -31,7 +31,7 @@ from component.disco import Identity, Item
 from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.jid import JID
-from component.stanza import Broadcast, Stanza, address, message, new_id, text_of
+from component.stanza import Broadcast, Stanza, address, empty_element, message, new_id, text_of
 from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
@@ -67,7 +67,6 @@ KICKABLE_ERRORS = frozenset({
 })
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
-_STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.STANZA_ID})
 _SUBJECT = f"{{{ns.COMPONENT}}}subject"
 _BODY = f"{{{ns.COMPONENT}}}body"
 _THREAD = f"{{{ns.COMPONENT}}}thread"
@@ -525,13 +524,8 @@ class Room(Entity):
                 if claimed.get("by") == room:
                     element.remove(claimed)  # nobody but the room names its ids
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
-        mark = copy.copy(_STANZA_ID_TEMPLATE)
-        mark.set("id", stanza_id)
-        mark.set("by", room)
-        element.append(mark)
         element.set("from", self.occupant_jid(occupant.nick))
-        element.attrib.pop("to", None)
-        reflection = Broadcast(element)
+        reflection = Broadcast(element, empty_element("stanza-id", ns.STANZA_ID, id=stanza_id, by=room))
         self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
         if self.history.length and _BODY in tags:
             self._archive(reflection, occupant, stanza.sender, stanza_id)

@@ -363,3 +363,17 @@ def test_cached_disco_answer_keeps_odd_ids_and_addresses_exact(harness):
             "result",
         )
         assert reply[0].tag == "{http://jabber.org/protocol/disco#info}query"
+
+
+def test_broadcast_splices_the_address_and_an_added_last_child():
+    from component.stanza import Broadcast, empty_element
+
+    marker = empty_element("stanza-id", "urn:xmpp:sid:0", id="s1", by='room@x&"')
+    for element in (message(f"room@{DOMAIN}/nick", "x@y", "hi <&>", type="groupchat"), presence(f"room@{DOMAIN}", "x@y")):
+        broadcast = Broadcast(element, marker)
+        for recipient in ("a@b/r&\"<", "c@d"):
+            parsed = etree.fromstring(broadcast.to(recipient))
+            assert parsed.get("to") == recipient
+            added = parsed[-1]
+            assert (added.tag, added.get("id"), added.get("by")) == ("{urn:xmpp:sid:0}stanza-id", "s1", 'room@x&"')
+    assert Broadcast(message(f"room@{DOMAIN}", "x@y", "hi")).size == len(Broadcast(message(f"room@{DOMAIN}", "x@y", "hi")).to(""))
