@@ -217,6 +217,7 @@ class Component:
         if target is None or isinstance(target, Entity):
             self._deliver(target, stanza)
         else:
+            stanza.keep()  # it is handled once the entity has loaded
             target.addCallbacks(self._deliver, self._load_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
 
     def _load_failed(self, failure: Failure, stanza: Stanza) -> None:
@@ -292,7 +293,10 @@ class Component:
             except Exception:
                 log.failure("{domain}: on_connected of {jid} raised", domain=str(self.jid), jid=str(entity.jid))
         for callback in list(self.on_link_up):
-            callback()
+            try:
+                callback()
+            except Exception:
+                log.failure("{domain}: a link-up callback raised", domain=str(self.jid))
         if self.ping_interval > 0:
             self._keepalive = task.LoopingCall(self._ping, link)
             self._keepalive.clock = self.clock

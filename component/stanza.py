@@ -69,6 +69,18 @@ class Stanza:
         """The first child with this qualified tag (``{namespace}name``)."""
         return self.element.find(tag)
 
+    def keep(self) -> Stanza:
+        """Make the stanza safe to use after its handler returns; returns it.
+
+        A received element belongs to the stream until its handler returns,
+        then the stream lets go of it, and lxml would serialise it with
+        invented prefixes (``<ns0:message>``). Code that queues a stanza or
+        awaits before using it calls this first, while the element is still
+        in the stream: the copy serialises cleanly.
+        """
+        self.element = copy.deepcopy(self.element)
+        return self
+
 
 # Copying an empty element is about twice as fast as building one with its
 # namespace map, and stanzas are built on every hot path.

@@ -25,7 +25,6 @@ __all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
-_CLOSE = b"</message>"
 _DELAY = f"{{{ns.DELAY}}}delay"
 
 
@@ -63,7 +62,9 @@ class HistoryEntry:
 
     def to(self, recipient: bytes) -> bytes:
         """The message with its delay, addressed to an escaped address."""
-        return self.message.to_address(recipient)[: -len(_CLOSE)] + self.delay + _CLOSE
+        whole = self.message.to_address(recipient)
+        close = whole.rindex(b"</")
+        return whole[:close] + self.delay + whole[close:]
 
     def text(self) -> str:
         """The message with its delay and without ``to``, as the store keeps it."""

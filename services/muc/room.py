@@ -114,7 +114,7 @@ class Room(Entity):
             waiter: defer.Deferred[Any] = defer.Deferred()
             if self._waiting is None:
                 self._waiting = deque()
-            self._waiting.append((work, stanza, waiter))
+            self._waiting.append((work, stanza.keep(), waiter))
             return waiter
         return self._start(work, stanza, None)
 
@@ -549,6 +549,7 @@ class Room(Entity):
         subject = text_of(stanza.element, "subject") or ""
         store = self.service.store
         if self.stored and store is not None:
+            stanza.keep()  # reflected after the write
             await self.track(store.set_subject(self.jid.node or "", subject, occupant.nick))
         self.subject = subject
         self.subject_from = occupant.nick

@@ -212,3 +212,34 @@ def test_a_server_that_stops_reading_stops_our_reading():
     assert transport.producerState == "paused"
     protocol.resumeProducing()
     assert transport.producerState == "producing"
+
+
+def test_stanzas_handled_after_a_deferred_load_still_serialise_without_invented_prefixes():
+    from twisted.internet import defer
+
+    from component.entity import Entity
+    from component.jid import parse_jid
+
+    component, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    take(transport)
+    loading = defer.Deferred()
+
+    class Mirror(Entity):
+        def handle_message(self, stanza):
+            element = stanza.element
+            element.set("from", str(stanza.recipient))
+            element.set("to", str(stanza.sender))
+            self.send(element)
+
+    component.router.set_node_factory(lambda node: loading)
+    protocol.dataReceived(
+        b"<message from='juliet@example.com/balcony' to='room@comp.example.org' id='m1'>"
+        b"<body>hi</body><status>x</status></message>"
+    )
+    loading.callback(Mirror(component, parse_jid("room@comp.example.org")))
+    assert take(transport) == (
+        b'<message xmlns="jabber:component:accept" '
+        b'from="room@comp.example.org" to="juliet@example.com/balcony" id="m1">'
+        b"<body>hi</body><status>x</status></message>"
+    )

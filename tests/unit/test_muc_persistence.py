@@ -8,15 +8,17 @@ threaded storage the application uses.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from component.storage import open_storage
 from component.testing import Harness
 from services.muc.service import MucService
 from services.muc.store import MUC_MIGRATIONS, MucStore
-from services.muc.testing import enter, immediate_storage, instant_room, muc_harness
+from services.muc.testing import ImmediateStorage, enter, immediate_storage, instant_room, muc_harness
 
 ROOM = "coven@chat.shakespeare.lit"
 CRONE = "crone1@shakespeare.lit/desktop"
@@ -265,3 +267,69 @@ def test_payloads_with_non_ascii_names_survive_storage_and_presence_templates() 
     second.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
     hag = next(s for s in second.sent() if s.get("from") == f"{ROOM}/thirdwitch")
     assert hag.find("{urn:example:cafe}thé").text == "vert"
+
+
+class HeldStorage(ImmediateStorage):
+    """Immediate storage whose answers wait until released, as a slow database's would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[Any, Any]] | None = None
+
+    def transaction(self, fn, *args, **kwargs):
+        done = super().transaction(fn, *args, **kwargs)
+        if self.held is None:
+            return done
+        waiting: defer.Deferred[Any] = defer.Deferred()
+        self.held.append((done, waiting))
+        return waiting
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for done, waiting in held:
+            done.chainDeferred(waiting)
+
+
+def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> None:
+    from lxml import etree
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from component.component import Component
+    from component.connection import ComponentProtocol
+    from component.storage.migrations import apply_migrations
+
+    storage = HeldStorage()
+    apply_migrations(storage, [MUC_MIGRATIONS])
+    component = Component("chat.shakespeare.lit", clock=MemoryReactorClock(), ping_interval=0)
+    component.storage = storage
+    component.add_service(MucService(component, {}))
+    component.start_services()
+    protocol = ComponentProtocol(component, "s3cret")
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
+        b"<handshake/>"
+    )
+    feed = protocol.dataReceived
+    feed(f"<presence from='{CRONE}' to='{ROOM}/firstwitch'>{MUC_X}</presence>".encode())
+    feed(
+        f"<iq from='{CRONE}' to='{ROOM}' type='set' id='c'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x></query></iq>".encode()
+    )
+    feed(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>".encode())
+    transport.clear()
+    storage.held = []
+    feed(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>Fire Burn</subject></message>".encode())
+    feed(f"<message from='{WICCA}' to='{ROOM}' type='groupchat' id='g'><body>Double</body></message>".encode())
+    storage.release()
+    feed(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>".encode())
+    written = transport.value()
+    assert b"ns0:" not in written and b"<ns" not in written
+    wrapped = b"<s xmlns='jabber:component:accept'>" + written + b"</s>"
+    stanzas = list(etree.fromstring(wrapped))
+    bodies = [s.findtext("{jabber:component:accept}body") for s in stanzas if s.get("to") == HAG]
+    assert "Double" in bodies
+    subject = "{jabber:component:accept}subject"
+    subjects = [s.findtext(subject) for s in stanzas if s.get("to") == WICCA and s.find(subject) is not None]
+    assert subjects == ["Fire Burn"]
