@@ -38,9 +38,15 @@ def _address(element: etree._Element) -> JID:
         raise StanzaError("jid-malformed", text="the invitation's 'to' is not a JID") from None
 
 
+MAX_INVITATIONS = 10
+
+
 def handle(room: Room, stanza: Stanza, x: etree._Element) -> Any:
     """A message to the room carrying ``<x xmlns='…muc#user'/>``: invitations or a decline."""
     invitations = [e for e in x.iterchildren(_INVITE) if e.get("to")]
+    if len(invitations) > MAX_INVITATIONS:
+        # Each invitation is a message from the room: cap what one stanza can make it send.
+        raise StanzaError("policy-violation", text=f"at most {MAX_INVITATIONS} invitations in one message")
     if invitations:
         return defer.ensureDeferred(_invite(room, stanza, invitations))
     decline = x.find(_DECLINE)
@@ -52,9 +58,10 @@ def handle(room: Room, stanza: Stanza, x: etree._Element) -> Any:
 
 def _may_invite(room: Room, sender: JID) -> bool:
     occupant = room.occupants.by_real(sender)
+    if occupant is None:
+        return False  # invitations come from occupants (§7.8.2); else anyone could fetch the password
     affiliation = room.affiliation_of(sender)
-    role = occupant.role if occupant is not None else room.role_for(affiliation)
-    if ROLE_RANK[role] <= ROLE_RANK["visitor"]:
+    if ROLE_RANK[occupant.role] <= ROLE_RANK["visitor"]:
         return False
     if room.config.members_only:
         wanted = "member" if room.config.allow_invites else "admin"

@@ -197,3 +197,28 @@ def test_iq_to_an_occupant_of_a_room_that_does_not_exist() -> None:
     h.receive(f"<iq from='{WICCA}' id='v' to='nowhere@chat.shakespeare.lit/x' type='get'><query xmlns='jabber:iq:version'/></iq>")
     assert h.sent()[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
     assert h.component.router.loaded("nowhere") is None
+
+
+def test_a_non_occupant_cannot_make_the_room_send_its_password(harness) -> None:
+    h = harness
+    configure(
+        h,
+        "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
+        "<field var='muc#roomconfig_roomsecret'><value>hunter2</value></field>",
+    )
+    invite(h, who="evil@evil.example/x", id="i1")
+    h.expect(
+        f"""<message from='{ROOM}' id='i1' to='evil@evil.example/x' type='error'>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <invite to='{HECATE}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite></x>
+          <error type='auth'><forbidden {ERR}/><text {ERR}>you may not invite anyone to this room</text></error></message>"""
+    )
+
+
+def test_one_message_cannot_carry_more_than_ten_invitations(harness) -> None:
+    h = harness
+    invitations = "".join(f"<invite to='witch{n}@shakespeare.lit'/>" for n in range(11))
+    h.receive(f"<message from='{CRONE}' id='many' to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'>{invitations}</x></message>")
+    sent = h.sent()
+    assert len(sent) == 1 and sent[0].get("type") == "error"
+    assert sent[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") is not None
