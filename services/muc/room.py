@@ -30,6 +30,7 @@ from component import namespaces as ns
 from component.disco import Identity, Item
 from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
+from component.iq import IQTimeout
 from component.jid import JID
 from component.stanza import Broadcast, Stanza, address, empty_element, message, new_id, text_of
 from services.muc import admin, invites, owner, register, voice
@@ -613,7 +614,17 @@ class Room(Entity):
         def answered(element: etree._Element) -> etree._Element | None:
             return next((c for c in element if isinstance(c.tag, str)), None)
 
-        return reply.addCallback(answered)
+        def failed(failure: Failure) -> None:
+            # Pass on only the condition: an error's "by", text or payload
+            # may carry the occupant's real address.
+            if failure.check(IQTimeout):
+                raise StanzaError("recipient-unavailable", text="the occupant did not answer")
+            error = failure.check(StanzaError) and failure.value
+            if isinstance(error, StanzaError):
+                raise StanzaError(error.condition, error.type)
+            failure.raiseException()
+
+        return reply.addCallbacks(answered, failed)
 
     # -- ghosts --------------------------------------------------------------------
 

@@ -192,6 +192,30 @@ def test_iq_to_an_occupant_is_forwarded_and_answered(harness) -> None:
     )
 
 
+def test_an_occupant_error_reaches_the_asker_without_the_real_address(harness) -> None:
+    h = harness
+    h.receive(f"<iq from='{WICCA}' id='v2' to='{ROOM}/firstwitch' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    (forwarded,) = h.sent()
+    h.receive(
+        f"<iq from='{CRONE}' id='{forwarded.get('id')}' to='{ROOM}/secondwitch' type='error'>"
+        f"<error type='cancel' by='{CRONE}'><service-unavailable {ERR}/><text {ERR}>{CRONE} says no</text>"
+        "<leak xmlns='urn:example'>crone1@shakespeare.lit</leak></error></iq>"
+    )
+    h.expect(
+        f"""<iq from='{ROOM}/firstwitch' id='v2' to='{WICCA}' type='error'><query xmlns='jabber:iq:version'/>
+          <error type='cancel'><service-unavailable {ERR}/></error></iq>"""
+    )
+
+
+def test_an_occupant_that_never_answers_is_recipient_unavailable(harness) -> None:
+    h = harness
+    h.receive(f"<iq from='{WICCA}' id='v3' to='{ROOM}/firstwitch' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    h.sent()
+    h.clock.advance(31)
+    (error,) = h.sent()
+    assert error.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}recipient-unavailable") is not None
+
+
 def test_iq_to_an_occupant_of_a_room_that_does_not_exist() -> None:
     h = muc_harness()
     h.receive(f"<iq from='{WICCA}' id='v' to='nowhere@chat.shakespeare.lit/x' type='get'><query xmlns='jabber:iq:version'/></iq>")
