@@ -333,3 +333,38 @@ def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> Non
     subject = "{jabber:component:accept}subject"
     subjects = [s.findtext(subject) for s in stanzas if s.get("to") == WICCA and s.find(subject) is not None]
     assert subjects == ["Fire Burn"]
+
+
+def test_a_configuration_the_database_refused_does_not_take_effect() -> None:
+    from component.storage import StorageError
+
+    class FailingStorage(ImmediateStorage):
+        failing = False
+
+        def transaction(self, fn, *args, **kwargs):
+            if self.failing:
+                return defer.fail(StorageError("the database is unreachable"))
+            return super().transaction(fn, *args, **kwargs)
+
+    storage = FailingStorage()
+    from component.storage.migrations import apply_migrations
+
+    apply_migrations(storage, [MUC_MIGRATIONS])
+    h = muc_harness(storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    owner_set(h, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
+    h.sent()
+    storage.failing = True
+    owner_set(
+        h,
+        "<x xmlns='jabber:x:data' type='submit'>"
+        "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
+        "<field var='muc#roomconfig_roomsecret'><value>hunter2</value></field></x>",
+        "p",
+    )
+    (reply,) = h.sent()
+    assert reply.get("type") == "error"
+    room = h.component.router.loaded("coven")
+    assert not room.config.password_protected
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    assert h.sent()[0].get("type") is None  # entered without a password
