@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from component.jid import JID, InvalidJID, parse_jid
+from component.storage import StorageError
 from component.storage.rosters import RosterRow, RosterStore
 
 __all__ = [
@@ -359,6 +360,9 @@ class Roster(Mapping[JID, RosterItem]):
         # Writes and what waits for them run one after the other, in order.
         self._queue: defer.Deferred[None] = defer.succeed(None)
         self._waiting = 0
+        # Set when a write fails, cleared by the next one that succeeds: what
+        # would announce an unstored change is not sent meanwhile.
+        self._unstored = False
 
     @classmethod
     def in_memory(cls, owner: JID) -> Roster:
@@ -500,16 +504,27 @@ class Roster(Mapping[JID, RosterItem]):
         def write() -> defer.Deferred[None]:
             return store.write(owner, str(contact), row, request)
 
-        self._enqueue(write, f"saving {contact} on the roster of {owner}")
+        self._enqueue(write, f"saving {contact} on the roster of {owner}", write=True)
 
     def after_writes(self, call: Callable[[], Any]) -> None:
-        """Run ``call`` once every change made so far is stored; at once when none is pending."""
-        self._enqueue(call, f"a step after a roster write of {self.owner}")
+        """Run ``call`` once every change made so far is stored; at once when none is pending.
+
+        If a write failed since the last one that succeeded, ``call`` is
+        dropped: what it would announce is not durable.
+        """
+        self._enqueue(call, f"a step after a roster write of {self.owner}", write=False)
 
     def written(self) -> defer.Deferred[None]:
-        """A Deferred that fires once every change made so far is stored."""
+        """A Deferred that fires once every change made so far is stored, or fails if one was not."""
         done: defer.Deferred[None] = defer.Deferred()
-        self.after_writes(lambda: done.callback(None))
+
+        def report() -> None:
+            if self._unstored:
+                done.errback(StorageError(f"a change to the roster of {self.owner} was not stored"))
+            else:
+                done.callback(None)
+
+        self._enqueue(report, f"reporting the writes of {self.owner}", write=None)
         return done
 
     @property
@@ -517,19 +532,29 @@ class Roster(Mapping[JID, RosterItem]):
         """Whether writes (or steps queued behind them) are still pending."""
         return self._waiting > 0
 
-    def _enqueue(self, call: Callable[[], Any], what: str) -> None:
+    def _enqueue(self, call: Callable[[], Any], what: str, *, write: bool | None) -> None:
+        """Queue ``call``: a write (``True``), a step that needs the writes before it (``False``), or neither."""
         self._waiting += 1
 
         def run(_: object) -> Any:
+            if write is False and self._unstored:
+                log.warn("roster: {what} skipped, an earlier write failed", what=what)
+                return None
             return call()
 
+        def stored(_: object) -> None:
+            if write:
+                self._unstored = False
+
         def failed(failure: Failure) -> None:
+            if write:
+                self._unstored = True
             log.failure("roster: {what} failed", failure, what=what)
 
         def done(_: object) -> None:
             self._waiting -= 1
 
-        self._queue.addCallback(run).addErrback(failed).addBoth(done)
+        self._queue.addCallback(run).addCallbacks(stored, failed).addBoth(done)
 
 
 class RosterView(Mapping[JID, RosterItem]):

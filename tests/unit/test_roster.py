@@ -9,6 +9,7 @@ None for "no state change", auto-reply).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -26,7 +27,7 @@ from component.roster import (
     inbound,
     outbound,
 )
-from component.storage import open_storage
+from component.storage import StorageError, open_storage
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
 
 N = "None"
@@ -299,16 +300,23 @@ def test_writes_run_one_at_a_time_and_steps_wait_for_them() -> None:
     assert not roster.writing
 
 
-def test_a_failed_write_is_logged_and_the_queue_goes_on() -> None:
+def test_what_a_failed_write_would_announce_is_not_sent_until_a_write_succeeds() -> None:
     store = SlowStore()
     roster = Roster(BOT, store)  # type: ignore[arg-type]
     steps: list[str] = []
     roster.send(ROMEO, "subscribe")
-    roster.after_writes(lambda: steps.append("after"))
-    store.pending[0].errback(RuntimeError("disk full"))
-    assert steps == ["after"]
+    roster.after_writes(lambda: steps.append("announce romeo"))
     written = roster.written()
-    assert written.called
+    store.pending[0].errback(RuntimeError("disk full"))
+    assert steps == []
+    failures: list[Any] = []
+    written.addErrback(failures.append)
+    assert failures and failures[0].check(StorageError)
+    roster.send(JULIET, "subscribe")
+    roster.after_writes(lambda: steps.append("announce juliet"))
+    store.pending[1].callback(None)
+    assert steps == ["announce juliet"]
+    assert roster.written().called
 
 
 def test_unchanged_state_writes_nothing() -> None:
