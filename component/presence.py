@@ -48,6 +48,12 @@ __all__ = ["SHOW_VALUES", "Policy", "PresenceEntity", "PresenceInfo"]
 
 log = Logger()
 
+#: Subscription requests from strangers an entity keeps waiting, at most.
+MAX_PENDING_REQUESTS = 1000
+#: The longest request kept as it came; longer ones are kept without their payload.
+MAX_REQUEST_CHARS = 4096
+_NONE = Subscription("none")
+
 #: The values of ``<show/>`` (RFC 6121 §4.7.2.1); no ``<show/>`` means plainly available.
 SHOW_VALUES = frozenset({"away", "chat", "dnd", "xa"})
 
@@ -362,7 +368,15 @@ class PresenceEntity(Entity):
         contact = stanza.sender.bare
         if contact == self.jid:
             return
-        request = etree.tostring(stanza.element, encoding="unicode") if kind == "subscribe" else ""
+        request = ""
+        if kind == "subscribe":
+            if self._roster.state(contact) == _NONE and self._roster.pending_requests() >= MAX_PENDING_REQUESTS:
+                # Strangers' requests wait in memory and storage: bound them.
+                raise StanzaError("resource-constraint", text="too many subscription requests are waiting")
+            request = etree.tostring(stanza.element, encoding="unicode")
+            if len(request) > MAX_REQUEST_CHARS:
+                # Keep what matters of an oversized request: who asked.
+                request = etree.tostring(presence(contact, self.jid, type="subscribe"), encoding="unicode")
         change = self._roster.receive(contact, kind, request)
         if change.transition.auto_reply == "subscribed":
             # Already subscribed (A.3.1 *): the contact's server lost track; confirm again.

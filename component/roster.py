@@ -424,6 +424,10 @@ class Roster(Mapping[JID, RosterItem]):
         """Contacts whose presence the entity receives (``to`` or ``both``), sorted."""
         return sorted((jid for jid, item in self._items.items() if item.state.has_to), key=str)
 
+    def pending_requests(self) -> int:
+        """How many contacts wait for an answer to their subscription request."""
+        return len(self._requests)
+
     def requests(self) -> dict[JID, str]:
         """Inbound subscription requests waiting for an answer, with the text kept for each."""
         return dict(self._requests)

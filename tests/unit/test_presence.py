@@ -469,6 +469,30 @@ def test_ask_policy_waits_for_the_entity_code() -> None:
     harness.expect_nothing()
 
 
+def test_requests_from_strangers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from component import presence as presence_module
+
+    monkeypatch.setattr(presence_module, "MAX_PENDING_REQUESTS", 3)
+    harness = desk_harness("ask")
+    desk = bot(harness, "desk")
+    for n in range(3):
+        harness.receive(f"<presence from='stranger{n}@example.net' to='{DESK}' type='subscribe'/>")
+    harness.expect_nothing()
+    harness.receive(f"<presence from='stranger9@example.net' to='{DESK}' type='subscribe' id='s9'/>")
+    harness.expect(
+        f"<presence from='{DESK}' to='stranger9@example.net' type='error' id='s9'>"
+        "<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>too many subscription requests are waiting</text>"
+        "</error></presence>"
+    )
+    assert len(desk.roster.requests()) == 3
+    huge = "x" * 10000
+    desk.approve(parse_jid("stranger0@example.net"))
+    harness.sent()
+    harness.receive(f"<presence from='big@example.net' to='{DESK}' type='subscribe'><status>{huge}</status></presence>")
+    assert huge not in bot(harness, "desk")._roster._requests[parse_jid("big@example.net")]
+
+
 def test_ask_policy_answers_now_or_later() -> None:
     harness = desk_harness("ask")
     desk = bot(harness, "desk")
