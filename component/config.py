@@ -212,6 +212,8 @@ def _component(
             raise ConfigError(f"{table.name(name)} must be a table of options for the {name} service")
         options[name] = value
     port = table.get("port", int, server.port)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{table.name('port')} must be a TCP port number, not {port}")
     config = ComponentConfig(
         domain=jid.domain,
         secret=secret,

@@ -16,7 +16,6 @@ be indented. Time is a ``task.Clock``: ``harness.clock.advance(seconds)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from lxml import etree
@@ -183,8 +182,3 @@ class Harness:
         if hasattr(value, "raiseException"):
             value.raiseException()
         return value
-
-
-def stanzas_text(elements: Iterable[etree._Element]) -> str:
-    """The serialised form of stanzas, for failure messages."""
-    return "\n".join(_describe(element) for element in elements)

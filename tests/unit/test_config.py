@@ -57,6 +57,8 @@ def test_secret_from_a_file(tmp_path):
     [
         ("[server]\nport = 'x'\n", "server.port must be an integer, not 'x'"),
         ("[server]\nport = 99999\n", "server.port must be a TCP port number, not 99999"),
+        ('[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\nport = 0\n',
+         'components."c.localhost".port must be a TCP port number, not 0'),
         ("[server]\nhots = 'x'\n", "server.hots is not a setting Netherfield knows"),
         ("", 'components must name at least one component domain'),
         ('[components."c.localhost"]\nservices = ["echo"]\n', 'components."c.localhost" needs a secret'),
