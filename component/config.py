@@ -15,11 +15,11 @@ from typing import Any
 import attrs
 
 from component.jid import InvalidJID, parse_jid
+from component.storage import DEFAULT_URL
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
 
 __all__ = ["ComponentConfig", "Config", "ConfigError", "ServerConfig", "StorageConfig", "load_config"]
 
-DEFAULT_STORAGE_URL = "sqlite:///netherfield.db"
 
 
 class ConfigError(Exception):
@@ -43,7 +43,7 @@ class ServerConfig:
 class StorageConfig:
     """The database URL and its password, if any."""
 
-    url: str = DEFAULT_STORAGE_URL
+    url: str = DEFAULT_URL
     password: str | None = attrs.field(default=None, repr=False)
 
 
@@ -182,7 +182,7 @@ def _secret(table: _Table, environ: dict[str, str], base: Path, what: str) -> st
 
 
 def _storage(table: _Table, environ: dict[str, str], base: Path) -> StorageConfig:
-    url = table.get("url", str, DEFAULT_STORAGE_URL)
+    url = table.get("url", str, DEFAULT_URL)
     if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
         raise ConfigError(f"{table.name('url')} must start with sqlite:/// or postgresql://, not {url!r}")
     config = StorageConfig(url=url, password=_secret(table, environ, base, "password"))

@@ -108,9 +108,12 @@ def child(parent: etree._Element, name: str, text: str | None = None) -> etree._
     return element
 
 
-def text_of(element: etree._Element, name: str) -> str | None:
-    """The text of a ``jabber:component:accept`` child (``body``, ``subject``...)."""
-    found = element.find(f"{{{ns.COMPONENT}}}{name}")
+def text_of(element: etree._Element, name: str, namespace: str = ns.COMPONENT) -> str | None:
+    """The text of the first ``{namespace}name`` child ('' when empty, None when absent).
+
+    ``namespace`` defaults to the stanza namespace (``body``, ``subject``...).
+    """
+    found = element.find(f"{{{namespace}}}{name}")
     if found is None:
         return None
     return found.text or ""

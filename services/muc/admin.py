@@ -14,7 +14,7 @@ from lxml import etree
 
 from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid
-from component.stanza import Stanza
+from component.stanza import Stanza, text_of
 from services.muc.affiliations import (
     AFFILIATION_RANK,
     ROLE_RANK,
@@ -22,7 +22,7 @@ from services.muc.affiliations import (
     check_role_change,
 )
 from services.muc.occupants import Occupant
-from services.muc.protocol import MUC_ADMIN, child_text, item
+from services.muc.protocol import MUC_ADMIN, item
 
 if TYPE_CHECKING:
     from services.muc.room import Room
@@ -84,7 +84,7 @@ class _Change:
 
 def _read(room: Room, element: etree._Element) -> _Change:
     affiliation, role = element.get("affiliation"), element.get("role")
-    reason = child_text(element, MUC_ADMIN, "reason")
+    reason = text_of(element, "reason", MUC_ADMIN)
     nick = element.get("nick")
     jid: JID | None = None
     if element.get("jid") is not None:

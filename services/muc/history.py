@@ -17,12 +17,11 @@ from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID
 from component.stanza import Broadcast, address
-from services.muc.protocol import stamp
+from services.muc.protocol import PARSER, stamp
 from services.muc.store import HistoryRecord
 
 __all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 _DELAY = f"{{{ns.DELAY}}}delay"
@@ -68,13 +67,13 @@ class HistoryEntry:
 
     def text(self) -> str:
         """The message with its delay and without ``to``, as the store keeps it."""
-        element = etree.fromstring(self.to(b"nobody@invalid"), _PARSER)
+        element = etree.fromstring(self.to(b"nobody@invalid"), PARSER)
         del element.attrib["to"]
         return etree.tostring(element, encoding="unicode")
 
     def record(self) -> HistoryRecord:
         """The entry as the store keeps it (for a room that just became persistent)."""
-        element = etree.fromstring(self.message.to("nobody@invalid"), _PARSER)
+        element = etree.fromstring(self.message.to("nobody@invalid"), PARSER)
         found = element.find(f"{{{ns.STANZA_ID}}}stanza-id")
         stanza_id = found.get("id", "") if found is not None else ""
         nick = (element.get("from") or "").partition("/")[2]
@@ -83,7 +82,7 @@ class HistoryEntry:
     @classmethod
     def parse(cls, text: str, seconds: float, room: str) -> HistoryEntry:
         """An entry from its stored text (which carries its delay)."""
-        element = etree.fromstring(text.encode(), _PARSER)
+        element = etree.fromstring(text.encode(), PARSER)
         for found in element.findall(_DELAY):
             element.remove(found)
         return cls(Broadcast(element), seconds, room)

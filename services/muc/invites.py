@@ -17,10 +17,10 @@ from twisted.internet import defer
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid
-from component.stanza import Stanza
+from component.stanza import Stanza, text_of
 from services.muc import admin
 from services.muc.affiliations import AFFILIATION_RANK, ROLE_RANK
-from services.muc.protocol import MUC_USER, child_text
+from services.muc.protocol import MUC_USER
 
 if TYPE_CHECKING:
     from services.muc.room import Room
@@ -76,7 +76,7 @@ async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element])
     for invitee, invitation in invitees:
         if room.config.members_only and room.affiliations.get(invitee) == "none":
             await admin.set_affiliation(room, invitee.bare, "member", None, f"Invited by {stanza.sender.bare}")
-        room.send(_invitation(room, stanza, invitee, child_text(invitation, MUC_USER, "reason")))
+        room.send(_invitation(room, stanza, invitee, text_of(invitation, "reason", MUC_USER)))
 
 
 def _invitation(room: Room, stanza: Stanza, invitee: JID, reason: str | None) -> etree._Element:
@@ -105,7 +105,7 @@ def _decline(room: Room, stanza: Stanza, decline: etree._Element) -> None:
         element.set("id", stanza.id)
     x = etree.SubElement(element, f"{{{MUC_USER}}}x", nsmap={None: MUC_USER})
     declined = etree.SubElement(x, _DECLINE, {"from": str(stanza.sender.bare)})
-    reason = child_text(decline, MUC_USER, "reason")
+    reason = text_of(decline, "reason", MUC_USER)
     if reason is not None:
         etree.SubElement(declined, f"{{{MUC_USER}}}reason").text = reason
     room.send(element)

@@ -15,12 +15,11 @@ from lxml import etree
 
 from component.jid import JID
 from component.stanza import PRESENCE, Broadcast, address
-from services.muc.protocol import MUC, MUC_USER
+from services.muc.protocol import MUC, MUC_USER, PARSER
 
 __all__ = ["Occupant", "Occupants", "presence_template"]
 
 _DROPPED = frozenset({f"{{{MUC}}}x", f"{{{MUC_USER}}}x"})
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 def presence_template(presence: etree._Element) -> bytes:
@@ -82,7 +81,7 @@ class Occupant:
 
     def presence(self, session: JID | None = None) -> etree._Element:
         """A fresh copy of a session's presence (the main one by default), without addresses."""
-        return etree.fromstring(self.sessions[session or self.main], _PARSER)
+        return etree.fromstring(self.sessions[session or self.main], PARSER)
 
     def set_session(self, real: JID, template: bytes) -> None:
         """Add or update a session; the latest one becomes the one shown."""

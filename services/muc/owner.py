@@ -9,9 +9,9 @@ from lxml import etree
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import InvalidJID, parse_jid
-from component.stanza import Stanza
+from component.stanza import Stanza, text_of
 from services.muc.config import apply_submission, config_form
-from services.muc.protocol import MUC_OWNER, child_text, user_x
+from services.muc.protocol import MUC_OWNER, user_x
 
 if TYPE_CHECKING:
     from services.muc.room import Room
@@ -47,8 +47,8 @@ async def set(room: Room, stanza: Stanza) -> None:
                 alternate = str(parse_jid(alternate))
             except InvalidJID:
                 raise StanzaError("jid-malformed", text="the alternate venue is not a JID") from None
-        reason = child_text(child, MUC_OWNER, "reason")
-        password = child_text(child, MUC_OWNER, "password")
+        reason = text_of(child, "reason", MUC_OWNER)
+        password = text_of(child, "password", MUC_OWNER)
         await room.destroy(alternate, reason, password)
         return
     if child.tag != f"{{{ns.DATA_FORMS}}}x":

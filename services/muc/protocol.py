@@ -7,9 +7,13 @@ from collections.abc import Iterable
 
 from lxml import etree
 
+#: The parser for XML the service itself serialised (stored history, kept presences).
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
 __all__ = [
+    "PARSER",
     "MUC", "MUC_USER", "MUC_ADMIN", "MUC_OWNER", "ROOMCONFIG", "ROOMINFO", "STABLE_ID", "SELF_PING",
-    "user_x", "item", "child_text", "X_MUC", "X_USER", "stamp",
+    "user_x", "item", "X_MUC", "X_USER", "stamp",
 ]
 
 MUC = "http://jabber.org/protocol/muc"
@@ -23,14 +27,6 @@ SELF_PING = MUC + "#self-ping-optimization"
 
 X_MUC = f"{{{MUC}}}x"
 X_USER = f"{{{MUC_USER}}}x"
-
-
-def child_text(parent: etree._Element, namespace: str, name: str) -> str | None:
-    """The text of the first ``{namespace}name`` child, '' when empty, None when absent."""
-    found = parent.find(f"{{{namespace}}}{name}")
-    if found is None:
-        return None
-    return found.text or ""
 
 
 def item(

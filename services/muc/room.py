@@ -43,11 +43,11 @@ from services.muc.protocol import (
     MUC_ADMIN,
     MUC_OWNER,
     MUC_USER,
+    PARSER,
     SELF_PING,
     STABLE_ID,
     X_MUC,
     X_USER,
-    child_text,
     item,
     user_x,
 )
@@ -66,7 +66,6 @@ KICKABLE_ERRORS = frozenset({
     "gone", "internal-server-error", "item-not-found", "jid-malformed", "recipient-unavailable",
     "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable",
 })
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
 _SUBJECT = f"{{{ns.COMPONENT}}}subject"
 _BODY = f"{{{ns.COMPONENT}}}body"
@@ -382,7 +381,7 @@ class Room(Entity):
         if self.config.needs_password:
             password = None
             if x is not None:
-                password = child_text(x, MUC, "password")
+                password = text_of(x, "password", MUC)
             if password != self.config.password:
                 raise StanzaError("not-authorized", text="the room needs a password")
         holder = self.occupants.by_nick(nick)
@@ -462,7 +461,7 @@ class Room(Entity):
         self.publish_current(occupant)
 
     def _leave(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
-        base = etree.fromstring(presence_template(stanza.element), _PARSER)
+        base = etree.fromstring(presence_template(stanza.element), PARSER)
         base.set("type", "unavailable")
         if self.occupants.remove_session(occupant, sender):
             occupant.role = "none"
