@@ -76,6 +76,7 @@ class ComponentProtocol(Protocol):
         self.authenticated = False
         self.handshake: defer.Deferred[ComponentProtocol] = defer.Deferred()
         self.disconnected: defer.Deferred[None] = defer.Deferred()
+        self._batch: list[bytes] | None = None
         self._closing = False
         self._parser = StreamParser(
             self._stream_opened,
@@ -108,6 +109,8 @@ class ComponentProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
+        # Everything sent while this read is handled goes out in one write.
+        self._batch = []
         try:
             self._parser.feed(data)
         except StreamError as error:
@@ -118,6 +121,9 @@ class ComponentProtocol(Protocol):
                 text=error.text or "",
             )
             self._close(error.to_bytes())
+        finally:
+            self._flush()
+            self._batch = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.disconnected.callback(None)
@@ -151,9 +157,17 @@ class ComponentProtocol(Protocol):
     # -- Link ------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Send serialised stanzas."""
+        """Send serialised stanzas (joined with the rest of a read's replies while one is handled)."""
+        if self._batch is not None:
+            self._batch.append(data)
+            return
         assert self.transport is not None
         self.transport.write(data)
+
+    def _flush(self) -> None:
+        if self._batch and self.transport is not None:
+            self.transport.write(b"".join(self._batch))
+            self._batch.clear()
 
     def abort(self) -> None:
         """Drop the TCP connection at once."""
@@ -217,6 +231,7 @@ class ComponentProtocol(Protocol):
         if self._closing or self.transport is None:
             return
         self._closing = True
+        self._flush()
         self.transport.write(before + _CLOSE)
         self.transport.loseConnection()
 

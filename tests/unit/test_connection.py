@@ -243,3 +243,19 @@ def test_stanzas_handled_after_a_deferred_load_still_serialise_without_invented_
         b'from="room@comp.example.org" to="juliet@example.com/balcony" id="m1">'
         b"<body>hi</body><status>x</status></message>"
     )
+
+
+def test_replies_to_one_read_go_out_in_one_write_before_a_close_in_the_same_read():
+    _, protocol, transport = connect()
+    protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+    take(transport)
+    writes = []
+    transport.write = writes.append  # type: ignore[method-assign]
+    protocol.dataReceived(
+        b"<message from='a@example.com/r' to='nobody@comp.example.org' id='1'/>"
+        b"<message from='a@example.com/r' to='nobody@comp.example.org' id='2'/>"
+        b"</stream:stream>"
+    )
+    assert len(writes) == 2
+    assert writes[0].count(b"<service-unavailable ") == 2 and b'id="1"' in writes[0] and b'id="2"' in writes[0]
+    assert writes[1] == b"</stream:stream>"
