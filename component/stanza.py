@@ -256,12 +256,6 @@ def _tag_name(element: etree._Element) -> bytes:
     return (f"{prefix}:{local}" if prefix else local).encode()
 
 
-def empty_element(tag: str, namespace: str, **attributes: str) -> bytes:
-    """A serialised childless element, its attribute values escaped."""
-    attrs = b"".join(b" " + name.encode() + b'="' + _escape_attribute(value) + b'"' for name, value in attributes.items())
-    return b"<" + tag.encode() + b' xmlns="' + _escape_attribute(namespace) + b'"' + attrs + b"/>"
-
-
 class Broadcast:
     """One stanza serialised once, then addressed to many recipients.
 

@@ -32,7 +32,7 @@ from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.iq import IQTimeout
 from component.jid import JID
-from component.stanza import Broadcast, Stanza, address, empty_element, message, new_id, text_of
+from component.stanza import Broadcast, Stanza, address, message, new_id, text_of
 from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
@@ -525,7 +525,9 @@ class Room(Entity):
                     element.remove(claimed)  # nobody but the room names its ids
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         element.set("from", self.occupant_jid(occupant.nick))
-        reflection = Broadcast(element, empty_element("stanza-id", ns.STANZA_ID, id=stanza_id, by=room))
+        # The id is ours (hex and a dash) and needs no escaping; the room's address may.
+        mark = b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(room) + b'" id="' + stanza_id.encode() + b'"/>'
+        reflection = Broadcast(element, mark)
         self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
         if self.history.length and _BODY in tags:
             self._archive(reflection, occupant, stanza.sender, stanza_id)

@@ -366,9 +366,9 @@ def test_cached_disco_answer_keeps_odd_ids_and_addresses_exact(harness):
 
 
 def test_broadcast_splices_the_address_and_an_added_last_child():
-    from component.stanza import Broadcast, empty_element
+    from component.stanza import Broadcast
 
-    marker = empty_element("stanza-id", "urn:xmpp:sid:0", id="s1", by='room@x&"')
+    marker = b'<stanza-id xmlns="urn:xmpp:sid:0" id="s1" by="room@x&amp;&quot;"/>'
     for element in (message(f"room@{DOMAIN}/nick", "x@y", "hi <&>", type="groupchat"), presence(f"room@{DOMAIN}", "x@y")):
         broadcast = Broadcast(element, marker)
         for recipient in ("a@b/r&\"<", "c@d"):
