@@ -256,6 +256,9 @@ def _tag_name(element: etree._Element) -> bytes:
     return (f"{prefix}:{local}" if prefix else local).encode()
 
 
+_STREAM_DECLARATION = f' xmlns:stream="{ns.STREAMS}"'.encode()
+
+
 class Broadcast:
     """One stanza serialised once, then addressed to many recipients.
 
@@ -275,6 +278,10 @@ class Broadcast:
         element.set("to", _MARK)
         # UTF-8: in ASCII a non-ASCII name would become a character reference.
         head, _, tail = etree.tostring(element, encoding="utf-8").partition(_MARK.encode())
+        if _STREAM_DECLARATION in head and b"stream:" not in head and b"stream:" not in tail:
+            # A received element still in the stream carries the stream's
+            # prefix declaration; unused, it would only add bytes to every copy.
+            head = head.replace(_STREAM_DECLARATION, b"", 1)
         if last_child:
             if tail.endswith(b"/>"):
                 tail = tail[:-2] + b">" + last_child + b"</" + _tag_name(element) + b">"

@@ -377,3 +377,20 @@ def test_broadcast_splices_the_address_and_an_added_last_child():
             added = parsed[-1]
             assert (added.tag, added.get("id"), added.get("by")) == ("{urn:xmpp:sid:0}stanza-id", "s1", 'room@x&"')
     assert Broadcast(message(f"room@{DOMAIN}", "x@y", "hi")).size == len(Broadcast(message(f"room@{DOMAIN}", "x@y", "hi")).to(""))
+
+
+def test_broadcast_of_a_received_element_drops_the_unused_stream_prefix():
+    from component.stanza import Broadcast
+    from component.stream import StreamParser
+
+    received = []
+    parser = StreamParser(lambda header: None, lambda element: received.append(Broadcast(element)), lambda: None)
+    parser.feed(
+        b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
+        b"<message from='a@b/c' to='room@x'><body>hi</body></message>"
+        b"<message from='a@b/c' to='room@x'><stream:odd/></message>"
+    )
+    plain, odd = (broadcast.to("d@e") for broadcast in received)
+    assert plain == b'<message xmlns="jabber:component:accept" from="a@b/c" to="d@e"><body>hi</body></message>'
+    assert b'xmlns:stream="http://etherx.jabber.org/streams"' in odd
+    etree.fromstring(odd)
