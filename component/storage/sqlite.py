@@ -11,6 +11,7 @@ machine.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, Concatenate
 
@@ -31,6 +32,7 @@ DEFAULT_PATH = "netherfield.db"
 """The database file when the URL names none, in the working directory."""
 
 _BUSY_TIMEOUT_MS = 10_000
+_WAL_ATTEMPTS = 100  # 5 s
 
 
 def path_from_url(url: str) -> str:
@@ -83,7 +85,7 @@ class SqliteStorage(ThreadedStorage):
                 f"cannot open the SQLite database at {self.path}: {e}"
             ) from e
         try:
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _enable_wal(connection)
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
@@ -144,3 +146,16 @@ async def open_sqlite(url: str, reactor: Any) -> SqliteStorage:
         raise
     log.info("storage: opened SQLite database {path}", path=storage.path)
     return storage
+
+
+def _enable_wal(connection: sqlite3.Connection) -> str:
+    """Switch to WAL; retried, since SQLite answers "locked" at once (without its busy
+    handler) while another connection switches the same new file."""
+    for _ in range(_WAL_ATTEMPTS - 1):
+        try:
+            return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
