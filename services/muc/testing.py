@@ -21,7 +21,18 @@ from component.testing import Harness
 from services.muc.service import MucService
 from services.muc.store import MUC_MIGRATIONS
 
-__all__ = ["ImmediateStorage", "enter", "immediate_storage", "instant_room", "muc_harness"]
+__all__ = [
+    "CRONE", "ERR", "HAG", "MUC_X", "ROOM", "WICCA",
+    "ImmediateStorage", "configure", "enter", "immediate_storage", "instant_room", "muc_harness",
+]
+
+# The cast of XEP-0045's examples, which the tests replay.
+ROOM = "coven@chat.shakespeare.lit"
+CRONE = "crone1@shakespeare.lit/desktop"
+WICCA = "wiccarocks@shakespeare.lit/laptop"
+HAG = "hag66@shakespeare.lit/pda"
+MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
+ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
 
 
 class ImmediateStorage(Storage):
@@ -92,5 +103,14 @@ def instant_room(harness: Any, room: str, owner: str, nick: str = "owner") -> No
     harness.receive(
         f"<iq from='{owner}' to='{room}' type='set' id='create'>"
         "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    )
+    harness.sent()
+
+
+def configure(harness: Any, fields: str, *, owner: str = CRONE, room: str = ROOM) -> None:
+    """Submit the owner's configuration form with these ``<field/>`` elements, and forget the replies."""
+    harness.receive(
+        f"<iq from='{owner}' id='cfg' to='{room}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
     )
     harness.sent()

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from services.muc.testing import enter, instant_room, muc_harness
+from services.muc.testing import MUC_X, enter, instant_room, muc_harness
 
 ROOM = "harfleur@chat.shakespeare.lit"
 FLUELLEN = "fluellen@shakespeare.lit/pda"
 PISTOL = "pistol@shakespeare.lit/harfleur"
 GOWER = "gower@shakespeare.lit/tent"
-ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
 ADMIN = "http://jabber.org/protocol/muc#admin"
-MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
 
 
 def admin_set(h, items: str, who: str = FLUELLEN, id: str = "a") -> None:

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.muc.testing import enter, instant_room, muc_harness
+from services.muc.testing import CRONE, ERR, HAG, ROOM, WICCA, enter, instant_room, muc_harness
 
-ROOM = "coven@chat.shakespeare.lit"
-CRONE = "crone1@shakespeare.lit/desktop"
-WICCA = "wiccarocks@shakespeare.lit/laptop"
-HAG = "hag66@shakespeare.lit/pda"
-ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
 XDATA = "{jabber:x:data}"
 
 

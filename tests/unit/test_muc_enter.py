@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.muc.testing import enter, instant_room, muc_harness
-
-ROOM = "coven@chat.shakespeare.lit"
-CRONE = "crone1@shakespeare.lit/desktop"
-WICCA = "wiccarocks@shakespeare.lit/laptop"
-HAG = "hag66@shakespeare.lit/pda"
-MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
+from services.muc.testing import CRONE, HAG, MUC_X, ROOM, WICCA, enter, instant_room, muc_harness
 
 
 @pytest.fixture

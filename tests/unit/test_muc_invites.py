@@ -5,22 +5,9 @@ from __future__ import annotations
 import pytest
 
 from component.jid import parse_jid
-from services.muc.testing import enter, instant_room, muc_harness
+from services.muc.testing import CRONE, ERR, MUC_X, ROOM, WICCA, configure, enter, instant_room, muc_harness
 
-ROOM = "coven@chat.shakespeare.lit"
-CRONE = "crone1@shakespeare.lit/desktop"
-WICCA = "wiccarocks@shakespeare.lit/laptop"
 HECATE = "hecate@shakespeare.lit"
-MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
-ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
-
-
-def configure(h, fields: str) -> None:
-    h.receive(
-        f"<iq from='{CRONE}' id='cfg' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
-        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
-    )
-    h.sent()
 
 
 @pytest.fixture

@@ -6,22 +6,18 @@ import pytest
 
 from component.jid import parse_jid
 from services.muc.history import HistoryRequest
-from services.muc.testing import enter, instant_room, muc_harness
-
-ROOM = "coven@chat.shakespeare.lit"
-CRONE = "crone1@shakespeare.lit/desktop"
-WICCA = "wiccarocks@shakespeare.lit/laptop"
-HAG = "hag66@shakespeare.lit/pda"
-MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
-ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
-
-
-def configure(h, fields: str) -> None:
-    h.receive(
-        f"<iq from='{CRONE}' id='cfg' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
-        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
-    )
-    h.sent()
+from services.muc.testing import (
+    CRONE,
+    ERR,
+    HAG,
+    MUC_X,
+    ROOM,
+    WICCA,
+    configure,
+    enter,
+    instant_room,
+    muc_harness,
+)
 
 
 @pytest.fixture

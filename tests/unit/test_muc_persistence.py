@@ -18,13 +18,19 @@ from component.storage import open_storage
 from component.testing import Harness
 from services.muc.service import MucService
 from services.muc.store import MUC_MIGRATIONS, MucStore
-from services.muc.testing import ImmediateStorage, enter, immediate_storage, instant_room, muc_harness
+from services.muc.testing import (
+    CRONE,
+    HAG,
+    MUC_X,
+    ROOM,
+    WICCA,
+    ImmediateStorage,
+    enter,
+    immediate_storage,
+    instant_room,
+    muc_harness,
+)
 
-ROOM = "coven@chat.shakespeare.lit"
-CRONE = "crone1@shakespeare.lit/desktop"
-WICCA = "wiccarocks@shakespeare.lit/laptop"
-HAG = "hag66@shakespeare.lit/pda"
-MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
 PERSISTENT = "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from services.muc.testing import enter, immediate_storage, instant_room, muc_harness
-
-ROOM = "coven@chat.shakespeare.lit"
-CRONE = "crone1@shakespeare.lit/desktop"
-HAG = "hag66@shakespeare.lit/pda"
-WICCA = "wiccarocks@shakespeare.lit/laptop"
-MUC_X = "<x xmlns='http://jabber.org/protocol/muc'/>"
-ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
+from services.muc.testing import (
+    CRONE,
+    ERR,
+    HAG,
+    MUC_X,
+    ROOM,
+    WICCA,
+    enter,
+    immediate_storage,
+    instant_room,
+    muc_harness,
+)
 
 
 def register(h, who: str, nick: str, id: str = "reg2") -> None:
