@@ -12,6 +12,7 @@ from twisted.internet import defer
 
 from component.disco import Identity, Item
 from component.stanza import Stanza
+from component.storage.migrations import Migrations
 
 if TYPE_CHECKING:
     from component.component import Component
@@ -28,7 +29,7 @@ class Service:
     option_keys: ClassVar[frozenset[str]] = frozenset()
     #: The storage tables the service needs (``component.storage.Migrations``);
     #: when any service declares some, ``component.storage`` is open before it starts.
-    migrations: ClassVar[tuple[Any, ...]] = ()
+    migrations: ClassVar[tuple[Migrations, ...]] = ()
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         self.component = component
