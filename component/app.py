@@ -14,15 +14,21 @@ from typing import Any
 from twisted.application.service import Service as TwistedService
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from component.component import Component
 from component.config import ComponentConfig, Config, ConfigError
 from component.connection import ComponentConnector
 from component.service import Service
+from component.storage import StorageError, open_storage
 
-__all__ = ["Netherfield", "resolve_service"]
+__all__ = ["Netherfield", "StartupError", "resolve_service"]
 
 log = Logger()
+
+
+class StartupError(Exception):
+    """Netherfield could not start; the message says why in one sentence."""
 
 
 def resolve_service(name: str) -> type[Service]:
@@ -53,6 +59,9 @@ class Netherfield(TwistedService):
         self.components: list[Component] = []
         self.connectors: list[ComponentConnector] = []
         self.storage: Any = None
+        #: The sentence saying why startup failed, once it has.
+        self.failure: str | None = None
+        self._started: list[Service] = []
         for component_config in config.components:
             self._build(component_config)
 
@@ -100,8 +109,6 @@ class Netherfield(TwistedService):
             id(m): m for component in self.components for service in component.services for m in service.migrations
         }
         if migrations:
-            from component.storage import open_storage
-
             storage = self.config.storage
             self.storage = await open_storage(
                 storage.url, migrations=list(migrations.values()), password=storage.password, reactor=self.reactor
@@ -109,12 +116,38 @@ class Netherfield(TwistedService):
             for component in self.components:
                 component.storage = self.storage
         for component in self.components:
-            await component.start_services()
+            for service in component.services:
+                await self._start_service(component, service)
         for connector in self.connectors:
             connector.startService()
 
-    def _start_failed(self, failure: Any) -> None:
-        log.failure("Netherfield could not start", failure)
+    async def _start_service(self, component: Component, service: Service) -> None:
+        what = f"the {service.name or type(service).__name__} service of {component.jid}"
+        try:
+            await defer.maybeDeferred(service.start)
+        except StorageError as error:
+            raise StartupError(f"{what} could not start: {error}") from None
+        except Exception as error:
+            # A bug rather than a setting: the traceback is what helps.
+            log.failure("{what} failed to start", what=what)
+            raise StartupError(
+                f"{what} failed to start with {type(error).__name__}: {error} (the traceback is in the log)"
+            ) from None
+        self._started.append(service)
+
+    def _start_failed(self, failure: Failure) -> None:
+        if failure.check(StartupError, StorageError):
+            sentence = failure.getErrorMessage()
+        else:
+            log.failure("Netherfield could not start", failure)
+            sentence = f"Netherfield could not start: {failure.getErrorMessage()}"
+        self.failure = sentence
+        log.critical("{sentence}", sentence=sentence)
+        # A stop() while the reactor is still firing its startup triggers is
+        # lost, and the process would stay up doing nothing.
+        self.reactor.callLater(0, self._stop_reactor)
+
+    def _stop_reactor(self) -> None:
         if self.reactor.running:
             self.reactor.stop()
 
@@ -123,11 +156,13 @@ class Netherfield(TwistedService):
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
-        await defer.gatherResults([connector.stopService() for connector in self.connectors])
-        for component in self.components:
+        await defer.gatherResults([connector.stopService() for connector in self.connectors if connector.running])
+        for service in reversed(self._started):
             try:
-                await component.stop_services()
+                await defer.maybeDeferred(service.stop)
             except Exception:
-                log.failure("stopping the services of {domain} failed", domain=str(component.jid))
+                log.failure("stopping the {name} service of {domain} failed", name=service.name,
+                            domain=str(service.component.jid))
+        self._started.clear()
         if self.storage is not None:
             await self.storage.close()

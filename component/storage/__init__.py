@@ -74,8 +74,8 @@ async def _open(
             from component.storage.postgres import open_postgres
         except ImportError as e:
             raise StorageError(
-                "PostgreSQL storage needs psycopg and psycopg-pool"
-                " (pip install 'netherfield[postgres]')"
+                f"PostgreSQL storage needs psycopg and psycopg-pool, which do not import ({e}):"
+                " install them with pip install 'netherfield[postgres]'"
             ) from e
         storage = await open_postgres(url, reactor, password)
     else:

@@ -59,8 +59,11 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
-def _unreachable(e: Exception) -> StorageUnavailable:
-    return StorageUnavailable(f"the database is unreachable: {e}")
+def _unreachable(url: str, e: Exception) -> StorageUnavailable:
+    # psycopg adds a second line of advice ("Is the server running ...?");
+    # the first line says what happened.
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return StorageUnavailable(f"the PostgreSQL database {url} is unreachable: {reason}")
 
 
 class PostgresStorage(ThreadedStorage):
@@ -107,7 +110,7 @@ class PostgresStorage(ThreadedStorage):
             try:
                 psycopg.connect(self._conninfo, **self._kwargs).close()
             except psycopg.OperationalError as e:
-                raise _unreachable(e) from e
+                raise _unreachable(self.url, e) from e
             except psycopg.Error as e:
                 raise StorageError(f"cannot connect to {self.url}: {e}") from e
             pool: ConnectionPool[Connection] = ConnectionPool(
@@ -123,7 +126,7 @@ class PostgresStorage(ThreadedStorage):
                 pool.open(wait=True, timeout=self._timeout)
             except PoolTimeout as e:
                 pool.close()
-                raise _unreachable(e) from e
+                raise _unreachable(self.url, e) from e
             self._pool = pool
             return pool
 
@@ -152,7 +155,7 @@ class PostgresStorage(ThreadedStorage):
                 # Another thread discarded this pool a moment ago.
                 continue
             except PoolTimeout as e:
-                raise _unreachable(e) from e
+                raise _unreachable(self.url, e) from e
             committing = False
             try:
                 with conn.cursor() as cursor:
@@ -175,7 +178,7 @@ class PostgresStorage(ThreadedStorage):
                         # gets through.
                         reconnected = True
                         continue
-                    raise _unreachable(e) from e
+                    raise _unreachable(self.url, e) from e
                 self._rollback(conn)
                 if (
                     isinstance(e, errors.TransactionRollback)

@@ -10,9 +10,12 @@ machine.
 
 from __future__ import annotations
 
+import os
+import pwd
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Concatenate
 
 from twisted.logger import Logger
@@ -82,7 +85,7 @@ class SqliteStorage(ThreadedStorage):
             )
         except sqlite3.Error as e:
             raise StorageError(
-                f"cannot open the SQLite database at {self.path}: {e}"
+                f"cannot open the SQLite database at {self.path}: {_why_unopenable(self.path, e)}"
             ) from e
         try:
             mode = _enable_wal(connection)
@@ -92,7 +95,7 @@ class SqliteStorage(ThreadedStorage):
         except sqlite3.Error as e:
             connection.close()
             raise StorageError(
-                f"cannot open the SQLite database at {self.path}: {e}"
+                f"cannot open the SQLite database at {self.path}: {_why_unopenable(self.path, e)}"
             ) from e
         if mode != "wal" and self.path != ":memory:":
             connection.close()
@@ -146,6 +149,30 @@ async def open_sqlite(url: str, reactor: Any) -> SqliteStorage:
         raise
     log.info("storage: opened SQLite database {path}", path=storage.path)
     return storage
+
+
+def _why_unopenable(path: str, error: sqlite3.Error) -> str:
+    """What the file system says against opening *path*, else SQLite's own words.
+
+    SQLite says "unable to open database file" for a missing directory, a
+    read-only file system and a permission problem alike. WAL mode also
+    creates ``-wal`` and ``-shm`` files beside the database, so the
+    directory must be writable even when the file is.
+    """
+    if path == ":memory:":
+        return str(error)
+    file = Path(path).absolute()
+    directory = file.parent
+    if not directory.is_dir():
+        return f"the directory {directory} does not exist"
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        return f"{directory} is on a read-only file system"
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+        return f"the user {user} may not read and write {file}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the user {user} may not create files in {directory}"
+    return str(error)
 
 
 def _enable_wal(connection: sqlite3.Connection) -> str:

@@ -1,15 +1,10 @@
 """The TOML configuration: what it accepts, and one sentence naming the key for each mistake."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from component.app import Netherfield
 from component.config import ConfigError, load_config
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.twistd_process import last_line, run_twistd
 
 
 def write(tmp_path, text):
@@ -100,15 +95,9 @@ def test_service_mistakes_surface_before_connecting(tmp_path, services, sentence
 
 
 def test_twistd_prints_one_sentence_and_exits_non_zero(tmp_path):
-    path = write(tmp_path, '[components."c.localhost"]\nservices = ["echo"]\n')
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'twistd-plugins'}", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-         "netherfield", "--config", str(path)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
-    )
+    done = run_twistd(write(tmp_path, '[components."c.localhost"]\nservices = ["echo"]\n'))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert last_line(done) == (
         'netherfield: components."c.localhost" needs a secret: set secret, secret_file or secret_env'
     )
     assert "Traceback" not in done.stderr

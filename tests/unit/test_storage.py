@@ -573,7 +573,7 @@ async def test_database_restart_under_a_running_client(postgres: Backend) -> Non
         # During the outage, every call fails promptly and says why.
         for _ in range(3):
             error = await _raises(StorageUnavailable, rosters.load("romeo@example.net"))
-            assert str(error).startswith("the database is unreachable: ")
+            assert str(error).startswith(f"the PostgreSQL database {storage.url} is unreachable: ")
         await _raises(StorageUnavailable, rosters.save("romeo@example.net", RosterRow("nurse@example.com")))
         server.start()
         # Once it is back, calls succeed again.

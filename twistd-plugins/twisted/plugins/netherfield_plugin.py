@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
 import sys
 from typing import Any
 
@@ -39,11 +42,35 @@ class NetherfieldServiceMaker:
         from component.config import ConfigError, load_config
 
         try:
-            return Netherfield(load_config(options["config"]))
+            service = Netherfield(load_config(options["config"]))
         except ConfigError as error:
             # One sentence and a non-zero exit, before anything connects.
             sys.stderr.write(f"netherfield: {error}\n")
             raise SystemExit(2) from None
+        atexit.register(_exit_if_failed, service)
+        return service
+
+
+def _exit_if_failed(service: Any) -> None:
+    """After twistd has shut down, turn a failed startup into exit status 1.
+
+    twistd has no way to set the exit status (twisted/twisted#11335) and
+    always exits 0 once its reactor stops; a supervisor such as systemd's
+    ``Restart=on-failure`` must see the failure. This runs after twistd
+    has removed its pidfile and flushed its log.
+    """
+    if service.failure is None:
+        return
+    # os._exit skips the atexit handlers registered before this one.
+    logging.shutdown()
+    # twistd may have pointed sys.stderr at its log, which is closed by now.
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__):
+        if stream is not None:
+            stream.flush()
+    if sys.__stderr__ is not None:
+        sys.__stderr__.write(f"netherfield: {service.failure}\n")
+        sys.__stderr__.flush()
+    os._exit(1)
 
 
 serviceMaker = NetherfieldServiceMaker()
