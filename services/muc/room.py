@@ -407,7 +407,7 @@ class Room(Entity):
         self._seat(occupant, stanza, x, created=True)
         if self.locked:
             self._set_timer(self.service.lock_seconds, self._lock_expired)
-        self.service.room_changed(self)
+        self.service.room_created(self, sender)
 
     def _seat(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None, *, created: bool) -> None:
         sender = stanza.sender

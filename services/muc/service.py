@@ -24,6 +24,7 @@ from component.stanza import Stanza
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
+from services.muc.limits import LimitSettings, MucLimits
 from services.muc.protocol import MUC
 from services.muc.room import Room
 from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
@@ -41,7 +42,7 @@ class MucService(Service):
     name = "muc"
     option_keys: ClassVar[frozenset[str]] = frozenset(
         {"admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds"}
-    )
+    ) | LimitSettings.keys()
     migrations = (MUC_MIGRATIONS,)
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
@@ -64,6 +65,7 @@ class MucService(Service):
         self.max_history = _number(options, "max_history", 50, prefix, integer=True)
         self.idle_unload_seconds = _number(options, "idle_unload_seconds", 300.0, prefix)
         self.lock_seconds = _number(options, "lock_seconds", 300.0, prefix)
+        self.limits = MucLimits(LimitSettings.from_options(options, prefix), component.clock.seconds, self.is_admin)
         self.store: MucStore | None = None
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.
         self.public_rooms: dict[str, str] = {}
@@ -77,6 +79,8 @@ class MucService(Service):
             self.store = MucStore(storage, clock=self.component.clock.seconds)
             for record in await self.store.list_rooms(public_only=True):
                 self.public_rooms[record.node] = str(record.config.get("name") or "")
+            owners = await self.store.room_owners()
+            self.limits.count_rooms((node, parse_jid(owner)) for node, owner in owners)
         self.component.router.set_node_factory(self._room_for)
 
     def start(self) -> defer.Deferred[None]:
@@ -149,9 +153,15 @@ class MucService(Service):
         else:
             self.public_rooms.pop(node, None)
 
+    def room_created(self, room: Room, creator: JID) -> None:
+        """``creator`` created a room."""
+        self.limits.room_created(room.jid.node or "", creator)
+        self.room_changed(room)
+
     def room_gone(self, room: Room) -> None:
         """A room was destroyed or vanished."""
         self.public_rooms.pop(room.jid.node or "", None)
+        self.limits.room_gone(room.jid.node or "")
 
     # -- rules ----------------------------------------------------------------
 
@@ -160,12 +170,11 @@ class MucService(Service):
         return jid.bare in self.admins
 
     def check_creation(self, jid: JID) -> None:
-        """Raise ``not-allowed`` unless ``jid`` may create rooms."""
-        if self.is_admin(jid) or self.creation == "anyone":
-            return
-        if self.creation == "local" and jid.domain in self.local_domains:
-            return
-        raise StanzaError("not-allowed", text="room creation is restricted")
+        """Raise ``not-allowed`` unless ``jid`` may create rooms (and one more of them)."""
+        local = self.creation == "local" and jid.domain in self.local_domains
+        if not (self.is_admin(jid) or self.creation == "anyone" or local):
+            raise StanzaError("not-allowed", text="room creation is restricted")
+        self.limits.check_creation(jid)
 
     # -- disco ----------------------------------------------------------------
 

@@ -179,6 +179,13 @@ class MucStore:
         )
         return d.addCallback(lambda rows: [_room(row) for row in rows])
 
+    def room_owners(self) -> Deferred[list[tuple[str, str]]]:
+        """(room, owner's bare JID) for every owner of every stored room."""
+        d = self.storage.fetchall(
+            "SELECT room, jid FROM muc_affiliations WHERE affiliation = 'owner' ORDER BY room, jid"
+        )
+        return d.addCallback(lambda rows: [(room, jid) for room, jid in rows])
+
     def save_config(
         self, node: str, config: dict[str, Any], *, public: bool = True
     ) -> Deferred[None]:

@@ -1,0 +1,95 @@
+"""What one user may make the MUC service hold or send: quotas and rate limits.
+
+Each limit has a default that nobody using the service normally reaches, and
+is set in ``[components."DOMAIN".muc]``. Service admins are exempt from all
+of them. Over a limit, a stanza gets an error and has no effect:
+
+- creating more rooms than ``max_rooms_per_user``: ``not-allowed``, the error
+  XEP-0045 §10.1.1 gives for a refused creation (Prosody's too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from component.config import ConfigError
+from component.errors import StanzaError
+from component.jid import JID
+
+__all__ = ["LimitSettings", "MucLimits"]
+
+
+def _setting(default: float, doc: str) -> Any:
+    return attrs.field(default=default, metadata={"doc": doc})
+
+
+@attrs.frozen
+class LimitSettings:
+    """The MUC's limits as configured; each name is its key in the service's table."""
+
+    max_rooms_per_user: int = _setting(100, "rooms one user may have created that still exist (0: no limit)")
+
+    @classmethod
+    def keys(cls) -> frozenset[str]:
+        """The option keys these settings read."""
+        return frozenset(field.name for field in attrs.fields(cls))
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], prefix: str) -> LimitSettings:
+        """Read and check the settings in a service's options; ``prefix`` names its table."""
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            value = options.get(field.name, field.default)
+            integer = field.type in (int, "int")
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
+                wanted = "a whole number" if integer else "a number"
+                raise ConfigError(f"{prefix}.{field.name} ({field.metadata['doc']}) must be {wanted}, at least 0, not {value!r}")
+            values[field.name] = value
+        return cls(**values)
+
+
+class MucLimits:
+    """The limits of one MUC service and what they count."""
+
+    def __init__(self, settings: LimitSettings, clock: Callable[[], float], is_admin: Callable[[JID], bool]) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._is_admin = is_admin
+        # Rooms by the users they count against, and back.
+        self._rooms: dict[JID, set[str]] = {}
+        self._counted: dict[str, set[JID]] = {}
+
+    # -- rooms per user ------------------------------------------------------
+
+    def count_rooms(self, owners: Iterable[tuple[str, JID]]) -> None:
+        """Count stored rooms against their owners (who created them is not stored)."""
+        for node, owner in owners:
+            self._count(node, owner.bare)
+
+    def check_creation(self, creator: JID) -> None:
+        """Raise ``not-allowed`` when ``creator`` already has as many rooms as it may."""
+        limit = self.settings.max_rooms_per_user
+        if limit and not self._is_admin(creator) and len(self._rooms.get(creator.bare, ())) >= limit:
+            raise StanzaError("not-allowed", text=f"you may have at most {limit} rooms")
+
+    def room_created(self, node: str, creator: JID) -> None:
+        """``creator`` created the room ``node``: it counts until the room is gone."""
+        if not self._is_admin(creator):
+            self._count(node, creator.bare)
+
+    def room_gone(self, node: str) -> None:
+        """The room ``node`` was destroyed or vanished: it no longer counts against anyone."""
+        for user in self._counted.pop(node, ()):
+            rooms = self._rooms.get(user)
+            if rooms is not None:
+                rooms.discard(node)
+                if not rooms:
+                    del self._rooms[user]
+
+    def _count(self, node: str, user: JID) -> None:
+        self._rooms.setdefault(user, set()).add(node)
+        self._counted.setdefault(node, set()).add(user)
