@@ -5,7 +5,9 @@ is set in ``[components."DOMAIN".muc]``. Service admins are exempt from all
 of them. Over a limit, a stanza gets an error and has no effect:
 
 - creating more rooms than ``max_rooms_per_user``: ``not-allowed``, the error
-  XEP-0045 §10.1.1 gives for a refused creation (Prosody's too).
+  XEP-0045 §10.1.1 gives for a refused creation (Prosody's too);
+- more than ``max_pending_iqs`` IQs from one occupant waiting for other
+  occupants' answers: ``resource-constraint`` (type wait).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import attrs
 from component.config import ConfigError
 from component.errors import StanzaError
 from component.jid import JID
+from component.ratelimit import Counter
 
 __all__ = ["LimitSettings", "MucLimits"]
 
@@ -31,6 +34,7 @@ class LimitSettings:
     """The MUC's limits as configured; each name is its key in the service's table."""
 
     max_rooms_per_user: int = _setting(100, "rooms one user may have created that still exist (0: no limit)")
+    max_pending_iqs: int = _setting(32, "IQs one occupant may have waiting for other occupants' answers (0: no limit)")
 
     @classmethod
     def keys(cls) -> frozenset[str]:
@@ -62,6 +66,7 @@ class MucLimits:
         # Rooms by the users they count against, and back.
         self._rooms: dict[JID, set[str]] = {}
         self._counted: dict[str, set[JID]] = {}
+        self._pending_iqs: Counter[tuple[str, JID]] = Counter(settings.max_pending_iqs)
 
     # -- rooms per user ------------------------------------------------------
 
@@ -93,3 +98,23 @@ class MucLimits:
     def _count(self, node: str, user: JID) -> None:
         self._rooms.setdefault(user, set()).add(node)
         self._counted.setdefault(node, set()).add(user)
+
+    # -- IQs through the room --------------------------------------------------
+
+    def start_iq(self, node: str, sender: JID) -> tuple[str, JID] | None:
+        """An occupant's IQ goes to another occupant: count it, or raise ``resource-constraint``.
+
+        Give what it returns to :meth:`end_iq` once the answer (or the timeout) came.
+        """
+        if self._is_admin(sender):
+            return None
+        key = (node, sender.bare)
+        if not self._pending_iqs.acquire(key):
+            raise StanzaError("resource-constraint", "wait", text="too many of your queries are waiting for an answer")
+        return key
+
+    def end_iq(self, result: Any, key: tuple[str, JID] | None) -> Any:
+        """A callback for the answer to an IQ :meth:`start_iq` counted: it no longer counts."""
+        if key is not None:
+            self._pending_iqs.release(key)
+        return result

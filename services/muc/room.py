@@ -610,7 +610,8 @@ class Room(Entity):
             nsmap={None: ns.COMPONENT},
         )
         forwarded.append(copy.deepcopy(payload))
-        reply = self.request(forwarded)
+        pending = self.service.limits.start_iq(self.jid.node or "", stanza.sender)
+        reply = self.request(forwarded).addBoth(self.service.limits.end_iq, pending)
 
         def answered(element: etree._Element) -> etree._Element | None:
             return next((c for c in element if isinstance(c.tag, str)), None)

@@ -89,3 +89,42 @@ def test_stored_rooms_count_against_their_owners_after_a_restart() -> None:
 def test_limits_are_whole_numbers(value: object) -> None:
     with pytest.raises(ConfigError, match=r"components\.\"chat\.shakespeare\.lit\"\.muc\.max_rooms_per_user"):
         muc_harness({"max_rooms_per_user": value})
+
+
+# -- IQs waiting for another occupant ------------------------------------------------
+
+
+def version_query(h, id: str, sender: str = WICCA) -> None:
+    h.receive(f"<iq from='{sender}' id='{id}' to='{ROOM}/firstwitch' type='get'><query xmlns='jabber:iq:version'/></iq>")
+
+
+def test_an_occupant_may_have_only_so_many_iqs_waiting_for_answers() -> None:
+    h = muc_harness({"max_pending_iqs": 2})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    enter(h, ROOM, "thirdwitch", HAG)
+    version_query(h, "v1")
+    version_query(h, "v2")
+    first, _ = h.expect(
+        f"<iq from='{ROOM}/secondwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>",
+        f"<iq from='{ROOM}/secondwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>",
+    )
+    version_query(h, "v3")
+    h.expect(
+        f"""<iq from='{ROOM}/firstwitch' id='v3' to='{WICCA}' type='error'><query xmlns='jabber:iq:version'/>
+          <error type='wait'><resource-constraint {ERR}/>
+            <text {ERR}>too many of your queries are waiting for an answer</text></error></iq>"""
+    )
+    # Someone else's queries are their own.
+    version_query(h, "h1", HAG)
+    h.expect(f"<iq from='{ROOM}/thirdwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    # An answer frees a place.
+    h.receive(f"<iq from='{CRONE}' id='{first.get('id')}' to='{ROOM}/secondwitch' type='result'/>")
+    h.expect(f"<iq from='{ROOM}/firstwitch' id='v1' to='{WICCA}' type='result'/>")
+    version_query(h, "v4")
+    h.expect(f"<iq from='{ROOM}/secondwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    # So does the timeout of those never answered.
+    h.clock.advance(30)
+    h.sent()
+    version_query(h, "v5")
+    h.expect(f"<iq from='{ROOM}/secondwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>")
