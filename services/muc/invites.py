@@ -72,6 +72,7 @@ def _may_invite(room: Room, sender: JID) -> bool:
 async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element]) -> None:
     if not _may_invite(room, stanza.sender):
         raise StanzaError("forbidden", text="you may not invite anyone to this room")
+    room.service.limits.check_invitations(stanza.sender, len(invitations))
     invitees = [(_address(invitation), invitation) for invitation in invitations]
     for invitee, invitation in invitees:
         if room.config.members_only and room.affiliations.get(invitee) == "none":

@@ -7,7 +7,9 @@ of them. Over a limit, a stanza gets an error and has no effect:
 - creating more rooms than ``max_rooms_per_user``: ``not-allowed``, the error
   XEP-0045 §10.1.1 gives for a refused creation (Prosody's too);
 - more than ``max_pending_iqs`` IQs from one occupant waiting for other
-  occupants' answers: ``resource-constraint`` (type wait).
+  occupants' answers, or more invitations, voice requests or registrations
+  a minute than allowed: ``resource-constraint`` (type wait), as ejabberd
+  answers too frequent voice requests.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import attrs
 from component.config import ConfigError
 from component.errors import StanzaError
 from component.jid import JID
-from component.ratelimit import Counter
+from component.ratelimit import Counter, RateLimiter
 
 __all__ = ["LimitSettings", "MucLimits"]
 
@@ -35,6 +37,9 @@ class LimitSettings:
 
     max_rooms_per_user: int = _setting(100, "rooms one user may have created that still exist (0: no limit)")
     max_pending_iqs: int = _setting(32, "IQs one occupant may have waiting for other occupants' answers (0: no limit)")
+    invitations_per_minute: int = _setting(30, "invitations one user may send a minute (0: no limit)")
+    voice_requests_per_minute: int = _setting(5, "voice requests one user may send a minute (0: no limit)")
+    registrations_per_minute: int = _setting(10, "registrations with rooms one user may send a minute (0: no limit)")
 
     @classmethod
     def keys(cls) -> frozenset[str]:
@@ -67,6 +72,11 @@ class MucLimits:
         self._rooms: dict[JID, set[str]] = {}
         self._counted: dict[str, set[JID]] = {}
         self._pending_iqs: Counter[tuple[str, JID]] = Counter(settings.max_pending_iqs)
+        self._per_minute: dict[str, RateLimiter[JID]] = {
+            "invitations": _per_minute(settings.invitations_per_minute, clock),
+            "voice requests": _per_minute(settings.voice_requests_per_minute, clock),
+            "registrations": _per_minute(settings.registrations_per_minute, clock),
+        }
 
     # -- rooms per user ------------------------------------------------------
 
@@ -118,3 +128,27 @@ class MucLimits:
         if key is not None:
             self._pending_iqs.release(key)
         return result
+
+    # -- requests a minute ---------------------------------------------------------
+
+    def check_invitations(self, sender: JID, count: int) -> None:
+        """Raise ``resource-constraint`` when ``sender`` may not send ``count`` more invitations now."""
+        self._check_per_minute("invitations", sender, count)
+
+    def check_voice_request(self, sender: JID) -> None:
+        """Raise ``resource-constraint`` when ``sender`` asked for voice too often."""
+        self._check_per_minute("voice requests", sender)
+
+    def check_registration(self, sender: JID) -> None:
+        """Raise ``resource-constraint`` when ``sender`` registered (or cancelled) too often."""
+        self._check_per_minute("registrations", sender)
+
+    def _check_per_minute(self, what: str, sender: JID, count: int = 1) -> None:
+        limiter = self._per_minute[what]
+        # More than a minute's worth at once is refused, not waited for forever.
+        if not self._is_admin(sender) and not limiter.allow(sender.bare, min(count, limiter.burst)):
+            raise StanzaError("resource-constraint", "wait", text=f"too many {what}; try again in a minute")
+
+
+def _per_minute(count: int, clock: Callable[[], float]) -> RateLimiter[JID]:
+    return RateLimiter(count / 60, count, clock)

@@ -57,6 +57,7 @@ async def set(room: Room, stanza: Stanza) -> None:
     current = room.affiliations.get(sender)
     if current == "outcast":
         raise StanzaError("forbidden", text="you are banned from this room")
+    room.service.limits.check_registration(stanza.sender)
     if query.find(f"{{{REGISTER}}}remove") is not None:
         entry = room.affiliations.entry(sender)
         if entry is None or entry.nick is None:

@@ -37,6 +37,7 @@ def handle(room: Room, stanza: Stanza, x: etree._Element) -> None:
         return
     if occupant.role != "visitor":
         return  # already has voice: nothing to ask
+    room.service.limits.check_voice_request(stanza.sender)
     request = Form("form", REQUEST, title="Voice request",
                    instructions="To approve this request for voice, select the "
                    "\"Grant voice to this person?\" checkbox and submit the form.")

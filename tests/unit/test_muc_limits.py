@@ -128,3 +128,104 @@ def test_an_occupant_may_have_only_so_many_iqs_waiting_for_answers() -> None:
     h.sent()
     version_query(h, "v5")
     h.expect(f"<iq from='{ROOM}/secondwitch' id='*' to='{CRONE}' type='get'><query xmlns='jabber:iq:version'/></iq>")
+
+
+# -- invitations, voice requests and registrations a minute ---------------------------------
+
+
+def invite(h, invitees: list[str], sender: str = CRONE, id: str = "inv") -> None:
+    invites = "".join(f"<invite to='{jid}'/>" for jid in invitees)
+    h.receive(f"<message from='{sender}' id='{id}' to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'>{invites}</x></message>")
+
+
+def invitation(to: str, sender: str = CRONE, id: str = "inv") -> str:
+    bare = sender.partition("/")[0]
+    return f"""<message from='{ROOM}' id='{id}' to='{to}'><x xmlns='http://jabber.org/protocol/muc#user'>
+      <invite from='{sender}'/></x><body>{bare} invited you to the room {ROOM}</body></message>"""
+
+
+def test_a_user_may_send_only_so_many_invitations_a_minute() -> None:
+    h = muc_harness({"invitations_per_minute": 3})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    invite(h, ["a@shakespeare.lit", "b@shakespeare.lit"])
+    invite(h, ["c@shakespeare.lit"])
+    h.expect(invitation("a@shakespeare.lit"), invitation("b@shakespeare.lit"), invitation("c@shakespeare.lit"))
+    invite(h, ["d@shakespeare.lit"], id="over")
+    h.expect(
+        f"""<message from='{ROOM}' id='over' to='{CRONE}' type='error'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><invite to='d@shakespeare.lit'/></x>
+          <error type='wait'><resource-constraint {ERR}/><text {ERR}>too many invitations; try again in a minute</text></error>
+        </message>"""
+    )
+    invite(h, ["w@shakespeare.lit"], WICCA)
+    h.expect(invitation("w@shakespeare.lit", WICCA))
+    h.clock.advance(20)  # a third of a minute: one more
+    invite(h, ["d@shakespeare.lit"])
+    h.expect(invitation("d@shakespeare.lit"))
+    invite(h, ["e@shakespeare.lit"])
+    assert h.sent()[0].get("type") == "error"
+
+
+def voice_request(h, id: str) -> None:
+    h.receive(
+        f"""<message from='{HAG}' id='{id}' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>
+          <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>
+          <field var='muc#role' type='list-single' label='Requested role'><value>participant</value></field></x></message>"""
+    )
+
+
+def test_a_visitor_may_ask_for_voice_only_so_often() -> None:
+    h = muc_harness({"voice_requests_per_minute": 2})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    configure(h, "<field var='muc#roomconfig_moderatedroom'><value>1</value></field>")
+    enter(h, ROOM, "thirdwitch", HAG)
+    voice_request(h, "r1")
+    voice_request(h, "r2")
+    assert [m.get("to") for m in h.sent()] == [CRONE, CRONE]
+    voice_request(h, "r3")
+    h.expect(
+        f"""<message from='{ROOM}' id='r3' to='{HAG}' type='error'><x xmlns='jabber:x:data' type='submit'>
+          <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>
+          <field var='muc#role' type='list-single' label='Requested role'><value>participant</value></field></x>
+          <error type='wait'><resource-constraint {ERR}/><text {ERR}>too many voice requests; try again in a minute</text></error>
+        </message>"""
+    )
+    h.clock.advance(30)
+    voice_request(h, "r4")
+    assert [m.get("to") for m in h.sent()] == [CRONE]
+
+
+def register(h, sender: str, nick: str, id: str, target: str = ROOM) -> None:
+    h.receive(
+        f"""<iq from='{sender}' id='{id}' to='{target}' type='set'><query xmlns='jabber:iq:register'>
+          <x xmlns='jabber:x:data' type='submit'>
+            <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>
+            <field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>"""
+    )
+
+
+def test_a_user_may_register_only_so_often() -> None:
+    h = muc_harness({"registrations_per_minute": 2})
+    for n in (1, 2, 3):
+        instant_room(h, room(n), CRONE)
+    register(h, HAG, "hag", "g1", room(1))
+    register(h, HAG, "hag", "g2", room(2))
+    h.expect(
+        f"<iq from='{room(1)}' id='g1' to='{HAG}' type='result'/>",
+        f"<iq from='{room(2)}' id='g2' to='{HAG}' type='result'/>",
+    )
+    register(h, HAG, "hag", "g3", room(3))
+    h.expect(
+        f"""<iq from='{room(3)}' id='g3' to='{HAG}' type='error'><query xmlns='jabber:iq:register'>
+          <x xmlns='jabber:x:data' type='submit'>
+            <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>
+            <field var='muc#register_roomnick'><value>hag</value></field></x></query>
+          <error type='wait'><resource-constraint {ERR}/><text {ERR}>too many registrations; try again in a minute</text></error>
+        </iq>"""
+    )
+    register(h, WICCA, "wicca", "w1", room(3))
+    h.expect(f"<iq from='{room(3)}' id='w1' to='{WICCA}' type='result'/>")
+    h.clock.advance(30)
+    register(h, HAG, "hag", "g4", room(3))
+    h.expect(f"<iq from='{room(3)}' id='g4' to='{HAG}' type='result'/>")
