@@ -11,6 +11,7 @@ import attrs
 
 from component.errors import StanzaError
 from component.jid import JID
+from services.muc.nicks import nick_key
 
 __all__ = [
     "AFFILIATION_RANK", "ROLE_RANK", "AffiliationEntry", "Affiliations", "default_role",
@@ -51,6 +52,7 @@ class Affiliations:
 
     def __init__(self) -> None:
         self._entries: dict[JID, AffiliationEntry] = {}
+        # Registered nicks by what they look like (nicks.nick_key): a look-alike is just as reserved.
         self._nicks: dict[str, JID] = {}
 
     def __len__(self) -> int:
@@ -71,28 +73,34 @@ class Affiliations:
         bare = jid.bare
         old = self._entries.pop(bare, None)
         if old is not None and old.nick is not None:
-            self._nicks.pop(old.nick, None)
+            self._unreserve(old.nick, bare)
         if affiliation == "none":
             return
         nick = nick if nick is not None else (old.nick if old is not None else None)
         self._entries[bare] = AffiliationEntry(affiliation, reason, nick)
         if nick is not None:
-            self._nicks[nick] = bare
+            self._nicks[nick_key(nick)] = bare
 
     def forget_nick(self, jid: JID) -> None:
         """``jid`` no longer reserves a nick; its affiliation stays."""
         entry = self._entries.get(jid.bare)
         if entry is not None and entry.nick is not None:
-            self._nicks.pop(entry.nick, None)
+            self._unreserve(entry.nick, jid.bare)
             entry.nick = None
+
+    def _unreserve(self, nick: str, bare: JID) -> None:
+        # Only its own: nicks registered before look-alikes conflicted may share a key.
+        key = nick_key(nick)
+        if self._nicks.get(key) == bare:
+            del self._nicks[key]
 
     def entry(self, jid: JID) -> AffiliationEntry | None:
         """The standing affiliation of ``jid``'s bare JID, if any."""
         return self._entries.get(jid.bare)
 
     def holder_of(self, nick: str) -> JID | None:
-        """Who registered ``nick``, if anyone."""
-        return self._nicks.get(nick)
+        """Who registered ``nick``, or a nick that looks like it, if anyone."""
+        return self._nicks.get(nick_key(nick))
 
     def with_affiliation(self, affiliation: str) -> list[tuple[JID, AffiliationEntry]]:
         """Everyone holding ``affiliation``, sorted by JID."""

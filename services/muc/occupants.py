@@ -15,6 +15,7 @@ from lxml import etree
 
 from component.jid import JID
 from component.stanza import PRESENCE, Broadcast, address
+from services.muc.nicks import nick_key
 from services.muc.protocol import MUC, MUC_USER, PARSER
 
 __all__ = ["Occupant", "Occupants", "presence_template"]
@@ -37,10 +38,12 @@ def presence_template(presence: etree._Element) -> bytes:
 class Occupant:
     """One nick in a room, held by one bare JID, with one or more sessions."""
 
-    __slots__ = ("_addresses", "_role", "bare", "main", "nick", "room", "sessions", "shown")
+    __slots__ = ("_addresses", "_role", "bare", "key", "main", "nick", "room", "sessions", "shown")
 
     def __init__(self, nick: str, real: JID, role: str, template: bytes) -> None:
         self.nick = nick
+        #: What the nick looks like (:func:`~services.muc.nicks.nick_key`): no two occupants share one.
+        self.key = nick_key(nick)
         self.bare = real.bare
         self._role = role
         #: Real full JID → that client's presence template.
@@ -104,12 +107,13 @@ class Occupant:
 
 
 class Occupants:
-    """The occupants of a room, by nick and by the real JID of each session."""
+    """The occupants of a room, by nick, by what the nick looks like, and by the real JID of each session."""
 
-    __slots__ = ("_addresses", "_by_nick", "_by_real", "_by_role", "lists")
+    __slots__ = ("_addresses", "_by_key", "_by_nick", "_by_real", "_by_role", "lists")
 
     def __init__(self) -> None:
         self._by_nick: dict[str, Occupant] = {}
+        self._by_key: dict[str, Occupant] = {}
         self._by_real: dict[JID, Occupant] = {}
         self._addresses: list[bytes] | None = None
         self._by_role: tuple[list[bytes], list[bytes]] | None = None
@@ -154,6 +158,10 @@ class Occupants:
         """The occupant using ``nick``."""
         return self._by_nick.get(nick)
 
+    def by_key(self, key: str) -> Occupant | None:
+        """The occupant whose nick looks like a nick with this :func:`~services.muc.nicks.nick_key`."""
+        return self._by_key.get(key)
+
     def by_real(self, real: JID) -> Occupant | None:
         """The occupant one of whose sessions is ``real``."""
         return self._by_real.get(real)
@@ -165,6 +173,7 @@ class Occupants:
     def add(self, occupant: Occupant) -> None:
         """Seat a new occupant."""
         self._by_nick[occupant.nick] = occupant
+        self._by_key[occupant.key] = occupant
         for real in occupant.sessions:
             self._by_real[real] = occupant
         occupant.room = self
@@ -187,6 +196,7 @@ class Occupants:
         self.forget_addresses()
         if occupant.remove_session(real):
             self._by_nick.pop(occupant.nick, None)
+            self._by_key.pop(occupant.key, None)
             occupant.room = None
             return True
         return False
@@ -194,6 +204,7 @@ class Occupants:
     def remove(self, occupant: Occupant) -> None:
         """Remove an occupant with all its sessions."""
         self._by_nick.pop(occupant.nick, None)
+        self._by_key.pop(occupant.key, None)
         for real in occupant.sessions:
             self._by_real.pop(real, None)
         occupant.room = None
@@ -202,7 +213,10 @@ class Occupants:
     def rename(self, occupant: Occupant, nick: str) -> None:
         """Move an occupant to a new nick."""
         self._by_nick.pop(occupant.nick, None)
+        self._by_key.pop(occupant.key, None)
         occupant.nick = nick
+        occupant.key = nick_key(nick)
         occupant.changed()
         self._by_nick[nick] = occupant
+        self._by_key[occupant.key] = occupant
         self.forget_addresses()  # the order of the room changed

@@ -1,7 +1,8 @@
 """Registering with a room (XEP-0045 §7.10) and discovering one's reserved nick (§7.12).
 
 Registering makes the user a member (when it was not affiliated) and
-reserves its nick: nobody else may enter or change to it. In a members-only
+reserves its nick: nobody else may enter or change to it, nor to a nick that
+looks like it (see :mod:`services.muc.nicks`). In a members-only
 room only those already affiliated may register.
 """
 
@@ -17,6 +18,7 @@ from component.forms import Form, parse_form
 from component.jid import InvalidJID
 from component.stanza import Stanza
 from services.muc import admin
+from services.muc.nicks import check_nick
 
 if TYPE_CHECKING:
     from services.muc.room import Room
@@ -84,8 +86,9 @@ async def set(room: Room, stanza: Stanza) -> None:
         raise StanzaError("jid-malformed", text="that nick is not valid") from None
     if not nick.strip():
         raise StanzaError("not-acceptable", text="a nick is required")
+    key = check_nick(nick, room.service.max_nick_length)
     holder = room.affiliations.holder_of(nick)
-    occupant = room.occupants.by_nick(nick)
+    occupant = room.occupants.by_key(key)
     if (holder is not None and holder != sender) or (occupant is not None and occupant.bare != sender):
         raise StanzaError("conflict", text="that nick is taken")
     if current == "none" and room.config.members_only:

@@ -37,6 +37,7 @@ from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
 from services.muc.history import History, HistoryEntry, parse_request
+from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant, Occupants, presence_template
 from services.muc.protocol import (
     MUC,
@@ -356,7 +357,7 @@ class Room(Entity):
     def _check_reserved(self, nick: str, sender: JID) -> None:
         holder = self.affiliations.holder_of(nick)
         if holder is not None and holder != sender.bare:
-            raise StanzaError("conflict", text="that nick is registered by someone else")
+            raise StanzaError("conflict", text="that nick, or one that looks like it, is registered by someone else")
 
     def _nick_changed(self, stanza: Stanza, nick: str) -> bool:
         raw = (stanza.element.get("to") or "").partition("/")[2]
@@ -364,8 +365,7 @@ class Room(Entity):
 
     def _enter(self, stanza: Stanza, nick: str) -> Any:
         sender = stanza.sender
-        if not nick.strip():
-            raise StanzaError("jid-malformed", text="the nick is empty")
+        key = check_nick(nick, self.service.max_nick_length)
         x = stanza.find(X_MUC)
         if not self.exists:
             self.service.check_creation(sender)
@@ -384,10 +384,11 @@ class Room(Entity):
                 password = text_of(x, "password", MUC)
             if password != self.config.password:
                 raise StanzaError("not-authorized", text="the room needs a password")
-        holder = self.occupants.by_nick(nick)
+        holder = self.occupants.by_key(key)
         if holder is not None:
             if holder.bare != sender.bare:
-                raise StanzaError("conflict", text="that nick is in use")
+                raise StanzaError("conflict", text="that nick, or one that looks like it, is in use")
+            # Another client of the same user: it joins the occupant, under the occupant's nick.
             return self._add_session(holder, stanza, x)
         self._check_reserved(nick, sender)
         limit = self.config.max_users
@@ -440,6 +441,8 @@ class Room(Entity):
         codes = {110}
         if not self.config.anonymous:
             codes.add(100)
+        if self._nick_changed(stanza, occupant.nick):
+            codes.add(210)
         self.publish_current(occupant, codes)
         self._send_history_and_subject(sender, request)
 
@@ -475,11 +478,10 @@ class Room(Entity):
         self.send(base)
 
     def _change_nick(self, occupant: Occupant, sender: JID, stanza: Stanza, nick: str) -> None:
-        if not nick.strip():
-            raise StanzaError("jid-malformed", text="the nick is empty")
-        holder = self.occupants.by_nick(nick)
-        if holder is not None:
-            raise StanzaError("conflict", text="that nick is in use")
+        holder = self.occupants.by_key(check_nick(nick, self.service.max_nick_length))
+        # Changing to a look-alike of one's own nick (another case, say) is no conflict.
+        if holder is not None and holder is not occupant:
+            raise StanzaError("conflict", text="that nick, or one that looks like it, is in use")
         self._check_reserved(nick, sender)
         gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
         self.publish(occupant, gone, codes=[303], nick=nick)

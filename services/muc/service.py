@@ -25,6 +25,7 @@ from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
 from services.muc.limits import LimitSettings, MucLimits
+from services.muc.nicks import DEFAULT_MAX_LENGTH
 from services.muc.protocol import MUC
 from services.muc.room import Room
 from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
@@ -41,7 +42,7 @@ class MucService(Service):
 
     name = "muc"
     option_keys: ClassVar[frozenset[str]] = frozenset(
-        {"admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds"}
+        {"admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds", "max_nick_length"}
     ) | LimitSettings.keys()
     migrations = (MUC_MIGRATIONS,)
 
@@ -65,6 +66,9 @@ class MucService(Service):
         self.max_history = _number(options, "max_history", 50, prefix, integer=True)
         self.idle_unload_seconds = _number(options, "idle_unload_seconds", 300.0, prefix)
         self.lock_seconds = _number(options, "lock_seconds", 300.0, prefix)
+        self.max_nick_length = _number(options, "max_nick_length", DEFAULT_MAX_LENGTH, prefix, integer=True)
+        if self.max_nick_length < 1:
+            raise ConfigError(f"{prefix}.max_nick_length must be a whole number, at least 1, not 0")
         self.limits = MucLimits(LimitSettings.from_options(options, prefix), component.clock.seconds, self.is_admin)
         self.store: MucStore | None = None
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.

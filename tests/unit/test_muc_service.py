@@ -26,6 +26,7 @@ def test_defaults() -> None:
     assert service.creation == "anyone"
     assert service.local_domains == frozenset({"localhost"})
     assert service.admins == frozenset()
+    assert service.max_nick_length == 64
 
 
 @pytest.mark.parametrize(
@@ -39,6 +40,8 @@ def test_defaults() -> None:
         ({"max_history": 2.5}, "max_history"),
         ({"idle_unload_seconds": "soon"}, "idle_unload_seconds"),
         ({"lock_seconds": True}, "lock_seconds"),
+        ({"max_nick_length": 0}, "max_nick_length"),
+        ({"max_nick_length": "64"}, "max_nick_length"),
     ],
 )
 def test_bad_settings_name_their_key(options: dict[str, Any], key: str) -> None:
