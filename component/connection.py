@@ -38,14 +38,62 @@ _HANDSHAKE = f"{{{ns.COMPONENT}}}handshake"
 _STREAM_ERROR = f"{{{ns.STREAMS}}}error"
 _CLOSE = b"</stream:stream>"
 
-# What a stream error from the server means to an operator.
+# What each stream error a server sends a component means to an operator, and
+# what to do about it. {server} is "the server at HOST:PORT", {domain} the
+# component domain, {reason} the condition with the server's text, if any.
+# Prosody 0.12 (mod_component) and ejabberd 23.01 (ejabberd_service,
+# xmpp_stream_in) send these; see /work/shared/XMPP-SERVERS.md.
 _EXPLANATIONS = {
-    "not-authorized": "the server refused the secret for {domain} (not-authorized)",
-    "host-unknown": "the server does not know the component domain {domain} (host-unknown)",
-    "conflict": "another connection is already attached as {domain} (conflict)",
-    "invalid-from": "the server refused a stanza with a from outside {domain} (invalid-from)",
-    "system-shutdown": "the server is shutting down and closed the stream for {domain} (system-shutdown)",
+    # Both: a wrong secret. ejabberd also answers so for a domain it does not
+    # know (after opening the stream), and cannot be told apart.
+    "not-authorized": (
+        "{server} refused the secret for {domain} ({reason}): wrong secret, or the server does not know {domain};"
+        " the secret must be the one the server's config gives {domain}"
+    ),
+    # Prosody: the domain is not a Component in its config.
+    "host-unknown": (
+        "{server} does not know the component domain {domain} ({reason});"
+        ' add Component "{domain}" to the server\'s config'
+    ),
+    # Prosody: another connection holds the domain; ejabberd: the domain is
+    # one of the server's own hosts.
+    "conflict": (
+        "{server} refused {domain} ({reason}): another connection is already attached as {domain},"
+        " or {domain} is a host of the server itself rather than a component"
+    ),
+    "invalid-from": (
+        "{server} closed the stream for {domain} because a stanza's from was outside {domain} ({reason});"
+        " a service sent it, and that is a bug to report"
+    ),
+    "improper-addressing": (
+        "{server} closed the stream for {domain} because the stream or a stanza lacked a to or from ({reason});"
+        " a service sent it, and that is a bug to report"
+    ),
+    # Prosody: what we sent did not parse, or was over component_stanza_size_limit.
+    "not-well-formed": (
+        "{server} closed the stream for {domain}: it could not parse what we sent, or a stanza was over its size"
+        " limit ({reason}); Prosody's component_stanza_size_limit is 512 KiB unless set"
+    ),
+    # ejabberd: a stanza over the ejabberd_service listener's max_stanza_size.
+    "policy-violation": (
+        "{server} closed the stream for {domain} on a policy, such as a stanza over the listener's"
+        " max_stanza_size ({reason})"
+    ),
+    # Both servers' client ports answer a component stream so.
+    "invalid-namespace": (
+        "{server} refused the component stream of {domain} ({reason}); is that the server's component port"
+        " (component_ports, ejabberd_service) rather than its client port?"
+    ),
+    "invalid-xml": "{server} refused what {domain} sent as invalid XML ({reason})",
+    # ejabberd: no handshake within its negotiation timeout (30 s).
+    "connection-timeout": "{server} timed out the connection of {domain} ({reason}); reconnecting",
+    "system-shutdown": "{server} is shutting down and closed the stream for {domain} ({reason}); reconnecting",
+    "reset": "{server} reset the stream for {domain} ({reason}); reconnecting",
+    "resource-constraint": "{server} is short of resources and closed the stream for {domain} ({reason})",
+    "internal-server-error": "{server} failed internally and closed the stream for {domain} ({reason})",
+    "see-other-host": "{server} sent {domain} to another host ({reason}); point host and port there",
 }
+_UNEXPLAINED = "{server} closed the stream for {domain} ({reason})"
 
 
 def handshake_digest(stream_id: str, secret: str) -> str:
@@ -78,6 +126,7 @@ class ComponentProtocol(Protocol):
         self.disconnected: defer.Deferred[None] = defer.Deferred()
         self._batch: list[bytes] | None = None
         self._closing = False
+        self._header_without_id = False
         self._parser = StreamParser(
             self._stream_opened,
             self._element_received,
@@ -187,7 +236,10 @@ class ComponentProtocol(Protocol):
             raise StreamError("invalid-namespace", f"the stream's default namespace is not {ns.COMPONENT}")
         stream_id = header.get("id")
         if not stream_id:
-            raise StreamError("invalid-xml", "the stream header has no id")
+            # Prosody refuses a domain it does not know with an id-less header
+            # and then the stream error that says so: wait for that.
+            self._header_without_id = True
+            return
         assert self.transport is not None
         digest = handshake_digest(stream_id, self._secret)
         self.transport.write(f"<handshake>{digest}</handshake>".encode())
@@ -198,6 +250,11 @@ class ComponentProtocol(Protocol):
                 self._server_error(element)
                 return
             self.component.receive(element)
+        elif element.tag == _STREAM_ERROR:
+            self._server_error(element)
+        elif self._header_without_id:
+            # We sent no handshake, so nothing but a stream error makes sense.
+            raise StreamError("invalid-xml", "the stream header has no id")
         elif element.tag == _HANDSHAKE:
             self.authenticated = True
             log.info(
@@ -207,18 +264,15 @@ class ComponentProtocol(Protocol):
             )
             self.component.link_up(self)
             self.handshake.callback(self)
-        elif element.tag == _STREAM_ERROR:
-            self._server_error(element)
         else:
             raise StreamError("not-authorized", "stanza before the handshake completed")
 
     def _server_error(self, element: etree._Element) -> None:
         error = StreamError.from_element(element)
-        sentence = _EXPLANATIONS.get(
-            error.condition, "the server closed the stream for {domain} ({condition})"
-        ).format(domain=self.domain, condition=error.condition)
-        if error.text:
-            sentence += f": {error.text}"
+        reason = f"{error.condition}: {error.text}" if error.text else error.condition
+        sentence = _EXPLANATIONS.get(error.condition, _UNEXPLAINED).format(
+            server=f"the server at {self.address}", domain=self.domain, reason=reason
+        )
         log.error("{sentence}", sentence=sentence, condition=error.condition, domain=self.domain)
         if not self.handshake.called:
             self.handshake.errback(HandshakeFailed(sentence))

@@ -120,11 +120,43 @@ def test_reattaches_quickly_with_default_backoff(xmpp_server: XMPPServer, compon
     assert reattach < 5.0
 
 
+def _refused_secret(server: XMPPServer, domain: str, text: str) -> str:
+    return (
+        f"the server at {server.host}:{server.component_port} refused the secret for {domain} ({text}): wrong"
+        f" secret, or the server does not know {domain}; the secret must be the one the server's config gives"
+        f" {domain}"
+    )
+
+
 def test_wrong_secret_is_one_clear_sentence(xmpp_server: XMPPServer, component_process: ComponentLauncher) -> None:
     config = {"components": {"echo.localhost": {"secret": "not-the-secret", "services": ["echo"]}}}
     component = component_process(xmpp_server, config, wait=False)
-    component.wait_for_log("the server refused the secret for echo.localhost (not-authorized)", timeout=20)
+    text = {
+        "prosody": "not-authorized: Given token does not match calculated token",
+        "ejabberd": "not-authorized",
+    }[xmpp_server.name]
+    component.wait_for_log(_refused_secret(xmpp_server, "echo.localhost", text), timeout=20)
     assert "not-the-secret" not in component.log_text()
+    assert "Traceback" not in component.log_text()
+
+
+def test_a_domain_the_server_does_not_know_says_what_to_add(
+    xmpp_server: XMPPServer, component_process: ComponentLauncher
+) -> None:
+    # Prosody says host-unknown before any stream id; ejabberd opens the
+    # stream and refuses the handshake.
+    config = {"components": {"unknown.localhost": {"secret": "whatever", "services": ["echo"]}}}
+    component = component_process(xmpp_server, config, wait=False)
+    sentence = {
+        "prosody": (
+            f"the server at {xmpp_server.host}:{xmpp_server.component_port} does not know the component domain"
+            " unknown.localhost (host-unknown: unknown.localhost does not match any configured external"
+            ' components); add Component "unknown.localhost" to the server\'s config'
+        ),
+        "ejabberd": _refused_secret(xmpp_server, "unknown.localhost", "not-authorized"),
+    }[xmpp_server.name]
+    component.wait_for_log(sentence, timeout=20)
+    assert "has no id" not in component.log_text()
     assert "Traceback" not in component.log_text()
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 
+import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 
@@ -86,11 +87,125 @@ def test_wrong_secret_is_one_clear_sentence():
         protocol.dataReceived(
             b"<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
         )
-    assert "the server refused the secret for comp.example.org (not-authorized)" in logs.messages()
+    assert (
+        "the server at 127.0.0.1:5347 refused the secret for comp.example.org (not-authorized): wrong secret,"
+        " or the server does not know comp.example.org; the secret must be the one the server's config gives"
+        " comp.example.org"
+    ) in logs.messages()
     assert failures and component.link is None
     assert transport.value().endswith(b"</stream:stream>")
     assert transport.disconnecting
     assert "s3cret" not in " ".join(logs.messages())
+
+
+# What Prosody 0.12 sends for a component domain it does not know: a header
+# with an empty id, the stream error, and the end of the stream.
+PROSODY_HOST_UNKNOWN = (
+    b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
+    b"xmlns='jabber:component:accept' version='1.0' id=''>"
+    b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+    b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>comp.example.org does not match any configured"
+    b" external components</text></stream:error></stream:stream>"
+)
+
+
+def test_an_unknown_domain_is_reported_as_host_unknown_not_as_a_missing_id():
+    component, protocol, transport = connect()
+    take(transport)
+    failures = []
+    protocol.handshake.addErrback(failures.append)
+    with LogCapture() as logs:
+        protocol.dataReceived(PROSODY_HOST_UNKNOWN)
+    sentence = (
+        "the server at 127.0.0.1:5347 does not know the component domain comp.example.org (host-unknown:"
+        " comp.example.org does not match any configured external components);"
+        ' add Component "comp.example.org" to the server\'s config'
+    )
+    assert logs.messages() == [sentence]
+    assert str(failures[0].value) == sentence
+    # No handshake went out, and nothing of ours complains about the header.
+    assert take(transport) == b"</stream:stream>"
+    assert component.link is None
+
+
+def test_a_header_without_id_followed_by_a_stanza_is_invalid_xml():
+    _, protocol, transport = connect()
+    take(transport)
+    protocol.dataReceived(SERVER_HEADER.replace(b" id='3BF96D32'", b"") + b"<message/>")
+    assert take(transport).startswith(
+        b"<stream:error><invalid-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>the stream header has no id</text>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "text", "sentence"),
+    [
+        # ejabberd: a wrong secret, and also a domain it does not know.
+        ("not-authorized", None,
+         "the server at 127.0.0.1:5347 refused the secret for comp.example.org (not-authorized): wrong secret,"
+         " or the server does not know comp.example.org; the secret must be the one the server's config gives"
+         " comp.example.org"),
+        ("not-authorized", "Given token does not match calculated token",
+         "the server at 127.0.0.1:5347 refused the secret for comp.example.org (not-authorized: Given token does"
+         " not match calculated token): wrong secret, or the server does not know comp.example.org; the secret"
+         " must be the one the server's config gives comp.example.org"),
+        ("conflict", "Component already connected",
+         "the server at 127.0.0.1:5347 refused comp.example.org (conflict: Component already connected): another"
+         " connection is already attached as comp.example.org, or comp.example.org is a host of the server"
+         " itself rather than a component"),
+        ("invalid-from", "Improper domain part of 'from' attribute",
+         "the server at 127.0.0.1:5347 closed the stream for comp.example.org because a stanza's from was outside"
+         " comp.example.org (invalid-from: Improper domain part of 'from' attribute); a service sent it, and that"
+         " is a bug to report"),
+        ("improper-addressing", "Missing 'to' attribute",
+         "the server at 127.0.0.1:5347 closed the stream for comp.example.org because the stream or a stanza"
+         " lacked a to or from (improper-addressing: Missing 'to' attribute); a service sent it, and that is a"
+         " bug to report"),
+        ("not-well-formed", None,
+         "the server at 127.0.0.1:5347 closed the stream for comp.example.org: it could not parse what we sent,"
+         " or a stanza was over its size limit (not-well-formed); Prosody's component_stanza_size_limit is"
+         " 512 KiB unless set"),
+        ("policy-violation", "XML stanza is too big",
+         "the server at 127.0.0.1:5347 closed the stream for comp.example.org on a policy, such as a stanza over"
+         " the listener's max_stanza_size (policy-violation: XML stanza is too big)"),
+        ("invalid-namespace", None,
+         "the server at 127.0.0.1:5347 refused the component stream of comp.example.org (invalid-namespace); is"
+         " that the server's component port (component_ports, ejabberd_service) rather than its client port?"),
+        ("invalid-xml", None,
+         "the server at 127.0.0.1:5347 refused what comp.example.org sent as invalid XML (invalid-xml)"),
+        ("connection-timeout", None,
+         "the server at 127.0.0.1:5347 timed out the connection of comp.example.org (connection-timeout);"
+         " reconnecting"),
+        ("system-shutdown", None,
+         "the server at 127.0.0.1:5347 is shutting down and closed the stream for comp.example.org"
+         " (system-shutdown); reconnecting"),
+        ("reset", None, "the server at 127.0.0.1:5347 reset the stream for comp.example.org (reset); reconnecting"),
+        ("resource-constraint", None,
+         "the server at 127.0.0.1:5347 is short of resources and closed the stream for comp.example.org"
+         " (resource-constraint)"),
+        ("internal-server-error", None,
+         "the server at 127.0.0.1:5347 failed internally and closed the stream for comp.example.org"
+         " (internal-server-error)"),
+        ("see-other-host", "xmpp.example.org",
+         "the server at 127.0.0.1:5347 sent comp.example.org to another host (see-other-host: xmpp.example.org);"
+         " point host and port there"),
+        ("undefined-condition", None,
+         "the server at 127.0.0.1:5347 closed the stream for comp.example.org (undefined-condition)"),
+    ],
+)
+def test_every_stream_error_is_one_sentence_saying_what_to_do(condition, text, sentence):
+    _, protocol, _transport = connect()
+    protocol.dataReceived(SERVER_HEADER)
+    failures = []
+    protocol.handshake.addErrback(failures.append)
+    body = f"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{text}</text>" if text else ""
+    with LogCapture() as logs:
+        protocol.dataReceived(
+            f"<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>{body}</stream:error>".encode()
+        )
+    assert logs.messages() == [sentence]
+    assert str(failures[0].value) == sentence
 
 
 def test_malformed_input_gets_a_stream_error_and_the_stream_closes():
