@@ -78,6 +78,13 @@ def _module(name: str) -> Callable[[Launch], list[str]]:
 def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
     """Return the TOML configuration that points Netherfield at the driver."""
     listed = ", ".join(f'"{service}"' for service in services)
+    # The fanout scenario floods one room from one user on purpose: a bucket
+    # it never empties keeps the limiter's cost in the measurement.
+    muc = (
+        f'[components."{launch.domain}".muc]\n'
+        "groupchat_burst = 1000000000\n"
+        "groupchat_rate = 1000000000.0\n"
+    ) if "muc" in services else ""
     return (
         "[server]\n"
         f'host = "{HOST}"\n'
@@ -85,6 +92,7 @@ def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
         f'[components."{launch.domain}"]\n'
         f'secret = "{launch.secret}"\n'
         f"services = [{listed}]\n"
+        f"{muc}"
         # sqlite:/// then an absolute path: four slashes, an absolute file.
         "[storage]\n"
         f'url = "sqlite:///{_database(launch)}"\n'

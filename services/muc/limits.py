@@ -9,7 +9,11 @@ of them. Over a limit, a stanza gets an error and has no effect:
 - more than ``max_pending_iqs`` IQs from one occupant waiting for other
   occupants' answers, or more invitations, voice requests or registrations
   a minute than allowed: ``resource-constraint`` (type wait), as ejabberd
-  answers too frequent voice requests.
+  answers too frequent voice requests;
+- groupchat messages or presences from one user to one room faster than its
+  token bucket allows (a burst, refilled at a rate): ``policy-violation``
+  (type wait) with the text of Prosody's ``mod_muc_limits``. Leaving a room
+  is never refused.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from component.errors import StanzaError
 from component.jid import JID
 from component.ratelimit import Counter, RateLimiter
 
-__all__ = ["LimitSettings", "MucLimits"]
+__all__ = ["LimitSettings", "MucLimits", "OVERACTIVE"]
+
+#: What Prosody's mod_muc_limits tells someone over the room's rate.
+OVERACTIVE = "The room is currently overactive, please try again later"
 
 
 def _setting(default: float, doc: str) -> Any:
@@ -40,6 +47,10 @@ class LimitSettings:
     invitations_per_minute: int = _setting(30, "invitations one user may send a minute (0: no limit)")
     voice_requests_per_minute: int = _setting(5, "voice requests one user may send a minute (0: no limit)")
     registrations_per_minute: int = _setting(10, "registrations with rooms one user may send a minute (0: no limit)")
+    groupchat_burst: int = _setting(10, "groupchat messages one user may send a room at once (0: no limit)")
+    groupchat_rate: float = _setting(1.0, "groupchat messages a second that refill that burst")
+    presence_burst: int = _setting(10, "presences one user may send a room at once (0: no limit)")
+    presence_rate: float = _setting(0.5, "presences a second that refill that burst")
 
     @classmethod
     def keys(cls) -> frozenset[str]:
@@ -77,6 +88,12 @@ class MucLimits:
             "voice requests": _per_minute(settings.voice_requests_per_minute, clock),
             "registrations": _per_minute(settings.registrations_per_minute, clock),
         }
+        self._groupchat: RateLimiter[tuple[str, JID]] = RateLimiter(
+            settings.groupchat_rate, settings.groupchat_burst, clock
+        )
+        self._presence: RateLimiter[tuple[str, JID]] = RateLimiter(
+            settings.presence_rate, settings.presence_burst, clock
+        )
 
     # -- rooms per user ------------------------------------------------------
 
@@ -148,6 +165,20 @@ class MucLimits:
         # More than a minute's worth at once is refused, not waited for forever.
         if not self._is_admin(sender) and not limiter.allow(sender.bare, min(count, limiter.burst)):
             raise StanzaError("resource-constraint", "wait", text=f"too many {what}; try again in a minute")
+
+    # -- traffic into a room -----------------------------------------------------
+
+    def check_groupchat(self, node: str, sender: JID) -> None:
+        """Raise ``policy-violation`` when ``sender`` speaks in the room faster than allowed."""
+        self._check_rate(self._groupchat, node, sender)
+
+    def check_presence(self, node: str, sender: JID) -> None:
+        """Raise ``policy-violation`` when ``sender`` sends the room presence faster than allowed."""
+        self._check_rate(self._presence, node, sender)
+
+    def _check_rate(self, limiter: RateLimiter[tuple[str, JID]], node: str, sender: JID) -> None:
+        if not self._is_admin(sender) and not limiter.allow((node, sender.bare)):
+            raise StanzaError("policy-violation", "wait", text=OVERACTIVE)
 
 
 def _per_minute(count: int, clock: Callable[[], float]) -> RateLimiter[JID]:

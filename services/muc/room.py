@@ -334,6 +334,8 @@ class Room(Entity):
         if kind not in (None, "unavailable"):
             return None  # subscriptions and probes mean nothing to a room
         sender = stanza.sender
+        if kind is None:
+            self.service.limits.check_presence(self.jid.node or "", sender)
         occupant = self.occupants.by_real(sender)
         nick = stanza.recipient.resource
         if kind == "unavailable":
@@ -499,6 +501,7 @@ class Room(Entity):
             raise StanzaError("item-not-found", text="no such room")
         element = stanza.element
         if stanza.type == "groupchat":
+            self.service.limits.check_groupchat(self.jid.node or "", stanza.sender)
             # One pass over the children answers every question below.
             tags = {child.tag for child in element}
             if _SUBJECT in tags and _BODY not in tags and _THREAD not in tags:

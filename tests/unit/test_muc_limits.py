@@ -229,3 +229,67 @@ def test_a_user_may_register_only_so_often() -> None:
     h.clock.advance(30)
     register(h, HAG, "hag", "g4", room(3))
     h.expect(f"<iq from='{room(3)}' id='g4' to='{HAG}' type='result'/>")
+
+
+# -- groupchat and presence floods ------------------------------------------------
+
+
+OVERACTIVE = f"<error type='wait'><policy-violation {ERR}/><text {ERR}>The room is currently overactive, please try again later</text></error>"
+
+
+def say(h, text: str, sender: str = WICCA) -> None:
+    h.receive(f"<message from='{sender}' id='{text}' to='{ROOM}' type='groupchat'><body>{text}</body></message>")
+
+
+def test_groupchat_has_a_burst_then_a_rate() -> None:
+    h = muc_harness({"groupchat_burst": 2, "groupchat_rate": 0.5})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    say(h, "one")
+    say(h, "two")
+    assert len(h.sent()) == 4  # each reflected to both
+    say(h, "three")
+    h.expect(f"<message from='{ROOM}' id='three' to='{WICCA}' type='error'><body>three</body>{OVERACTIVE}</message>")
+    say(h, "mine", CRONE)  # the others speak on
+    assert len(h.sent()) == 2
+    h.clock.advance(1.9)
+    say(h, "four")
+    assert h.sent()[0].get("type") == "error"
+    h.clock.advance(0.1)  # two seconds: one message
+    say(h, "five")
+    assert [m.get("type") for m in h.sent()] == ["groupchat", "groupchat"]
+    say(h, "six")
+    assert h.sent()[0].get("type") == "error"
+
+
+def test_presence_has_a_burst_then_a_rate_and_leaving_is_never_refused() -> None:
+    h = muc_harness({"presence_burst": 2, "presence_rate": 0.1})
+    instant_room(h, ROOM, CRONE, "firstwitch")  # one presence
+    enter(h, ROOM, "secondwitch", WICCA)
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'><show>away</show></presence>")
+    assert len(h.sent()) == 2
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'><show>xa</show></presence>")
+    h.expect(
+        f"<presence from='{ROOM}/secondwitch' to='{WICCA}' type='error'><show>xa</show>{OVERACTIVE}</presence>"
+    )
+    h.receive(f"<presence from='{CRONE}' to='{ROOM}/firstwitch'><show>dnd</show></presence>")
+    assert len(h.sent()) == 2
+    h.clock.advance(10)
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'><show>xa</show></presence>")
+    assert len(h.sent()) == 2
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch' type='unavailable'/>")
+    assert [p.get("type") for p in h.sent()] == ["unavailable", "unavailable"]
+
+
+def test_service_admins_are_not_limited() -> None:
+    h = muc_harness({"groupchat_burst": 1, "admins": ["hecate@shakespeare.lit"]})
+    instant_room(h, ROOM, ADMIN)
+    for n in range(5):
+        say(h, f"m{n}", ADMIN)
+    assert [m.get("type") for m in h.sent()] == ["groupchat"] * 5
+
+
+@pytest.mark.parametrize("value", [-0.5, "fast", None])
+def test_rates_are_numbers(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"muc\.groupchat_rate"):
+        muc_harness({"groupchat_rate": value})
