@@ -9,6 +9,11 @@ any other :class:`Service` subclass.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
+import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service as TwistedService
@@ -31,19 +36,57 @@ class StartupError(Exception):
     """Netherfield could not start; the message says why in one sentence."""
 
 
-def resolve_service(name: str) -> type[Service]:
-    """The Service class a config name stands for."""
+def resolve_service(name: str, directory: Path | None = None) -> type[Service]:
+    """The Service class a config name stands for.
+
+    ``echo`` is ``services.echo``'s ``SERVICE``; ``package.module:Class`` is
+    looked up on ``sys.path`` and then in *directory* (the config file's), so
+    a service module can sit beside the config file.
+    """
     module_name, _, attribute = name.partition(":")
-    if not attribute:
+    builtin = not attribute
+    if builtin:
         module_name, attribute = f"services.{name}", "SERVICE"
+    elif directory is not None and str(directory) not in sys.path:
+        sys.path.append(str(directory))
     try:
         module = importlib.import_module(module_name)
-        found = getattr(module, attribute)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"there is no service called {name!r}") from None
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if module_name != missing and not module_name.startswith(missing + "."):
+            # The module is there, but something it imports is not.
+            raise _failed_import(name, module_name) from None
+        if builtin:
+            raise ConfigError(
+                f"there is no service called {name!r}: the built-in ones are {', '.join(_builtin_services())},"
+                " and others are named package.module:Class"
+            ) from None
+        where = f"on the Python path or in {directory}" if directory is not None else "on the Python path"
+        raise ConfigError(f"there is no service called {name!r}: no module {module_name} {where}") from None
+    except Exception:
+        raise _failed_import(name, module_name) from None
+    found = getattr(module, attribute, None)
+    if found is None:
+        raise ConfigError(f"there is no service called {name!r}: the module {module_name} has no {attribute}")
     if not (isinstance(found, type) and issubclass(found, Service)):
         raise ConfigError(f"{name!r} does not name a Netherfield service")
     return found
+
+
+def _failed_import(name: str, module_name: str) -> ConfigError:
+    # Called while handling the exception: its traceback is what helps.
+    error = sys.exc_info()[1]
+    return ConfigError(
+        f"the service {name!r} failed while importing {module_name}: {type(error).__name__}: {error}",
+        details=traceback.format_exc(),
+    )
+
+
+def _builtin_services() -> list[str]:
+    # Found by name, like the services themselves: component/ does not import services/.
+    spec = importlib.util.find_spec("services")
+    paths = list(spec.submodule_search_locations or []) if spec is not None else []
+    return sorted(module.name for module in pkgutil.iter_modules(paths) if module.ispkg)
 
 
 class Netherfield(TwistedService):
@@ -77,7 +120,7 @@ class Netherfield(TwistedService):
             ping_timeout=server.ping_timeout,
         )
         for name in settings.services:
-            service_class = resolve_service(name)
+            service_class = resolve_service(name, self.config.directory)
             options = settings.options.get(name, {})
             for key in options:
                 if key not in service_class.option_keys:

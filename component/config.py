@@ -23,7 +23,14 @@ __all__ = ["ComponentConfig", "Config", "ConfigError", "ServerConfig", "StorageC
 
 
 class ConfigError(Exception):
-    """A configuration mistake, phrased as one sentence that names the key."""
+    """A configuration mistake, phrased as one sentence that names the key.
+
+    ``details`` holds what helps beyond the sentence (a traceback), if anything.
+    """
+
+    def __init__(self, sentence: str, *, details: str = "") -> None:
+        super().__init__(sentence)
+        self.details = details
 
 
 @attrs.frozen
@@ -70,6 +77,8 @@ class Config:
     server: ServerConfig
     storage: StorageConfig
     components: tuple[ComponentConfig, ...]
+    #: The directory of the file, where relative paths and service modules are found.
+    directory: Path | None = None
 
 
 class _Table:
@@ -139,7 +148,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         for domain in components_table.data
     )
     top.reject_unknown()
-    return Config(server, storage, components)
+    return Config(server, storage, components, base)
 
 
 def _server(table: _Table) -> ServerConfig:

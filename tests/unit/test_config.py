@@ -1,10 +1,15 @@
 """The TOML configuration: what it accepts, and one sentence naming the key for each mistake."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from component.app import Netherfield
 from component.config import ConfigError, load_config
 from tests.unit.twistd_process import last_line, run_twistd
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, text):
@@ -82,7 +87,8 @@ def test_mistakes_are_one_sentence_naming_the_key(tmp_path, text, sentence):
 @pytest.mark.parametrize(
     ("services", "sentence"),
     [
-        ('["nosuch"]', "there is no service called 'nosuch'"),
+        ('["nosuch"]', "there is no service called 'nosuch': the built-in ones are echo, muc, notices,"
+                       " and others are named package.module:Class"),
         ('["echo"]\n[components."c.localhost".echo]\nvolume = 11\n',
          'components."c.localhost".echo.volume is not a setting of the echo service'),
     ],
@@ -101,3 +107,65 @@ def test_twistd_prints_one_sentence_and_exits_non_zero(tmp_path):
         'netherfield: components."c.localhost" needs a secret: set secret, secret_file or secret_env'
     )
     assert "Traceback" not in done.stderr
+
+
+def _readme_block(after: str) -> str:
+    """The literal block that follows the paragraph ending with *after* in README.rst."""
+    text = (ROOT / "README.rst").read_text()
+    lines = text[text.index(after) + len(after):].splitlines()[1:]
+    block = []
+    for line in lines:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block).strip() + "\n"
+
+
+def test_the_readme_service_runs_as_written_from_beside_the_config(tmp_path, monkeypatch):
+    (tmp_path / "shout.py").write_text(_readme_block("the framework sends the reply::"))
+    path = write(tmp_path, '[components."shout.example.org"]\nsecret = "s"\nservices = ["shout:ShoutService"]\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    app = Netherfield(load_config(path))
+    (service,) = app.components[0].services
+    assert type(service).__module__ == "shout"
+    # The README's own test of it passes too.
+    exec(_readme_block("a stanza in, the exact stanzas out::"), {"ShoutService": type(service)})
+
+
+@pytest.mark.parametrize(
+    ("module", "sentence"),
+    [
+        ("raise ValueError('no widget configured')\n",
+         "the service 'widget:Widget' failed while importing widget: ValueError: no widget configured"),
+        ("import not_installed_anywhere\n",
+         "the service 'widget:Widget' failed while importing widget: ModuleNotFoundError:"
+         " No module named 'not_installed_anywhere'"),
+    ],
+    ids=["raises", "imports-a-missing-module"],
+)
+def test_a_service_module_that_fails_while_importing_shows_its_traceback(tmp_path, module, sentence):
+    (tmp_path / "widget.py").write_text(module)
+    done = run_twistd(write(tmp_path, '[components."c.localhost"]\nsecret = "s"\nservices = ["widget:Widget"]\n'))
+    assert (done.returncode, last_line(done)) == (2, f"netherfield: {sentence}")
+    assert "Traceback (most recent call last):" in done.stderr
+    assert f'File "{tmp_path / "widget.py"}", line 1' in done.stderr
+
+
+def test_a_service_module_that_does_not_exist_is_not_a_traceback(tmp_path):
+    done = run_twistd(write(tmp_path, '[components."c.localhost"]\nsecret = "s"\nservices = ["gone.away:Widget"]\n'))
+    assert (done.returncode, last_line(done)) == (
+        2, f"netherfield: there is no service called 'gone.away:Widget': no module gone.away on the Python path"
+           f" or in {tmp_path}",
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_a_service_module_without_the_class(tmp_path):
+    (tmp_path / "empty_module.py").write_text("")
+    path = write(tmp_path, '[components."c.localhost"]\nsecret = "s"\nservices = ["empty_module:Widget"]\n')
+    with pytest.raises(ConfigError) as caught:
+        Netherfield(load_config(path))
+    assert str(caught.value) == "there is no service called 'empty_module:Widget': the module empty_module has no Widget"

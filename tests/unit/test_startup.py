@@ -116,7 +116,7 @@ class Broken(Service):
 def test_a_service_that_fails_to_start(tmp_path):
     (tmp_path / "broken_service.py").write_text(BROKEN)
     path = config(tmp_path, f"sqlite:///{tmp_path / 'n.db'}", services='["echo", "broken_service:Broken"]')
-    done = run_twistd(path, path=[tmp_path])
+    done = run_twistd(path)
     assert_fails_with(
         done,
         "the broken service of c.localhost failed to start with RuntimeError: the widget is missing"

@@ -45,7 +45,7 @@ class NetherfieldServiceMaker:
             service = Netherfield(load_config(options["config"]))
         except ConfigError as error:
             # One sentence and a non-zero exit, before anything connects.
-            sys.stderr.write(f"netherfield: {error}\n")
+            sys.stderr.write(f"{error.details}netherfield: {error}\n")
             raise SystemExit(2) from None
         atexit.register(_exit_if_failed, service)
         return service
