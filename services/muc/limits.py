@@ -13,7 +13,9 @@ of them. Over a limit, a stanza gets an error and has no effect:
 - groupchat messages or presences from one user to one room faster than its
   token bucket allows (a burst, refilled at a rate): ``policy-violation``
   (type wait) with the text of Prosody's ``mod_muc_limits``. Leaving a room
-  is never refused.
+  is never refused;
+- a presence bigger than ``max_presence_bytes``: kept, and shown to others,
+  without the extensions that do not fit (see ``presence_template``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class LimitSettings:
     groupchat_rate: float = _setting(1.0, "groupchat messages a second that refill that burst")
     presence_burst: int = _setting(10, "presences one user may send a room at once (0: no limit)")
     presence_rate: float = _setting(0.5, "presences a second that refill that burst")
+    max_presence_bytes: int = _setting(8192, "bytes of an occupant's presence kept and shown to others (0: no limit)")
 
     @classmethod
     def keys(cls) -> frozenset[str]:

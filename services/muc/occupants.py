@@ -21,17 +21,52 @@ from services.muc.protocol import MUC, MUC_USER, PARSER
 __all__ = ["Occupant", "Occupants", "presence_template"]
 
 _DROPPED = frozenset({f"{{{MUC}}}x", f"{{{MUC_USER}}}x"})
+# What a presence is for (RFC 6121 §4.7.2, and XEP-0115 caps): kept before any extension.
+_FIRST = ("show", "status", "priority", "{http://jabber.org/protocol/caps}c")
 
 
-def presence_template(presence: etree._Element) -> bytes:
-    """The client's presence minus addresses, type and MUC elements, serialised."""
+def presence_template(presence: etree._Element, max_bytes: int = 0) -> bytes:
+    """The client's presence minus addresses, type and MUC elements, serialised.
+
+    With ``max_bytes``, children that would take it past that many bytes are
+    left out: show, status, priority and caps go in first, then the
+    extensions in their order while they fit. Everyone who enters the room is
+    sent this copy, so one client cannot make each entry cost megabytes.
+    """
     template = etree.Element(PRESENCE, nsmap=presence.nsmap)
     stanza_id = presence.get("id")
     if stanza_id is not None:
         template.set("id", stanza_id)
-    for child in presence:
-        if isinstance(child.tag, str) and child.tag not in _DROPPED and not child.tag.endswith("}error"):
-            template.append(copy.deepcopy(child))
+    children = [
+        child for child in presence
+        if isinstance(child.tag, str) and child.tag not in _DROPPED and not child.tag.endswith("}error")
+    ]
+    for child in children:
+        template.append(copy.deepcopy(child))
+    data = etree.tostring(template, encoding="utf-8")
+    if not max_bytes or len(data) <= max_bytes:
+        return data
+    return _within(template, max_bytes)
+
+
+def _within(template: etree._Element, max_bytes: int) -> bytes:
+    children = list(template)
+    for child in children:
+        template.remove(child)
+    if len(etree.tostring(template)) > max_bytes:
+        template.attrib.pop("id", None)
+    room = max_bytes - len(etree.tostring(template))
+    namespace = etree.QName(template).namespace
+    first = {f"{{{namespace}}}{name}" if name[0] != "{" else name for name in _FIRST}
+    kept: set[int] = set()
+    for index in sorted(range(len(children)), key=lambda i: children[i].tag not in first):
+        size = len(etree.tostring(children[index], encoding="utf-8"))
+        if size <= room:
+            room -= size
+            kept.add(index)
+    for index, child in enumerate(children):
+        if index in kept:
+            template.append(child)
     return etree.tostring(template, encoding="utf-8")
 
 

@@ -361,6 +361,9 @@ class Room(Entity):
         if holder is not None and holder != sender.bare:
             raise StanzaError("conflict", text="that nick, or one that looks like it, is registered by someone else")
 
+    def _template(self, stanza: Stanza) -> bytes:
+        return presence_template(stanza.element, self.service.limits.settings.max_presence_bytes)
+
     def _nick_changed(self, stanza: Stanza, nick: str) -> bool:
         raw = (stanza.element.get("to") or "").partition("/")[2]
         return raw != nick
@@ -396,7 +399,7 @@ class Room(Entity):
         limit = self.config.max_users
         if limit and len(self.occupants) >= limit and affiliation not in ("owner", "admin"):
             raise StanzaError("service-unavailable", "wait", text="the room is full")
-        occupant = Occupant(nick, sender, role, presence_template(stanza.element))
+        occupant = Occupant(nick, sender, role, self._template(stanza))
         self._seat(occupant, stanza, x, created=False)
         return None
 
@@ -406,7 +409,7 @@ class Room(Entity):
         self.affiliations.set(sender.bare, "owner")
         # Clients that do not speak MUC get an instant room (§7.2.1, like Prosody).
         self.locked = x is not None
-        occupant = Occupant(nick, sender, "moderator", presence_template(stanza.element))
+        occupant = Occupant(nick, sender, "moderator", self._template(stanza))
         self._seat(occupant, stanza, x, created=True)
         if self.locked:
             self._set_timer(self.service.lock_seconds, self._lock_expired)
@@ -439,7 +442,7 @@ class Room(Entity):
         sender = stanza.sender
         request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
         self.send_occupant_list(sender, occupant)
-        self.occupants.add_session(occupant, sender, presence_template(stanza.element))
+        self.occupants.add_session(occupant, sender, self._template(stanza))
         codes = {110}
         if not self.config.anonymous:
             codes.add(100)
@@ -462,11 +465,11 @@ class Room(Entity):
         self.component.send_bytes(b"".join(parts))
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
-        self.occupants.add_session(occupant, sender, presence_template(stanza.element))
+        self.occupants.add_session(occupant, sender, self._template(stanza))
         self.publish_current(occupant)
 
     def _leave(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
-        base = etree.fromstring(presence_template(stanza.element), PARSER)
+        base = etree.fromstring(self._template(stanza), PARSER)
         base.set("type", "unavailable")
         if self.occupants.remove_session(occupant, sender):
             occupant.role = "none"
@@ -488,7 +491,7 @@ class Room(Entity):
         gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
         self.publish(occupant, gone, codes=[303], nick=nick)
         self.occupants.rename(occupant, nick)
-        self.occupants.add_session(occupant, sender, presence_template(stanza.element))
+        self.occupants.add_session(occupant, sender, self._template(stanza))
         codes = [210] if self._nick_changed(stanza, nick) else []
         self.publish_current(occupant, codes)
 

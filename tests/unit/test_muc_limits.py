@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from component.config import ConfigError
+from component.testing import assert_xml_equal
 from services.muc.testing import (
     CRONE,
     ERR,
@@ -293,3 +294,30 @@ def test_service_admins_are_not_limited() -> None:
 def test_rates_are_numbers(value: object) -> None:
     with pytest.raises(ConfigError, match=r"muc\.groupchat_rate"):
         muc_harness({"groupchat_rate": value})
+
+
+# -- the presence kept for newcomers ------------------------------------------------
+
+
+def test_a_big_presence_is_kept_without_the_extensions_that_do_not_fit() -> None:
+    h = muc_harness({"max_presence_bytes": 2048})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    big = "<big xmlns='urn:example:big'>" + "x" * 100_000 + "</big>"
+    caps = "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' ver='QgayPKawpkPSDYmwT/WM94uAlu0='/>"
+    small = "<x xmlns='vcard-temp:x:update'><photo>01b87fcd030b72895ff8e88db57ec525450f000d</photo></x>"
+    h.receive(
+        f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{big}<show>away</show><status>brewing</status>"
+        f"{caps}{small}<priority>5</priority>{MUC_X}</presence>"
+    )
+    h.sent()
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    sent = h.sent()
+    wicca = next(p for p in sent if p.get("from") == f"{ROOM}/secondwitch")
+    assert_xml_equal(
+        wicca,
+        f"""<presence from='{ROOM}/secondwitch' to='{HAG}'><show>away</show><status>brewing</status>
+          {caps}{small}<priority>5</priority>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/></x></presence>""",
+    )
+    occupant = h.component.router.loaded("coven").occupants.by_nick("secondwitch")
+    assert all(len(template) <= 2048 for template in occupant.sessions.values())
