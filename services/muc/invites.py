@@ -5,6 +5,8 @@ from its own address, with the room's password when it has one. In a
 members-only room only admins and owners may invite, or any occupant when
 the room allows invitations, and the invitee becomes a member. Direct
 invitations (XEP-0249) go from client to client and never reach the room.
+A decline is relayed only from an occupant or from someone the one it is
+addressed to invited (see :mod:`services.muc.limits`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element])
         if room.config.members_only and room.affiliations.get(invitee) == "none":
             await admin.set_affiliation(room, invitee.bare, "member", None, f"Invited by {stanza.sender.bare}")
         room.send(_invitation(room, stanza, invitee, text_of(invitation, "reason", MUC_USER)))
+        room.service.limits.invited(room.jid.node or "", invitee, stanza.sender)
 
 
 def _invitation(room: Room, stanza: Stanza, invitee: JID, reason: str | None) -> etree._Element:
@@ -99,6 +102,8 @@ def _invitation(room: Room, stanza: Stanza, invitee: JID, reason: str | None) ->
 
 def _decline(room: Room, stanza: Stanza, decline: etree._Element) -> None:
     inviter = _address(decline)
+    occupant = room.occupants.by_real(stanza.sender) is not None
+    room.service.limits.check_decline(room.jid.node or "", stanza.sender, inviter, occupant=occupant)
     element = etree.Element(
         f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "to": str(inviter)}, nsmap={None: ns.COMPONENT}
     )

@@ -15,7 +15,12 @@ of them. Over a limit, a stanza gets an error and has no effect:
   (type wait) with the text of Prosody's ``mod_muc_limits``. Leaving a room
   is never refused;
 - a presence bigger than ``max_presence_bytes``: kept, and shown to others,
-  without the extensions that do not fit (see ``presence_template``).
+  without the extensions that do not fit (see ``presence_template``);
+- a decline from someone who is neither an occupant nor invited (by the one
+  the decline is addressed to, within a day; the last
+  ``max_pending_invitations`` invitations are remembered): ``not-acceptable``,
+  and nothing is relayed, so the room sends no text to an address of a
+  stranger's choosing.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import attrs
 from component.config import ConfigError
 from component.errors import StanzaError
 from component.jid import JID
-from component.ratelimit import Counter, RateLimiter
+from component.ratelimit import Counter, ExpiringSet, RateLimiter
 
 __all__ = ["LimitSettings", "MucLimits", "OVERACTIVE"]
 
 #: What Prosody's mod_muc_limits tells someone over the room's rate.
 OVERACTIVE = "The room is currently overactive, please try again later"
+
+#: How long an invitation may be declined.
+INVITATION_SECONDS = 24 * 3600.0
 
 
 def _setting(default: float, doc: str) -> Any:
@@ -54,6 +62,7 @@ class LimitSettings:
     presence_burst: int = _setting(10, "presences one user may send a room at once (0: no limit)")
     presence_rate: float = _setting(0.5, "presences a second that refill that burst")
     max_presence_bytes: int = _setting(8192, "bytes of an occupant's presence kept and shown to others (0: no limit)")
+    max_pending_invitations: int = _setting(10_000, "invitations remembered, for a day each, so they may be declined")
 
     @classmethod
     def keys(cls) -> frozenset[str]:
@@ -96,6 +105,10 @@ class MucLimits:
         )
         self._presence: RateLimiter[tuple[str, JID]] = RateLimiter(
             settings.presence_rate, settings.presence_burst, clock
+        )
+        #: (room, invitee, inviter), bare JIDs, for each invitation that may still be declined.
+        self._invited: ExpiringSet[tuple[str, JID, JID]] = ExpiringSet(
+            INVITATION_SECONDS, clock, settings.max_pending_invitations
         )
 
     # -- rooms per user ------------------------------------------------------
@@ -182,6 +195,25 @@ class MucLimits:
     def _check_rate(self, limiter: RateLimiter[tuple[str, JID]], node: str, sender: JID) -> None:
         if not self._is_admin(sender) and not limiter.allow((node, sender.bare)):
             raise StanzaError("policy-violation", "wait", text=OVERACTIVE)
+
+    # -- declines ------------------------------------------------------------------
+
+    def invited(self, node: str, invitee: JID, inviter: JID) -> None:
+        """The room sent ``invitee`` an invitation from ``inviter``: it may be declined."""
+        self._invited.add((node, invitee.bare, inviter.bare))
+
+    def check_decline(self, node: str, sender: JID, inviter: JID, *, occupant: bool) -> None:
+        """Raise ``not-acceptable`` unless ``sender`` was invited by ``inviter`` or is an occupant.
+
+        An invitation is declined once; an occupant's declines count as invitations.
+        """
+        key = (node, sender.bare, inviter.bare)
+        if key in self._invited:
+            self._invited.discard(key)
+        elif occupant:
+            self._check_per_minute("invitations", sender)
+        else:
+            raise StanzaError("not-acceptable", text="only someone invited may decline an invitation")
 
 
 def _per_minute(count: int, clock: Callable[[], float]) -> RateLimiter[JID]:

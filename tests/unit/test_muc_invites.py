@@ -86,6 +86,8 @@ def test_only_admins_invite_to_members_only_rooms_unless_the_room_allows_it(harn
 
 def test_decline(harness) -> None:
     h = harness
+    invite(h)
+    h.sent()
     h.receive(
         f"""<message from='{HECATE}/broom' id='jk2vs61v' to='{ROOM}'>
           <x xmlns='http://jabber.org/protocol/muc#user'>

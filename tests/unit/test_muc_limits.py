@@ -321,3 +321,62 @@ def test_a_big_presence_is_kept_without_the_extensions_that_do_not_fit() -> None
     )
     occupant = h.component.router.loaded("coven").occupants.by_nick("secondwitch")
     assert all(len(template) <= 2048 for template in occupant.sessions.values())
+
+
+# -- declines ----------------------------------------------------------------------------
+
+
+def decline(h, sender: str, to: str = "crone1@shakespeare.lit", id: str = "dec") -> None:
+    h.receive(
+        f"""<message from='{sender}' id='{id}' to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'>
+          <decline to='{to}'><reason>Sorry, I'm too busy right now.</reason></decline></x></message>"""
+    )
+
+
+def declined(sender: str, to: str = "crone1@shakespeare.lit", id: str = "dec") -> str:
+    return f"""<message from='{ROOM}' id='{id}' to='{to}'><x xmlns='http://jabber.org/protocol/muc#user'>
+      <decline from='{sender}'><reason>Sorry, I'm too busy right now.</reason></decline></x></message>"""
+
+
+def refused_decline(sender: str, to: str = "crone1@shakespeare.lit", id: str = "dec") -> str:
+    return f"""<message from='{ROOM}' id='{id}' to='{sender}' type='error'><x xmlns='http://jabber.org/protocol/muc#user'>
+      <decline to='{to}'><reason>Sorry, I'm too busy right now.</reason></decline></x>
+      <error type='modify'><not-acceptable {ERR}/><text {ERR}>only someone invited may decline an invitation</text></error>
+    </message>"""
+
+
+def test_only_the_invited_decline_and_only_to_their_inviter_once() -> None:
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    stranger = "macbeth@shakespeare.lit/castle"
+    decline(h, stranger, to="duncan@shakespeare.lit")
+    h.expect(refused_decline(stranger, to="duncan@shakespeare.lit"))
+    invite(h, ["hecate@shakespeare.lit"])
+    h.sent()
+    decline(h, ADMIN, to="duncan@shakespeare.lit")  # not the one who invited
+    h.expect(refused_decline(ADMIN, to="duncan@shakespeare.lit"))
+    decline(h, ADMIN)
+    h.expect(declined("hecate@shakespeare.lit"))
+    decline(h, ADMIN)
+    h.expect(refused_decline(ADMIN))
+
+
+def test_an_invitation_may_be_declined_for_a_day() -> None:
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    invite(h, ["hecate@shakespeare.lit", "macbeth@shakespeare.lit"])
+    h.sent()
+    h.clock.advance(24 * 3600 - 1)
+    decline(h, ADMIN)
+    h.expect(declined("hecate@shakespeare.lit"))
+    h.clock.advance(1)
+    decline(h, "macbeth@shakespeare.lit/castle")
+    h.expect(refused_decline("macbeth@shakespeare.lit/castle"))
+
+
+def test_occupants_may_decline() -> None:
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    decline(h, WICCA)
+    h.expect(declined("wiccarocks@shakespeare.lit"))
