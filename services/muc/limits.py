@@ -21,6 +21,11 @@ of them. Over a limit, a stanza gets an error and has no effect:
   ``max_pending_invitations`` invitations are remembered): ``not-acceptable``,
   and nothing is relayed, so the room sends no text to an address of a
   stranger's choosing.
+
+It also remembers, for ``absent_rooms_seconds``, up to ``absent_rooms_cached``
+rooms the database does not have, so that stanzas to made-up rooms cost no
+database read each. A room created here is forgotten at once; one created by
+another process on the same database is seen once its entry expires.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class LimitSettings:
     presence_rate: float = _setting(0.5, "presences a second that refill that burst")
     max_presence_bytes: int = _setting(8192, "bytes of an occupant's presence kept and shown to others (0: no limit)")
     max_pending_invitations: int = _setting(10_000, "invitations remembered, for a day each, so they may be declined")
+    absent_rooms_cached: int = _setting(10_000, "rooms remembered as not in the database (0: none)")
+    absent_rooms_seconds: float = _setting(60.0, "seconds a room is remembered as not in the database")
 
     @classmethod
     def keys(cls) -> frozenset[str]:
@@ -110,6 +117,8 @@ class MucLimits:
         self._invited: ExpiringSet[tuple[str, JID, JID]] = ExpiringSet(
             INVITATION_SECONDS, clock, settings.max_pending_invitations
         )
+        #: Rooms the database does not have (the service reads and fills it).
+        self.absent: ExpiringSet[str] = ExpiringSet(settings.absent_rooms_seconds, clock, settings.absent_rooms_cached)
 
     # -- rooms per user ------------------------------------------------------
 
@@ -126,6 +135,7 @@ class MucLimits:
 
     def room_created(self, node: str, creator: JID) -> None:
         """``creator`` created the room ``node``: it counts until the room is gone."""
+        self.absent.discard(node)
         if not self._is_admin(creator):
             self._count(node, creator.bare)
 

@@ -119,8 +119,8 @@ class MucService(Service):
 
     def _room_for(self, node: str) -> Entity | defer.Deferred[Entity | None] | None:
         jid = JID(node, self.component.jid.domain)
-        if self.store is None:
-            return Room(self, jid)
+        if self.store is None or node in self.limits.absent:
+            return Room(self, jid)  # a room nobody created yet
         return self.track(defer.ensureDeferred(self._load(jid)))
 
     async def _load(self, jid: JID) -> Entity | None:
@@ -129,6 +129,7 @@ class MucService(Service):
         node = jid.node or ""
         record = await self.store.load_room(node)
         if record is None:
+            self.limits.absent.add(node)
             return room
         self._restore(room, record)
         for bare, entry in (await self.store.affiliations(node)).items():

@@ -380,3 +380,39 @@ def test_occupants_may_decline() -> None:
     enter(h, ROOM, "secondwitch", WICCA)
     decline(h, WICCA)
     h.expect(declined("wiccarocks@shakespeare.lit"))
+
+
+# -- rooms that do not exist --------------------------------------------------------------
+
+
+def disco(h, target: str, id: str = "d") -> None:
+    h.receive(f"<iq from='{HAG}' id='{id}' to='{target}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+
+
+def test_a_room_that_does_not_exist_is_read_from_the_database_once_a_while() -> None:
+    h = muc_harness()
+    storage = h.component.storage
+    before = storage.transactions
+    for n in range(50):
+        disco(h, f"nosuch@{SERVICE}", id=f"d{n}")
+    assert [e.get("type") for e in h.sent()] == ["error"] * 50
+    assert storage.transactions - before == 1
+    h.clock.advance(60)
+    disco(h, f"nosuch@{SERVICE}")
+    h.sent()
+    assert storage.transactions - before == 2
+
+
+def test_a_room_remembered_as_absent_can_be_created_and_then_found() -> None:
+    h = muc_harness({"absent_rooms_seconds": 3600})
+    disco(h, f"nosuch@{SERVICE}")
+    h.sent()
+    instant_room(h, f"nosuch@{SERVICE}", CRONE)
+    configure(h, PERSISTENT, room=f"nosuch@{SERVICE}")
+    h.receive(f"<presence from='{CRONE}' to='nosuch@{SERVICE}/owner' type='unavailable'/>")
+    h.clock.advance(300)  # it leaves memory, stays in the database
+    h.sent()
+    assert h.component.router.loaded("nosuch") is None
+    disco(h, f"nosuch@{SERVICE}", id="found")
+    (reply,) = h.sent()
+    assert reply.get("type") == "result"
