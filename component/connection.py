@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IPushProducer, IReactorTCP, IReactorTime
+from twisted.internet import error as net_error
+from twisted.internet.interfaces import (
+    IProtocolFactory,
+    IPushProducer,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -127,6 +135,8 @@ class ComponentProtocol(Protocol):
         self._batch: list[bytes] | None = None
         self._closing = False
         self._header_without_id = False
+        #: Why the connection ended (or is ending), in a few words for the reconnect line.
+        self.ended_by: str | None = None
         self._parser = StreamParser(
             self._stream_opened,
             self._element_received,
@@ -163,9 +173,11 @@ class ComponentProtocol(Protocol):
         try:
             self._parser.feed(data)
         except StreamError as error:
+            self.ended_by = f"we closed the stream with {error.condition}"
             log.warn(
-                "{domain}: closing the stream with {condition}: {text}",
+                "{domain}: closing the stream to the server at {address} with {condition}: {text}",
                 domain=self.domain,
+                address=self.address,
                 condition=error.condition,
                 text=error.text or "",
             )
@@ -175,18 +187,23 @@ class ComponentProtocol(Protocol):
             self._batch = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        if self.ended_by is None:
+            self.ended_by = reason.getErrorMessage() if reason is not None else "the connection closed"
         self.disconnected.callback(None)
         if self.authenticated:
             self.authenticated = False
             self.component.link_down(self)
             if not self._closing:
                 log.warn(
-                    "{domain} lost its connection to the server at {address}; reconnecting",
+                    "{domain} lost its connection to the server at {address} ({reason}); reconnecting",
                     domain=self.domain,
                     address=self.address,
+                    reason=self.ended_by,
                 )
         elif not self.handshake.called:
-            self.handshake.errback(HandshakeFailed(f"the connection for {self.domain} closed before the handshake"))
+            sentence = f"the server at {self.address} closed the connection of {self.domain} before the handshake"
+            log.warn("{sentence}", sentence=sentence, domain=self.domain, address=self.address)
+            self.handshake.errback(HandshakeFailed(sentence))
 
     # -- IPushProducer, for the transport's flow control ---------------
 
@@ -270,6 +287,7 @@ class ComponentProtocol(Protocol):
     def _server_error(self, element: etree._Element) -> None:
         error = StreamError.from_element(element)
         reason = f"{error.condition}: {error.text}" if error.text else error.condition
+        self.ended_by = f"stream error {reason}"
         sentence = _EXPLANATIONS.get(error.condition, _UNEXPLAINED).format(
             server=f"the server at {self.address}", domain=self.domain, reason=reason
         )
@@ -279,6 +297,8 @@ class ComponentProtocol(Protocol):
         self._close(b"")
 
     def _stream_closed(self) -> None:
+        if self.ended_by is None:
+            self.ended_by = "the server closed the stream"
         self._close(b"")
 
     def _close(self, before: bytes) -> None:
@@ -288,6 +308,40 @@ class ComponentProtocol(Protocol):
         self._flush()
         self.transport.write(before + _CLOSE)
         self.transport.loseConnection()
+
+
+class _QuietClientService(ClientService):
+    # Its own "Scheduling retry 1 to connect <TCP4ClientEndpoint object at
+    # 0x...>" names neither the domain nor the address nor the reason, and
+    # counts a refused handshake as a success: ComponentConnector logs its own.
+    _log = Logger(observer=LogPublisher())  # a publisher with no observers
+
+
+@implementer(IStreamClientEndpoint)
+class _Endpoint:
+    """A TCP endpoint that reports why a connection attempt failed."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, failed: Callable[[Failure], None]) -> None:
+        self._endpoint = endpoint
+        self._failed = failed
+
+    def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        def failed(failure: Failure) -> Failure:
+            self._failed(failure)
+            return failure
+
+        return self._endpoint.connect(factory).addErrback(failed)
+
+
+def _connect_reason(failure: Failure) -> str:
+    """A TCP connection failure in a few words."""
+    if failure.check(net_error.ConnectionRefusedError):
+        return "connection refused"
+    if failure.check(net_error.TimeoutError, net_error.TCPTimedOutError):
+        return "no answer within 10 s"
+    if failure.check(net_error.DNSLookupError):
+        return "cannot resolve the host"
+    return failure.getErrorMessage()
 
 
 class _ComponentFactory(Factory):
@@ -331,35 +385,60 @@ class ComponentConnector(Service):
         self._reactor: IReactorTCP | IReactorTime = reactor
         self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth}
         self.protocol: ComponentProtocol | None = None
-        self.refused_handshakes = 0
+        #: Attempts in a row that did not end attached (a lost link counts as one).
+        self.failed_attempts = 0
+        self._connect_failure: str | None = None
         self._policy = backoffPolicy(initial_delay, max_delay, 2.0, jitter=lambda: random.uniform(0, initial_delay))
-        endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10)
-        self._client = ClientService(endpoint, _ComponentFactory(self), retryPolicy=self._retry_delay, clock=reactor)
+        endpoint = _Endpoint(endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10), self._connect_failed)
+        self._client = _QuietClientService(
+            endpoint, _ComponentFactory(self), retryPolicy=self._retry_delay, clock=reactor
+        )
 
     def __repr__(self) -> str:
         # The secret stays out of every repr and log line.
         return f"<ComponentConnector {self.component.jid} -> {self.host}:{self.port}>"
 
+    @property
+    def address(self) -> str:
+        """host:port of the server."""
+        return f"{self.host}:{self.port}"
+
     def build_protocol(self) -> ComponentProtocol:
         """A protocol for one connection attempt."""
-        protocol = ComponentProtocol(
-            self.component, self._secret, address=f"{self.host}:{self.port}", **self._limits
-        )
-        protocol.handshake.addCallbacks(self._accepted, self._refused)
+        protocol = ComponentProtocol(self.component, self._secret, address=self.address, **self._limits)
+        protocol.handshake.addCallbacks(self._accepted, lambda _: None)
         self.protocol = protocol
+        self._connect_failure = None
         return protocol
 
     def _accepted(self, protocol: ComponentProtocol) -> None:
-        self.refused_handshakes = 0
+        self.failed_attempts = 0
 
-    def _refused(self, failure: Failure) -> None:
-        self.refused_handshakes += 1
+    def _connect_failed(self, failure: Failure) -> None:
+        self._connect_failure = _connect_reason(failure)
 
-    def _retry_delay(self, failed_connections: int) -> float:
-        # The first retry after a lost link or a refused handshake waits the
-        # initial delay; each further failure in a row doubles it.
-        attempt = max(0, failed_connections - 1) + max(0, self.refused_handshakes - 1)
-        return float(self._policy(attempt))
+    def _retry_delay(self, _client_count: int) -> float:
+        # ClientService counts refused TCP connections only, and starts again
+        # at 1 whenever TCP got through, so a refused handshake would never
+        # back off: count every attempt that did not end attached ourselves.
+        # The first retry waits the initial delay; each further one doubles it.
+        self.failed_attempts += 1
+        delay = float(self._policy(self.failed_attempts - 1))
+        if self._connect_failure is not None:
+            reason = self._connect_failure
+        elif self.protocol is not None and self.protocol.ended_by:
+            reason = self.protocol.ended_by
+        else:
+            reason = "the connection ended"
+        log.warn(
+            "{domain}: reconnecting to the server at {address} in {delay:.1f} s, retry {retry} ({reason})",
+            domain=str(self.component.jid),
+            address=self.address,
+            delay=delay,
+            retry=self.failed_attempts,
+            reason=reason,
+        )
+        return delay
 
     def startService(self) -> None:
         super().startService()

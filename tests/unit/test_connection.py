@@ -1,10 +1,13 @@
 """The XEP-0114 connection: handshake, stream errors in both directions, reconnects, shutdown."""
 
 import hashlib
+import re
 
 import pytest
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 
 from component.component import Component
 from component.connection import ComponentConnector, ComponentProtocol, handshake_digest
@@ -281,6 +284,72 @@ def test_reconnects_with_backoff_after_a_refused_handshake():
     # (measured in 50 ms steps).
     for base, waited in zip([1, 2, 4, 8], delays, strict=True):
         assert base <= waited <= base + 1.0 + 0.051, delays
+
+
+RETRY = re.compile(
+    r"comp\.example\.org: reconnecting to the server at 127\.0\.0\.1:5347 in \d+\.\d s, retry (\d+) \((.*)\)"
+)
+
+
+def retries(logs):
+    """(retry count, reason) of each reconnect line; every line names the domain and the address."""
+    lines = [m for m in logs.messages() if "reconnecting" in m and "lost its connection" not in m]
+    return [(int(RETRY.fullmatch(line)[1]), RETRY.fullmatch(line)[2]) for line in lines]
+
+
+def test_refused_connections_are_our_own_lines_with_the_real_count_and_reason():
+    reactor = MemoryReactorClock()
+    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    with LogCapture() as logs:
+        connector.startService()
+        for index in range(3):
+            _host, _port, factory, _timeout, _bind = reactor.tcpClients[index]
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+            reactor.advance(60)
+    assert retries(logs) == [(1, "connection refused"), (2, "connection refused"), (3, "connection refused")]
+    assert not any("Scheduling retry" in line or "object at 0x" in line for line in logs.messages())
+
+
+def test_refused_handshakes_count_up_and_a_lost_link_starts_again_at_one():
+    reactor = MemoryReactorClock()
+    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    with LogCapture() as logs:
+        connector.startService()
+        for index in range(2):
+            protocol, _ = attempt(reactor, connector, index)
+            protocol.dataReceived(SERVER_HEADER)
+            protocol.dataReceived(b"<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                                  b"</stream:error>")
+            protocol.connectionLost(Failure(ConnectionDone()))
+            reactor.advance(60)
+        protocol, _ = attempt(reactor, connector, 2)
+        protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
+        protocol.connectionLost(Failure(ConnectionLost()))
+    assert retries(logs) == [
+        (1, "stream error not-authorized"),
+        (2, "stream error not-authorized"),
+        (1, "Connection to the other side was lost in a non-clean fashion."),
+    ]
+    assert (
+        "comp.example.org lost its connection to the server at 127.0.0.1:5347 (Connection to the other side was"
+        " lost in a non-clean fashion.); reconnecting"
+    ) in logs.messages()
+
+
+def test_a_server_closing_before_the_handshake_is_said_with_its_address():
+    reactor = MemoryReactorClock()
+    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    with LogCapture() as logs:
+        connector.startService()
+        protocol, _ = attempt(reactor, connector, 0)
+        protocol.connectionLost(Failure(ConnectionDone()))
+    assert logs.messages()[0] == (
+        "the server at 127.0.0.1:5347 closed the connection of comp.example.org before the handshake"
+    )
+    assert retries(logs) == [(1, "Connection was closed cleanly.")]
 
 
 def test_reconnects_after_losing_an_established_link_and_flushes_the_queue():
