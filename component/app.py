@@ -115,6 +115,7 @@ class Netherfield(TwistedService):
             clock=self.reactor,
             iq_timeout=settings.iq_timeout,
             queue_limit=settings.queue_limit,
+            max_outgoing_bytes=settings.max_outgoing_bytes,
             server_domain=server.domain,
             ping_interval=server.ping_interval,
             ping_timeout=server.ping_timeout,

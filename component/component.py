@@ -8,7 +8,7 @@ or queues it while the link is down.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -28,9 +28,14 @@ from component.router import Router
 from component.service import Service
 from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply, result_reply_bytes
 
-__all__ = ["Component", "Link", "DomainEntity"]
+__all__ = ["Component", "Link", "DomainEntity", "DEFAULT_MAX_OUTGOING_BYTES"]
 
 log = Logger()
+
+# Below what the server takes from a component in one stanza (Prosody's
+# component_stanza_size_limit is 512 KiB; ejabberd's is unlimited unless
+# set): a stanza over the server's limit would make it close the stream.
+DEFAULT_MAX_OUTGOING_BYTES = 480 * 1024
 
 
 class Link(Protocol):
@@ -81,6 +86,7 @@ class Component:
         clock: IReactorTime | None = None,
         iq_timeout: float = DEFAULT_IQ_TIMEOUT,
         queue_limit: int = 10_000,
+        max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES,
         server_domain: str | None = None,
         ping_interval: float = 60.0,
         ping_timeout: float = 20.0,
@@ -102,6 +108,10 @@ class Component:
         self.queue_limit = queue_limit
         self._queue: deque[bytes] = deque()
         self.dropped = 0
+        #: The largest stanza sent: a larger one is not sent (see :meth:`fits`).
+        self.max_outgoing_bytes = max_outgoing_bytes
+        #: Stanzas refused or dropped, by why: "oversized-in", "oversized-out", "own-domain".
+        self.refused: Counter[str] = Counter()
         self.server_domain = server_domain or _parent_domain(self.jid.domain)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -136,7 +146,29 @@ class Component:
             return
         # UTF-8, not lxml's default ASCII: ASCII writes a non-ASCII name as a
         # character reference, which no XML parser accepts in a name.
-        self.send_bytes(etree.tostring(element, encoding="utf-8"))
+        data = etree.tostring(element, encoding="utf-8")
+        if self.fits(len(data), element):
+            self.send_bytes(data)
+
+    def fits(self, size: int, element: etree._Element | None = None) -> bool:
+        """Whether a stanza of ``size`` bytes may be sent; if not, it is counted and logged.
+
+        The server closes the whole stream on a stanza over its limit, so
+        one reply too large (a listing, a relayed message) would drop the
+        link for everybody.
+        """
+        if size <= self.max_outgoing_bytes:
+            return True
+        self.refused["oversized-out"] += 1
+        log.warn(
+            "{domain}: did not send a {tag} of {size} bytes to {to}; the limit is {limit}",
+            domain=str(self.jid),
+            tag=etree.QName(element).localname if element is not None else "stanza",
+            size=size,
+            to=element.get("to") if element is not None else "several recipients",
+            limit=self.max_outgoing_bytes,
+        )
+        return False
 
     def _is_ours(self, sender: str) -> bool:
         address = sender.partition("/")[0]
@@ -193,10 +225,8 @@ class Component:
         if kind is None:
             raise StreamError("unsupported-stanza-type", f"unexpected element {element.tag}")
         stanza_type = element.get("type")
-        try:
-            sender = parse_jid(element.get("from") or "")
-        except InvalidJID:
-            log.warn("{domain}: dropped a {kind} without a valid from", domain=str(self.jid), kind=kind)
+        sender = self._sender(element, kind)
+        if sender is None:
             return
         try:
             recipient = parse_jid(element.get("to") or "")
@@ -219,6 +249,56 @@ class Component:
         else:
             stanza.keep()  # it is handled once the entity has loaded
             target.addCallbacks(self._deliver, self._load_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
+
+    def refuse(self, element: etree._Element, reason: str) -> None:
+        """A stanza the stream would not take in whole (``reason``: too large, too deep).
+
+        ``element`` is its start tag alone. Its sender gets a
+        ``policy-violation`` error; the stream, and everyone else's
+        traffic on it, goes on.
+        """
+        kind = KINDS.get(element.tag)
+        if kind is None:
+            raise StreamError("unsupported-stanza-type", f"unexpected element {element.tag}")
+        self.refused["oversized-in"] += 1
+        log.warn(
+            "{domain}: refused a {kind} from {sender!r} to {to!r}: {reason}",
+            domain=str(self.jid),
+            kind=kind,
+            sender=element.get("from", "")[:100],
+            to=element.get("to", "")[:100],
+            reason=reason,
+        )
+        sender = self._sender(element, kind)
+        if sender is None or element.get("type") == "error":
+            return
+        try:
+            recipient = parse_jid(element.get("to") or "")
+        except InvalidJID:
+            recipient = self.jid
+        self._send_error(Stanza(element, kind, sender, recipient), StanzaError("policy-violation", text=reason))
+
+    def _sender(self, element: etree._Element, kind: str) -> JID | None:
+        """The stanza's ``from``, or None (logged) when it cannot be answered."""
+        try:
+            sender = parse_jid(element.get("from") or "")
+        except InvalidJID:
+            log.warn("{domain}: dropped a {kind} without a valid from", domain=str(self.jid), kind=kind)
+            return None
+        if sender.domain == self._domain_text:
+            # Only we send from our domain: the server routed our own stanza
+            # back (or forged one), and answering it would loop.
+            self.refused["own-domain"] += 1
+            if self.refused["own-domain"] % 1000 == 1:
+                log.warn(
+                    "{domain}: dropped a {kind} from our own domain ({sender}); {count} so far",
+                    domain=str(self.jid),
+                    kind=kind,
+                    sender=str(sender),
+                    count=self.refused["own-domain"],
+                )
+            return None
+        return sender
 
     def _load_failed(self, failure: Failure, stanza: Stanza) -> None:
         self._send_error(stanza, StanzaError("internal-server-error"))
@@ -254,9 +334,14 @@ class Component:
         if stanza.kind != "iq":
             return
         if isinstance(result, bytes):
-            self.send_bytes(result_reply_bytes(stanza, result))
+            reply = result_reply_bytes(stanza, result)
         else:
-            self.send(result_reply(stanza, result))  # type: ignore[arg-type]
+            reply = etree.tostring(result_reply(stanza, result), encoding="utf-8")  # type: ignore[arg-type]
+        if self.fits(len(reply), stanza.element):
+            self.send_bytes(reply)
+        else:
+            text = f"the answer would be larger than {self.max_outgoing_bytes} bytes"
+            self._send_error(stanza, StanzaError("resource-constraint", text=text))
 
     def _handler_failed(self, failure: Failure, stanza: Stanza) -> None:
         if failure.check(StanzaError):
@@ -277,7 +362,11 @@ class Component:
     def _send_error(self, stanza: Stanza, error: StanzaError) -> None:
         if stanza.element.get("type") == "error":
             return  # never answer an error (RFC 6120 §8.3.1)
-        self.send(error_reply(stanza, error))
+        reply = error_reply(stanza, error)
+        if len(reply) and len(etree.tostring(reply, encoding="utf-8")) > self.max_outgoing_bytes:
+            # The original payload is a courtesy; the error must get through.
+            reply = error_reply(stanza, error, payload=False)
+        self.send(reply)
 
     # -- the link --------------------------------------------------------
 

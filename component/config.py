@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from component.component import DEFAULT_MAX_OUTGOING_BYTES
 from component.jid import InvalidJID, parse_jid
 from component.storage import DEFAULT_URL
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
@@ -66,6 +67,7 @@ class ComponentConfig:
     port: int = 5347
     max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES
     iq_timeout: float = 30.0
     queue_limit: int = 10_000
 
@@ -232,6 +234,7 @@ def _component(
         port=port,
         max_stanza_bytes=int(table.number("max_stanza_bytes", DEFAULT_MAX_STANZA_BYTES, minimum=1024)),
         max_depth=int(table.number("max_depth", DEFAULT_MAX_DEPTH, minimum=4)),
+        max_outgoing_bytes=int(table.number("max_outgoing_bytes", DEFAULT_MAX_OUTGOING_BYTES, minimum=1024)),
         iq_timeout=table.number("iq_timeout", 30.0, minimum=0.1),
         queue_limit=int(table.number("queue_limit", 10_000, minimum=1)),
     )

@@ -141,6 +141,7 @@ class ComponentProtocol(Protocol):
             self._stream_opened,
             self._element_received,
             self._stream_closed,
+            on_refused=self._element_refused,
             max_stanza_bytes=max_stanza_bytes,
             max_depth=max_depth,
         )
@@ -283,6 +284,11 @@ class ComponentProtocol(Protocol):
             self.handshake.callback(self)
         else:
             raise StreamError("not-authorized", "stanza before the handshake completed")
+
+    def _element_refused(self, element: etree._Element, reason: str) -> None:
+        if not self.authenticated:
+            raise StreamError("policy-violation", f"{reason} before the handshake completed")
+        self.component.refuse(element, reason)
 
     def _server_error(self, element: etree._Element) -> None:
         error = StreamError.from_element(element)

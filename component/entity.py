@@ -17,6 +17,7 @@ from lxml import etree
 from twisted.internet import defer
 
 from component import namespaces as ns
+from component import rsm
 from component.disco import Identity, Item, info_element, items_element
 from component.errors import StanzaError
 from component.jid import JID
@@ -62,6 +63,8 @@ class Entity:
     iq_handlers: ClassVar[dict[tuple[str, str], _Handler]] = {}
     #: True when disco#info never changes after start: the answer is built once.
     disco_info_is_static: ClassVar[bool] = False
+    #: The most items one disco#items answer lists; the rest are paged (XEP-0059).
+    disco_items_per_page: ClassVar[int] = 100
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -155,8 +158,17 @@ class Entity:
 
     @iq_handler("get", f"{{{ns.DISCO_ITEMS}}}query")
     def _disco_items(self, stanza: Stanza) -> IQResult:
-        node = stanza.element[0].get("node")
-        return items_element(self.disco_items(stanza, node), node)
+        query = stanza.element[0]
+        node = query.get("node")
+        request = rsm.parse_request(query)
+        items = self.disco_items(stanza, node)
+        if request is None and len(items) <= self.disco_items_per_page:
+            return items_element(items, node)
+        # A long list in one answer could pass what the server takes from us.
+        found = rsm.page(items, _item_key, request, self.disco_items_per_page)
+        answer = items_element(found.items, node)
+        answer.append(found.set_element())
+        return answer
 
     @iq_handler("get", f"{{{ns.PING}}}ping")
     def _ping(self, stanza: Stanza) -> IQResult:
@@ -169,6 +181,11 @@ class Entity:
         etree.SubElement(query, f"{{{ns.VERSION}}}version").text = VERSION
         etree.SubElement(query, f"{{{ns.VERSION}}}os").text = platform.system()
         return query
+
+
+def _item_key(item: Item) -> str:
+    """A disco item's id for paging: its address, and its node when it has one."""
+    return item.jid if item.node is None else f"{item.jid} {item.node}"
 
 
 def _collect_iq_handlers(cls: type[Entity]) -> None:

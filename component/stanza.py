@@ -187,11 +187,11 @@ def result_reply(stanza: Stanza, payload: etree._Element | None = None) -> etree
     return iq(stanza.recipient, stanza.sender, "result", payload, id=stanza.id or "")
 
 
-def error_reply(stanza: Stanza, error: StanzaError) -> etree._Element:
+def error_reply(stanza: Stanza, error: StanzaError, *, payload: bool = True) -> etree._Element:
     """The error reply to ``stanza``: addresses swapped, id kept, original payload included.
 
     RFC 6120 §8.3.1 lets the reply carry the original XML, which helps the
-    sender tell which request failed.
+    sender tell which request failed; ``payload=False`` leaves it out.
     """
     original = stanza.element
     reply = etree.Element(
@@ -202,7 +202,7 @@ def error_reply(stanza: Stanza, error: StanzaError) -> etree._Element:
     stanza_id = original.get("id")
     if stanza_id is not None:
         reply.set("id", stanza_id)
-    for item in original:
+    for item in original if payload else ():
         if isinstance(item.tag, str) and item.tag != f"{{{ns.COMPONENT}}}error":
             reply.append(copy.deepcopy(item))
     reply.append(error.to_element())

@@ -9,20 +9,28 @@ name with an undeclared prefix ends it (lxml would keep the name, and the
 component would send it on to a server that refuses it). Stanza size and
 nesting depth are bounded.
 
+A stanza over the size or depth limit is refused on its own: the parser
+keeps reading it while dropping what it completes, and hands over its
+start tag (its addresses, type and id, without children) to ``on_refused``
+when it ends; the stream goes on. Only input that cannot be parsed any
+further ends the stream.
+
 lxml reports no byte offsets, so sizes are counted per slice fed to it, and
 counted low rather than high: a stanza is refused once the bytes known to be
 its own pass the limit, and no stanza within the limit is ever refused. The
 bytes of a read it shares with the stanzas before it may go uncounted, so
 what one stanza holds stays under the limit plus one slice. Separately, no
-more than the limit may arrive without the parser completing a tag or
+more than twice the limit may arrive without the parser completing a tag or
 handing over text, which bounds what lxml buffers for a tag, comment or
-reference left open.
+reference left open: a tag cannot be skipped before it is complete, so such
+input ends the stream.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
@@ -31,7 +39,10 @@ from component.errors import StreamError
 
 __all__ = ["StreamParser", "DEFAULT_MAX_STANZA_BYTES", "DEFAULT_MAX_DEPTH"]
 
-DEFAULT_MAX_STANZA_BYTES = 512 * 1024
+# Prosody re-escapes what clients send (a '"' in text arrives as "&quot;"),
+# so a stanza inside its client limit of 256 KiB can reach a component six
+# times larger: the default takes in anything Prosody lets a client send.
+DEFAULT_MAX_STANZA_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 # lxml builds what it is fed before we see the events; feeding in slices keeps
 # what an oversized stanza can allocate before it is refused to one slice.
@@ -41,6 +52,8 @@ _SLICE = 64 * 1024
 _STREAM_TAG = f"{{{ns.STREAMS}}}stream"
 # A "<" that opens an element, not a declaration, comment or instruction.
 _ELEMENT_OPEN = re.compile(rb"<[^!?]")
+# A whole start tag, from its "<": attribute values may hold ">".
+_START_TAG = re.compile(rb"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
 _ENTITY_ERRORS = frozenset({"ERR_UNDECLARED_ENTITY", "WAR_UNDECLARED_ENTITY", "ERR_ENTITY_PE_INTERNAL"})
 
 
@@ -49,8 +62,10 @@ class StreamParser:
 
     ``on_header`` gets the ``<stream:stream>`` element once it opens,
     ``on_element`` each complete top-level element (stanzas, ``handshake``,
-    ``stream:error``), ``on_close`` the end of the stream. :meth:`feed`
-    raises :class:`StreamError` on input that must end the stream.
+    ``stream:error``), ``on_refused`` each one over the size or depth limit
+    (its start tag only) with the reason, ``on_close`` the end of the
+    stream. :meth:`feed` raises :class:`StreamError` on input that must end
+    the stream.
     """
 
     def __init__(
@@ -59,26 +74,22 @@ class StreamParser:
         on_element: Callable[[etree._Element], None],
         on_close: Callable[[], None],
         *,
+        on_refused: Callable[[etree._Element, str], None],
         max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         self._on_header = on_header
         self._on_element = on_element
+        self._on_refused = on_refused
         self._on_close = on_close
         self.max_stanza_bytes = max_stanza_bytes
         self.max_depth = max_depth
         self._slice = max(1, min(_SLICE, max_stanza_bytes))
-        self._parser = etree.XMLPullParser(
-            events=("start", "end", "comment", "pi"),
-            # No DTD ever reaches the parser (see _check_prolog), so the only
-            # entities left are undeclared ones, which lxml then reports.
-            resolve_entities="internal",
-            load_dtd=False,
-            no_network=True,
-            huge_tree=False,
-            remove_blank_text=False,
-            encoding="utf-8",
-        )
+        self._parser = _pull_parser(("start", "end", "comment", "pi"))
+        # The server's header is read by a parser of its own: the stream's
+        # parser gets a header of our making instead (see _opened).
+        self._header_parser: etree.XMLPullParser | None = _pull_parser(("start", "comment", "pi"))
+        self._head = b""  # the stream so far, until its header is complete
         self._root: etree._Element | None = None
         self._depth = 0
         self._stanza_bytes = 0  # bytes known to belong to the stanza in progress
@@ -88,6 +99,7 @@ class StreamParser:
         self._root_tag_seen = False
         self._log_seen = 0  # entries of lxml's log already looked at
         self._check_names = False
+        self._refusing: str | None = None  # why the stanza in progress is refused
 
     def feed(self, data: bytes) -> None:
         """Parse more of the stream; dispatches every element it completes."""
@@ -101,8 +113,10 @@ class StreamParser:
     def _feed_slice(self, data: bytes) -> None:
         if self._closed:
             return
-        if not self._root_tag_seen:
-            self._check_prolog(data)
+        if self._root is None:
+            data = self._read_header(data)
+            if not data:
+                return
         depth_before = self._depth
         # What of the stanza (or of its start tag) came before this slice.
         carried = self._stanza_bytes if depth_before > 1 else self._stalled_bytes
@@ -115,14 +129,71 @@ class StreamParser:
             progressed, completed = self._dispatch_events(data, carried)
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc) from None
+        if self._refusing is not None:
+            progressed = self._prune() or progressed
         if completed:
             # Whatever follows the last stanza began somewhere in this slice.
             self._stanza_bytes = self._stalled_bytes = 0
         elif not self._closed:
             self._count(data, progressed, depth_before, carried)
+            if self._refusing is not None:
+                self._prune()
         if self._depth <= 1 and self._root is not None and self._root.text:
             # Whitespace keepalives between stanzas accumulate as root text.
             self._root.text = None
+
+    def _read_header(self, data: bytes) -> bytes:
+        """Read the stream header; once it is complete, what of ``data`` follows it."""
+        assert self._header_parser is not None
+        self._check_prolog(data)
+        self._head += data
+        try:
+            self._header_parser.feed(data)
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc) from None
+        for entry in self._header_parser.feed_error_log:
+            if entry.type_name.startswith("NS_ERR"):
+                raise StreamError("not-well-formed", entry.message)
+        for event, element in self._header_parser.read_events():
+            if event != "start":
+                raise StreamError("restricted-xml", "comments and processing instructions are not allowed")
+            return self._opened(element)
+        if len(self._head) > 2 * self.max_stanza_bytes:
+            raise StreamError("policy-violation", f"no stream header in {2 * self.max_stanza_bytes} bytes")
+        return b""
+
+    def _opened(self, header: etree._Element) -> bytes:
+        """Check the server's header, then start the stream's parser on a header of our own.
+
+        Ours declares the stream's namespaces and nothing else: lxml writes
+        every declaration in scope into each stanza it serialises, so one the
+        server added would be copied into everything a room reflects.
+        """
+        if header.tag != _STREAM_TAG:
+            if etree.QName(header).localname == "stream":
+                raise StreamError("invalid-namespace", "the stream element is not in the streams namespace")
+            raise StreamError("not-well-formed", "the stream does not start with <stream:stream>")
+        opening = _ELEMENT_OPEN.search(self._head)
+        assert opening is not None
+        tag = _START_TAG.match(self._head, opening.start())
+        assert tag is not None, "lxml reported a start tag that is not in the bytes"
+        rest = self._head[tag.end() :]
+        self._head = b""
+        self._header_parser = None
+        prefix = header.prefix
+        name = f"{prefix}:stream" if prefix else "stream"
+        declarations = f"xmlns:{prefix}={quoteattr(ns.STREAMS)}" if prefix else ""
+        default = header.nsmap.get(None)
+        if default is not None:
+            declarations += f" xmlns={quoteattr(default)}"
+        if tag.group().endswith(b"/>"):
+            rest = f"</{name}>".encode() + rest
+        self._on_header(header)
+        self._parser.feed(f"<{name} {declarations}>".encode())
+        for _, root in self._parser.read_events():
+            self._root = root
+        self._depth = 1
+        return rest
 
     def _check_log(self) -> None:
         # lxml records breaches of the namespace rules and goes on parsing.
@@ -156,8 +227,8 @@ class StreamParser:
             self._stalled_bytes = 0
         else:
             self._stalled_bytes += len(data)
-        if self._stalled_bytes > self.max_stanza_bytes:
-            raise StreamError("policy-violation", f"no complete tag in {self.max_stanza_bytes} bytes")
+        if self._stalled_bytes > 2 * self.max_stanza_bytes:
+            raise StreamError("policy-violation", f"no complete tag in {2 * self.max_stanza_bytes} bytes")
         if self._depth <= 1:
             return
         if depth_before > 1:
@@ -166,8 +237,8 @@ class StreamParser:
             self._stanza_bytes = carried + len(data)
         else:
             self._stanza_bytes = len(data) - max(data.find(b"<"), 0)
-        if self._stanza_bytes > self.max_stanza_bytes:
-            raise _too_large(self.max_stanza_bytes)
+        if self._stanza_bytes > self.max_stanza_bytes and self._refusing is None:
+            self._refusing = _too_large(self.max_stanza_bytes)
 
     def _read_as_text(self, data: bytes) -> bool:
         # Whitespace between stanzas comes out at once as the root's text
@@ -189,30 +260,21 @@ class StreamParser:
                 tags += 1
                 opened = element
                 self._depth += 1
-                if self._depth == 1:
-                    completed = True
-                    self._open(element)
-                elif self._depth > self.max_depth + 1:
-                    raise StreamError("policy-violation", f"stanza nested deeper than {self.max_depth}")
+                if self._depth == 2 and element.tag == _STREAM_TAG:
+                    # A stream restart inside the stream would swallow every
+                    # stanza after it as its children.
+                    raise StreamError("bad-format", "a second stream header inside the stream")
+                elif self._depth > self.max_depth + 1 and self._refusing is None:
+                    self._refusing = f"stanza nested deeper than {self.max_depth}"
             elif event == "end":
                 if element is not opened or (opened is not None and opened.text):
                     tags += 1
                 self._depth -= 1
                 if self._depth == 1:
                     if carried and not completed and carried + _end_of_tag(data, tags) > self.max_stanza_bytes:
-                        raise _too_large(self.max_stanza_bytes)
+                        self._refusing = self._refusing or _too_large(self.max_stanza_bytes)
                     completed = True
-                    if self._check_names and _breaks_namespaces(element):
-                        raise StreamError("not-well-formed", "the stanza is not namespace-well-formed")
-                    # Dispatch while still attached (it serialises without
-                    # invented prefixes), then detach to keep memory flat.
-                    element.tail = None
-                    try:
-                        self._on_element(element)
-                    finally:
-                        root = self._root
-                        assert root is not None
-                        root.remove(element)
+                    self._hand_over(element)
                 elif self._depth == 0:
                     self._closed = True
                     self._on_close()
@@ -221,14 +283,53 @@ class StreamParser:
                 raise StreamError("restricted-xml", "comments and processing instructions are not allowed")
         return progressed, completed
 
-    def _open(self, root: etree._Element) -> None:
-        if root.tag != _STREAM_TAG:
-            qname = etree.QName(root)
-            if qname.localname == "stream":
-                raise StreamError("invalid-namespace", "the stream element is not in the streams namespace")
-            raise StreamError("not-well-formed", "the stream does not start with <stream:stream>")
-        self._root = root
-        self._on_header(root)
+    def _hand_over(self, element: etree._Element) -> None:
+        """Dispatch a completed top-level element, or its start tag if it is refused."""
+        reason, self._refusing = self._refusing, None
+        if reason is None and self._check_names and _breaks_namespaces(element):
+            raise StreamError("not-well-formed", "the stanza is not namespace-well-formed")
+        # Dispatch while still attached (it serialises without invented
+        # prefixes), then detach to keep memory flat.
+        element.tail = None
+        try:
+            if reason is None:
+                self._on_element(element)
+            else:
+                _empty(element)
+                self._on_refused(element, reason)
+        finally:
+            root = self._root
+            assert root is not None
+            root.remove(element)
+
+    def _prune(self) -> bool:
+        """Drop what the refused stanza in progress has completed; whether any text went.
+
+        Only the open elements stay (at most the depth of the stanza), and
+        none keeps any text, so the parser's next text starts a new node.
+        """
+        assert self._root is not None
+        dropped = False
+        node = self._root[-1]  # the stanza in progress: completed ones are detached
+        for level in range(self._depth - 1, 0, -1):
+            dropped = _empty(node, keep_last=level > 1) or dropped
+            if level > 1:
+                node = node[-1]  # the open child: whatever comes after it is not parsed yet
+        return dropped
+
+
+def _pull_parser(events: tuple[str, ...]) -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=events,
+        # No DTD ever reaches the parser (see _check_prolog), so the only
+        # entities left are undeclared ones, which lxml then reports.
+        resolve_entities="internal",
+        load_dtd=False,
+        no_network=True,
+        huge_tree=False,
+        remove_blank_text=False,
+        encoding="utf-8",
+    )
 
 
 def _breaks_namespaces(stanza: etree._Element) -> bool:
@@ -257,8 +358,21 @@ def _end_of_tag(data: bytes, count: int) -> int:
     return end + 1
 
 
-def _too_large(limit: int) -> StreamError:
-    return StreamError("policy-violation", f"stanza larger than {limit} bytes")
+def _empty(element: etree._Element, *, keep_last: bool = False) -> bool:
+    """Remove ``element``'s text and children (but its last, with ``keep_last``); whether it had text."""
+    had_text = bool(element.text)
+    element.text = None
+    children = list(element)
+    if keep_last:
+        children = children[:-1]
+    for child in children:
+        had_text = had_text or bool(child.tail)
+        element.remove(child)
+    return had_text
+
+
+def _too_large(limit: int) -> str:
+    return f"stanza larger than {limit} bytes"
 
 
 def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:

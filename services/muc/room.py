@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Room"]
 
+# RFC 7622 §3.1: a JID is at most 3071 bytes (three parts of 1023).
+_LONGEST_ADDRESS = 3071
+
 log = Logger()
 
 #: Errors that mean the client an occupant joined from is gone (a ghost).
@@ -536,6 +539,9 @@ class Room(Entity):
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
         mark = b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(room) + b'" id="' + stanza_id.encode() + b'"/>'
         reflection = Broadcast(element, mark)
+        if not self.component.fits(reflection.size + _LONGEST_ADDRESS, element):
+            limit = self.component.max_outgoing_bytes
+            raise StanzaError("policy-violation", text=f"the message is too large to reflect (limit {limit} bytes)")
         self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
         if self.history.length and _BODY in tags:
             self._archive(reflection, occupant, stanza.sender, stanza_id)

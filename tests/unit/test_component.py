@@ -384,7 +384,12 @@ def test_broadcast_of_a_received_element_drops_the_unused_stream_prefix():
     from component.stream import StreamParser
 
     received = []
-    parser = StreamParser(lambda header: None, lambda element: received.append(Broadcast(element)), lambda: None)
+    parser = StreamParser(
+        lambda header: None,
+        lambda element: received.append(Broadcast(element)),
+        lambda: None,
+        on_refused=lambda element, reason: None,
+    )
     parser.feed(
         b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
         b"<message from='a@b/c' to='room@x'><body>hi</body></message>"

@@ -18,11 +18,17 @@ class Recorder:
     def __init__(self, **limits):
         self.headers = []
         self.elements = []
+        self.refused = []
         self.closed = False
-        self.parser = StreamParser(self.headers.append, self._element, self._close, **limits)
+        self.parser = StreamParser(
+            self.headers.append, self._element, self._close, on_refused=self._refused, **limits
+        )
 
     def _element(self, element):
         self.elements.append(etree.tostring(element, with_tail=False))
+
+    def _refused(self, element, reason):
+        self.refused.append((etree.tostring(element, with_tail=False), reason))
 
     def _close(self):
         self.closed = True
@@ -100,17 +106,49 @@ def test_bad_input_gets_the_right_stream_error(chunks, condition):
     assert condition_of(*chunks) == condition
 
 
-def test_oversized_stanza_is_a_policy_violation():
-    assert condition_of(HEADER, b"<message><body>", b"x" * 70000, max_stanza_bytes=65536) == "policy-violation"
+def test_an_oversized_stanza_is_refused_alone_and_the_stream_goes_on():
+    recorder = Recorder(max_stanza_bytes=65536)
+    recorder.feed(
+        HEADER,
+        b"<message from='a@b/c' to='room@x' id='big' type='groupchat'><body>",
+        b"x" * 70000,
+        b"</body><html><p>more</p></html></message><iq id='after'/>",
+    )
+    assert recorder.refused == [
+        (
+            b'<message xmlns="jabber:component:accept" xmlns:stream="http://etherx.jabber.org/streams" '
+            b'from="a@b/c" to="room@x" id="big" type="groupchat"/>',
+            "stanza larger than 65536 bytes",
+        )
+    ]
+    assert [etree.fromstring(e).get("id") for e in recorder.elements] == ["after"]
 
 
-def test_oversized_stanza_fed_at_once_is_refused_before_it_is_complete():
+def test_an_oversized_stanza_fed_at_once_is_refused_without_holding_it():
     recorder = Recorder(max_stanza_bytes=100_000)
     recorder.feed(HEADER)
-    with pytest.raises(StreamError) as caught:
-        recorder.feed(b"<message><body>" + b"x" * 10_000_000)
-    assert caught.value.condition == "policy-violation"
-    assert recorder.elements == []
+    root = recorder.headers[0]
+    recorder.feed(b"<message id='big'><body>" + b"x" * 10_000_000)
+    assert recorder.elements == recorder.refused == []
+    # What lxml built of it so far has been dropped as it came.
+    (stanza,) = recorder.parser._root
+    assert len(etree.tostring(stanza)) < 100_000
+    assert root is recorder.headers[0]
+    recorder.feed(b"</body></message><message id='next'/>")
+    assert [reason for _, reason in recorder.refused] == ["stanza larger than 100000 bytes"]
+    assert [etree.fromstring(e).get("id") for e in recorder.elements] == ["next"]
+
+
+def test_an_oversized_stanza_of_many_children_is_pruned_as_it_comes():
+    recorder = Recorder(max_stanza_bytes=4096)
+    recorder.feed(HEADER, b"<message id='big'><x>")
+    for _ in range(2000):
+        recorder.feed(b"<a><b>text</b>tail</a>" * 10)
+        (stanza,) = recorder.parser._root
+        assert len(etree.tostring(stanza)) < 8192
+    recorder.feed(b"</x></message><iq id='after'/>")
+    assert [etree.fromstring(e).get("id") for e, _ in recorder.refused] == ["big"]
+    assert [etree.fromstring(e).get("id") for e in recorder.elements] == ["after"]
 
 
 def test_many_small_stanzas_do_not_add_up_to_the_limit():
@@ -121,6 +159,58 @@ def test_many_small_stanzas_do_not_add_up_to_the_limit():
     assert len(recorder.elements) == 100
 
 
-def test_too_deep_is_a_policy_violation():
-    assert condition_of(HEADER, b"<message>" + b"<a>" * 40, max_depth=32) == "policy-violation"
+def test_too_deep_is_refused_alone():
+    recorder = Recorder(max_depth=32)
+    recorder.feed(HEADER, b"<message id='deep'>" + b"<a>" * 40 + b"</a>" * 40 + b"</message><iq id='after'/>")
+    assert [reason for _, reason in recorder.refused] == ["stanza nested deeper than 32"]
+    assert [etree.fromstring(e).get("id") for e in recorder.elements] == ["after"]
+
+
+def test_deeper_than_the_parser_can_go_ends_the_stream():
     assert condition_of(HEADER, b"<message>" + b"<a>" * 5000) == "policy-violation"
+
+
+def test_a_second_stream_header_ends_the_stream():
+    recorder = Recorder()
+    recorder.feed(HEADER, b"<iq id='before'/>")
+    with pytest.raises(StreamError) as caught:
+        recorder.feed(HEADER.partition(b"?>")[2] + b"<iq id='swallowed'/>")
+    assert caught.value.condition == "bad-format"
+    assert [etree.fromstring(e).get("id") for e in recorder.elements] == ["before"]
+
+
+def test_declarations_on_the_server_header_do_not_reach_stanzas():
+    recorder = Recorder()
+    recorder.feed(
+        HEADER.replace(b" id=", b" xmlns:a='urn:" + b"a" * 1000 + b"' xmlns:b='urn:b' id=", 1),
+        b"<message from='a@b/c' to='room@x'><body>hi</body></message>",
+    )
+    assert recorder.headers[0].nsmap["b"] == "urn:b"
+    assert recorder.elements == [
+        b'<message xmlns="jabber:component:accept" xmlns:stream="http://etherx.jabber.org/streams" '
+        b'from="a@b/c" to="room@x"><body>hi</body></message>'
+    ]
+
+
+def test_a_stanza_using_a_prefix_only_the_server_header_declared_ends_the_stream():
+    recorder = Recorder()
+    recorder.feed(HEADER.replace(b" id=", b" xmlns:a='urn:a' id=", 1))
+    with pytest.raises(StreamError) as caught:
+        recorder.feed(b"<message><a:x/></message>")
+    assert caught.value.condition == "not-well-formed"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_the_header_may_arrive_in_pieces(chunk):
+    recorder = Recorder()
+    stream = HEADER.replace(b" id=", b" xmlns:a='urn:a>b' id=", 1) + b"<iq id='first'/>"
+    for index in range(0, len(stream), chunk):
+        recorder.feed(stream[index : index + chunk])
+    assert recorder.headers[0].get("id") == "3BF96D32"
+    assert [etree.fromstring(e).get("id") for e in recorder.elements] == ["first"]
+
+
+def test_a_self_closing_header_closes_the_stream():
+    recorder = Recorder()
+    recorder.feed(HEADER[:-1] + b"/>")
+    assert recorder.closed and recorder.headers
