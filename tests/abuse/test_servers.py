@@ -30,7 +30,9 @@ def quiet_link(log: str) -> bool:
 def test_messages_the_server_inflates_do_not_drop_the_link(
     xmpp_server: XMPPServer, component_process: ComponentLauncher
 ) -> None:
-    component = component_process(xmpp_server, {"components": {SERVICE: {"services": ["muc"]}}})
+    # The bystander talks faster than the default rate limit lets anyone.
+    settings = {"services": ["muc"], "muc": {"groupchat_burst": 100}}
+    component = component_process(xmpp_server, {"components": {SERVICE: settings}})
     attacker, attacker_pw = new_user(xmpp_server, "loud")
     bystander, bystander_pw = new_user(xmpp_server, "calm")
     room = new_room("abuse")
@@ -49,10 +51,12 @@ def test_messages_the_server_inflates_do_not_drop_the_link(
                     b.send_message(mto=JID(room), mbody=f"{round_}-{index}", mtype="groupchat")
             received = []
             for round_ in range(5):
-                loud = await b.next_message(lambda m, r=round_: m["id"] == f"q{r}", timeout=20)
+                loud = await b.next_message(lambda m, r=round_: m["id"] == f"q{r}" and m["type"] == "groupchat", timeout=20)
                 assert loud["body"] == QUOTES
                 for index in range(10):
-                    mine = await b.next_message(lambda m, t=f"{round_}-{index}": m["body"] == t, timeout=20)
+                    mine = await b.next_message(
+                        lambda m, t=f"{round_}-{index}": m["body"] == t and m["type"] == "groupchat", timeout=20
+                    )
                     received.append(mine["body"])
             assert len(received) == 50
 
@@ -80,8 +84,10 @@ def test_a_long_room_list_does_not_drop_the_link(
     xmpp_server: XMPPServer, component_process: ComponentLauncher
 ) -> None:
     # 150 public rooms with names of 3,500 characters: one disco#items
-    # answer would pass Prosody's 512 KiB component limit.
-    component = component_process(xmpp_server, {"components": {SERVICE: {"services": ["muc"]}}})
+    # answer would pass Prosody's 512 KiB component limit. One user makes
+    # them all, past the default quota of rooms per user.
+    settings = {"services": ["muc"], "muc": {"max_rooms_per_user": 1000}}
+    component = component_process(xmpp_server, {"components": {SERVICE: settings}})
     user, password = new_user(xmpp_server, "lister")
 
     async def scenario() -> None:

@@ -20,7 +20,8 @@ MUC = "<x xmlns='http://jabber.org/protocol/muc'/>"
 
 
 def muc_wire(**kwargs) -> ServerWire:
-    return ServerWire(DOMAIN, (MucService, {}), storage=immediate_storage(), **kwargs)
+    # One owner makes every room here: past the default quota of rooms per user.
+    return ServerWire(DOMAIN, (MucService, {"max_rooms_per_user": 1000}), storage=immediate_storage(), **kwargs)
 
 
 def enter(wire: ServerWire, jid: str, nick: str, room: str = ROOM) -> None:
