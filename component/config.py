@@ -16,7 +16,8 @@ import attrs
 
 from component.component import DEFAULT_MAX_OUTGOING_BYTES
 from component.jid import InvalidJID, parse_jid
-from component.storage import DEFAULT_URL
+from component.storage import DEFAULT_URL, StorageError
+from component.storage.sqlite import path_from_url
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
 
 __all__ = ["ComponentConfig", "Config", "ConfigError", "ServerConfig", "StorageConfig", "load_config"]
@@ -196,9 +197,27 @@ def _storage(table: _Table, environ: dict[str, str], base: Path) -> StorageConfi
     url = table.get("url", str, DEFAULT_URL)
     if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
         raise ConfigError(f"{table.name('url')} must start with sqlite:/// or postgresql://, not {url!r}")
+    if url.startswith("sqlite:"):
+        url = _sqlite_from(url, base, table.name("url"))
     config = StorageConfig(url=url, password=_secret(table, environ, base, "password"))
     table.reject_unknown()
     return config
+
+
+def _sqlite_from(url: str, base: Path, key: str) -> str:
+    """The SQLite URL with a relative file made absolute from the config file's directory.
+
+    The working directory of a service is wherever the supervisor started
+    it (``/`` under systemd); the config file's directory is where its author
+    was looking when writing the relative path.
+    """
+    try:
+        path = path_from_url(url)
+    except StorageError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    if path == ":memory:" or Path(path).is_absolute():
+        return url
+    return "sqlite:///" + str(base / path)
 
 
 def _component(

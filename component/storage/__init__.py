@@ -32,7 +32,7 @@ from component.storage.migrations import Migrations, apply_migrations, schema_ve
 from component.storage.sqlite import DEFAULT_PATH
 
 DEFAULT_URL = "sqlite:///" + DEFAULT_PATH
-"""A file in the working directory."""
+"""A file in the working directory (`component.config` puts it beside the config file)."""
 
 __all__ = [
     "DEFAULT_URL",

@@ -43,13 +43,50 @@ def test_reads_a_good_file(tmp_path):
     assert (echo.domain, echo.secret, echo.services, echo.port) == ("echo.localhost", "s3cret", ("echo",), 5347)
     assert (bots.secret, bots.port, bots.options) == ("from-env", 5348, {"echo": {"node": "parrot"}})
     assert "s3cret" not in repr(config)
-    assert config.storage.url == "sqlite:///netherfield.db"
+    assert config.storage.url == f"sqlite:///{tmp_path / 'netherfield.db'}"
 
 
 def test_secret_from_a_file(tmp_path):
     (tmp_path / "secret.txt").write_text("filed\n")
     path = write(tmp_path, '[components."c.localhost"]\nsecret_file = "secret.txt"\nservices = ["echo"]\n')
     assert load_config(path).components[0].secret == "filed"
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("sqlite:///data/n.db", "sqlite:///{dir}/data/n.db"),
+        ("sqlite:///", "sqlite:///{dir}/netherfield.db"),
+        ("sqlite:////var/lib/netherfield/n.db", "sqlite:////var/lib/netherfield/n.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://u@db.example.org/n", "postgresql://u@db.example.org/n"),
+    ],
+)
+def test_relative_paths_are_relative_to_the_config_file_not_the_working_directory(
+    tmp_path, monkeypatch, url, resolved
+):
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    (directory / "echo.secret").write_text("filed\n")
+    (directory / "db.password").write_text("pw\n")
+    password = 'password_file = "db.password"\n' if url.startswith("postgresql") else ""
+    write(directory, f'[storage]\nurl = "{url}"\n{password}\n'
+                     '[components."c.localhost"]\nsecret_file = "echo.secret"\nservices = ["echo"]\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config("etc/netherfield.toml")
+    assert config.storage.url == resolved.format(dir=directory)
+    assert config.components[0].secret == "filed"
+    assert config.storage.password == ("pw" if password else None)
+
+
+def test_a_sqlite_url_with_a_host_names_the_key(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[storage]\nurl = "sqlite://host/n.db"\n[components."c.localhost"]\n'
+                                    'secret = "s"\nservices = ["echo"]\n'))
+    assert str(caught.value) == (
+        "storage.url: a SQLite URL names no host: write sqlite:///relative/path.db or sqlite:////absolute/path.db,"
+        " not sqlite://host/n.db"
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -31,8 +32,9 @@ def assert_fails_with(done, sentence):
 
 
 def test_sqlite_file_in_a_missing_directory(tmp_path):
+    # Relative to the config file's directory, whatever the working directory.
     database = tmp_path / "missing" / "n.db"
-    done = run_twistd(config(tmp_path, f"sqlite:///{database}"))
+    done = run_twistd(config(tmp_path, "sqlite:///missing/n.db"), cwd=Path("/"))
     assert_fails_with(done, f"cannot open the SQLite database at {database}: the directory {database.parent} does not exist")
     assert "Traceback" not in done.stdout + done.stderr
 

@@ -15,18 +15,20 @@ def run_twistd(
     *,
     path: Sequence[Path] = (),
     prefix: Sequence[str] = (),
+    cwd: Path | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run the component on *config* until it exits.
 
-    *path* goes first on ``PYTHONPATH``; *prefix* wraps the command (``setpriv ...``).
+    *path* goes first on ``PYTHONPATH``; *prefix* wraps the command (``setpriv ...``);
+    it runs in *cwd*, by default the config file's directory.
     """
     python_path = ":".join(str(p) for p in [*path, ROOT, ROOT / "twistd-plugins"])
     environment = {"PYTHONPATH": python_path, "PATH": "/usr/bin:/bin"}
     return subprocess.run(
         [*prefix, sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
          "netherfield", "--config", str(config)],
-        capture_output=True, text=True, env=environment, cwd=config.parent, timeout=timeout,
+        capture_output=True, text=True, env=environment, cwd=cwd or config.parent, timeout=timeout,
     )
 
 
