@@ -1,15 +1,15 @@
 """What one user may make the MUC service hold or send: quotas and rate limits.
 
 Each limit has a default that nobody using the service normally reaches, and
-is set in ``[components."DOMAIN".muc]``. Service admins are exempt from all
-of them. Over a limit, a stanza gets an error and has no effect:
+is set in ``[components."DOMAIN".muc]``. Service admins are exempt from the
+counts and rates. Over a limit, a stanza gets an error and has no effect:
 
 - creating more rooms than ``max_rooms_per_user``: ``not-allowed``, the error
   XEP-0045 §10.1.1 gives for a refused creation (Prosody's too);
 - more than ``max_pending_iqs`` IQs from one occupant waiting for other
   occupants' answers, or more invitations, voice requests or registrations
   a minute than allowed: ``resource-constraint`` (type wait), as ejabberd
-  answers too frequent voice requests;
+  answers traffic over its shapers and too frequent voice requests;
 - groupchat messages or presences from one user to one room faster than its
   token bucket allows (a burst, refilled at a rate): ``policy-violation``
   (type wait) with the text of Prosody's ``mod_muc_limits``. Leaving a room
@@ -96,7 +96,6 @@ class MucLimits:
 
     def __init__(self, settings: LimitSettings, clock: Callable[[], float], is_admin: Callable[[JID], bool]) -> None:
         self.settings = settings
-        self._clock = clock
         self._is_admin = is_admin
         # Rooms by the users they count against, and back.
         self._rooms: dict[JID, set[str]] = {}
