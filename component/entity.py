@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 from lxml import etree
 from twisted.internet import defer
 
+from component import __version__, rsm
 from component import namespaces as ns
-from component import rsm
 from component.disco import Identity, Item, info_element, items_element
 from component.errors import StanzaError
 from component.jid import JID
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Entity", "iq_handler", "IQResult", "VERSION"]
 
-VERSION = "0.1.0"
+VERSION = __version__
+"""What software version answers (XEP-0092) say."""
 
 #: What an IQ handler may return: a payload element, an already serialised
 #: payload, nothing, or a Deferred of one of those.

@@ -24,6 +24,13 @@ class Options(usage.Options):
     )
     optParameters = [["config", "c", None, "The TOML configuration file.", str]]
 
+    def opt_version(self) -> None:
+        """Print Netherfield's version and exit."""
+        from component import __version__
+
+        print(f"Netherfield {__version__}")
+        sys.exit(0)
+
     def postOptions(self) -> None:
         if not self["config"]:
             raise usage.UsageError("--config FILE is required")
