@@ -1,4 +1,4 @@
-"""The ``netherfield`` command: ``netherfield --version``.
+"""The ``netherfield`` command: ``netherfield --version`` and ``netherfield check FILE``.
 
 Running the component is ``twistd -n netherfield --config FILE``; this
 command holds what an operator needs besides.
@@ -7,11 +7,53 @@ command holds what an operator needs besides.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from component import __version__
 
-__all__ = ["main"]
+__all__ = ["check", "main"]
+
+
+def check(path: str) -> list[Exception]:
+    """Every problem that would stop the component at *path* from starting, each a one-sentence error.
+
+    Validates every key, reads the secrets, imports the services and checks
+    their settings, and opens the storage they need (read-only); connects to
+    no XMPP server and changes nothing. A ``ConfigError`` may carry a
+    traceback in ``details``.
+    """
+    from component.app import Netherfield
+    from component.config import ConfigError, load_config
+    from component.storage import StorageError, check_storage
+
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        return [error]
+    problems: list[Exception] = []
+    try:
+        app = Netherfield(config)
+        needs_storage = any(service.migrations for component in app.components for service in component.services)
+    except ConfigError as error:
+        problems.append(error)
+        needs_storage = True  # which services need it is unknown; say what is wrong with it anyway
+    if needs_storage:
+        try:
+            check_storage(config.storage.url, config.storage.password)
+        except StorageError as error:
+            problems.append(error)
+    return problems
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    problems = check(arguments.file)
+    for problem in problems:
+        sys.stderr.write(f"{getattr(problem, 'details', '')}netherfield: {problem}\n")
+    if problems:
+        return 1
+    print(f"{arguments.file}: no problems found")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,11 +62,18 @@ def _parser() -> argparse.ArgumentParser:
         description="XMPP external components (XEP-0114). Run them with: twistd -n netherfield --config FILE",
     )
     parser.add_argument("--version", action="version", version=f"Netherfield {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    checking = commands.add_parser(
+        "check", help="validate a configuration file without connecting; exit 1 on any problem",
+        description=check.__doc__,
+    )
+    checking.add_argument("file", metavar="FILE", help="the TOML configuration file")
+    checking.set_defaults(run=_check)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command with *argv* (default: the process's arguments); return the exit status."""
-    _parser().parse_args(argv)
-    _parser().print_help()
-    return 0
+    arguments = _parser().parse_args(argv)
+    status: int = arguments.run(arguments)
+    return status

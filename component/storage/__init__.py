@@ -13,6 +13,7 @@ Deferred fires::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -45,6 +46,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Transaction",
+    "check_storage",
     "open_storage",
     "redact_url",
     "schema_version",
@@ -70,25 +72,48 @@ async def _open(
 
         storage = await open_sqlite(url, reactor)
     elif scheme in ("postgresql", "postgres"):
-        try:
-            from component.storage.postgres import open_postgres
-        except ImportError as e:
-            raise StorageError(
-                f"PostgreSQL storage needs psycopg and psycopg-pool, which do not import ({e}):"
-                " install them with pip install 'netherfield[postgres]'"
-            ) from e
-        storage = await open_postgres(url, reactor, password)
+        storage = await _postgres().open_postgres(url, reactor, password)
     else:
-        raise StorageError(
-            f"unknown storage URL {redact_url(url)}:"
-            " it must start with sqlite:/// or postgresql://"
-        )
+        raise _unknown_scheme(url)
     try:
         await apply_migrations(storage, migrations)
     except BaseException:
         await storage.close()
         raise
     return storage
+
+
+def _postgres() -> ModuleType:
+    try:
+        from component.storage import postgres
+    except ImportError as e:
+        raise StorageError(
+            f"PostgreSQL storage needs psycopg and psycopg-pool, which do not import ({e}):"
+            " install them with pip install 'netherfield[postgres]'"
+        ) from e
+    return postgres
+
+
+def _unknown_scheme(url: str) -> StorageError:
+    return StorageError(f"unknown storage URL {redact_url(url)}: it must start with sqlite:/// or postgresql://")
+
+
+def check_storage(url: str, password: str | None = None) -> None:
+    """Raise `StorageError` saying why the database at *url* could not be opened; change nothing.
+
+    Blocking, unlike `open_storage`: for ``netherfield check``, before any reactor runs.
+    """
+    scheme = url.partition(":")[0].lower()
+    if scheme == "sqlite":
+        if password is not None:
+            raise StorageError("a SQLite database takes no password")
+        from component.storage.sqlite import check_sqlite
+
+        check_sqlite(url)
+    elif scheme in ("postgresql", "postgres"):
+        _postgres().check_postgres(url, password)
+    else:
+        raise _unknown_scheme(url)
 
 
 def open_storage(

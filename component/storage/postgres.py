@@ -206,6 +206,22 @@ class PostgresStorage(ThreadedStorage):
             pool.close()
 
 
+def check_postgres(url: str, password: str | None = None, *, timeout: float = 5.0) -> None:
+    """Raise `StorageError` if the database at *url* does not accept a connection; change nothing.
+
+    Blocking; for ``netherfield check``.
+    """
+    kwargs: dict[str, Any] = {"application_name": "netherfield check", "connect_timeout": max(1, round(timeout))}
+    if password is not None:
+        kwargs["password"] = password
+    try:
+        psycopg.connect(url, **kwargs).close()
+    except psycopg.OperationalError as e:
+        raise _unreachable(redact_url(url), e) from e
+    except psycopg.Error as e:
+        raise StorageError(f"cannot connect to {redact_url(url)}: {e}") from e
+
+
 async def open_postgres(
     url: str,
     reactor: Any,

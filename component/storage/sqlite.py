@@ -152,7 +152,12 @@ async def open_sqlite(url: str, reactor: Any) -> SqliteStorage:
 
 
 def _why_unopenable(path: str, error: sqlite3.Error) -> str:
-    """What the file system says against opening *path*, else SQLite's own words.
+    """What the file system says against opening *path*, else SQLite's own words."""
+    return _file_system_problem(path) or str(error)
+
+
+def _file_system_problem(path: str) -> str | None:
+    """Why the file system will not let SQLite open *path* in WAL mode, if it will not.
 
     SQLite says "unable to open database file" for a missing directory, a
     read-only file system and a permission problem alike. WAL mode also
@@ -160,7 +165,7 @@ def _why_unopenable(path: str, error: sqlite3.Error) -> str:
     directory must be writable even when the file is.
     """
     if path == ":memory:":
-        return str(error)
+        return None
     file = Path(path).absolute()
     directory = file.parent
     if not directory.is_dir():
@@ -172,7 +177,29 @@ def _why_unopenable(path: str, error: sqlite3.Error) -> str:
         return f"the user {user} may not read and write {file}"
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"the user {user} may not create files in {directory}"
-    return str(error)
+    return None
+
+
+def check_sqlite(url: str) -> None:
+    """Raise `StorageError` if the database named by *url* could not be opened; change nothing.
+
+    Blocking; for ``netherfield check``. A file that does not exist yet is
+    fine where it could be created.
+    """
+    path = path_from_url(url)
+    problem = _file_system_problem(path)
+    if problem is None and path != ":memory:" and Path(path).exists():
+        try:
+            # Read-only, so that checking never creates or converts anything.
+            connection = sqlite3.connect(f"file:{Path(path).absolute()}?mode=ro", uri=True)
+            try:
+                connection.execute("PRAGMA schema_version").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error as e:
+            problem = str(e)
+    if problem is not None:
+        raise StorageError(f"cannot open the SQLite database at {path}: {problem}")
 
 
 def _enable_wal(connection: sqlite3.Connection) -> str:

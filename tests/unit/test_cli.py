@@ -45,3 +45,76 @@ def test_the_readme_twistd_command_runs_from_the_venv(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         'netherfield: components."c.localhost" needs a secret: set secret, secret_file or secret_env'
     )
+
+
+def check_output(capsys, tmp_path, text):
+    path = tmp_path / "netherfield.toml"
+    path.write_text(text)
+    status = main(["check", str(path)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+MUC = '[components."c.localhost"]\nsecret = "s"\nservices = ["muc"]\n'
+
+
+def test_check_passes_a_good_file_and_changes_nothing(capsys, tmp_path):
+    status, out, err = check_output(capsys, tmp_path, f'[storage]\nurl = "sqlite:///data/n.db"\n{MUC}')
+    assert (status, out, err) == (1, "", f"netherfield: cannot open the SQLite database at {tmp_path}/data/n.db:"
+                                         f" the directory {tmp_path}/data does not exist\n")
+    (tmp_path / "data").mkdir()
+    status, out, err = check_output(capsys, tmp_path, f'[storage]\nurl = "sqlite:///data/n.db"\n{MUC}')
+    assert (status, out, err) == (0, f"{tmp_path}/netherfield.toml: no problems found\n", "")
+    assert list((tmp_path / "data").iterdir()) == []  # checking created no database
+
+
+def test_check_opens_an_existing_database_read_only(capsys, tmp_path):
+    (tmp_path / "n.db").write_bytes(b"this is not SQLite, but something else entirely, long enough")
+    status, _, err = check_output(capsys, tmp_path, f'[storage]\nurl = "sqlite:///n.db"\n{MUC}')
+    assert (status, err) == (1, f"netherfield: cannot open the SQLite database at {tmp_path}/n.db:"
+                                " file is not a database\n")
+
+
+def test_check_reports_a_config_mistake_in_one_sentence(capsys, tmp_path):
+    status, _, err = check_output(capsys, tmp_path, '[components."c.localhost"]\nsecret_file = "nope"\n'
+                                                    'services = ["echo"]\n')
+    assert (status, err) == (1, f'netherfield: components."c.localhost".secret_file: cannot read {tmp_path}/nope:'
+                                " No such file or directory\n")
+
+
+def test_check_reports_a_service_and_the_storage_together(capsys, tmp_path):
+    (tmp_path / "broken_module.py").write_text("raise RuntimeError('half-written')\n")
+    status, _, err = check_output(
+        capsys, tmp_path,
+        '[storage]\nurl = "sqlite:///gone/n.db"\n'
+        '[components."c.localhost"]\nsecret = "s"\nservices = ["muc", "broken_module:Thing"]\n',
+    )
+    lines = err.splitlines()
+    assert status == 1
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-2:] == [
+        "netherfield: the service 'broken_module:Thing' failed while importing broken_module: RuntimeError:"
+        " half-written",
+        f"netherfield: cannot open the SQLite database at {tmp_path}/gone/n.db: the directory {tmp_path}/gone"
+        " does not exist",
+    ]
+
+
+def test_check_reports_an_unreachable_postgresql(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://netherfield@127.0.0.1:{port}/netherfield"
+    status, _, err = check_output(capsys, tmp_path, f'[storage]\nurl = "{url}"\n{MUC}')
+    assert (status, err) == (
+        1, f'netherfield: the PostgreSQL database {url} is unreachable: connection failed: connection to server at'
+           f' "127.0.0.1", port {port} failed: Connection refused\n',
+    )
+
+
+def test_check_skips_storage_no_service_uses(capsys, tmp_path):
+    status, out, _ = check_output(capsys, tmp_path, '[storage]\nurl = "sqlite:///gone/n.db"\n'
+                                                    '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\n')
+    assert (status, out) == (0, f"{tmp_path}/netherfield.toml: no problems found\n")
