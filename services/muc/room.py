@@ -18,7 +18,7 @@ import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lxml import etree
 from twisted.internet import defer
@@ -33,6 +33,7 @@ from component.errors import StanzaError
 from component.iq import IQTimeout
 from component.jid import JID
 from component.stanza import Broadcast, Stanza, address, message, new_id, text_of
+from component.storage import StorageError
 from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.config import RoomConfig, roominfo_form
@@ -54,6 +55,7 @@ from services.muc.protocol import (
 )
 from services.muc.store import HistoryRecord
 from services.muc.voice import REQUEST
+from services.muc.writes import refusal
 
 if TYPE_CHECKING:
     from services.muc.service import MucService
@@ -84,6 +86,7 @@ _KEEP_LISTS_FROM = 16
 # Where an address goes in a serialised presence: NUL never occurs in XML.
 _GAP = b"\x00"
 _Work = Callable[[Stanza], Any]
+T = TypeVar("T")
 
 
 class Room(Entity):
@@ -160,6 +163,20 @@ class Room(Entity):
     def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
         """Let the service know of a write in flight (stop waits for it)."""
         return self.service.track(deferred)
+
+    async def write(self, kind: str, deferred: defer.Deferred[T]) -> T:
+        """Wait for a write of *kind* that is about to be announced.
+
+        A refusal from the database is counted and becomes the requester's
+        error (see :mod:`services.muc.writes`); the caller has changed nothing
+        yet, so nothing needs undoing.
+        """
+        try:
+            result: T = await self.track(deferred)
+        except StorageError as error:
+            self.service.write_failures.failed(str(self.jid), kind, error)
+            raise refusal(kind, error) from None
+        return result
 
     # -- entry points ------------------------------------------------------
 
@@ -745,13 +762,16 @@ class Room(Entity):
             await self.track(store.append_history(node, entry.record()))
         self.stored = True
 
-    async def forget_stored(self) -> None:
-        """The room is no longer persistent (or is destroyed): drop it from storage."""
+    async def forget_stored(self, kind: str = "config") -> None:
+        """The room is no longer persistent (or is destroyed): drop it from storage.
+
+        *kind* names the change for the error should the database refuse.
+        """
         store = self.service.store
         if store is None or not self.stored:
             return
+        await self.write(kind, store.delete_room(self.jid.node or ""))
         self.stored = False
-        await self.track(store.delete_room(self.jid.node or ""))
 
     async def store_affiliation(self, jid: JID, affiliation: str, reason: str, nick: str | None = None) -> None:
         """Write one affiliation when the room is stored."""
@@ -793,8 +813,15 @@ class Room(Entity):
 
     def _lock_expired(self) -> None:
         self._timer = None
-        if self.locked and not self.destroyed:
-            self.destroy(None, "the room was not configured in time")
+        if not self.locked or self.destroyed:
+            return
+        if self._busy or self._waiting:
+            # The owner's configuration may be on its way to the database:
+            # look again once it has landed (and unlocked the room, or not).
+            self._set_timer(1.0, self._lock_expired)
+            return
+        done = defer.ensureDeferred(self.destroy(None, "the room was not configured in time"))
+        done.addErrback(lambda failure: log.failure("{room}: destroying a locked room failed", failure, room=str(self.jid)))
 
     def _unload(self) -> None:
         self._cancel_timer()
@@ -820,8 +847,15 @@ class Room(Entity):
             data = Broadcast(base)
             self.send_to_occupant(occupant, data)
 
-    def destroy(self, alternate: str | None, reason: str | None, password: str | None = None) -> defer.Deferred[None]:
-        """Destroy the room (§10.9): tell every occupant, forget it everywhere."""
+    async def destroy(self, alternate: str | None, reason: str | None, password: str | None = None) -> None:
+        """Destroy the room (§10.9): forget it in storage, then tell every occupant and forget it in memory.
+
+        Should the database refuse the delete, the room goes on as it was and
+        nobody but the requester (who gets the error) hears of it: told of a
+        destruction that was not stored, occupants would see the room come
+        back on their next visit.
+        """
+        await self.forget_stored("destroy")
         element = etree.Element(f"{{{MUC_USER}}}destroy", nsmap={None: MUC_USER})
         if alternate:
             element.set("jid", alternate)
@@ -832,9 +866,7 @@ class Room(Entity):
         self.clear(element)
         self.locked = False
         self.exists = False
-        d = defer.ensureDeferred(self.forget_stored())
         self.vanish()
-        return d
 
     def on_shutdown(self) -> None:
         self.clear(codes=[332])

@@ -29,6 +29,7 @@ from services.muc.nicks import DEFAULT_MAX_LENGTH
 from services.muc.protocol import MUC
 from services.muc.room import Room
 from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
+from services.muc.writes import WriteFailures
 
 __all__ = ["MucService"]
 
@@ -74,6 +75,8 @@ class MucService(Service):
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.
         self.public_rooms: dict[str, str] = {}
         self._pending: set[defer.Deferred[Any]] = set()
+        #: Writes the database refused, by kind; each refusal was the requester's error.
+        self.write_failures = WriteFailures(component.clock.seconds)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Helpers for testing the MUC service: a SQLite storage that answers at once.
 
 :class:`ImmediateStorage` runs the real SQL of :class:`MucStore` on an
-in-memory SQLite database, on the calling thread, and returns Deferreds that
-have already fired, so that tests written with :class:`component.testing.Harness`
-stay synchronous while exercising the same statements as production.
+in-memory SQLite database (or a file, to restart on), on the calling thread,
+and returns Deferreds that have already fired, so that tests written with
+:class:`component.testing.Harness` stay synchronous while exercising the same
+statements as production. :class:`FailingStorage` refuses statements on
+demand, as a full disk would.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from services.muc.store import MUC_MIGRATIONS
 
 __all__ = [
     "CRONE", "ERR", "HAG", "MUC_X", "ROOM", "WICCA",
-    "ImmediateStorage", "configure", "enter", "immediate_storage", "instant_room", "muc_harness",
+    "FailingStorage", "ImmediateStorage", "configure", "enter", "immediate_storage", "instant_room", "muc_harness",
 ]
 
 # The cast of XEP-0045's examples, which the tests replay.
@@ -36,13 +38,13 @@ ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
 
 
 class ImmediateStorage(Storage):
-    """A :class:`Storage` on an in-memory SQLite database, without threads."""
+    """A :class:`Storage` on an in-memory SQLite database (or the file *path*), without threads."""
 
     dialect = "sqlite"
-    url = "sqlite://:memory:"
 
-    def __init__(self) -> None:
-        self._connection: sqlite3.Connection | None = sqlite3.connect(":memory:", isolation_level=None)
+    def __init__(self, path: str = ":memory:") -> None:
+        self.url = f"sqlite:///{path}"
+        self._connection: sqlite3.Connection | None = sqlite3.connect(path, isolation_level=None)
         self._connection.execute("PRAGMA foreign_keys=ON")
         self.transactions = 0
 
@@ -55,7 +57,7 @@ class ImmediateStorage(Storage):
         self.transactions += 1
         try:
             connection.execute("BEGIN IMMEDIATE")
-            result = fn(Transaction(connection.cursor(), "sqlite", lambda sql: sql), *args, **kwargs)
+            result = fn(Transaction(connection.cursor(), "sqlite", self.statement), *args, **kwargs)
             connection.execute("COMMIT")
         except Exception as exc:
             if connection.in_transaction:
@@ -65,6 +67,10 @@ class ImmediateStorage(Storage):
             return defer.fail(exc)
         return defer.succeed(result)
 
+    def statement(self, sql: str) -> str:
+        """The SQL to run for *sql*: itself (``?`` is SQLite's own placeholder)."""
+        return sql
+
     def close(self) -> defer.Deferred[None]:
         if self._connection is not None:
             self._connection.close()
@@ -72,9 +78,42 @@ class ImmediateStorage(Storage):
         return defer.succeed(None)
 
 
-def immediate_storage() -> Any:
-    """An :class:`ImmediateStorage` with the MUC tables in place."""
-    storage = ImmediateStorage()
+class FailingStorage(ImmediateStorage):
+    """Immediate storage that refuses statements on demand, as a full disk or a lost server would.
+
+    A refused statement fails its whole transaction, which SQLite rolls back:
+    what the service stored before and what it tries after are real.
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        super().__init__(path)
+        self._matching: str | None = None
+        self._passes = 0
+        #: How many statements were refused so far.
+        self.refused = 0
+
+    def refuse(self, matching: str = "", *, after: int = 0) -> None:
+        """Refuse every statement containing *matching*, once *after* of them have gone through."""
+        self._matching = matching
+        self._passes = after
+
+    def accept(self) -> None:
+        """Run every statement again."""
+        self._matching = None
+
+    def statement(self, sql: str) -> str:
+        if self._matching is not None and self._matching in sql:
+            if self._passes:
+                self._passes -= 1
+            else:
+                self.refused += 1
+                raise sqlite3.OperationalError("database or disk is full")
+        return sql
+
+
+def immediate_storage(storage: ImmediateStorage | None = None) -> Any:
+    """*storage* (a new in-memory :class:`ImmediateStorage` by default) with the MUC tables in place."""
+    storage = storage if storage is not None else ImmediateStorage()
     outcome: list[Any] = []
     apply_migrations(storage, [MUC_MIGRATIONS]).addBoth(outcome.append)
     if outcome and hasattr(outcome[0], "raiseException"):

@@ -24,6 +24,7 @@ from services.muc.testing import (
     MUC_X,
     ROOM,
     WICCA,
+    FailingStorage,
     ImmediateStorage,
     enter,
     immediate_storage,
@@ -342,25 +343,12 @@ def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> Non
 
 
 def test_a_configuration_the_database_refused_does_not_take_effect() -> None:
-    from component.storage import StorageError
-
-    class FailingStorage(ImmediateStorage):
-        failing = False
-
-        def transaction(self, fn, *args, **kwargs):
-            if self.failing:
-                return defer.fail(StorageError("the database is unreachable"))
-            return super().transaction(fn, *args, **kwargs)
-
-    storage = FailingStorage()
-    from component.storage.migrations import apply_migrations
-
-    apply_migrations(storage, [MUC_MIGRATIONS])
+    storage = immediate_storage(FailingStorage())
     h = muc_harness(storage=storage)
     instant_room(h, ROOM, CRONE, "firstwitch")
     owner_set(h, f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x>")
     h.sent()
-    storage.failing = True
+    storage.refuse()
     owner_set(
         h,
         "<x xmlns='jabber:x:data' type='submit'>"
