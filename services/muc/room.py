@@ -538,7 +538,7 @@ class Room(Entity):
             return invites.handle(self, stanza, x)
         raise StanzaError("bad-request", text="send groupchat messages to the room, private messages to an occupant")
 
-    def _groupchat(self, stanza: Stanza, tags: set[Any]) -> None:
+    def _groupchat(self, stanza: Stanza, tags: set[Any]) -> defer.Deferred[None] | None:
         occupant = self.occupants.by_real(stanza.sender)
         if occupant is None:
             raise StanzaError("not-acceptable", text="only occupants may speak in the room")
@@ -559,18 +559,37 @@ class Room(Entity):
         if not self.component.fits(reflection.size + _LONGEST_ADDRESS, element):
             limit = self.component.max_outgoing_bytes
             raise StanzaError("policy-violation", text=f"the message is too large to reflect (limit {limit} bytes)")
-        self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
         if self.history.length and _BODY in tags:
-            self._archive(reflection, occupant, stanza.sender, stanza_id)
+            entry = HistoryEntry(reflection, self.component.clock.seconds(), room)
+            if self.stored and self.service.store is not None:
+                return self._archive_then_reflect(stanza, entry, occupant.nick, stanza_id)
+            self.history.add(entry)
+        self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
+        return None
 
-    def _archive(self, reflection: Broadcast, occupant: Occupant, sender: JID, stanza_id: str) -> None:
-        """Keep the reflection for those who enter later (and in storage, for a persistent room)."""
-        entry = HistoryEntry(reflection, self.component.clock.seconds(), str(self.jid))
-        self.history.add(entry)
-        store = self.service.store
-        if self.stored and store is not None:
-            record = HistoryRecord(stanza_id, occupant.nick, str(sender.bare), entry.text(), entry.seconds)
-            self.track(store.append_history(self.jid.node or "", record))
+    def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> defer.Deferred[None]:
+        """A persistent room's message: reflected once it is in the archive, never before.
+
+        Reflected before a write that then fails, the message would be shown
+        as archived and be missing from every later history; refused, the
+        sender is told to wait (resource-constraint) and nobody sees it.
+        """
+        assert self.service.store is not None
+        stanza.keep()  # the error reply, should the write fail, is built after the handler returns
+        record = HistoryRecord(stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds)
+        written = self.track(self.service.store.append_history(self.jid.node or "", record))
+
+        def archived(_: object) -> None:
+            self.history.add(entry)
+            self.component.send_bytes(entry.message.to_all(self.occupants.addresses()))
+
+        def refused(failure: Failure) -> None:
+            failure.trap(StorageError)
+            error: StorageError = failure.value  # type: ignore[assignment]
+            self.service.write_failures.failed(str(self.jid), "history", error)
+            raise refusal("history", error)
+
+        return written.addCallbacks(archived, refused)
 
     async def _change_subject(self, stanza: Stanza) -> None:
         occupant = self.occupants.by_real(stanza.sender)
@@ -583,7 +602,7 @@ class Room(Entity):
         store = self.service.store
         if self.stored and store is not None:
             stanza.keep()  # reflected after the write
-            await self.track(store.set_subject(self.jid.node or "", subject, occupant.nick))
+            await self.write("subject", store.set_subject(self.jid.node or "", subject, occupant.nick))
         self.subject = subject
         self.subject_from = occupant.nick
         self._subject_message = None

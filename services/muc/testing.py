@@ -25,7 +25,7 @@ from services.muc.store import MUC_MIGRATIONS
 
 __all__ = [
     "CRONE", "ERR", "HAG", "MUC_X", "ROOM", "WICCA",
-    "FailingStorage", "ImmediateStorage", "configure", "enter", "immediate_storage", "instant_room", "muc_harness",
+    "FailingStorage", "HeldStorage", "ImmediateStorage", "configure", "enter", "immediate_storage", "instant_room", "muc_harness",
 ]
 
 # The cast of XEP-0045's examples, which the tests replay.
@@ -109,6 +109,31 @@ class FailingStorage(ImmediateStorage):
                 self.refused += 1
                 raise sqlite3.OperationalError("database or disk is full")
         return sql
+
+
+class HeldStorage(ImmediateStorage):
+    """Immediate storage whose answers wait until released, as a slow database's would."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        super().__init__(path)
+        #: The answers waiting for `release`; None while answers are immediate.
+        self.held: list[tuple[defer.Deferred[Any], defer.Deferred[Any]]] | None = None
+
+    def transaction(
+        self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> defer.Deferred[T]:
+        done = super().transaction(fn, *args, **kwargs)
+        if self.held is None:
+            return done
+        waiting: defer.Deferred[T] = defer.Deferred()
+        self.held.append((done, waiting))
+        return waiting
+
+    def release(self) -> None:
+        """Give every held answer, in order; answers are immediate again."""
+        held, self.held = self.held or [], None
+        for done, waiting in held:
+            done.chainDeferred(waiting)
 
 
 def immediate_storage(storage: ImmediateStorage | None = None) -> Any:

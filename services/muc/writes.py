@@ -79,12 +79,13 @@ class WriteFailures:
         if len(self._logged) >= _REMEMBERED:
             self._forget_before(now - LOG_INTERVAL)
         self._logged[room] = now
+        unlogged = self._unlogged.pop(room, 0)
         log.warn(
-            "{room}: a {kind} write failed ({error}); {unlogged} more failed since the last line",
+            "{room}: a {kind} write failed ({error})" + ("; {unlogged} more failed since the last line" if unlogged else ""),
             room=room,
             kind=kind,
             error=str(error),
-            unlogged=self._unlogged.pop(room, 0),
+            unlogged=unlogged,
         )
 
     def _forget_before(self, moment: float) -> None:

@@ -7,18 +7,23 @@ same file, as a restart would.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.logger import formatEvent, globalLogPublisher
 
 from component.testing import Harness
 from services.muc.testing import (
     CRONE,
     ERR,
+    HAG,
     MUC_X,
     ROOM,
     WICCA,
     FailingStorage,
+    HeldStorage,
     ImmediateStorage,
     configure,
     enter,
@@ -53,6 +58,20 @@ def restarted(path: str) -> Harness:
 
 def failures(h: Harness) -> dict[str, int]:
     return dict(h.component.services[0].write_failures.counts)
+
+
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    """The lines the MUC logs about refused writes."""
+    lines: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == "services.muc.writes":
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
 
 
 # -- destroy ----------------------------------------------------------------------
@@ -106,3 +125,83 @@ def test_a_refused_delete_destroys_nothing(path: str) -> None:
     assert own.find(".//{http://jabber.org/protocol/muc#user}status[@code='201']") is None
     assert history.findtext("{jabber:component:accept}body") == "Still here?"
     assert again.component.router.loaded("coven").config.persistent
+
+
+# -- history -----------------------------------------------------------------------
+
+
+def say(h: Harness, text: str, id: str = "m", sender: str = WICCA) -> None:
+    h.receive(f"<message from='{sender}' id='{id}' to='{ROOM}' type='groupchat'><body>{text}</body></message>")
+
+
+def reflections(text: str, id: str = "m") -> list[str]:
+    return [
+        f"""<message from='{ROOM}/secondwitch' id='{id}' to='{to}' type='groupchat'><body>{text}</body>
+          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>"""
+        for to in (CRONE, WICCA)
+    ]
+
+
+def test_a_message_is_reflected_once_archived(path: str) -> None:
+    storage = immediate_storage(HeldStorage(path))
+    h = muc_harness(storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    configure(h, PERSISTENT)
+    enter(h, ROOM, "secondwitch", WICCA)
+    storage.held = []
+    say(h, "Thrice the brinded cat hath mewed.")
+    h.expect_nothing()
+    storage.release()
+    h.expect(*reflections("Thrice the brinded cat hath mewed."))
+    again = restarted(path)
+    again.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    bodies = [m.findtext("{jabber:component:accept}body") for m in again.sent()]
+    assert "Thrice the brinded cat hath mewed." in bodies
+
+
+def test_a_message_the_archive_refuses_is_not_reflected(path: str, logged: list[str]) -> None:
+    h, storage = persistent_room(path)
+    say(h, "Thrice", "m1")
+    h.sent()
+    storage.refuse("INSERT INTO muc_history")
+    say(h, "Fillet of a fenny snake", "m2")
+    # Nobody sees it, not even the sender: only the error.
+    h.expect(
+        f"""<message from='{ROOM}' id='m2' to='{WICCA}' type='error'><body>Fillet of a fenny snake</body>
+          <error type='wait'><resource-constraint {ERR}/>
+            <text {ERR}>the message could not be archived, so it was not sent</text></error></message>"""
+    )
+    say(h, "In the cauldron boil and bake", "m3")
+    assert [m.get("type") for m in h.sent()] == ["error"]
+    assert failures(h) == {"history": 2}
+    # One line for the room in a minute, however many messages fail.
+    assert len(logged) == 1 and "coven@chat.shakespeare.lit" in logged[0] and "history" in logged[0]
+    h.clock.advance(61)
+    say(h, "Eye of newt", "m4")
+    h.sent()
+    assert len(logged) == 2 and "1 more failed" in logged[1]
+    # The database takes writes again: so does the room.
+    storage.accept()
+    say(h, "and toe of frog", "m5")
+    h.expect(*reflections("and toe of frog", "m5"))
+    # Who enters now gets the messages that were archived, and only those.
+    enter_bodies = ["Thrice", "and toe of frog"]
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert [m.findtext("{jabber:component:accept}body") for m in h.sent() if m.tag.endswith("message")][:2] == enter_bodies
+    again = restarted(path)
+    again.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    bodies = [m.findtext("{jabber:component:accept}body") for m in again.sent() if m.tag.endswith("message")]
+    assert bodies[:2] == enter_bodies
+
+
+def test_a_refused_subject_is_not_announced(path: str) -> None:
+    h, storage = persistent_room(path)
+    storage.refuse("UPDATE muc_rooms SET subject")
+    h.receive(f"<message from='{CRONE}' id='s' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    h.expect(
+        f"""<message from='{ROOM}' id='s' to='{CRONE}' type='error'><subject>Fire Burn</subject>
+          <error type='cancel'><internal-server-error {ERR}/>
+            <text {ERR}>the subject could not be stored; nothing changed</text></error></message>"""
+    )
+    assert h.component.router.loaded("coven").subject == ""
+    assert failures(h) == {"subject": 1}

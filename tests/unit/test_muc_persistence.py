@@ -8,11 +8,9 @@ threaded storage the application uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 
 from component.storage import open_storage
 from component.testing import Harness
@@ -25,7 +23,7 @@ from services.muc.testing import (
     ROOM,
     WICCA,
     FailingStorage,
-    ImmediateStorage,
+    HeldStorage,
     enter,
     immediate_storage,
     instant_room,
@@ -274,27 +272,6 @@ def test_payloads_with_non_ascii_names_survive_storage_and_presence_templates() 
     second.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
     hag = next(s for s in second.sent() if s.get("from") == f"{ROOM}/thirdwitch")
     assert hag.find("{urn:example:cafe}thé").text == "vert"
-
-
-class HeldStorage(ImmediateStorage):
-    """Immediate storage whose answers wait until released, as a slow database's would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[tuple[Any, Any]] | None = None
-
-    def transaction(self, fn, *args, **kwargs):
-        done = super().transaction(fn, *args, **kwargs)
-        if self.held is None:
-            return done
-        waiting: defer.Deferred[Any] = defer.Deferred()
-        self.held.append((done, waiting))
-        return waiting
-
-    def release(self) -> None:
-        held, self.held = self.held or [], None
-        for done, waiting in held:
-            done.chainDeferred(waiting)
 
 
 def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> None:
