@@ -18,9 +18,12 @@ from typing import Any
 
 from twisted.application.service import Service as TwistedService
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from component import metrics
 from component.component import Component
 from component.config import ComponentConfig, Config, ConfigError
 from component.connection import ComponentConnector
@@ -105,6 +108,8 @@ class Netherfield(TwistedService):
         #: The sentence saying why startup failed, once it has.
         self.failure: str | None = None
         self._started: list[Service] = []
+        #: The metrics endpoint, once it listens (``[metrics] listen``).
+        self.metrics_port: IListeningPort | None = None
         for component_config in config.components:
             self._build(component_config)
 
@@ -149,6 +154,7 @@ class Netherfield(TwistedService):
         defer.ensureDeferred(self._start()).addErrback(self._start_failed)
 
     async def _start(self) -> None:
+        await self._serve_metrics()
         migrations = {
             id(m): m for component in self.components for service in component.services for m in service.migrations
         }
@@ -164,6 +170,19 @@ class Netherfield(TwistedService):
                 await self._start_service(component, service)
         for connector in self.connectors:
             connector.startService()
+
+    async def _serve_metrics(self) -> None:
+        settings = self.config.metrics
+        if settings.host is None:
+            return
+        where = f"[{settings.host}]:{settings.port}" if ":" in settings.host else f"{settings.host}:{settings.port}"
+        registry = metrics.registry_for(self.components, lambda: self.storage)
+        try:
+            self.metrics_port = await metrics.listen(self.reactor, settings.host, settings.port, registry)
+        except CannotListenError as error:
+            reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+            raise StartupError(f"cannot serve metrics at {where} (metrics.listen): {reason}") from None
+        log.info("metrics at http://{where}/metrics", where=where)
 
     async def _start_service(self, component: Component, service: Service) -> None:
         what = f"the {service.name or type(service).__name__} service of {component.jid}"
@@ -208,5 +227,8 @@ class Netherfield(TwistedService):
                 log.failure("stopping the {name} service of {domain} failed", name=service.name,
                             domain=str(service.component.jid))
         self._started.clear()
+        if self.metrics_port is not None:
+            await defer.maybeDeferred(self.metrics_port.stopListening)
+            self.metrics_port = None
         if self.storage is not None:
             await self.storage.close()

@@ -112,6 +112,16 @@ class Component:
         self.max_outgoing_bytes = max_outgoing_bytes
         #: Stanzas refused or dropped, by why: "oversized-in", "oversized-out", "own-domain".
         self.refused: Counter[str] = Counter()
+        #: Stanzas received, by kind: "message", "presence", "iq".
+        self.received: Counter[str] = Counter()
+        #: Stanzas sent (or queued for the link), by kind.
+        self.sent: Counter[str] = Counter()
+        #: Stanza errors sent, by condition.
+        self.errors_sent: Counter[str] = Counter()
+        #: Stream errors that ended this domain's links, by (who sent it: "netherfield" or "server", condition).
+        self.stream_errors: Counter[tuple[str, str]] = Counter()
+        #: Connection attempts after a failed one or a lost link.
+        self.reconnects = 0
         self.server_domain = server_domain or _parent_domain(self.jid.domain)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -174,8 +184,15 @@ class Component:
         address = sender.partition("/")[0]
         return address.rpartition("@")[2] == self._domain_text
 
-    def send_bytes(self, data: bytes) -> None:
-        """Send an already serialised stanza (fan-out serialises once, then varies ``to``)."""
+    def send_bytes(self, data: bytes, count: int = 1) -> None:
+        """Send an already serialised stanza (fan-out serialises once, then varies ``to``).
+
+        ``data`` may hold ``count`` stanzas of one kind (a room's fan-out),
+        which is what :attr:`sent` counts.
+        """
+        if data:
+            # Its first tag names the kind: a byte lookup, not a parse.
+            self.sent[_KIND_BY_INITIAL.get(data[1], "other")] += count
         if self.link is not None:
             self.link.write(data)
             return
@@ -224,6 +241,7 @@ class Component:
         kind = KINDS.get(element.tag)
         if kind is None:
             raise StreamError("unsupported-stanza-type", f"unexpected element {element.tag}")
+        self.received[kind] += 1
         stanza_type = element.get("type")
         sender = self._sender(element, kind)
         if sender is None:
@@ -362,6 +380,7 @@ class Component:
     def _send_error(self, stanza: Stanza, error: StanzaError) -> None:
         if stanza.element.get("type") == "error":
             return  # never answer an error (RFC 6120 §8.3.1)
+        self.errors_sent[error.condition] += 1
         reply = error_reply(stanza, error)
         if len(reply) and len(etree.tostring(reply, encoding="utf-8")) > self.max_outgoing_bytes:
             # The original payload is a courtesy; the error must get through.
@@ -449,6 +468,9 @@ class Component:
         """Stop every service, last started first."""
         return _run_in_order(service.stop for service in reversed(self.services))
 
+
+# The byte after "<" of a serialised stanza, for counting what goes out.
+_KIND_BY_INITIAL = {ord("m"): "message", ord("p"): "presence", ord("i"): "iq"}
 
 # By stanza kind; through the instance so that subclasses' overrides apply.
 _HANDLERS: dict[str, Callable[[Entity, Stanza], Any]] = {

@@ -7,6 +7,7 @@ from the environment, and never appear in a repr.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -20,7 +21,10 @@ from component.storage import DEFAULT_URL, StorageError
 from component.storage.sqlite import path_from_url
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
 
-__all__ = ["ComponentConfig", "Config", "ConfigError", "ServerConfig", "StorageConfig", "load_config"]
+__all__ = [
+    "ComponentConfig", "Config", "ConfigError", "LogConfig", "MetricsConfig", "ServerConfig", "StorageConfig",
+    "load_config",
+]
 
 
 
@@ -74,6 +78,29 @@ class ComponentConfig:
 
 
 @attrs.frozen
+class MetricsConfig:
+    """Where the Prometheus endpoint listens (``[metrics]``); off unless ``listen`` is set."""
+
+    #: The address, or None for no endpoint.
+    host: str | None = None
+    port: int = 9300
+    #: Whether an address other than loopback is allowed (the endpoint has no authentication).
+    allow_remote: bool = False
+
+
+#: The levels ``[log] level`` takes, least to most severe (twisted.logger's names).
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+@attrs.frozen
+class LogConfig:
+    """What the log shows (``[log]``)."""
+
+    #: Events below this level are left out.
+    level: str = "info"
+
+
+@attrs.frozen
 class Config:
     """The whole configuration file."""
 
@@ -82,6 +109,8 @@ class Config:
     components: tuple[ComponentConfig, ...]
     #: The directory of the file, where relative paths and service modules are found.
     directory: Path | None = None
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
 
 
 class _Table:
@@ -150,8 +179,55 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         _component(domain, components_table.table(domain), server, environ, base)
         for domain in components_table.data
     )
+    metrics = _metrics(top.table("metrics"))
+    log = _log(top.table("log"))
     top.reject_unknown()
-    return Config(server, storage, components, base)
+    return Config(server, storage, components, base, metrics, log)
+
+
+def _metrics(table: _Table) -> MetricsConfig:
+    listen = table.get("listen", str)
+    allow_remote = table.get("allow_remote", bool, False)
+    table.reject_unknown()
+    if listen is None:
+        return MetricsConfig(allow_remote=allow_remote)
+    key = table.name("listen")
+    host, port = _host_port(listen, key)
+    if not allow_remote and not _is_loopback(host):
+        raise ConfigError(
+            f"{key} is {listen!r}, not a loopback address: the endpoint has no authentication,"
+            f" so set {table.name('allow_remote')} = true to serve it beyond this machine"
+        )
+    return MetricsConfig(host=host, port=port, allow_remote=allow_remote)
+
+
+def _host_port(text: str, key: str) -> tuple[str, int]:
+    """``127.0.0.1:9300``, ``[::1]:9300`` or ``localhost:9300`` as (host, port)."""
+    host, colon, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{key} must be an address and a TCP port, e.g. \"127.0.0.1:9300\", not {text!r}")
+    if host == "localhost":
+        host = "127.0.0.1"
+    else:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{key} must name an IP address or localhost, not {host!r}") from None
+    return host, int(port_text)
+
+
+def _is_loopback(host: str) -> bool:
+    return ipaddress.ip_address(host).is_loopback
+
+
+def _log(table: _Table) -> LogConfig:
+    level = table.get("level", str, "info")
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{table.name('level')} must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    table.reject_unknown()
+    return LogConfig(level=level)
 
 
 def _server(table: _Table) -> ServerConfig:

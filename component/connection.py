@@ -175,6 +175,7 @@ class ComponentProtocol(Protocol):
             self._parser.feed(data)
         except StreamError as error:
             self.ended_by = f"we closed the stream with {error.condition}"
+            self.component.stream_errors["netherfield", error.condition] += 1
             log.warn(
                 "{domain}: closing the stream to the server at {address} with {condition}: {text}",
                 domain=self.domain,
@@ -292,6 +293,7 @@ class ComponentProtocol(Protocol):
 
     def _server_error(self, element: etree._Element) -> None:
         error = StreamError.from_element(element)
+        self.component.stream_errors["server", error.condition] += 1
         reason = f"{error.condition}: {error.text}" if error.text else error.condition
         self.ended_by = f"stream error {reason}"
         sentence = _EXPLANATIONS.get(error.condition, _UNEXPLAINED).format(
@@ -429,6 +431,7 @@ class ComponentConnector(Service):
         # back off: count every attempt that did not end attached ourselves.
         # The first retry waits the initial delay; each further one doubles it.
         self.failed_attempts += 1
+        self.component.reconnects += 1
         delay = float(self._policy(self.failed_attempts - 1))
         if self._connect_failure is not None:
             reason = self._connect_failure

@@ -32,6 +32,8 @@ class IQTracker:
         self._clock = clock
         self.timeout = timeout
         self._pending: dict[tuple[str, JID], tuple[defer.Deferred[Any], IDelayedCall]] = {}
+        #: Requests that got no reply in time.
+        self.timeouts = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -65,6 +67,7 @@ class IQTracker:
     def _expire(self, key: tuple[str, JID], delay: float) -> None:
         entry = self._pending.pop(key, None)
         if entry is not None:
+            self.timeouts += 1
             entry[0].errback(IQTimeout(f"no reply from {key[1]} to iq {key[0]} within {delay:g} s"))
 
     def resolve(self, stanza: Stanza) -> bool:

@@ -6,12 +6,14 @@ and may add identities, features and items to the domain's own disco answers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet import defer
 
 from component.disco import Identity, Item
 from component.stanza import Stanza
+from component.stats import Sample
 from component.storage.migrations import Migrations
 
 if TYPE_CHECKING:
@@ -54,3 +56,7 @@ class Service:
     def domain_items(self, stanza: Stanza) -> list[Item]:
         """Items the component domain lists for this service (its bots, its public rooms)."""
         return []
+
+    def samples(self) -> Iterable[Sample]:
+        """What the service counts, read when the metrics endpoint is scraped (none by default)."""
+        return ()

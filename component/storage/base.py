@@ -12,6 +12,7 @@ and JSON-able dicts.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
@@ -21,7 +22,10 @@ import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+from component.stats import Latency
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -120,6 +124,8 @@ class Storage(ABC):
     dialect: Dialect
     url: str
     """The database URL with any password masked, fit for logs."""
+    latency: Latency
+    """How long transactions took, from the call to the result, and how many failed."""
 
     @abstractmethod
     def transaction(
@@ -170,6 +176,7 @@ class ThreadedStorage(Storage):
             "during", "shutdown", self._stop_threads
         )
         self._closed = False
+        self.latency = Latency()
 
     def in_thread(
         self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
@@ -188,7 +195,13 @@ class ThreadedStorage(Storage):
         def run() -> T:
             return self.run_transaction(fn, *args, **kwargs)
 
-        return self.in_thread(run)
+        # Timed here, the one way into the database, from the reactor
+        # thread's view: waiting for a worker thread counts too.
+        return self.in_thread(run).addBoth(self._timed, time.perf_counter())
+
+    def _timed(self, result: T | Failure, started: float) -> T | Failure:
+        self.latency.observe(time.perf_counter() - started, failed=isinstance(result, Failure))
+        return result
 
     @abstractmethod
     def run_transaction(

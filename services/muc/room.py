@@ -229,21 +229,24 @@ class Room(Entity):
 
     def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
         """Send to every session of an occupant."""
-        self.component.send_bytes(data.to_all(occupant.addresses))
+        self.component.send_bytes(data.to_all(occupant.addresses), len(occupant.addresses))
 
     def broadcast(self, element: etree._Element) -> None:
         """Send one stanza to every session of every occupant: serialised once, written once."""
-        self.component.send_bytes(Broadcast(element).to_all(self.occupants.addresses()))
+        addresses = self.occupants.addresses()
+        self.component.send_bytes(Broadcast(element).to_all(addresses), len(addresses))
 
-    def _to_others(self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]) -> bytes:
-        """An occupant's presence for everyone else: with its real JID to those who may see it (§7.2.3)."""
+    def _to_others(
+        self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]
+    ) -> tuple[bytes, int]:
+        """An occupant's presence for everyone else, and how many stanzas: with its real JID to those who may see it (§7.2.3)."""
         if self.config.whois == "anyone":
             seen, unseen = _without(self.occupants.addresses(), occupant.addresses), []
         else:
             moderators, others = self.occupants.addresses_by_role()
             seen, unseen = _without(moderators, occupant.addresses), _without(others, occupant.addresses)
         data = full().to_all(seen) if seen else b""
-        return data + anonymous().to_all(unseen) if unseen else data
+        return (data + anonymous().to_all(unseen) if unseen else data), len(seen) + len(unseen)
 
     def publish(
         self,
@@ -275,10 +278,10 @@ class Room(Entity):
             element.append(user_x([entry], codes | set(extra)))
             return Broadcast(element)
 
-        data = self._to_others(occupant, lambda: variant(real), lambda: variant(None))
+        data, count = self._to_others(occupant, lambda: variant(real), lambda: variant(None))
         mine = variant(real, {110, *self_codes})
         sessions = occupant.addresses if self_sessions is None else [address(s) for s in self_sessions]
-        self.component.send_bytes(data + mine.to_all(sessions))
+        self.component.send_bytes(data + mine.to_all(sessions), count + len(sessions))
 
     def shown(self, occupant: Occupant, *, with_jid: bool) -> Broadcast:
         """An occupant's current presence as others see it, serialised once until it changes."""
@@ -294,14 +297,14 @@ class Room(Entity):
 
     def publish_current(self, occupant: Occupant, self_codes: Iterable[int] = ()) -> None:
         """Tell the room an occupant's current presence, with no news but ``self_codes`` to itself."""
-        data = self._to_others(
+        data, count = self._to_others(
             occupant, lambda: self.shown(occupant, with_jid=True), lambda: self.shown(occupant, with_jid=False)
         )
         element = occupant.presence()
         element.set("from", self.occupant_jid(occupant.nick))
         entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
         element.append(user_x([entry], {110, *self_codes}))
-        self.component.send_bytes(data + Broadcast(element).to_all(occupant.addresses))
+        self.component.send_bytes(data + Broadcast(element).to_all(occupant.addresses), count + len(occupant.addresses))
 
     def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
         """Send every other occupant's current presence to one client (§7.2.3), in one write."""
@@ -319,7 +322,7 @@ class Room(Entity):
                 if other is not viewer
             )
         if data:
-            self.component.send_bytes(data)
+            self.component.send_bytes(data, len(self.occupants) - (0 if newcomer else 1))
 
     def _occupant_list(self, with_jid: bool) -> list[bytes]:
         index = 0 if with_jid else 1
@@ -482,7 +485,7 @@ class Room(Entity):
                 self._subject_message = subject
         parts = self.history.select(request, to)
         parts.append(subject.to(to))
-        self.component.send_bytes(b"".join(parts))
+        self.component.send_bytes(b"".join(parts), len(parts))
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
         self.occupants.add_session(occupant, sender, self._template(stanza))
@@ -564,7 +567,9 @@ class Room(Entity):
             if self.stored and self.service.store is not None:
                 return self._archive_then_reflect(stanza, entry, occupant.nick, stanza_id)
             self.history.add(entry)
-        self.component.send_bytes(reflection.to_all(self.occupants.addresses()))
+            self.service.messages_archived += 1
+        addresses = self.occupants.addresses()
+        self.component.send_bytes(reflection.to_all(addresses), len(addresses))
         return None
 
     def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> defer.Deferred[None]:
@@ -581,7 +586,9 @@ class Room(Entity):
 
         def archived(_: object) -> None:
             self.history.add(entry)
-            self.component.send_bytes(entry.message.to_all(self.occupants.addresses()))
+            self.service.messages_archived += 1
+            addresses = self.occupants.addresses()
+            self.component.send_bytes(entry.message.to_all(addresses), len(addresses))
 
         def refused(failure: Failure) -> None:
             failure.trap(StorageError)

@@ -8,6 +8,7 @@ lazily and letting idle ones go.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from twisted.internet import defer
@@ -21,6 +22,7 @@ from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid
 from component.service import Service
 from component.stanza import Stanza
+from component.stats import Sample
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
@@ -77,6 +79,8 @@ class MucService(Service):
         self._pending: set[defer.Deferred[Any]] = set()
         #: Writes the database refused, by kind; each refusal was the requester's error.
         self.write_failures = WriteFailures(component.clock.seconds)
+        #: Groupchat messages kept in rooms' histories (and archived, for persistent rooms).
+        self.messages_archived = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -170,6 +174,22 @@ class MucService(Service):
         """A room was destroyed or vanished."""
         self.public_rooms.pop(room.jid.node or "", None)
         self.limits.room_gone(room.jid.node or "")
+
+    # -- metrics ---------------------------------------------------------------
+
+    def samples(self) -> Iterator[Sample]:
+        rooms = [entity for entity in self.component.router.entities() if isinstance(entity, Room)]
+        yield Sample("muc_rooms_loaded", "gauge", "Rooms in memory.", len(rooms))
+        yield Sample("muc_occupants", "gauge", "Occupants of the rooms in memory.", sum(len(r.occupants) for r in rooms))
+        yield Sample("muc_messages_archived", "counter", "Groupchat messages kept in a room's history.",
+                     self.messages_archived)
+        store = self.store
+        yield Sample("muc_history_writes", "counter", "Messages written to the database's room history.",
+                     store.history_writes if store is not None else 0)
+        failures = self.write_failures.counts
+        for kind in sorted({"history", *failures}):
+            yield Sample("muc_write_failures", "counter", "Database writes that failed, by kind (history, config...).",
+                         failures[kind], (("kind", kind),))
 
     # -- rules ----------------------------------------------------------------
 

@@ -163,6 +163,8 @@ class MucStore:
 
     storage: Storage
     clock: Callable[[], float] = time.time
+    #: Messages written to the archive (its failures are the service's ``write_failures``).
+    history_writes: int = attrs.field(default=0, init=False)
 
     def load_room(self, node: str) -> Deferred[RoomRecord | None]:
         """The room *node*, or None if it is not stored."""
@@ -270,7 +272,11 @@ class MucStore:
                 record.timestamp,
             ),
         )
-        return d.addCallback(lambda row: None if row is None else int(row[0]))
+        return d.addCallback(self._written)
+
+    def _written(self, row: Row | None) -> int | None:
+        self.history_writes += 1
+        return None if row is None else int(row[0])
 
     def recent_history(
         self, node: str, limit: int, since: float | None = None
