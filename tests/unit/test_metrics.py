@@ -23,7 +23,18 @@ from component.stanza import iq, message
 from component.storage import StorageError, open_storage
 from component.testing import Harness
 from services.echo import EchoService
-from services.muc.testing import CRONE, HAG, ROOM, WICCA, enter, instant_room, muc_harness
+from services.muc.testing import (
+    CRONE,
+    HAG,
+    ROOM,
+    WICCA,
+    FailingStorage,
+    configure,
+    enter,
+    immediate_storage,
+    instant_room,
+    muc_harness,
+)
 from tests.unit.twistd_process import last_line, run_twistd
 
 ECHO = "echo.example.org"
@@ -151,6 +162,22 @@ def test_a_room_counts_every_stanza_of_its_fan_out():
     samples = collected(component)
     assert value(samples, "netherfield_muc_occupants", domain="chat.shakespeare.lit") == 4
     assert value(samples, "netherfield_muc_messages_archived_total", domain="chat.shakespeare.lit") == 1
+
+
+def test_a_persistent_room_counts_history_writes_and_refused_ones():
+    storage = immediate_storage(FailingStorage())
+    h = muc_harness(storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    configure(h, "<field var='muc#roomconfig_persistentroom'><value>1</value></field>")
+    for n in range(2):
+        h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='k{n}'><body>Kept {n}</body></message>")
+    storage.refuse("INSERT INTO muc_history")
+    h.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='lost'><body>Lost</body></message>")
+    samples = collected(h.component)
+    muc = {"domain": "chat.shakespeare.lit"}
+    assert value(samples, "netherfield_muc_history_writes_total", **muc) == 2
+    assert value(samples, "netherfield_muc_messages_archived_total", **muc) == 2
+    assert value(samples, "netherfield_muc_write_failures_total", kind="history", **muc) == 1
 
 
 def test_refused_stanzas_are_counted_by_reason():
