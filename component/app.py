@@ -27,6 +27,7 @@ from component import metrics
 from component.component import Component
 from component.config import ComponentConfig, Config, ConfigError
 from component.connection import ComponentConnector
+from component.jid import parse_jid
 from component.service import Service
 from component.storage import StorageError, open_storage
 
@@ -124,6 +125,7 @@ class Netherfield(TwistedService):
             server_domain=server.domain,
             ping_interval=server.ping_interval,
             ping_timeout=server.ping_timeout,
+            admins=[parse_jid(admin) for admin in settings.admins],
         )
         for name in settings.services:
             service_class = resolve_service(name, self.config.directory)

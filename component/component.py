@@ -19,14 +19,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from component import namespaces as ns
+from component.adhoc import Commands
 from component.disco import Identity, Item
-from component.entity import Entity, IQResult
+from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
 from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
 from component.router import Router
 from component.service import Service
 from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply, result_reply_bytes
+from component.status import status_command
 
 __all__ = ["Component", "Link", "DomainEntity", "DEFAULT_MAX_OUTGOING_BYTES"]
 
@@ -68,12 +70,26 @@ class DomainEntity(Entity):
         return frozenset(features)
 
     def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
+        if node == ns.COMMANDS:
+            return self.component.commands.disco_items(self.jid, stanza.sender)
         if node is not None:
             return []
         items: list[Item] = []
         for service in self.component.services:
             items.extend(service.domain_items(stanza))
         return items
+
+    @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
+    def _disco_info(self, stanza: Stanza) -> IQResult:
+        node = stanza.element[0].get("node")
+        if node is not None and self.component.commands.answers_disco(node):
+            # Who asks matters: a command is described only to those who may run it.
+            return self.component.commands.disco_info(node, stanza.sender)
+        return super()._disco_info(stanza)
+
+    @iq_handler("set", f"{{{ns.COMMANDS}}}command")
+    def _command(self, stanza: Stanza) -> IQResult:
+        return defer.ensureDeferred(self.component.commands.execute(stanza.sender, stanza.element[0]))
 
 
 class Component:
@@ -90,6 +106,7 @@ class Component:
         server_domain: str | None = None,
         ping_interval: float = 60.0,
         ping_timeout: float = 20.0,
+        admins: Iterable[JID] = (),
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -134,6 +151,19 @@ class Component:
         #: The process's storage, set by the application before services start
         #: when any service declares migrations; None otherwise.
         self.storage: Any = None
+        #: The domain's service admins (bare JIDs); each service's own admins count too.
+        self.admins = frozenset(jid.bare for jid in admins)
+        #: When the component was made, and when the link last went up or down.
+        self.started_at = clock.seconds()
+        self.link_changed_at = self.started_at
+        #: The ad-hoc commands (XEP-0050) the domain offers; the status command first.
+        self.commands = Commands(clock)
+        self.commands.add(status_command(self))
+
+    def is_admin(self, jid: JID) -> bool:
+        """Whether ``jid`` is an admin of this domain: named by it, or by one of its services."""
+        bare = jid.bare
+        return bare in self.admins or any(bare in service.admins for service in self.services)
 
     # -- sending ---------------------------------------------------------
 
@@ -392,6 +422,7 @@ class Component:
     def link_up(self, link: Link) -> None:
         """The handshake succeeded: flush the queue, then let entities re-announce themselves."""
         self.link = link
+        self.link_changed_at = self.clock.seconds()
         if self._queue:
             link.write(b"".join(self._queue))
             self._queue.clear()
@@ -415,6 +446,7 @@ class Component:
         if self.link is not link:
             return
         self.link = None
+        self.link_changed_at = self.clock.seconds()
         self._ping_pending = False
         if self._keepalive is not None and self._keepalive.running:
             self._keepalive.stop()

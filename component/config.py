@@ -75,6 +75,8 @@ class ComponentConfig:
     max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES
     iq_timeout: float = 30.0
     queue_limit: int = 10_000
+    #: The domain's service admins, bare JIDs: they run its admin commands.
+    admins: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -332,6 +334,21 @@ def _component(
         max_outgoing_bytes=int(table.number("max_outgoing_bytes", DEFAULT_MAX_OUTGOING_BYTES, minimum=1024)),
         iq_timeout=table.number("iq_timeout", 30.0, minimum=0.1),
         queue_limit=int(table.number("queue_limit", 10_000, minimum=1)),
+        admins=_admins(table),
     )
     table.reject_unknown(extra=set(services))
     return config
+
+
+def _admins(table: _Table) -> tuple[str, ...]:
+    admins = table.get("admins", list, [])
+    example = 'e.g. ["admin@example.org"]'
+    if not all(isinstance(admin, str) for admin in admins):
+        raise ConfigError(f"{table.name('admins')} must be a list of JIDs, {example}")
+    found: list[str] = []
+    for admin in admins:
+        try:
+            found.append(str(parse_jid(admin).bare))
+        except InvalidJID:
+            raise ConfigError(f"{table.name('admins')}: {admin!r} is not a JID, {example}") from None
+    return tuple(found)

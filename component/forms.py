@@ -48,6 +48,9 @@ class Form:
     title: str | None = None
     instructions: str | None = None
     fields: list[Field] = attrs.field(factory=list)
+    #: The columns of a table of results (XEP-0004 §3.4), and its rows.
+    reported: list[Field] = attrs.field(factory=list)
+    items: list[list[Field]] = attrs.field(factory=list)
 
     def add(
         self,
@@ -58,6 +61,7 @@ class Form:
         label: str | None = None,
         options: Iterable[tuple[str | None, str]] = (),
         desc: str | None = None,
+        required: bool = False,
     ) -> Field:
         """Append a field; booleans and ints become their XEP-0004 text."""
         if value is None:
@@ -68,7 +72,7 @@ class Form:
             values = [str(value)]
         else:
             values = list(value)
-        field = Field(var, type, label, values, list(options), desc=desc)
+        field = Field(var, type, label, values, list(options), required, desc)
         self.fields.append(field)
         return field
 
@@ -94,25 +98,36 @@ class Form:
             hidden = etree.SubElement(x, _FIELD, var=FORM_TYPE, type="hidden")
             etree.SubElement(hidden, _VALUE).text = self.form_type
         for field in self.fields:
-            element = etree.SubElement(x, _FIELD)
-            if field.var is not None:
-                element.set("var", field.var)
-            if field.type is not None and self.type != "submit":
-                element.set("type", field.type)
-            if field.label is not None:
-                element.set("label", field.label)
-            if field.desc is not None:
-                etree.SubElement(element, f"{{{ns.DATA_FORMS}}}desc").text = field.desc
-            if field.required:
-                etree.SubElement(element, f"{{{ns.DATA_FORMS}}}required")
-            for value in field.values:
-                etree.SubElement(element, _VALUE).text = value
-            for label, value in field.options:
-                option = etree.SubElement(element, _OPTION)
-                if label is not None:
-                    option.set("label", label)
-                etree.SubElement(option, _VALUE).text = value
+            self._add_field(x, field)
+        if self.reported:
+            reported = etree.SubElement(x, f"{{{ns.DATA_FORMS}}}reported")
+            for field in self.reported:
+                self._add_field(reported, field)
+        for row in self.items:
+            item = etree.SubElement(x, f"{{{ns.DATA_FORMS}}}item")
+            for field in row:
+                self._add_field(item, field)
         return x
+
+    def _add_field(self, parent: etree._Element, field: Field) -> None:
+        element = etree.SubElement(parent, _FIELD)
+        if field.var is not None:
+            element.set("var", field.var)
+        if field.type is not None and self.type != "submit":
+            element.set("type", field.type)
+        if field.label is not None:
+            element.set("label", field.label)
+        if field.desc is not None:
+            etree.SubElement(element, f"{{{ns.DATA_FORMS}}}desc").text = field.desc
+        if field.required:
+            etree.SubElement(element, f"{{{ns.DATA_FORMS}}}required")
+        for value in field.values:
+            etree.SubElement(element, _VALUE).text = value
+        for label, value in field.options:
+            option = etree.SubElement(element, _OPTION)
+            if label is not None:
+                option.set("label", label)
+            etree.SubElement(option, _VALUE).text = value
 
 
 def parse_form(x: etree._Element) -> Form:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from twisted.internet import defer
 
 from component.disco import Identity, Item
+from component.jid import JID
 from component.stanza import Stanza
 from component.stats import Sample
 from component.storage.migrations import Migrations
@@ -32,6 +33,8 @@ class Service:
     #: The storage tables the service needs (``component.storage.Migrations``);
     #: when any service declares some, ``component.storage`` is open before it starts.
     migrations: ClassVar[tuple[Migrations, ...]] = ()
+    #: Bare JIDs this service names as its admins: admins of the whole domain too.
+    admins: frozenset[JID] = frozenset()
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         self.component = component

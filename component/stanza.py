@@ -11,6 +11,7 @@ import copy
 import itertools
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -23,7 +24,7 @@ from component.jid import JID
 __all__ = [
     "Broadcast", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
     "result_reply",
-    "result_reply_bytes", "error_reply", "new_id", "child", "text_of",
+    "result_reply_bytes", "error_reply", "new_id", "child", "text_of", "stamp",
 ]
 
 MESSAGE = f"{{{ns.COMPONENT}}}message"
@@ -32,6 +33,11 @@ IQ = f"{{{ns.COMPONENT}}}iq"
 KINDS = {MESSAGE: "message", PRESENCE: "presence", IQ: "iq"}
 _NSMAP = {None: ns.COMPONENT}
 _ids = itertools.count(1)
+
+
+def stamp(seconds: float) -> str:
+    """An XEP-0082 DateTime in UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def new_id(prefix: str = "nf") -> str:

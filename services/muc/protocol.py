@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from lxml import etree
+
+from component.stanza import stamp
 
 #: The parser for XML the service itself serialised (stored history, kept presences).
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -63,8 +64,3 @@ def user_x(items: Iterable[etree._Element] = (), codes: Iterable[int] = ()) -> e
     for code in sorted(set(codes)):
         etree.SubElement(x, f"{{{MUC_USER}}}status", code=str(code))
     return x
-
-
-def stamp(seconds: float) -> str:
-    """An XEP-0082 DateTime in UTC, to the second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -194,8 +194,8 @@ class MucService(Service):
     # -- rules ----------------------------------------------------------------
 
     def is_admin(self, jid: JID) -> bool:
-        """Service admins have owner rights in every room."""
-        return jid.bare in self.admins
+        """Service admins have owner rights in every room: the MUC's own and the domain's."""
+        return self.component.is_admin(jid)
 
     def check_creation(self, jid: JID) -> None:
         """Raise ``not-allowed`` unless ``jid`` may create rooms (and one more of them)."""

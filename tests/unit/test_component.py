@@ -230,6 +230,7 @@ def test_domain_answers_disco_ping_and_version(harness):
         f"<iq from='{DOMAIN}' to='juliet@example.com/balcony' type='result' id='d1'>"
         "<query xmlns='http://jabber.org/protocol/disco#info'>"
         "<identity category='component' type='generic' name='Netherfield'/>"
+        "<feature var='http://jabber.org/protocol/commands'/>"
         "<feature var='http://jabber.org/protocol/disco#info'/>"
         "<feature var='http://jabber.org/protocol/disco#items'/>"
         "<feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query></iq>",

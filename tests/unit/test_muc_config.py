@@ -240,6 +240,7 @@ def test_service_disco_and_public_rooms(harness) -> None:
         f"""<iq from='chat.shakespeare.lit' id='i1' to='{HAG}' type='result'>
           <query xmlns='http://jabber.org/protocol/disco#info'>
             <identity category='conference' name='Chatrooms' type='text'/>
+            <feature var='http://jabber.org/protocol/commands'/>
             <feature var='http://jabber.org/protocol/disco#info'/>
             <feature var='http://jabber.org/protocol/disco#items'/>
             <feature var='http://jabber.org/protocol/muc'/>
