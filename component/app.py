@@ -20,7 +20,8 @@ from twisted.application.service import Service as TwistedService
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from component import metrics
@@ -109,6 +110,8 @@ class Netherfield(TwistedService):
         #: The sentence saying why startup failed, once it has.
         self.failure: str | None = None
         self._started: list[Service] = []
+        #: Where the log goes, filtered to ``[log] level``; twistd's plugin sets it.
+        self.log_observer: ILogObserver | None = None
         #: The metrics endpoint, once it listens (``[metrics] listen``).
         self.metrics_port: IListeningPort | None = None
         for component_config in config.components:
@@ -150,6 +153,12 @@ class Netherfield(TwistedService):
                 max_depth=settings.max_depth,
             )
         )
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd starts logging to the application's ILogObserver, if it has one.
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_observer)
 
     def startService(self) -> None:
         super().startService()

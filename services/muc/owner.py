@@ -89,7 +89,7 @@ async def configure(room: Room, x: etree._Element) -> None:
         for occupant in room.occupants:
             if room.role_for(room.affiliation_of(occupant.bare)) == "none":
                 room.remove(occupant, [322], affiliation="none")
-    room.service.room_changed(room)
+    room.service.room_configured(room)
     if codes:
         announce = etree.Element(
             f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "type": "groupchat"}, nsmap={None: ns.COMPONENT}

@@ -815,6 +815,7 @@ class Room(Entity):
             self._unload()
         elif len(self.occupants) == 0:
             if not self.config.persistent:
+                log.info("{room}: gone with its last occupant (a temporary room)", room=str(self.jid))
                 self.vanish()
             elif self._timer is None:
                 self._set_timer(self.service.idle_unload_seconds, self._idle)
@@ -831,6 +832,8 @@ class Room(Entity):
     def _idle(self) -> None:
         self._timer = None
         if not self._busy and not self._waiting and len(self.occupants) == 0 and not self.destroyed:
+            log.info("{room}: unloaded from memory, empty for {seconds:g} s", room=str(self.jid),
+                     seconds=self.service.idle_unload_seconds)
             self._unload()
 
     def cancel_lock(self) -> None:
@@ -893,6 +896,7 @@ class Room(Entity):
         self.locked = False
         self.exists = False
         self.vanish()
+        log.info("{room}: destroyed", room=str(self.jid))
 
     def on_shutdown(self) -> None:
         self.clear(codes=[332])

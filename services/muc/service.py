@@ -168,6 +168,20 @@ class MucService(Service):
     def room_created(self, room: Room, creator: JID) -> None:
         """``creator`` created a room."""
         self.limits.room_created(room.jid.node or "", creator)
+        log.info("{room}: created by {creator}", room=str(room.jid), creator=str(creator.bare))
+        self.room_changed(room)
+
+    def room_configured(self, room: Room) -> None:
+        """The owner submitted the room's configuration."""
+        config = room.config
+        traits = [
+            "persistent" if config.persistent else "temporary",
+            "public" if config.public else "hidden",
+            "members-only" if config.members_only else "open",
+            *(["moderated"] if config.moderated else []),
+            *(["password-protected"] if config.needs_password else []),
+        ]
+        log.info("{room}: configured ({traits})", room=str(room.jid), traits=", ".join(traits))
         self.room_changed(room)
 
     def room_gone(self, room: Room) -> None:

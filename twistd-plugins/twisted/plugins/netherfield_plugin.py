@@ -55,7 +55,18 @@ class NetherfieldServiceMaker:
             sys.stderr.write(f"{error.details}netherfield: {error}\n")
             raise SystemExit(2) from None
         atexit.register(_exit_if_failed, service)
+        _filter_log(service, options)
         return service
+
+
+def _filter_log(service: Any, options: Any) -> None:
+    """Log at ``[log] level`` and above, wherever twistd logs."""
+    from component.logs import at_level, twistd_observer
+
+    server_options = getattr(options, "parent", None)
+    observer = twistd_observer(server_options) if server_options is not None else None
+    if observer is not None:
+        service.log_observer = at_level(observer, service.config.log.level)
 
 
 def _exit_if_failed(service: Any) -> None:
