@@ -2,8 +2,9 @@
 
 Moderators change roles by nick (kick, voice); admins and owners change
 affiliations by JID (ban, membership, admin and owner rights). Every change
-is checked before any is applied, written to storage before it is
-acknowledged, and told to the room with the status codes of §15.2.
+is checked before any is applied; the affiliations of one request are
+written to storage in one transaction before any change is applied or
+acknowledged, then told to the room with the status codes of §15.2.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from services.muc.affiliations import (
 )
 from services.muc.occupants import Occupant
 from services.muc.protocol import MUC_ADMIN, item
+from services.muc.store import AffiliationChange
 
 if TYPE_CHECKING:
     from services.muc.room import Room
 
-__all__ = ["get", "set"]
+__all__ = ["apply_affiliation", "get", "set", "set_affiliation", "set_affiliations", "set_role", "stored_change"]
 
 _ITEM = f"{{{MUC_ADMIN}}}item"
 
@@ -132,12 +134,17 @@ async def set(room: Room, stanza: Stanza) -> None:
             elif change.jid in owners:
                 owners = [o for o in owners if o != change.jid]
     actor_nick = actor.nick if actor is not None else None
+    # Every affiliation of the set is stored in one transaction before any
+    # change is applied or told: refused, the set changes nothing at all.
+    # (Role changes name a nick and no jid.)
+    rows = [stored_change(room, change.jid, change.value, change.reason) for change in changes if change.jid is not None]
+    await room.store_affiliations(rows)
+    stored = iter(rows)
     for change in changes:
-        if change.kind == "role":
+        if change.jid is None:
             set_role(room, change.nick or "", change.value, actor_nick, change.reason)
         else:
-            assert change.jid is not None
-            await set_affiliation(room, change.jid, change.value, actor_nick, change.reason)
+            apply_affiliation(room, change.jid, change.value, actor_nick, change.reason, next(stored).nick)
 
 
 def set_role(room: Room, nick: str, role: str, actor: str | None, reason: str | None) -> None:
@@ -161,19 +168,38 @@ def _refresh_view(room: Room, target: Occupant, was_moderator: bool) -> None:
             room.send_occupant_list(session, target)
 
 
-async def set_affiliation(
-    room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None
-) -> None:
-    """Change a user's affiliation, store it, then tell the room (301, 321 when it loses its place).
+def stored_change(room: Room, jid: JID, affiliation: str, reason: str | None, nick: str | None = None) -> AffiliationChange:
+    """The row that gives ``jid`` an affiliation.
 
     A registered nick stays with the user while it keeps an affiliation;
     ``nick`` registers a new one.
     """
-    previous = room.affiliation_of(jid)
     standing = room.affiliations.entry(jid)
     if nick is None and standing is not None and affiliation != "none":
         nick = standing.nick
-    await room.store_affiliation(jid, affiliation, reason or "", nick)
+    return AffiliationChange(str(jid), affiliation, reason or "", nick)
+
+
+async def set_affiliation(
+    room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None
+) -> None:
+    """Change a user's affiliation: store it, then tell the room (see :func:`apply_affiliation`)."""
+    row = stored_change(room, jid, affiliation, reason, nick)
+    await room.store_affiliations([row])
+    apply_affiliation(room, jid, affiliation, actor, reason, row.nick)
+
+
+async def set_affiliations(room: Room, changes: list[tuple[JID, str, str | None]], actor: str | None) -> None:
+    """Change several users' affiliations (jid, affiliation, reason): stored in one transaction, then told in order."""
+    rows = [stored_change(room, jid, affiliation, reason) for jid, affiliation, reason in changes]
+    await room.store_affiliations(rows)
+    for (jid, affiliation, reason), row in zip(changes, rows, strict=True):
+        apply_affiliation(room, jid, affiliation, actor, reason, row.nick)
+
+
+def apply_affiliation(room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None, nick: str | None) -> None:
+    """Give a user a stored affiliation in memory and tell the room (301, 321 when it loses its place)."""
+    previous = room.affiliation_of(jid)
     room.affiliations.set(jid, affiliation, reason or "", nick)
     if affiliation == previous:
         return

@@ -76,9 +76,12 @@ async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element])
         raise StanzaError("forbidden", text="you may not invite anyone to this room")
     room.service.limits.check_invitations(stanza.sender, len(invitations))
     invitees = [(_address(invitation), invitation) for invitation in invitations]
+    if room.config.members_only:
+        # The invitees become members, all in one write, before any invitation goes.
+        joining = {invitee.bare for invitee, _ in invitees if room.affiliations.get(invitee) == "none"}
+        reason = f"Invited by {stanza.sender.bare}"
+        await admin.set_affiliations(room, [(jid, "member", reason) for jid in sorted(joining, key=str)], None)
     for invitee, invitation in invitees:
-        if room.config.members_only and room.affiliations.get(invitee) == "none":
-            await admin.set_affiliation(room, invitee.bare, "member", None, f"Invited by {stanza.sender.bare}")
         room.send(_invitation(room, stanza, invitee, text_of(invitation, "reason", MUC_USER)))
         room.service.limits.invited(room.jid.node or "", invitee, stanza.sender)
 

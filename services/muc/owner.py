@@ -65,19 +65,15 @@ async def configure(room: Room, x: etree._Element) -> None:
     """Apply a submitted configuration form: store it, then announce it."""
     old = room.config
     new, codes = apply_submission(old, x, room.service.max_history)
-    # The store methods write room.config; should the write fail, the room
-    # goes on with the configuration it had, as the owner's error reply says.
+    # Stored first: should the database refuse, the room goes on with the
+    # configuration it had, as the owner's error reply says.
+    if new.persistent and not room.stored:
+        await room.store_everything(new)
+    elif not new.persistent and room.stored:
+        await room.forget_stored()
+    elif room.stored and new != old:
+        await room.save_config(new)
     room.config = new
-    try:
-        if new.persistent and not room.stored:
-            await room.store_everything()
-        elif not new.persistent and room.stored:
-            await room.forget_stored()
-        elif room.stored and new != old:
-            await room.save_config()
-    except BaseException:
-        room.config = old
-        raise
     if new.history_length != room.history.length:
         room.history.resize(new.history_length)
     was_locked = room.locked

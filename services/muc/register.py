@@ -19,6 +19,7 @@ from component.jid import InvalidJID
 from component.stanza import Stanza
 from services.muc import admin
 from services.muc.nicks import check_nick
+from services.muc.store import AffiliationChange
 
 if TYPE_CHECKING:
     from services.muc.room import Room
@@ -67,7 +68,7 @@ async def set(room: Room, stanza: Stanza) -> None:
         if entry.affiliation == "member":
             await admin.set_affiliation(room, sender, "none", None, None)
         else:
-            await room.store_affiliation(sender, entry.affiliation, entry.reason, None)
+            await room.store_affiliations([AffiliationChange(str(sender), entry.affiliation, entry.reason, None)])
             room.affiliations.forget_nick(sender)
         return
     x = query.find(f"{{{ns.DATA_FORMS}}}x")

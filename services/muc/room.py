@@ -53,7 +53,7 @@ from services.muc.protocol import (
     item,
     user_x,
 )
-from services.muc.store import HistoryRecord
+from services.muc.store import AffiliationChange, HistoryRecord
 from services.muc.voice import REQUEST
 from services.muc.writes import refusal
 
@@ -767,25 +767,35 @@ class Room(Entity):
 
     # -- persistence -------------------------------------------------------------
 
-    async def save_config(self) -> None:
-        """Write the configuration (creating the stored room)."""
+    async def save_config(self, config: RoomConfig) -> None:
+        """Write a new configuration of the stored room; ``self.config`` is the caller's to change after."""
         store = self.service.store
         if store is None:
             return
-        await self.track(store.save_config(self.jid.node or "", self.config.to_dict(), public=self.config.public))
+        await self.write("config", store.save_config(self.jid.node or "", config.to_dict(), public=config.public))
 
-    async def store_everything(self) -> None:
-        """The room became persistent: write its configuration, affiliations, subject and history."""
+    async def store_everything(self, config: RoomConfig) -> None:
+        """The room becomes persistent with *config*: write it whole, in one transaction.
+
+        Its configuration, affiliations, subject and history land together or
+        not at all: half of it stored would come back after a restart as a
+        room without its owners.
+        """
         store = self.service.store
         if store is None:
             return
-        node = self.jid.node or ""
-        await self.save_config()
-        for jid, standing in self.affiliations.items():
-            await self.track(store.set_affiliation(node, str(jid), standing.affiliation, standing.reason, standing.nick))
-        await self.track(store.set_subject(node, self.subject, self.subject_from))
-        for entry in self.history:
-            await self.track(store.append_history(node, entry.record()))
+        affiliations = [
+            AffiliationChange(str(jid), standing.affiliation, standing.reason, standing.nick)
+            for jid, standing in self.affiliations.items()
+        ]
+        await self.write("config", store.store_room(
+            self.jid.node or "",
+            config.to_dict(),
+            public=config.public,
+            affiliations=affiliations,
+            subject=(self.subject, self.subject_from),
+            history=[entry.record() for entry in self.history],
+        ))
         self.stored = True
 
     async def forget_stored(self, kind: str = "config") -> None:
@@ -799,11 +809,11 @@ class Room(Entity):
         await self.write(kind, store.delete_room(self.jid.node or ""))
         self.stored = False
 
-    async def store_affiliation(self, jid: JID, affiliation: str, reason: str, nick: str | None = None) -> None:
-        """Write one affiliation when the room is stored."""
+    async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
+        """Write affiliation changes when the room is stored: in one transaction, all or none."""
         store = self.service.store
-        if store is not None and self.stored:
-            await self.track(store.set_affiliation(self.jid.node or "", str(jid), affiliation, reason, nick))
+        if store is not None and self.stored and changes:
+            await self.write("affiliations", store.set_affiliations(self.jid.node or "", changes))
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -3,23 +3,24 @@
 Rooms with their configuration and subject, affiliations, and the message
 history that doubles as the room's archive. Configuration is a JSON-able dict
 the room code owns; the store only keeps it. Affiliations are one row per
-(room, jid), written by single-row upserts, so two processes changing
-different users' affiliations both win, and two changing the same user's
-end with exactly one of the two. Deleting a room deletes its affiliations
-and history with it.
+(room, jid), written by upserts, so two processes changing different users'
+affiliations both win, and two changing the same user's end with exactly one
+of the two. A change of several rows (a room becoming persistent, a set of
+affiliations) is one transaction: stored whole or not at all. Deleting a
+room deletes its affiliations and history with it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 
-from component.storage import Migrations, Param, Row, Sql, Storage
+from component.storage import Migrations, Param, Row, Sql, Storage, Transaction
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast")
 """The affiliations that are stored; 'none' is the absence of a row."""
@@ -96,6 +97,16 @@ class Affiliation:
 
 
 @attrs.frozen
+class AffiliationChange:
+    """A new affiliation for one user; 'none' removes the user's row."""
+
+    jid: str
+    affiliation: str = attrs.field(validator=attrs.validators.in_((*AFFILIATIONS, "none")))
+    reason: str = ""
+    nick: str | None = None
+
+
+@attrs.frozen
 class HistoryRecord:
     """One archived message of a room.
 
@@ -157,6 +168,68 @@ def _changed(rowcount: int) -> bool:
     return rowcount > 0
 
 
+# The statements, each a function of a transaction, so that a change of
+# several rows runs them in one.
+
+
+def _save_config(txn: Transaction, node: str, config: dict[str, Any], public: bool, now: float) -> None:
+    txn.execute(
+        f"INSERT INTO muc_rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, '', '', ?)"
+        " ON CONFLICT (node) DO UPDATE SET"
+        " config = excluded.config, public = excluded.public",
+        (node, _json(config), public, now),
+    )
+
+
+def _set_subject(txn: Transaction, node: str, subject: str, by_nick: str) -> bool:
+    return _changed(
+        txn.execute("UPDATE muc_rooms SET subject = ?, subject_from = ? WHERE node = ?", (subject, by_nick, node))
+    )
+
+
+def _set_affiliations(txn: Transaction, node: str, changes: Iterable[AffiliationChange]) -> None:
+    for change in changes:
+        if change.affiliation == "none":
+            txn.execute("DELETE FROM muc_affiliations WHERE room = ? AND jid = ?", (node, change.jid))
+            continue
+        txn.execute(
+            "INSERT INTO muc_affiliations (room, jid, affiliation, nick, reason)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (room, jid) DO UPDATE SET"
+            " affiliation = excluded.affiliation, nick = excluded.nick,"
+            " reason = excluded.reason",
+            (node, change.jid, change.affiliation, change.nick, change.reason),
+        )
+
+
+def _append_history(txn: Transaction, node: str, record: HistoryRecord) -> int | None:
+    row = txn.fetchone(
+        "INSERT INTO muc_history"
+        " (room, stanza_id, nick, sender_jid, stanza, timestamp)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (room, stanza_id) DO NOTHING RETURNING seq",
+        (node, record.stanza_id, record.nick, record.sender_jid, record.stanza, record.timestamp),
+    )
+    return None if row is None else int(row[0])
+
+
+def _store_room(
+    txn: Transaction,
+    node: str,
+    config: dict[str, Any],
+    public: bool,
+    now: float,
+    affiliations: Iterable[AffiliationChange],
+    subject: tuple[str, str],
+    history: Iterable[HistoryRecord],
+) -> None:
+    _save_config(txn, node, config, public, now)
+    _set_affiliations(txn, node, affiliations)
+    _set_subject(txn, node, *subject)
+    for record in history:
+        _append_history(txn, node, record)
+
+
 @attrs.define
 class MucStore:
     """The rooms of one MUC service, on a `Storage` opened with `MUC_MIGRATIONS`."""
@@ -196,21 +269,33 @@ class MucStore:
         *public* is kept beside the configuration so that listing public rooms
         needs no look inside the JSON.
         """
-        d = self.storage.execute(
-            f"INSERT INTO muc_rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, '', '', ?)"
-            " ON CONFLICT (node) DO UPDATE SET"
-            " config = excluded.config, public = excluded.public",
-            (node, _json(config), public, self.clock()),
+        return self.storage.transaction(_save_config, node, config, public, self.clock())
+
+    def store_room(
+        self,
+        node: str,
+        config: dict[str, Any],
+        *,
+        public: bool = True,
+        affiliations: Sequence[AffiliationChange] = (),
+        subject: tuple[str, str] = ("", ""),
+        history: Sequence[HistoryRecord] = (),
+    ) -> Deferred[None]:
+        """Store a room whole, in one transaction: its configuration, affiliations, subject and history.
+
+        A room that becomes persistent is stored this way, so that the
+        database never holds part of it (a room without its owners).
+        *subject* is the subject and the nick that set it.
+        """
+        history = tuple(history)
+        d = self.storage.transaction(
+            _store_room, node, config, public, self.clock(), tuple(affiliations), subject, history
         )
-        return d.addCallback(lambda _: None)
+        return d.addCallback(self._stored_history, len(history))
 
     def set_subject(self, node: str, subject: str, by_nick: str) -> Deferred[bool]:
         """Set the room's subject; fire with whether the room exists."""
-        d = self.storage.execute(
-            "UPDATE muc_rooms SET subject = ?, subject_from = ? WHERE node = ?",
-            (subject, by_nick, node),
-        )
-        return d.addCallback(_changed)
+        return self.storage.transaction(_set_subject, node, subject, by_nick)
 
     def delete_room(self, node: str) -> Deferred[bool]:
         """Forget the room, its affiliations and its history; fire with whether it existed."""
@@ -226,22 +311,14 @@ class MucStore:
         nick: str | None = None,
     ) -> Deferred[None]:
         """Set *jid*'s affiliation with the stored room *node*; 'none' removes it."""
-        if affiliation == "none":
-            d = self.storage.execute(
-                "DELETE FROM muc_affiliations WHERE room = ? AND jid = ?", (node, jid)
-            )
-        else:
-            if affiliation not in AFFILIATIONS:
-                raise ValueError(f"not an affiliation: {affiliation!r}")
-            d = self.storage.execute(
-                "INSERT INTO muc_affiliations (room, jid, affiliation, nick, reason)"
-                " VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (room, jid) DO UPDATE SET"
-                " affiliation = excluded.affiliation, nick = excluded.nick,"
-                " reason = excluded.reason",
-                (node, jid, affiliation, nick, reason),
-            )
-        return d.addCallback(lambda _: None)
+        return self.set_affiliations(node, [AffiliationChange(jid, affiliation, reason, nick)])
+
+    def set_affiliations(self, node: str, changes: Sequence[AffiliationChange]) -> Deferred[None]:
+        """Set several affiliations with the stored room *node* in one transaction: all or none.
+
+        Changes are applied in order: of two for one user, the last wins.
+        """
+        return self.storage.transaction(_set_affiliations, node, tuple(changes))
 
     def affiliations(self, node: str) -> Deferred[dict[str, Affiliation]]:
         """The room's affiliations other than 'none', keyed by bare JID."""
@@ -258,25 +335,15 @@ class MucStore:
         A record whose stanza_id the room already has is not stored again,
         and the Deferred fires with None.
         """
-        d = self.storage.fetchone(
-            "INSERT INTO muc_history"
-            " (room, stanza_id, nick, sender_jid, stanza, timestamp)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (room, stanza_id) DO NOTHING RETURNING seq",
-            (
-                node,
-                record.stanza_id,
-                record.nick,
-                record.sender_jid,
-                record.stanza,
-                record.timestamp,
-            ),
-        )
+        d = self.storage.transaction(_append_history, node, record)
         return d.addCallback(self._written)
 
-    def _written(self, row: Row | None) -> int | None:
+    def _written(self, seq: int | None) -> int | None:
         self.history_writes += 1
-        return None if row is None else int(row[0])
+        return seq
+
+    def _stored_history(self, _: None, count: int) -> None:
+        self.history_writes += count
 
     def recent_history(
         self, node: str, limit: int, since: float | None = None

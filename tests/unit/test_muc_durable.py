@@ -7,6 +7,7 @@ same file, as a restart would.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from twisted.logger import formatEvent, globalLogPublisher
 
 from component.testing import Harness
+from services.muc.store import MucStore
 from services.muc.testing import (
     CRONE,
     ERR,
@@ -58,6 +60,22 @@ def restarted(path: str) -> Harness:
 
 def failures(h: Harness) -> dict[str, int]:
     return dict(h.component.services[0].write_failures.counts)
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks() -> Iterator[None]:
+    """No test here may log a failure: no "Unhandled error in Deferred", no handler crash."""
+    failures: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "log_failure" in event:
+            failures.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield
+    gc.collect()  # a Deferred dropped with an unhandled failure logs it when collected
+    globalLogPublisher.removeObserver(observe)
+    assert failures == []
 
 
 @pytest.fixture
@@ -205,3 +223,195 @@ def test_a_refused_subject_is_not_announced(path: str) -> None:
     )
     assert h.component.router.loaded("coven").subject == ""
     assert failures(h) == {"subject": 1}
+
+
+# -- configuration -------------------------------------------------------------------
+
+ADMIN = "http://jabber.org/protocol/muc#admin"
+
+
+def submit(h: Harness, fields: str, id: str = "cfg") -> None:
+    h.receive(
+        f"<iq from='{CRONE}' id='{id}' to='{ROOM}' type='set'><query xmlns='{OWNER}'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    )
+
+
+def stored_rooms(path: str) -> list[str]:
+    found: list[Any] = []
+    MucStore(immediate_storage(ImmediateStorage(path))).list_rooms().addBoth(found.append)
+    return [record.node for record in found[0]]
+
+
+def test_a_room_that_cannot_be_stored_whole_stays_temporary(path: str) -> None:
+    storage = immediate_storage(FailingStorage(path))
+    h = muc_harness(storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    # The room's row goes in; its owner's, in the same transaction, is refused.
+    storage.refuse("INSERT INTO muc_affiliations")
+    name = "<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>"
+    submit(h, PERSISTENT + name)
+    h.expect(
+        f"""<iq from='{ROOM}' id='cfg' to='{CRONE}' type='error'><query xmlns='{OWNER}'>
+          <x xmlns='jabber:x:data' type='submit'>{PERSISTENT}{name}</x></query>
+          <error type='cancel'><internal-server-error {ERR}/>
+            <text {ERR}>the configuration could not be stored; nothing changed</text></error></iq>"""
+    )
+    room = h.component.router.loaded("coven")
+    assert (room.config.persistent, room.config.name, room.stored) == (False, "", False)
+    assert failures(h) == {"config": 1}
+    # No ownerless room waits in the database for the next start.
+    assert stored_rooms(path) == []
+    again = restarted(path)
+    again.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    assert again.sent()[0].find(".//{http://jabber.org/protocol/muc#user}status[@code='201']") is not None
+    # Accepted, the same change is stored whole and told as usual.
+    storage.accept()
+    submit(h, PERSISTENT + name)
+    h.expect(
+        *[
+            f"""<message from='{ROOM}' to='{to}' type='groupchat'>
+              <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/></x></message>"""
+            for to in (CRONE, WICCA)
+        ],
+        f"<iq from='{ROOM}' id='cfg' to='{CRONE}' type='result'/>",
+    )
+    assert stored_rooms(path) == ["coven"]
+    owners: list[Any] = []
+    MucStore(immediate_storage(ImmediateStorage(path))).affiliations("coven").addBoth(owners.append)
+    assert {jid: a.affiliation for jid, a in owners[0].items()} == {"crone1@shakespeare.lit": "owner"}
+
+
+def test_a_refused_configuration_of_a_stored_room_changes_nothing(path: str) -> None:
+    h, storage = persistent_room(path)
+    storage.refuse("DELETE FROM muc_rooms")
+    submit(h, "<field var='muc#roomconfig_persistentroom'><value>0</value></field>")
+    (reply,) = h.sent()
+    assert reply.get("type") == "error"
+    room = h.component.router.loaded("coven")
+    assert room.config.persistent and room.stored
+    assert stored_rooms(path) == ["coven"]
+
+
+# -- affiliations ---------------------------------------------------------------------
+
+
+def admin_set(h: Harness, items: str, id: str = "a") -> None:
+    h.receive(f"<iq from='{CRONE}' id='{id}' to='{ROOM}' type='set'><query xmlns='{ADMIN}'>{items}</query></iq>")
+
+
+def stored_affiliations(path: str) -> dict[str, tuple[str, str]]:
+    found: list[Any] = []
+    MucStore(immediate_storage(ImmediateStorage(path))).affiliations("coven").addBoth(found.append)
+    return {jid: (a.affiliation, a.reason) for jid, a in found[0].items()}
+
+
+HANDOVER = (
+    "<item affiliation='owner' jid='wiccarocks@shakespeare.lit'/>"
+    "<item affiliation='admin' jid='crone1@shakespeare.lit'/>"
+    "<item nick='thirdwitch' role='visitor'/>"
+    "<item affiliation='outcast' jid='hecate@shakespeare.lit'><reason>Beldam</reason></item>"
+)
+
+
+def test_an_admin_set_refused_half_way_changes_nothing(path: str) -> None:
+    h, storage = persistent_room(path)
+    enter(h, ROOM, "thirdwitch", HAG)
+    before = stored_affiliations(path)
+    # The first row goes in; the second, in the same transaction, is refused.
+    storage.refuse("INSERT INTO muc_affiliations", after=1)
+    admin_set(h, HANDOVER)
+    h.expect(
+        f"""<iq from='{ROOM}' id='a' to='{CRONE}' type='error'><query xmlns='{ADMIN}'>{HANDOVER}</query>
+          <error type='cancel'><internal-server-error {ERR}/>
+            <text {ERR}>the affiliation change could not be stored; nothing changed</text></error></iq>"""
+    )
+    assert storage.refused == 1 and failures(h) == {"affiliations": 1}
+    room = h.component.router.loaded("coven")
+    assert [(str(jid), entry.affiliation) for jid, entry in room.affiliations.items()] == [
+        ("crone1@shakespeare.lit", "owner")
+    ]
+    assert room.occupants.by_nick("thirdwitch").role == "participant"
+    assert stored_affiliations(path) == before == {"crone1@shakespeare.lit": ("owner", "")}
+    # Accepted, the whole set is stored and applied.
+    storage.accept()
+    admin_set(h, HANDOVER, "b")
+    assert h.sent()[-1].get("type") == "result"
+    assert stored_affiliations(path) == {
+        "crone1@shakespeare.lit": ("admin", ""),
+        "hecate@shakespeare.lit": ("outcast", "Beldam"),
+        "wiccarocks@shakespeare.lit": ("owner", ""),
+    }
+
+
+def test_a_ban_and_a_membership_in_a_stored_room(path: str) -> None:
+    h, _ = persistent_room(path)
+    enter(h, ROOM, "thirdwitch", HAG)
+    admin_set(
+        h,
+        "<item affiliation='outcast' jid='hag66@shakespeare.lit'><reason>Treason</reason></item>"
+        "<item affiliation='member' jid='hecate@shakespeare.lit'/>",
+    )
+    user = "http://jabber.org/protocol/muc#user"
+    h.expect(
+        f"""<presence from='{ROOM}/thirdwitch' to='{CRONE}' type='unavailable'><x xmlns='{user}'>
+          <item affiliation='outcast' jid='{HAG}' role='none'><actor nick='firstwitch'/><reason>Treason</reason></item>
+          <status code='301'/></x></presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' to='{WICCA}' type='unavailable'><x xmlns='{user}'>
+          <item affiliation='outcast' role='none'><actor nick='firstwitch'/><reason>Treason</reason></item>
+          <status code='301'/></x></presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' to='{HAG}' type='unavailable'><x xmlns='{user}'>
+          <item affiliation='outcast' jid='{HAG}' role='none'><actor nick='firstwitch'/><reason>Treason</reason></item>
+          <status code='110'/><status code='301'/></x></presence>""",
+        f"<iq from='{ROOM}' id='a' to='{CRONE}' type='result'/>",
+    )
+    again = restarted(path)
+    again.receive(f"<iq from='{CRONE}' id='l' to='{ROOM}' type='get'><query xmlns='{ADMIN}'><item affiliation='outcast'/></query></iq>")
+    again.expect(
+        f"""<iq from='{ROOM}' id='l' to='{CRONE}' type='result'><query xmlns='{ADMIN}'>
+          <item affiliation='outcast' jid='hag66@shakespeare.lit'><reason>Treason</reason></item></query></iq>"""
+    )
+    assert stored_affiliations(path)["hecate@shakespeare.lit"] == ("member", "")
+
+
+def test_invitations_whose_memberships_are_refused_are_not_sent(path: str) -> None:
+    h, storage = persistent_room(path)
+    configure(h, "<field var='muc#roomconfig_membersonly'><value>1</value></field>")
+    storage.refuse("INSERT INTO muc_affiliations", after=1)
+    invitations = (
+        "<x xmlns='http://jabber.org/protocol/muc#user'>"
+        "<invite to='hecate@shakespeare.lit'/><invite to='hag66@shakespeare.lit'/></x>"
+    )
+    h.receive(f"<message from='{CRONE}' id='inv' to='{ROOM}'>{invitations}</message>")
+    h.expect(
+        f"""<message from='{ROOM}' id='inv' to='{CRONE}' type='error'>{invitations}
+          <error type='cancel'><internal-server-error {ERR}/>
+            <text {ERR}>the affiliation change could not be stored; nothing changed</text></error></message>"""
+    )
+    assert stored_affiliations(path) == {"crone1@shakespeare.lit": ("owner", "")}
+    storage.accept()
+    h.receive(f"<message from='{CRONE}' id='inv' to='{ROOM}'>{invitations}</message>")
+    assert [m.get("to") for m in h.sent()] == ["hecate@shakespeare.lit", "hag66@shakespeare.lit"]
+    assert stored_affiliations(path) == {
+        "crone1@shakespeare.lit": ("owner", ""),
+        "hag66@shakespeare.lit": ("member", "Invited by crone1@shakespeare.lit"),
+        "hecate@shakespeare.lit": ("member", "Invited by crone1@shakespeare.lit"),
+    }
+
+
+def test_the_lock_does_not_expire_under_a_configuration_on_its_way_to_the_database(path: str) -> None:
+    storage = immediate_storage(HeldStorage(path))
+    h = muc_harness({"lock_seconds": 60}, storage=storage)
+    enter(h, ROOM, "firstwitch", CRONE)  # a new room, locked until configured
+    storage.held = []
+    submit(h, PERSISTENT)
+    h.clock.advance(61)
+    h.expect_nothing()
+    storage.release()
+    assert [m.get("type") for m in h.sent()] == ["groupchat", "result"]  # the announcement, then the reply
+    h.clock.advance(61)
+    h.expect_nothing()
+    room = h.component.router.loaded("coven")
+    assert room.exists and not room.locked and room.stored
+    assert stored_rooms(path) == ["coven"]

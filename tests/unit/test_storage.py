@@ -35,7 +35,7 @@ from component.storage import (
     schema_version,
 )
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
-from services.muc.store import MUC_MIGRATIONS, HistoryRecord, MucStore
+from services.muc.store import MUC_MIGRATIONS, AffiliationChange, HistoryRecord, MucStore
 from tests.storage.postgres import (  # noqa: F401  (fixtures)
     Database,
     PostgresServer,
@@ -428,6 +428,60 @@ async def test_deleting_a_room_deletes_what_it_had(storage: Storage) -> None:
     await muc.save_config("coven", {})
     assert await muc.affiliations("coven") == {}
     assert await muc.recent_history("coven", 10) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_affiliations_are_one_transaction(storage: Storage) -> None:
+    muc = MucStore(storage)
+    await muc.save_config("coven", {})
+    await muc.set_affiliation("coven", "crone1@shakespeare.lit", "owner")
+    await muc.set_affiliations("coven", [
+        AffiliationChange("hag66@shakespeare.lit", "member", nick="thirdwitch"),
+        AffiliationChange("crone1@shakespeare.lit", "none"),
+        AffiliationChange("wiccarocks@shakespeare.lit", "admin"),
+        AffiliationChange("hag66@shakespeare.lit", "outcast", "Treason"),  # the last for one user wins
+    ])
+    expected = {"hag66@shakespeare.lit": ("outcast", "Treason"), "wiccarocks@shakespeare.lit": ("admin", "")}
+    assert {j: (a.affiliation, a.reason) for j, a in (await muc.affiliations("coven")).items()} == expected
+    # A row the database refuses in the middle (jid is NOT NULL) leaves all of them undone.
+    refused = AffiliationChange(None, "member")  # type: ignore[arg-type]
+    await _raises(StorageError, muc.set_affiliations("coven", [
+        AffiliationChange("earlofcambridge@shakespeare.lit", "member"),
+        AffiliationChange("hag66@shakespeare.lit", "none"),
+        refused,
+        AffiliationChange("wiccarocks@shakespeare.lit", "owner"),
+    ]))
+    assert {j: (a.affiliation, a.reason) for j, a in (await muc.affiliations("coven")).items()} == expected
+    with pytest.raises(ValueError):
+        AffiliationChange("x@y", "visitor")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_is_stored_whole_or_not_at_all(storage: Storage) -> None:
+    muc = MucStore(storage, clock=_clock())
+    owner = AffiliationChange("crone1@shakespeare.lit", "owner")
+    member = AffiliationChange("hag66@shakespeare.lit", "member", nick="thirdwitch")
+    broken = attrs.evolve(_message(2), stanza_id=None)  # stanza_id is NOT NULL
+    await _raises(StorageError, muc.store_room(
+        "coven", {"name": "The Coven"}, affiliations=[owner, member], subject=("Fire Burn", "firstwitch"),
+        history=[_message(1), broken],
+    ))
+    assert await muc.load_room("coven") is None
+    assert await muc.affiliations("coven") == {}
+    assert await muc.recent_history("coven", 10) == []
+
+    await muc.store_room(
+        "coven", {"name": "The Coven"}, public=False, affiliations=[owner, member],
+        subject=("Fire Burn", "firstwitch"), history=[_message(1), _message(2)],
+    )
+    room = await muc.load_room("coven")
+    assert room is not None
+    assert (room.config, room.public, room.subject, room.subject_from) == ({"name": "The Coven"}, False, "Fire Burn", "firstwitch")
+    affiliations = await muc.affiliations("coven")
+    assert {j: (a.affiliation, a.nick) for j, a in affiliations.items()} == {
+        "crone1@shakespeare.lit": ("owner", None), "hag66@shakespeare.lit": ("member", "thirdwitch"),
+    }
+    assert [r.stanza_id for r in await muc.recent_history("coven", 10)] == ["id-1", "id-2"]
 
 
 # -- several writers ------------------------------------------------------------
