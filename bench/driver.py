@@ -182,6 +182,12 @@ class Link(asyncio.Protocol):
         self.stray = 0
         self._buffer = b""
         self._header_seen = False
+        self._loop = loop
+        # A read-rate limit (bytes per second) and what was read since it was set.
+        self._rate: float | None = None
+        self._rate_since = 0.0
+        self._rate_read = 0
+        self._held: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -194,6 +200,37 @@ class Link(asyncio.Protocol):
             self.stray += len(data)
         else:
             self._handshake(data)
+        if self._rate is not None:
+            self._rate_read += len(data)
+            ahead = self._rate_read / self._rate - (time.monotonic() - self._rate_since)
+            if ahead > 0:
+                self._hold(ahead)
+
+    # Reading slowly, like a busy server: the component's writes back up behind it.
+
+    def limit_reading(self, rate: float | None) -> None:
+        """Read at most ``rate`` bytes a second from now on; None reads as fast as the data comes."""
+        self._rate = rate
+        self._rate_since = time.monotonic()
+        self._rate_read = 0
+
+    def stop_reading(self, seconds: float) -> None:
+        """Read nothing for ``seconds`` (a server that stops reading), then read again."""
+        self._hold(seconds)
+
+    def _hold(self, seconds: float) -> None:
+        assert self.transport is not None
+        if self._held is not None:
+            if self._held.when() >= self._loop.time() + seconds:
+                return
+            self._held.cancel()
+        self.transport.pause_reading()
+        self._held = self._loop.call_later(seconds, self._release)
+
+    def _release(self) -> None:
+        self._held = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

@@ -75,8 +75,11 @@ def _module(name: str) -> Callable[[Launch], list[str]]:
     return argv
 
 
-def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
-    """Return the TOML configuration that points Netherfield at the driver."""
+def netherfield_config(launch: Launch, services: tuple[str, ...], server: str = "", component: str = "") -> str:
+    """Return the TOML configuration that points Netherfield at the driver.
+
+    ``server`` and ``component`` are further TOML lines for those tables.
+    """
     listed = ", ".join(f'"{service}"' for service in services)
     # The fanout scenario floods one room from one user on purpose: a bucket
     # it never empties keeps the limiter's cost in the measurement.
@@ -89,9 +92,11 @@ def netherfield_config(launch: Launch, services: tuple[str, ...]) -> str:
         "[server]\n"
         f'host = "{HOST}"\n'
         f"port = {launch.port}\n"
+        f"{server}"
         f'[components."{launch.domain}"]\n'
         f'secret = "{launch.secret}"\n'
         f"services = [{listed}]\n"
+        f"{component}"
         f"{muc}"
         # sqlite:/// then an absolute path: four slashes, an absolute file.
         "[storage]\n"
