@@ -125,6 +125,7 @@ class Netherfield(TwistedService):
             iq_timeout=settings.iq_timeout,
             queue_limit=settings.queue_limit,
             max_outgoing_bytes=settings.max_outgoing_bytes,
+            output_limit=settings.output_limit,
             server_domain=server.domain,
             ping_interval=server.ping_interval,
             ping_timeout=server.ping_timeout,
@@ -151,6 +152,7 @@ class Netherfield(TwistedService):
                 max_delay=server.reconnect_max,
                 max_stanza_bytes=settings.max_stanza_bytes,
                 max_depth=settings.max_depth,
+                output_limit=settings.output_limit,
             )
         )
 

@@ -8,7 +8,7 @@ or queues it while the link is down.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
 from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
+from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
 from component.router import Router
 from component.service import Service
 from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply, result_reply_bytes
@@ -43,8 +44,8 @@ DEFAULT_MAX_OUTGOING_BYTES = 480 * 1024
 class Link(Protocol):
     """What the component needs of a connection that completed its handshake."""
 
-    def write(self, data: bytes) -> None:
-        """Send serialised stanzas."""
+    def write(self, data: Piece) -> None:
+        """Send serialised stanzas, or a fan-out to build as the connection drains."""
 
     def abort(self) -> None:
         """Drop the connection at once (a dead link)."""
@@ -103,6 +104,7 @@ class Component:
         iq_timeout: float = DEFAULT_IQ_TIMEOUT,
         queue_limit: int = 10_000,
         max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
         server_domain: str | None = None,
         ping_interval: float = 60.0,
         ping_timeout: float = 20.0,
@@ -123,7 +125,10 @@ class Component:
         self.iq = IQTracker(clock, iq_timeout)
         self.link: Link | None = None
         self.queue_limit = queue_limit
-        self._queue: deque[bytes] = deque()
+        #: The bytes the queue may owe while the link is down (a fan-out counts what it will build).
+        self.output_limit = output_limit
+        self._queue = Output()
+        #: Sends dropped from the full queue (a fan-out counts the stanzas it had left).
         self.dropped = 0
         #: The largest stanza sent: a larger one is not sent (see :meth:`fits`).
         self.max_outgoing_bytes = max_outgoing_bytes
@@ -214,28 +219,36 @@ class Component:
         address = sender.partition("/")[0]
         return address.rpartition("@")[2] == self._domain_text
 
-    def send_bytes(self, data: bytes, count: int = 1) -> None:
-        """Send an already serialised stanza (fan-out serialises once, then varies ``to``).
+    def send_bytes(self, data: Piece, count: int = 1) -> None:
+        """Send already serialised stanzas, or a fan-out (:meth:`Broadcast.to_each`) built as the link drains.
 
-        ``data`` may hold ``count`` stanzas of one kind (a room's fan-out),
-        which is what :attr:`sent` counts.
+        Bytes may hold ``count`` stanzas of one kind (a room's fan-out), which
+        is what :attr:`sent` counts; a fan-out knows its own count.
         """
-        if data:
-            # Its first tag names the kind: a byte lookup, not a parse.
-            self.sent[_KIND_BY_INITIAL.get(data[1], "other")] += count
+        if isinstance(data, bytes):
+            if data:
+                # Its first tag names the kind: a byte lookup, not a parse.
+                self.sent[_KIND_BY_INITIAL.get(data[1], "other")] += count
+        else:
+            self.sent[_KIND_BY_INITIAL.get(data.start[1], "other")] += data.stanzas
         if self.link is not None:
             self.link.write(data)
             return
-        if len(self._queue) >= self.queue_limit:
-            self._queue.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warn(
-                    "{domain}: the send queue is full; {dropped} stanzas dropped so far",
-                    domain=str(self.jid),
-                    dropped=self.dropped,
-                )
         self._queue.append(data)
+        self._trim_queue()
+
+    def _trim_queue(self) -> None:
+        # The oldest go first: at most queue_limit sends and output_limit bytes wait.
+        queue = self._queue
+        before = self.dropped
+        while queue and (len(queue) > self.queue_limit or queue.size > self.output_limit):
+            self.dropped += queue.drop_oldest()
+        if self.dropped != before and (before == 0 or before // 1000 != self.dropped // 1000):
+            log.warn(
+                "{domain}: the send queue is full; {dropped} stanzas dropped so far",
+                domain=str(self.jid),
+                dropped=self.dropped,
+            )
 
     def send_presence(self, element: etree._Element) -> None:
         """Send a presence and remember where available presence went."""
@@ -261,8 +274,13 @@ class Component:
 
     @property
     def queued(self) -> int:
-        """Stanzas waiting for the link."""
+        """Sends waiting for the link."""
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """The bytes waiting for the link, counting what queued fan-outs will build."""
+        return self._queue.size
 
     # -- receiving -------------------------------------------------------
 
@@ -423,9 +441,8 @@ class Component:
         """The handshake succeeded: flush the queue, then let entities re-announce themselves."""
         self.link = link
         self.link_changed_at = self.clock.seconds()
-        if self._queue:
-            link.write(b"".join(self._queue))
-            self._queue.clear()
+        for piece in self._queue.pop_all():
+            link.write(piece)
         for entity in list(self.router.entities()):
             try:
                 entity.on_connected()
@@ -441,12 +458,15 @@ class Component:
             self._keepalive.clock = self.clock
             self._keepalive.start(self.ping_interval, now=False)
 
-    def link_down(self, link: Link) -> None:
-        """The link is gone; sends queue until the next handshake."""
+    def link_down(self, link: Link, unsent: Iterable[Piece] = ()) -> None:
+        """The link is gone; sends queue until the next handshake, after ``unsent``, what it never wrote."""
         if self.link is not link:
             return
         self.link = None
         self.link_changed_at = self.clock.seconds()
+        for piece in unsent:
+            self._queue.append(piece)
+        self._trim_queue()
         self._ping_pending = False
         if self._keepalive is not None and self._keepalive.running:
             self._keepalive.stop()

@@ -17,6 +17,7 @@ import attrs
 
 from component.component import DEFAULT_MAX_OUTGOING_BYTES
 from component.jid import InvalidJID, parse_jid
+from component.output import DEFAULT_OUTPUT_LIMIT
 from component.storage import DEFAULT_URL, StorageError
 from component.storage.sqlite import path_from_url
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
@@ -77,6 +78,7 @@ class ComponentConfig:
     queue_limit: int = 10_000
     #: The domain's service admins, bare JIDs: they run its admin commands.
     admins: tuple[str, ...] = ()
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
 
 
 @attrs.frozen
@@ -335,6 +337,7 @@ def _component(
         iq_timeout=table.number("iq_timeout", 30.0, minimum=0.1),
         queue_limit=int(table.number("queue_limit", 10_000, minimum=1)),
         admins=_admins(table),
+        output_limit=int(table.number("output_limit", DEFAULT_OUTPUT_LIMIT, minimum=65536)),
     )
     table.reject_unknown(extra=set(services))
     return config

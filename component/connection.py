@@ -36,6 +36,7 @@ from zope.interface import implementer
 from component import namespaces as ns
 from component.component import Component
 from component.errors import StreamError
+from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES, StreamParser
 
 __all__ = ["ComponentConnector", "ComponentProtocol", "HandshakeFailed", "handshake_digest"]
@@ -45,6 +46,9 @@ log = Logger()
 _HANDSHAKE = f"{{{ns.COMPONENT}}}handshake"
 _STREAM_ERROR = f"{{{ns.STREAMS}}}error"
 _CLOSE = b"</stream:stream>"
+#: The most the connection builds and writes at once: what the transport's own
+#: buffer (64 KiB before it asks us to pause) can take in one go.
+CHUNK = 64 * 1024
 
 # What each stream error a server sends a component means to an operator, and
 # what to do about it. {server} is "the server at HOST:PORT", {domain} the
@@ -124,6 +128,7 @@ class ComponentProtocol(Protocol):
         *,
         max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
         address: str = "",
     ) -> None:
         self.component = component
@@ -132,11 +137,19 @@ class ComponentProtocol(Protocol):
         self.authenticated = False
         self.handshake: defer.Deferred[ComponentProtocol] = defer.Deferred()
         self.disconnected: defer.Deferred[None] = defer.Deferred()
-        self._batch: list[bytes] | None = None
+        #: What waits for the transport to take it, in order.
+        self.output = Output()
+        self.output_limit = output_limit
+        # While a read is handled, writes wait for its end: one write per read.
+        self._reading = False
+        # The transport's buffer is full; it says when it has drained.
+        self._transport_full = False
+        self._reads_paused = False
         self._closing = False
         self._header_without_id = False
         #: Why the connection ended (or is ending), in a few words for the reconnect line.
         self.ended_by: str | None = None
+        self._closed = False
         self._parser = StreamParser(
             self._stream_opened,
             self._element_received,
@@ -155,9 +168,10 @@ class ComponentProtocol(Protocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        # Flow control: when the server stops reading what we write and the
-        # transport's buffer fills, the transport pauses us, and we stop
-        # reading the server's input; memory stays bounded either way.
+        # Flow control: the transport pauses us when its buffer fills and
+        # resumes us once it drained; meanwhile what we send waits in
+        # ``output``, fan-outs unbuilt, and once that owes output_limit bytes
+        # we stop reading the server's input until it has drained to half.
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self.transport.write(
             (
@@ -170,7 +184,7 @@ class ComponentProtocol(Protocol):
         if self._closing:
             return
         # Everything sent while this read is handled goes out in one write.
-        self._batch = []
+        self._reading = True
         try:
             self._parser.feed(data)
         except StreamError as error:
@@ -185,16 +199,21 @@ class ComponentProtocol(Protocol):
             )
             self._close(error.to_bytes())
         finally:
-            self._flush()
-            self._batch = None
+            self._reading = False
+            self._pump()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.ended_by is None:
             self.ended_by = reason.getErrorMessage() if reason is not None else "the connection closed"
         self.disconnected.callback(None)
+        self._transport_full = True  # nothing more to write
         if self.authenticated:
             self.authenticated = False
-            self.component.link_down(self)
+            # What was never written goes out on the next link (without our closing tag).
+            unsent = self.output.pop_all()
+            if self._closing and unsent:
+                unsent.pop()
+            self.component.link_down(self, unsent)
             if not self._closing:
                 log.warn(
                     "{domain} lost its connection to the server at {address} ({reason}); reconnecting",
@@ -210,32 +229,45 @@ class ComponentProtocol(Protocol):
     # -- IPushProducer, for the transport's flow control ---------------
 
     def pauseProducing(self) -> None:
-        """Our output backs up: stop reading input."""
-        if self.transport is not None:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        """The transport's buffer is full: write nothing more until it drains."""
+        self._transport_full = True
 
     def resumeProducing(self) -> None:
-        """Our output drained: read input again."""
-        if self.transport is not None:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        """The transport's buffer drained: write what waits."""
+        self._transport_full = False
+        self._pump()
 
     def stopProducing(self) -> None:
         """The transport is going away; nothing to release."""
 
     # -- Link ------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        """Send serialised stanzas (joined with the rest of a read's replies while one is handled)."""
-        if self._batch is not None:
-            self._batch.append(data)
-            return
-        assert self.transport is not None
-        self.transport.write(data)
+    def write(self, data: Piece) -> None:
+        """Send serialised stanzas, or a fan-out to build as the transport drains, after all else sent."""
+        self.output.append(data)
+        if not self._reading:
+            self._pump()
 
-    def _flush(self) -> None:
-        if self._batch and self.transport is not None:
-            self.transport.write(b"".join(self._batch))
-            self._batch.clear()
+    def _pump(self) -> None:
+        """Write what waits while the transport has room, then pause or resume reading."""
+        output = self.output
+        transport = self.transport
+        if transport is None:
+            return
+        while output and not self._transport_full:
+            transport.write(output.take(CHUNK))
+        if self._closing:
+            if not output and not self._closed:
+                self._closed = True
+                transport.loseConnection()
+            return
+        if output.size >= self.output_limit:
+            if not self._reads_paused:
+                self._reads_paused = True
+                transport.pauseProducing()  # type: ignore[attr-defined]
+        elif self._reads_paused and output.size <= self.output_limit // 2:
+            self._reads_paused = False
+            transport.resumeProducing()  # type: ignore[attr-defined]
 
     def abort(self) -> None:
         """Drop the TCP connection at once."""
@@ -312,10 +344,11 @@ class ComponentProtocol(Protocol):
     def _close(self, before: bytes) -> None:
         if self._closing or self.transport is None:
             return
+        # What was sent before goes out first; the connection closes once all is written.
+        self.output.append(before + _CLOSE)
         self._closing = True
-        self._flush()
-        self.transport.write(before + _CLOSE)
-        self.transport.loseConnection()
+        if not self._reading:
+            self._pump()
 
 
 class _QuietClientService(ClientService):
@@ -381,6 +414,7 @@ class ComponentConnector(Service):
         max_delay: float = 30.0,
         max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -391,7 +425,7 @@ class ComponentConnector(Service):
         self.port = port
         self._secret = secret
         self._reactor: IReactorTCP | IReactorTime = reactor
-        self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth}
+        self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth, "output_limit": output_limit}
         self.protocol: ComponentProtocol | None = None
         #: Attempts in a row that did not end attached (a lost link counts as one).
         self.failed_attempts = 0

@@ -20,11 +20,12 @@ from lxml import etree
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID
+from component.output import EAGER_BYTES
 
 __all__ = [
-    "Broadcast", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
+    "Broadcast", "Fanout", "Spliced", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
     "result_reply",
-    "result_reply_bytes", "error_reply", "new_id", "child", "text_of", "stamp",
+    "result_reply_bytes", "error_reply", "new_id", "child", "text_of", "stamp", "address", "splice",
 ]
 
 MESSAGE = f"{{{ns.COMPONENT}}}message"
@@ -319,6 +320,95 @@ class Broadcast:
         if not recipients:
             return b""
         return self._head + (self._tail + self._head).join(recipients) + self._tail
+
+    def to_each(self, recipients: Sequence[bytes]) -> bytes | Fanout:
+        """The stanza addressed to each of ``recipients``: built now when small, else a :class:`Fanout`.
+
+        A fan-out to thousands is built as the link drains, so that it never
+        sits in memory whole; the recipients are the ones given now, even if
+        the list grows later.
+        """
+        if len(recipients) * (len(self._head) + len(self._tail) + 64) <= EAGER_BYTES:
+            return self.to_all(recipients)
+        return Fanout(self._head, self._tail, tuple(recipients))
+
+
+class Fanout:
+    """One stanza to many recipients, built a chunk of whole stanzas at a time (an ``output.Lazy``)."""
+
+    __slots__ = ("_head", "_join", "_next", "_recipients", "_tail", "size", "stanzas", "start")
+
+    def __init__(self, head: bytes, tail: bytes, recipients: tuple[bytes, ...]) -> None:
+        self._head = self.start = head
+        self._tail = tail
+        self._join = tail + head
+        self._recipients = recipients
+        self._next = 0
+        self.stanzas = len(recipients)
+        self.size = self.stanzas * (len(head) + len(tail)) + sum(map(len, recipients))
+
+    def take(self, budget: int) -> bytes:
+        """The next stanzas, about ``budget`` bytes of them and at least one."""
+        start = self._next
+        end = min(start + max(1, budget * self.stanzas // max(self.size, 1)), len(self._recipients))
+        data = self._head + self._join.join(self._recipients[start:end]) + self._tail
+        self._next = end
+        self.stanzas -= end - start
+        self.size -= len(data)
+        return data
+
+
+class Spliced:
+    """Many stanzas to one recipient, kept serialised with a gap where the address goes (an ``output.Lazy``).
+
+    ``gap.join(segments)`` is the whole output: the first segment is a
+    stanza's start up to its ``to``, the last one a stanza's rest after it,
+    and each segment between holds the rest of one stanza and the start of
+    the next. A stanza's start up to ``to`` holds one ``<``, its first byte
+    (attribute values escape it), so a chunk ends at the segment's last ``<``.
+    """
+
+    __slots__ = ("_carry", "_gap", "_next", "_segments", "size", "stanzas", "start")
+
+    def __init__(self, segments: Sequence[bytes], gap: bytes, size: int) -> None:
+        """``size`` is the length of ``gap.join(segments)``."""
+        self._segments = segments
+        self._gap = gap
+        self._carry = self.start = segments[0]
+        self._next = 1
+        self.stanzas = len(segments) - 1
+        self.size = size
+
+    def take(self, budget: int) -> bytes:
+        """The next stanzas, about ``budget`` bytes of them and at least one."""
+        start = self._next
+        last = len(self._segments) - 1
+        end = min(start + max(1, budget * self.stanzas // max(self.size, 1)), last + 1)
+        parts = list(self._segments[start:end])
+        carry = self._carry
+        if end <= last:
+            # The next stanza starts inside this segment: keep its start for the next chunk.
+            cut = parts[-1].rindex(b"<")
+            self._carry = parts[-1][cut:]
+            parts[-1] = parts[-1][:cut]
+        parts.insert(0, carry)
+        data = self._gap.join(parts)
+        self._next = end
+        self.stanzas -= end - start
+        self.size -= len(data)
+        return data
+
+
+def splice(segments: list[bytes], gap: bytes) -> bytes | Spliced:
+    """``gap.join(segments)`` (see :class:`Spliced`), built now when small.
+
+    ``segments`` may grow later (a room appends its newcomers); only the
+    stanzas it holds now are sent.
+    """
+    size = sum(map(len, segments)) + len(gap) * (len(segments) - 1)
+    if size <= EAGER_BYTES:
+        return gap.join(segments)
+    return Spliced(tuple(segments), gap, size)
 
 
 def address(recipient: JID | str) -> bytes:

@@ -23,6 +23,7 @@ from twisted.internet import defer, task
 
 from component import namespaces as ns
 from component.component import Component
+from component.output import Piece, whole
 from component.service import Service
 
 __all__ = ["Harness", "RecordingLink", "assert_xml_equal", "parse_stanzas"]
@@ -90,8 +91,8 @@ class RecordingLink:
         self.written: list[bytes] = []
         self.aborted = False
 
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
+    def write(self, data: Piece) -> None:
+        self.written.append(whole(data))
 
     def abort(self) -> None:
         self.aborted = True

@@ -16,6 +16,7 @@ from lxml import etree
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID
+from component.output import EAGER_BYTES, Piece, Rendered
 from component.stanza import Broadcast, address
 from services.muc.protocol import PARSER, stamp
 from services.muc.store import HistoryRecord
@@ -168,10 +169,18 @@ class History:
         """Forget everything."""
         self._entries = None
 
-    def select(self, request: HistoryRequest, to: JID) -> list[bytes]:
-        """The messages to replay to ``to``, oldest first, within the request's limits."""
-        chosen: list[bytes] = []
+    @staticmethod
+    def replay(entries: list[HistoryEntry], to: JID) -> Piece:
+        """``entries`` (from :meth:`select`) replayed to ``to``: built now when small, else as the link drains."""
         recipient = address(to)
+        size = sum(entry.size for entry in entries) + len(recipient) * len(entries)
+        if size <= EAGER_BYTES:
+            return b"".join([entry.to(recipient) for entry in entries])
+        return Rendered(entries, lambda entry: entry.to(recipient), size, b"<message")
+
+    def select(self, request: HistoryRequest, to: JID) -> list[HistoryEntry]:
+        """The messages to replay to ``to``, oldest first, within the request's limits."""
+        chosen: list[HistoryEntry] = []
         chars = 0
         address_size = len(str(to))
         for entry in reversed(self._entries or ()):
@@ -183,6 +192,6 @@ class History:
                 chars += entry.size + address_size + 6
                 if chars > request.maxchars:
                     break
-            chosen.append(entry.to(recipient))
+            chosen.append(entry)
         chosen.reverse()
         return chosen

@@ -32,7 +32,7 @@ from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.iq import IQTimeout
 from component.jid import JID
-from component.stanza import Broadcast, Stanza, address, message, new_id, text_of
+from component.stanza import Broadcast, Spliced, Stanza, address, message, new_id, splice, text_of
 from component.storage import StorageError
 from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
@@ -232,21 +232,23 @@ class Room(Entity):
         self.component.send_bytes(data.to_all(occupant.addresses), len(occupant.addresses))
 
     def broadcast(self, element: etree._Element) -> None:
-        """Send one stanza to every session of every occupant: serialised once, written once."""
+        """Send one stanza to every session of every occupant: serialised once, built as the link drains."""
         addresses = self.occupants.addresses()
-        self.component.send_bytes(Broadcast(element).to_all(addresses), len(addresses))
+        self.component.send_bytes(Broadcast(element).to_each(addresses), len(addresses))
 
-    def _to_others(
+    def _send_to_others(
         self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]
-    ) -> tuple[bytes, int]:
-        """An occupant's presence for everyone else, and how many stanzas: with its real JID to those who may see it (§7.2.3)."""
+    ) -> None:
+        """An occupant's presence for everyone else: with its real JID to those who may see it (§7.2.3)."""
         if self.config.whois == "anyone":
             seen, unseen = _without(self.occupants.addresses(), occupant.addresses), []
         else:
             moderators, others = self.occupants.addresses_by_role()
             seen, unseen = _without(moderators, occupant.addresses), _without(others, occupant.addresses)
-        data = full().to_all(seen) if seen else b""
-        return (data + anonymous().to_all(unseen) if unseen else data), len(seen) + len(unseen)
+        if seen:
+            self.component.send_bytes(full().to_each(seen), len(seen))
+        if unseen:
+            self.component.send_bytes(anonymous().to_each(unseen), len(unseen))
 
     def publish(
         self,
@@ -278,10 +280,11 @@ class Room(Entity):
             element.append(user_x([entry], codes | set(extra)))
             return Broadcast(element)
 
-        data, count = self._to_others(occupant, lambda: variant(real), lambda: variant(None))
+        self._send_to_others(occupant, lambda: variant(real), lambda: variant(None))
         mine = variant(real, {110, *self_codes})
         sessions = occupant.addresses if self_sessions is None else [address(s) for s in self_sessions]
-        self.component.send_bytes(data + mine.to_all(sessions), count + len(sessions))
+        if sessions:
+            self.component.send_bytes(mine.to_all(sessions), len(sessions))
 
     def shown(self, occupant: Occupant, *, with_jid: bool) -> Broadcast:
         """An occupant's current presence as others see it, serialised once until it changes."""
@@ -297,23 +300,23 @@ class Room(Entity):
 
     def publish_current(self, occupant: Occupant, self_codes: Iterable[int] = ()) -> None:
         """Tell the room an occupant's current presence, with no news but ``self_codes`` to itself."""
-        data, count = self._to_others(
+        self._send_to_others(
             occupant, lambda: self.shown(occupant, with_jid=True), lambda: self.shown(occupant, with_jid=False)
         )
         element = occupant.presence()
         element.set("from", self.occupant_jid(occupant.nick))
         entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
         element.append(user_x([entry], {110, *self_codes}))
-        self.component.send_bytes(data + Broadcast(element).to_all(occupant.addresses), count + len(occupant.addresses))
+        self.component.send_bytes(Broadcast(element).to_all(occupant.addresses), len(occupant.addresses))
 
     def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
-        """Send every other occupant's current presence to one client (§7.2.3), in one write."""
+        """Send every other occupant's current presence to one client (§7.2.3), built as the link drains."""
         to_address = address(to)
         with_jid = viewer is not None and self.sees_real_jids(viewer)
         newcomer = viewer is None or self.occupants.by_nick(viewer.nick) is not viewer
         if newcomer and len(self.occupants) >= _KEEP_LISTS_FROM:
             # Into a crowded room: everyone's presences are kept as one list with gaps for the address.
-            data = to_address.join(self._occupant_list(with_jid))
+            data: bytes | Spliced = splice(self._occupant_list(with_jid), to_address)
         else:
             index = 0 if with_jid else 1
             data = b"".join(
@@ -483,9 +486,10 @@ class Room(Entity):
             subject = Broadcast(message(sender, "", type="groupchat", subject=self.subject))
             if len(self.occupants) >= _KEEP_LISTS_FROM:
                 self._subject_message = subject
-        parts = self.history.select(request, to)
-        parts.append(subject.to(to))
-        self.component.send_bytes(b"".join(parts), len(parts))
+        entries = self.history.select(request, to)
+        if entries:
+            self.component.send_bytes(self.history.replay(entries, to), len(entries))
+        self.component.send_bytes(subject.to(to))
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
         self.occupants.add_session(occupant, sender, self._template(stanza))
@@ -569,7 +573,7 @@ class Room(Entity):
             self.history.add(entry)
             self.service.messages_archived += 1
         addresses = self.occupants.addresses()
-        self.component.send_bytes(reflection.to_all(addresses), len(addresses))
+        self.component.send_bytes(reflection.to_each(addresses), len(addresses))
         return None
 
     def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> defer.Deferred[None]:
@@ -588,7 +592,7 @@ class Room(Entity):
             self.history.add(entry)
             self.service.messages_archived += 1
             addresses = self.occupants.addresses()
-            self.component.send_bytes(entry.message.to_all(addresses), len(addresses))
+            self.component.send_bytes(entry.message.to_each(addresses), len(addresses))
 
         def refused(failure: Failure) -> None:
             failure.trap(StorageError)

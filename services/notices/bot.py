@@ -26,7 +26,7 @@ from component.disco import Identity
 from component.jid import JID, InvalidJID, parse_jid
 from component.presence import Policy, PresenceEntity
 from component.roster import Roster, Subscription
-from component.stanza import Broadcast, Stanza, message, text_of
+from component.stanza import Broadcast, Stanza, address, message, text_of
 
 __all__ = ["NoticesBot"]
 
@@ -77,8 +77,7 @@ class NoticesBot(PresenceEntity):
         subscribers = self.roster.subscribers()
         if subscribers:
             headline = Broadcast(message(self.jid, self.jid, text, type="headline"))
-            for subscriber in subscribers:
-                self.component.send_bytes(headline.to(subscriber))
+            self.component.send_bytes(headline.to_each([address(s) for s in subscribers]))
         return len(subscribers)
 
     # -- messages ----------------------------------------------------------

@@ -46,6 +46,15 @@ def test_reads_a_good_file(tmp_path):
     assert config.storage.url == f"sqlite:///{tmp_path / 'netherfield.db'}"
 
 
+def test_output_limit_reaches_the_component_and_its_connection(tmp_path):
+    path = write(tmp_path, '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\noutput_limit = 1048576\n')
+    app = Netherfield(load_config(path))
+    assert app.components[0].output_limit == 1048576
+    assert app.connectors[0].build_protocol().output_limit == 1048576
+    default = Netherfield(load_config(write(tmp_path, GOOD), environ={"BOTS_SECRET": "x"}))
+    assert default.components[0].output_limit == 8 * 1024 * 1024
+
+
 def test_secret_from_a_file(tmp_path):
     (tmp_path / "secret.txt").write_text("filed\n")
     path = write(tmp_path, '[components."c.localhost"]\nsecret_file = "secret.txt"\nservices = ["echo"]\n')
@@ -110,6 +119,8 @@ def test_a_sqlite_url_with_a_host_names_the_key(tmp_path):
          'components."c.localhost".colour is not a setting Netherfield knows'),
         ('[components."not a domain"]\nsecret = "s"\nservices = ["echo"]\n',
          'components."not a domain" is not a valid component domain'),
+        ('[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\noutput_limit = 1000\n',
+         'components."c.localhost".output_limit must be at least 65536, not 1000'),
         ("[storage]\nurl = 'mysql://x'\n", "storage.url must start with sqlite:/// or postgresql://"),
         ("[server\n", "is not valid TOML"),
     ],

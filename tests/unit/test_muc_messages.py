@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from component.jid import parse_jid
+from component.stanza import address
 from services.muc.history import HistoryRequest
 from services.muc.testing import (
     CRONE,
@@ -202,7 +203,8 @@ def test_history_maxchars_counts_whole_stanzas(harness) -> None:
     h = harness
     _say(h, 3)
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
-    sizes = [len(m) for m in h.component.router.loaded("coven").history.select(HistoryRequest(), parse_jid(HAG))]
+    history = h.component.router.loaded("coven").history
+    sizes = [len(entry.to(address(HAG))) for entry in history.select(HistoryRequest(), parse_jid(HAG))]
     h.sent()
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch' type='unavailable'/>")
     h.sent()
