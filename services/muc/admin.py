@@ -51,8 +51,11 @@ def get(room: Room, stanza: Stanza) -> etree._Element:
         if affiliation not in AFFILIATION_RANK or affiliation == "none":
             raise StanzaError("bad-request", text=f"no list of affiliation {affiliation!r}")
         may = actor == "owner" or (actor == "admin" and affiliation in ("member", "outcast"))
-        # Members of a members-only room may see who else is a member (§9.5).
-        may = may or (affiliation == "member" and actor == "member" and room.config.members_only)
+        # Members of a members-only room may see who else is a member (§9.5),
+        # but only where everyone may see real JIDs anyway (as in Prosody):
+        # in a semi-anonymous room the list would reveal them to non-moderators.
+        members_see = room.config.members_only and not room.config.anonymous
+        may = may or (affiliation == "member" and actor == "member" and members_see)
         if not may:
             raise StanzaError("forbidden")
         for jid, entry in room.affiliations.with_affiliation(affiliation):

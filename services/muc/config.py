@@ -61,8 +61,13 @@ class RoomConfig:
 
     @property
     def needs_password(self) -> bool:
-        """True when entering takes a password."""
-        return self.password_protected and bool(self.password)
+        """True when entering takes a password: whenever the room has a secret.
+
+        Clients written for Prosody set only ``muc#roomconfig_roomsecret``
+        (Prosody has no other switch); a secret that did not protect the
+        room would leave it open to anyone while its owner thinks it closed.
+        """
+        return bool(self.password)
 
 
 def config_form(config: RoomConfig, room: str, max_history: int) -> Form:
@@ -81,7 +86,7 @@ def config_form(config: RoomConfig, room: str, max_history: int) -> Form:
     form.add("muc#roomconfig_membersonly", config.members_only, type="boolean", label="Only members may enter")
     form.add("muc#roomconfig_moderatedroom", config.moderated, type="boolean", label="Moderated (visitors need voice)")
     form.add(
-        "muc#roomconfig_passwordprotectedroom", config.password_protected, type="boolean", label="Entering needs a password"
+        "muc#roomconfig_passwordprotectedroom", config.needs_password, type="boolean", label="Entering needs a password"
     )
     form.add("muc#roomconfig_roomsecret", config.password, type="text-private", label="Password")
     form.add(

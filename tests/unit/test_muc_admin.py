@@ -164,6 +164,32 @@ def test_membership_in_a_members_only_room(harness) -> None:
     )
 
 
+@pytest.mark.parametrize("whois", ["moderators", "anyone"])
+def test_members_see_the_member_list_only_where_real_jids_are_public(harness, whois) -> None:
+    h = harness
+    h.receive(
+        f"<iq from='{FLUELLEN}' id='mo' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field>"
+        f"<field var='muc#roomconfig_whois'><value>{whois}</value></field></x></query></iq>"
+    )
+    admin_set(h, "<item affiliation='member' jid='pistol@shakespeare.lit'/>", id="m1")
+    admin_set(h, "<item affiliation='member' jid='gower@shakespeare.lit'/>", id="m2")
+    h.sent()
+    admin_get(h, "<item affiliation='member'/>", who=PISTOL, id="list")
+    if whois == "anyone":
+        h.expect(
+            f"""<iq from='{ROOM}' id='list' to='{PISTOL}' type='result'><query xmlns='{ADMIN}'>
+              <item affiliation='member' jid='gower@shakespeare.lit'/>
+              <item affiliation='member' jid='pistol@shakespeare.lit'/></query></iq>"""
+        )
+    else:
+        h.expect(
+            f"""<iq from='{ROOM}' id='list' to='{PISTOL}' type='error'><query xmlns='{ADMIN}'>
+              <item affiliation='member'/></query>
+              <error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"""
+        )
+
+
 def test_admins_and_owners(harness) -> None:
     h = harness
     admin_set(h, "<item affiliation='admin' jid='pistol@shakespeare.lit'/>", id="a1")

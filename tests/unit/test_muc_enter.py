@@ -146,6 +146,7 @@ def test_nick_normalised_by_the_service_says_210(harness) -> None:
             "not-authorized",
             "auth",
         ),
+        ("secret only", HAG, MUC_X, "not-authorized", "auth"),
         ("ban", HAG, MUC_X, "forbidden", "auth"),
         ("full", HAG, MUC_X, "service-unavailable", "wait"),
     ],
@@ -157,6 +158,8 @@ def test_entering_is_refused_with_the_xeps_errors(harness, setup, joiner, x, con
         "members": "<field var='muc#roomconfig_membersonly'><value>1</value></field>",
         "password": "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
         "<field var='muc#roomconfig_roomsecret'><value>cauldronburn</value></field>",
+        # As clients written for Prosody configure a password: the secret alone.
+        "secret only": "<field var='muc#roomconfig_roomsecret'><value>cauldronburn</value></field>",
         "full": "<field var='muc#roomconfig_maxusers'><value>1</value></field>",
     }.get(setup)
     if fields:
