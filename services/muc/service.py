@@ -24,6 +24,7 @@ from component.service import Service
 from component.stanza import Stanza
 from component.stats import Sample
 from services.muc.affiliations import AFFILIATION_RANK
+from services.muc.commands import muc_commands
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
 from services.muc.limits import LimitSettings, MucLimits
@@ -93,11 +94,15 @@ class MucService(Service):
             owners = await self.store.room_owners()
             self.limits.count_rooms((node, parse_jid(owner)) for node, owner in owners)
         self.component.router.set_node_factory(self._room_for)
+        for command in muc_commands(self):
+            self.component.commands.add(command)
 
     def start(self) -> defer.Deferred[None]:
         return defer.ensureDeferred(self._start())
 
     def stop(self) -> defer.Deferred[Any]:
+        for command in muc_commands(self):
+            self.component.commands.remove(command.node)
         return self.drained()
 
     def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:

@@ -254,6 +254,15 @@ class MucStore:
         )
         return d.addCallback(lambda rows: [_room(row) for row in rows])
 
+    def last_messages(self) -> Deferred[dict[str, float | None]]:
+        """Every stored room's node → the time of its last archived message, None if it has none."""
+        # One index look-up per room (muc_history_room_seq), not a scan of the archive.
+        d = self.storage.fetchall(
+            "SELECT r.node, (SELECT h.timestamp FROM muc_history h WHERE h.room = r.node"
+            " ORDER BY h.seq DESC LIMIT 1) FROM muc_rooms r"
+        )
+        return d.addCallback(lambda rows: {node: None if stamp is None else float(stamp) for node, stamp in rows})
+
     def room_owners(self) -> Deferred[list[tuple[str, str]]]:
         """(room, owner's bare JID) for every owner of every stored room."""
         d = self.storage.fetchall(
