@@ -13,14 +13,17 @@ from collections.abc import Iterable, Iterator
 
 from lxml import etree
 
+from component import namespaces as ns
 from component.jid import JID
 from component.stanza import PRESENCE, Broadcast, address
+from services.muc.claims import ROOM_OWNED
 from services.muc.nicks import nick_key
-from services.muc.protocol import MUC, MUC_USER, PARSER
+from services.muc.protocol import MUC, PARSER
 
 __all__ = ["Occupant", "Occupants", "presence_template"]
 
-_DROPPED = frozenset({f"{{{MUC}}}x", f"{{{MUC_USER}}}x"})
+# The client's MUC elements, and what only the room may add (see claims.py).
+_DROPPED = ROOM_OWNED | {f"{{{MUC}}}x", f"{{{ns.STANZA_ID}}}stanza-id"}
 # What a presence is for (RFC 6121 §4.7.2, and XEP-0115 caps): kept before any extension.
 _FIRST = ("show", "status", "priority", "{http://jabber.org/protocol/caps}c")
 

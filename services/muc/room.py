@@ -36,6 +36,7 @@ from component.stanza import Broadcast, Spliced, Stanza, address, message, new_i
 from component.storage import StorageError
 from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
+from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig, roominfo_form
 from services.muc.history import History, HistoryEntry, parse_request
 from services.muc.nicks import check_nick
@@ -569,10 +570,7 @@ class Room(Entity):
         # The element was parsed for this stanza alone: reflect it as it is, readdressed.
         element = stanza.element
         room = str(self.jid)
-        if _STANZA_ID in tags:
-            for claimed in element.findall(_STANZA_ID):
-                if claimed.get("by") == room:
-                    element.remove(claimed)  # nobody but the room names its ids
+        strip_claims(element, tags, self.jid)
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         element.set("from", self.occupant_jid(occupant.nick))
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
@@ -649,10 +647,10 @@ class Room(Entity):
         if target.bare != sender.bare and not self._may_send_private(sender):
             raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")
         element = stanza.element
+        strip_claims(element, {child.tag for child in element}, self.jid)
         element.set("from", self.occupant_jid(sender.nick))
         element.attrib.pop("to", None)
-        if element.find(X_USER) is None:
-            element.append(user_x())
+        element.append(user_x())
         self.send_to_occupant(target, Broadcast(element))
 
     def _may_send_private(self, sender: Occupant) -> bool:
