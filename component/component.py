@@ -8,6 +8,7 @@ or queues it while the link is down.
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -378,10 +379,7 @@ class Component:
                 self._send_error(stanza, StanzaError("service-unavailable"))
             return
         try:
-            if stanza_type == "error":
-                entity.handle_error(stanza)
-                return
-            result: Any = _HANDLERS[stanza.kind](entity, stanza)
+            result: Any = _HANDLERS["error" if stanza_type == "error" else stanza.kind](entity, stanza)
         except StanzaError as error:
             self._send_error(stanza, error)
             return
@@ -391,14 +389,51 @@ class Component:
         # Most handlers answer at once; test for a Deferred (an ABC, slow to
         # isinstance) only when the result is none of the immediate kinds.
         if result is None or isinstance(result, (bytes, etree._Element)):
-            if stanza.kind == "iq":
+            if stanza.kind == "iq" and stanza_type != "error":
                 self._handled(result, stanza)
         else:
-            result.addCallbacks(self._handled, self._handler_failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
+            self._handled_later(result, entity, stanza)
+
+    def _handled_later(self, result: object, entity: Entity, stanza: Stanza) -> None:
+        """Wait for a Deferred or a coroutine; anything else a handler returns is a bug, answered here.
+
+        Whatever a handler returns, nothing raises out of here: an exception
+        would reach the connection and drop the link for every entity.
+        """
+        if isinstance(result, defer.Deferred):
+            deferred: defer.Deferred[Any] = result
+        elif inspect.iscoroutine(result):
+            deferred = defer.ensureDeferred(result)
+        else:
+            self._not_an_answer(entity, stanza, f"a value of type {_type_name(result)}")
+            return
+        deferred.addCallbacks(
+            self._fired, self._handler_failed, callbackArgs=(entity, stanza), errbackArgs=(stanza,)
+        ).addErrback(self._handler_crashed, stanza)
+
+    def _fired(self, result: object, entity: Entity, stanza: Stanza) -> None:
+        # What a message or presence handler's Deferred fires with means nothing.
+        if stanza.kind != "iq" or stanza.element.get("type") == "error":
+            return
+        if result is None or isinstance(result, (bytes, etree._Element)):
+            self._handled(result, stanza)
+        else:
+            self._not_an_answer(entity, stanza, f"a Deferred that fired with a value of type {_type_name(result)}")
+
+    def _not_an_answer(self, entity: Entity, stanza: Stanza, what: str) -> None:
+        log.error(
+            "{domain}: {handler} returned {what}, which is no answer to {article} {kind} to {to}"
+            " (a handler returns None, an element, bytes, a Deferred or a coroutine)",
+            domain=str(self.jid),
+            handler=_handler_name(entity, stanza),
+            what=what,
+            article="an" if stanza.kind == "iq" else "a",
+            kind=stanza.kind,
+            to=str(stanza.recipient),
+        )
+        self._send_error(stanza, StanzaError("internal-server-error"))
 
     def _handled(self, result: IQResult, stanza: Stanza) -> None:
-        if stanza.kind != "iq":
-            return
         if isinstance(result, bytes):
             reply = result_reply_bytes(stanza, result)
         else:
@@ -524,12 +559,29 @@ class Component:
 # The byte after "<" of a serialised stanza, for counting what goes out.
 _KIND_BY_INITIAL = {ord("m"): "message", ord("p"): "presence", ord("i"): "iq"}
 
-# By stanza kind; through the instance so that subclasses' overrides apply.
+# By stanza kind ("error" for any stanza of type error); through the
+# instance so that subclasses' overrides apply.
 _HANDLERS: dict[str, Callable[[Entity, Stanza], Any]] = {
     "message": lambda entity, stanza: entity.handle_message(stanza),
     "presence": lambda entity, stanza: entity.handle_presence(stanza),
     "iq": lambda entity, stanza: entity.handle_iq(stanza),
+    "error": lambda entity, stanza: entity.handle_error(stanza),
 }
+
+
+def _handler_name(entity: Entity, stanza: Stanza) -> str:
+    """The method a stanza reached, as ``Class.method``, for the log."""
+    kind = "error" if stanza.element.get("type") == "error" else stanza.kind
+    method: Any = getattr(entity, f"handle_{kind}")
+    payload = stanza.payload() if kind == "iq" else None
+    if payload is not None:
+        method = entity.iq_handlers.get((stanza.element.get("type", ""), payload.tag), method)
+    return str(getattr(method, "__qualname__", method))
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _run_in_order(calls: Iterable[Callable[[], Any]]) -> defer.Deferred[Any]:

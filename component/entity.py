@@ -4,7 +4,8 @@ An entity is plain code. IQ requests reach the method registered for their
 (type, payload tag) through a per-class dict built once at class creation;
 messages and presences reach :meth:`Entity.handle_message` and
 :meth:`Entity.handle_presence`. A handler returns a result (or a Deferred of
-one) or raises :class:`StanzaError`; the framework sends the reply.
+one, or is an ``async def``) or raises :class:`StanzaError`; the framework
+sends the reply.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ VERSION = __version__
 """What software version answers (XEP-0092) say."""
 
 #: What an IQ handler may return: a payload element, an already serialised
-#: payload, nothing, or a Deferred of one of those.
+#: payload, nothing, or a Deferred of one of those (an ``async def`` handler's
+#: coroutine is run as one). Anything else is answered with internal-server-error.
 IQResult: TypeAlias = etree._Element | bytes | defer.Deferred[Any] | None
 _Handler = Callable[[Any, Stanza], IQResult]
 _F = TypeVar("_F", bound=_Handler)

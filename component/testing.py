@@ -16,17 +16,18 @@ be indented. Time is a ``task.Clock``: ``harness.clock.advance(seconds)``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 from twisted.internet import defer, task
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from component import namespaces as ns
 from component.component import Component
 from component.output import Piece, whole
 from component.service import Service
 
-__all__ = ["Harness", "RecordingLink", "assert_xml_equal", "parse_stanzas"]
+__all__ = ["Harness", "LogCapture", "RecordingLink", "assert_xml_equal", "parse_stanzas"]
 
 _WRAP_OPEN = f"<stream:stream xmlns='{ns.COMPONENT}' xmlns:stream='{ns.STREAMS}'>"
 _WRAP_CLOSE = "</stream:stream>"
@@ -82,6 +83,26 @@ def assert_xml_equal(actual: etree._Element, expected: etree._Element | str) -> 
     problem = _mismatch(actual, wanted, etree.QName(wanted).localname)
     if problem:
         raise AssertionError(f"{problem}\n  sent:     {_describe(actual)}\n  expected: {_describe(wanted)}")
+
+
+class LogCapture:
+    """Collect the log events emitted inside a ``with`` block."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        # Twisted takes any callable as an observer.
+        self._observer = cast(ILogObserver, self.events.append)
+
+    def __enter__(self) -> LogCapture:
+        globalLogPublisher.addObserver(self._observer)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        globalLogPublisher.removeObserver(self._observer)
+
+    def messages(self) -> list[str]:
+        """Each event as the log would show it."""
+        return [formatEvent(event) for event in self.events]
 
 
 class RecordingLink:

@@ -10,7 +10,7 @@ from component.iq import IQTimeout
 from component.jid import parse_jid
 from component.service import Service
 from component.stanza import iq, message, presence
-from component.testing import Harness
+from component.testing import Harness, LogCapture, parse_stanzas
 
 DOMAIN = "comp.example.org"
 
@@ -161,6 +161,140 @@ def test_deferred_result_is_sent_when_it_fires(harness):
     harness.expect_nothing()
     service_of(harness).clock.pending.callback(None)
     harness.expect(f"<iq from='clock@{DOMAIN}' to='juliet@example.com/balcony' type='result' id='l1'/>")
+
+
+class Careless(Entity):
+    """Handlers written the way a service author might: async, or returning the wrong thing."""
+
+    def __init__(self, component, jid):
+        super().__init__(component, jid)
+        self.pending = defer.Deferred()
+
+    @iq_handler("get", "{urn:example:time}async")
+    async def asynchronous(self, stanza):
+        await self.pending
+        payload = etree.Element("{urn:example:time}time", nsmap={None: "urn:example:time"})
+        payload.text = "12:00"
+        return payload
+
+    @iq_handler("set", "{urn:example:time}refuse")
+    async def refuse(self, stanza):
+        await self.pending
+        raise StanzaError("not-allowed")
+
+    @iq_handler("get", "{urn:example:time}list")
+    def listing(self, stanza):
+        return [etree.Element("{urn:example:time}time")]
+
+    @iq_handler("get", "{urn:example:time}later-list")
+    def later_list(self, stanza):
+        return defer.succeed(["12:00"])
+
+    async def handle_message(self, stanza):
+        await self.pending
+        body = stanza.find("{jabber:component:accept}body").text
+        if body == "count":
+            return 1  # ignored: what a message handler's Deferred fires with is not a reply
+        self.send(message(self.jid, stanza.sender, f"you said {body}", id=stanza.id))
+
+    def handle_presence(self, stanza):
+        return object()
+
+
+class CarelessService(Service):
+    name = "careless"
+
+    def start(self):
+        self.entity = Careless(self.component, parse_jid(f"careless@{DOMAIN}"))
+        self.component.router.register(self.entity)
+
+
+def test_async_handlers_answer_once_they_finish():
+    harness = Harness(DOMAIN, CarelessService)
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='get' id='a1'>"
+        "<async xmlns='urn:example:time'/></iq>"
+        f"<iq from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='set' id='a2'>"
+        "<refuse xmlns='urn:example:time'/></iq>"
+        f"<message from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='chat' id='a3'>"
+        "<body>hi</body></message>"
+        f"<message from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='chat' id='a4'>"
+        "<body>count</body></message>"
+    )
+    harness.expect_nothing()
+    harness.component.services[0].entity.pending.callback(None)
+    harness.expect(
+        f"<iq from='careless@{DOMAIN}' to='juliet@example.com/balcony' type='result' id='a1'>"
+        "<time xmlns='urn:example:time'>12:00</time></iq>",
+        f"<iq from='careless@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='a2'>"
+        "<refuse xmlns='urn:example:time'/>"
+        "<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        f"<message from='careless@{DOMAIN}' to='juliet@example.com/balcony' type='chat' id='a3'>"
+        "<body>you said hi</body></message>",
+    )
+
+
+def test_a_handler_result_that_is_no_answer_is_internal_server_error_and_logged():
+    harness = Harness(DOMAIN, CarelessService)
+    with LogCapture() as logs:
+        harness.receive(
+            f"<iq from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='get' id='w1'>"
+            "<list xmlns='urn:example:time'/></iq>"
+            f"<iq from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='get' id='w2'>"
+            "<later-list xmlns='urn:example:time'/></iq>"
+            f"<presence from='juliet@example.com/balcony' to='careless@{DOMAIN}' id='w3'/>"
+        )
+    harness.expect(
+        f"<iq from='careless@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='w1'>"
+        "<list xmlns='urn:example:time'/>"
+        "<error type='cancel'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        f"<iq from='careless@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='w2'>"
+        "<later-list xmlns='urn:example:time'/>"
+        "<error type='cancel'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        f"<presence from='careless@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='w3'>"
+        "<error type='cancel'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>",
+    )
+    lines = [line for line in logs.messages() if "returned" in line]
+    assert lines == [
+        f"{DOMAIN}: Careless.listing returned a value of type list, which is no answer to an iq to careless@{DOMAIN}"
+        " (a handler returns None, an element, bytes, a Deferred or a coroutine)",
+        f"{DOMAIN}: Careless.later_list returned a Deferred that fired with a value of type list, which is no answer to an iq"
+        f" to careless@{DOMAIN} (a handler returns None, an element, bytes, a Deferred or a coroutine)",
+        f"{DOMAIN}: Careless.handle_presence returned a value of type object, which is no answer to a presence"
+        f" to careless@{DOMAIN} (a handler returns None, an element, bytes, a Deferred or a coroutine)",
+    ]
+
+
+def test_a_handler_returning_no_answer_leaves_the_link_up():
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from component.component import Component
+    from component.connection import ComponentProtocol, handshake_digest
+
+    component = Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
+    component.add_service(CarelessService(component, {}))
+    component.start_services()
+    protocol = ComponentProtocol(component, "s3cret")
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
+        b"xmlns='jabber:component:accept' from='comp.example.org' id='3BF96D32'>"
+    )
+    assert handshake_digest("3BF96D32", "s3cret").encode() in transport.value()
+    protocol.dataReceived(b"<handshake/>")
+    transport.clear()
+    with LogCapture():
+        protocol.dataReceived(
+            f"<iq from='juliet@example.com/balcony' to='careless@{DOMAIN}' type='get' id='w4'>"
+            "<list xmlns='urn:example:time'/></iq>"
+            f"<iq from='juliet@example.com/balcony' to='{DOMAIN}' type='get' id='w5'><ping xmlns='urn:xmpp:ping'/></iq>"
+            .encode()
+        )
+    assert not transport.disconnecting
+    assert component.link is protocol
+    harness_view = [(e.get("id"), e.get("type")) for e in parse_stanzas(transport.value())]
+    assert harness_view == [("w4", "error"), ("w5", "result")]
 
 
 def test_errors_are_never_answered(harness):

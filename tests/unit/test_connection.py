@@ -6,12 +6,12 @@ import re
 import pytest
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from component.component import Component
 from component.connection import ComponentConnector, ComponentProtocol, handshake_digest
 from component.stanza import message
+from component.testing import LogCapture
 
 DOMAIN = "comp.example.org"
 SERVER_HEADER = (
@@ -32,23 +32,6 @@ def take(transport):
     data = transport.value()
     transport.clear()
     return data
-
-
-class LogCapture:
-    def __init__(self):
-        self.events = []
-
-    def __enter__(self):
-        globalLogPublisher.addObserver(self.events.append)
-        return self
-
-    def __exit__(self, *exc):
-        globalLogPublisher.removeObserver(self.events.append)
-
-    def messages(self):
-        from twisted.logger import formatEvent
-
-        return [formatEvent(event) for event in self.events]
 
 
 def test_handshake_is_sha1_of_stream_id_and_secret():
