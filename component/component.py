@@ -575,7 +575,9 @@ def _handler_name(entity: Entity, stanza: Stanza) -> str:
     method: Any = getattr(entity, f"handle_{kind}")
     payload = stanza.payload() if kind == "iq" else None
     if payload is not None:
-        method = entity.iq_handlers.get((stanza.element.get("type", ""), payload.tag), method)
+        name = entity.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
+        if name is not None:
+            method = getattr(entity, name, method)
     return str(getattr(method, "__qualname__", method))
 
 

@@ -41,7 +41,13 @@ _F = TypeVar("_F", bound=_Handler)
 
 
 def iq_handler(type: str, tag: str) -> Callable[[_F], _F]:
-    """Mark a method as the handler of IQs of ``type`` ('get' or 'set') whose payload is ``tag``."""
+    """Mark a method as the handler of IQs of ``type`` ('get' or 'set') whose payload is ``tag``.
+
+    To answer a request a base class already handles (ping, software
+    version, disco), either override its method by name, with no decorator
+    (``def _version(self, stanza): ...``), or decorate a method of your own
+    for the same ``type`` and ``tag``: the subclass's answer wins either way.
+    """
     if type not in ("get", "set"):
         raise ValueError("IQ handlers answer 'get' or 'set' requests")
 
@@ -58,12 +64,16 @@ class Entity:
     """Base class of everything a router can hand a stanza to.
 
     Subclasses declare ``identities`` and ``features`` for disco, and
-    override the handlers they need.
+    override the handlers they need. IQ handlers are methods marked with
+    :func:`iq_handler`; each is called through the instance by its name, so
+    a subclass's method of the same name replaces it, decorated or not, and
+    for one (type, tag) the class first in the MRO to mark a method wins.
     """
 
     identities: ClassVar[tuple[Identity, ...]] = ()
     features: ClassVar[frozenset[str]] = frozenset()
-    iq_handlers: ClassVar[dict[tuple[str, str], _Handler]] = {}
+    #: The name of the method that answers each (type, payload tag), found once per class.
+    iq_handlers: ClassVar[dict[tuple[str, str], str]] = {}
     #: True when disco#info never changes after start: the answer is built once.
     disco_info_is_static: ClassVar[bool] = False
     #: The most items one disco#items answer lists; the rest are paged (XEP-0059).
@@ -96,10 +106,11 @@ class Entity:
         if payload is None or payload.getnext() is not None:
             # RFC 6120 §8.2.3: exactly one child element.
             raise StanzaError("bad-request", text="an iq request needs one payload element")
-        handler = self.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
-        if handler is None:
+        name = self.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
+        if name is None:
             raise StanzaError("service-unavailable")
-        return handler(self, stanza)
+        handler: Callable[[Stanza], IQResult] = getattr(self, name)
+        return handler(stanza)
 
     def handle_message(self, stanza: Stanza) -> defer.Deferred[Any] | None:
         """A message for this entity. By default nobody reads it (RFC 6121 §8.5.2)."""
@@ -192,11 +203,14 @@ def _item_key(item: Item) -> str:
 
 
 def _collect_iq_handlers(cls: type[Entity]) -> None:
-    handlers: dict[tuple[str, str], _Handler] = {}
-    for klass in reversed(cls.__mro__):
-        for value in vars(klass).values():
+    # By name, so that an override without the decorator still answers what
+    # the method it replaces answered; the first class in the MRO to mark a
+    # method for a key wins, as in Python's own attribute lookup.
+    handlers: dict[tuple[str, str], str] = {}
+    for klass in cls.__mro__:
+        for name, value in vars(klass).items():
             for key in getattr(value, "_iq_keys", ()):
-                handlers[key] = value
+                handlers.setdefault(key, name)
     cls.iq_handlers = handlers
 
 

@@ -374,6 +374,79 @@ def test_domain_answers_disco_ping_and_version(harness):
     )
 
 
+class Versioned(Entity):
+    """Overrides the built-in software version with a plain method, and ping with a new handler."""
+
+    def _version(self, stanza):
+        query = etree.Element("{jabber:iq:version}query", nsmap={None: "jabber:iq:version"})
+        etree.SubElement(query, "{jabber:iq:version}name").text = "Clockwork"
+        etree.SubElement(query, "{jabber:iq:version}version").text = "2.0"
+        return query
+
+    @iq_handler("get", "{urn:xmpp:ping}ping")
+    def pong(self, stanza):
+        raise StanzaError("resource-constraint", text="too busy to pong")
+
+
+class Quieter(Versioned):
+    """Overrides an inherited decorated handler without the decorator, and the base's _version again."""
+
+    def pong(self, stanza):
+        return None
+
+    def _version(self, stanza):
+        raise StanzaError("forbidden")
+
+
+class PingFirst:
+    @iq_handler("get", "{urn:xmpp:ping}ping")
+    def mixed_in_ping(self, stanza):
+        raise StanzaError("not-allowed")
+
+
+class Mixed(PingFirst, Entity):
+    """A mixin listed before Entity wins, as Python's attribute lookup would have it."""
+
+
+@pytest.mark.parametrize(
+    "entity_class, version, ping",
+    [
+        (
+            Versioned,
+            "<query xmlns='jabber:iq:version'><name>Clockwork</name><version>2.0</version></query>",
+            "<ping xmlns='urn:xmpp:ping'/><error type='wait'>"
+            "<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+            "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>too busy to pong</text></error>",
+        ),
+        (
+            Quieter,
+            "<query xmlns='jabber:iq:version'/>"
+            "<error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+            "",
+        ),
+        (
+            Mixed,
+            "<query xmlns='jabber:iq:version'><name>Netherfield</name><version>*</version><os>*</os></query>",
+            "<ping xmlns='urn:xmpp:ping'/>"
+            "<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+        ),
+    ],
+)
+def test_a_subclass_overrides_a_built_in_iq_handler(entity_class, version, ping):
+    harness = Harness(DOMAIN)
+    harness.component.router.register(entity_class(harness.component, parse_jid(f"bot@{DOMAIN}")))
+    harness.receive(
+        f"<iq from='juliet@example.com/balcony' to='bot@{DOMAIN}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+        f"<iq from='juliet@example.com/balcony' to='bot@{DOMAIN}' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+    )
+    version_type = "error" if "<error" in version else "result"
+    ping_type = "error" if "<error" in ping else "result"
+    harness.expect(
+        f"<iq from='bot@{DOMAIN}' to='juliet@example.com/balcony' type='{version_type}' id='v1'>{version}</iq>",
+        f"<iq from='bot@{DOMAIN}' to='juliet@example.com/balcony' type='{ping_type}' id='p1'>{ping}</iq>",
+    )
+
+
 def test_entity_disco_lists_its_handled_namespaces(harness):
     harness.receive(
         f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='get' id='d2'>"
