@@ -110,6 +110,7 @@ class Netherfield(TwistedService):
         #: The sentence saying why startup failed, once it has.
         self.failure: str | None = None
         self._started: list[Service] = []
+        self._starting: defer.Deferred[None] | None = None
         #: Where the log goes, filtered to ``[log] level``; twistd's plugin sets it.
         self.log_observer: ILogObserver | None = None
         #: The metrics endpoint, once it listens (``[metrics] listen``).
@@ -164,10 +165,14 @@ class Netherfield(TwistedService):
 
     def startService(self) -> None:
         super().startService()
-        defer.ensureDeferred(self._start()).addErrback(self._start_failed)
+        self._starting = defer.ensureDeferred(self._start()).addErrback(self._start_failed)
 
     async def _start(self) -> None:
+        # Each step checks self.running: a stopService meanwhile lets the step
+        # in progress finish, and then nothing more starts.
         await self._serve_metrics()
+        if not self.running:
+            return
         migrations = {
             id(m): m for component in self.components for service in component.services for m in service.migrations
         }
@@ -180,7 +185,11 @@ class Netherfield(TwistedService):
                 component.storage = self.storage
         for component in self.components:
             for service in component.services:
+                if not self.running:
+                    return
                 await self._start_service(component, service)
+        if not self.running:
+            return
         for connector in self.connectors:
             connector.startService()
 
@@ -232,6 +241,12 @@ class Netherfield(TwistedService):
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        starting = self._starting
+        if starting is not None and not starting.called:
+            # Stopping under a start in progress would close the storage or
+            # stop a service it is still using: let its current step end.
+            # Its errback has already reported any failure.
+            await starting
         await defer.gatherResults([connector.stopService() for connector in self.connectors if connector.running])
         for service in reversed(self._started):
             try:

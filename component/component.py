@@ -122,6 +122,9 @@ class Component:
         self._domain_text = self.jid.domain
         self.clock = clock
         self.services: list[Service] = []
+        self._started: list[Service] = []
+        self._starting: defer.Deferred[Any] | None = None
+        self._stopping = False
         self.router = Router(self.jid, DomainEntity(self, self.jid))
         self.iq = IQTracker(clock, iq_timeout)
         self.link: Link | None = None
@@ -548,13 +551,33 @@ class Component:
         self.services.append(service)
 
     def start_services(self) -> defer.Deferred[Any]:
-        """Start every service in order."""
-        return _run_in_order(service.start for service in self.services)
+        """Start every service in order; a :meth:`stop_services` meanwhile ends it after the current one."""
+        self._stopping = False
+        self._starting = defer.ensureDeferred(self._start_services())
+        return self._starting
+
+    async def _start_services(self) -> None:
+        for service in self.services:
+            if self._stopping:
+                return
+            await defer.maybeDeferred(service.start)
+            self._started.append(service)
 
     def stop_services(self) -> defer.Deferred[Any]:
-        """Stop every service, last started first."""
-        return _run_in_order(service.stop for service in reversed(self.services))
+        """Stop every service that started, last started first, once a start in progress is over."""
+        self._stopping = True
+        return defer.ensureDeferred(self._stop_services())
 
+    async def _stop_services(self) -> None:
+        starting = self._starting
+        if starting is not None and not starting.called:
+            # Stopping a service under its own start would close what the
+            # start still uses; the start's own caller sees how it ended.
+            settled: defer.Deferred[None] = defer.Deferred()
+            starting.addBoth(_pass_and_fire, settled)
+            await settled
+        while self._started:
+            await defer.maybeDeferred(self._started.pop().stop)
 
 # The byte after "<" of a serialised stanza, for counting what goes out.
 _KIND_BY_INITIAL = {ord("m"): "message", ord("p"): "presence", ord("i"): "iq"}
@@ -586,14 +609,9 @@ def _type_name(value: object) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _run_in_order(calls: Iterable[Callable[[], Any]]) -> defer.Deferred[Any]:
-    async def run() -> None:
-        for call in calls:
-            result = call()
-            if isinstance(result, defer.Deferred):
-                await result
-
-    return defer.ensureDeferred(run())
+def _pass_and_fire(result: Any, done: defer.Deferred[None]) -> Any:
+    done.callback(None)
+    return result
 
 
 def _parent_domain(domain: str) -> str:
