@@ -12,9 +12,12 @@ import re
 from functools import lru_cache
 
 import attrs
+from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep, resourceprep
 
-__all__ = ["JID", "InvalidJID", "parse_jid"]
+__all__ = ["JID", "InvalidJID", "parse_jid", "parse_stored_jid"]
+
+log = Logger()
 
 _MAX_PART = 1023
 # Three parts and two separators (RFC 7622 §3.1).
@@ -147,3 +150,23 @@ def parse_jid(text: str) -> JID:
         raise InvalidJID(f"{text!r} has an invalid domain")
     norm_resource = _prep_resource(resource) if slash else None
     return JID(norm_node, norm_domain, norm_resource)
+
+
+def parse_stored_jid(text: str, *, table: str, row: dict[str, str]) -> JID | None:
+    """A JID read back from storage, or None, with a warning, when ``text`` is not one.
+
+    One bad row (left by an older version, or written by hand) must not make
+    the entity it belongs to unloadable: the caller skips it. ``row`` names
+    the row in the warning: its key columns, and the column ``text`` came
+    from, to their values.
+    """
+    try:
+        return parse_jid(text)
+    except InvalidJID as error:
+        log.warn(
+            "{table}: skipped the row ({row}): {reason}",
+            table=table,
+            row=", ".join(f"{name}={value!r}" for name, value in row.items()),
+            reason=str(error),
+        )
+        return None

@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from component.jid import JID, InvalidJID, parse_jid
+from component.jid import JID, parse_stored_jid
 from component.storage import StorageError
 from component.storage.rosters import RosterRow, RosterStore
 
@@ -382,14 +382,14 @@ class Roster(Mapping[JID, RosterItem]):
         stored_requests = await store.requests(str(owner))
         items: dict[JID, RosterItem] = {}
         for contact, row in rows.items():
-            jid = _contact(contact)
+            jid = _contact("roster_items", owner, contact)
             if jid is None:
                 continue
             state = Subscription.of(row.subscription, row.ask_out, contact in stored_requests)
             items[jid] = RosterItem(jid, state, row.name, row.groups)
         requests: dict[JID, str] = {}
         for contact, text in stored_requests.items():
-            jid = _contact(contact)
+            jid = _contact("roster_requests", owner, contact)
             # A request from a contact who is already subscribed waits for nothing.
             if jid is not None and not (jid in items and items[jid].state.has_from):
                 requests[jid] = text
@@ -596,9 +596,6 @@ class RosterView(Mapping[JID, RosterItem]):
         return sorted(self._roster.requests(), key=str)
 
 
-def _contact(text: str) -> JID | None:
-    try:
-        return parse_jid(text).bare
-    except InvalidJID:
-        log.warn("roster: skipped the stored contact {contact!r}, not a JID", contact=text)
-        return None
+def _contact(table: str, owner: JID, text: str) -> JID | None:
+    jid = parse_stored_jid(text, table=table, row={"owner": str(owner), "contact": text})
+    return None if jid is None else jid.bare

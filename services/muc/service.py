@@ -19,7 +19,7 @@ from component.config import ConfigError
 from component.disco import Identity, Item
 from component.entity import Entity
 from component.errors import StanzaError
-from component.jid import JID, InvalidJID, parse_jid
+from component.jid import JID, InvalidJID, parse_jid, parse_stored_jid
 from component.service import Service
 from component.stanza import Stanza
 from component.stats import Sample
@@ -91,8 +91,8 @@ class MucService(Service):
             self.store = MucStore(storage, clock=self.component.clock.seconds)
             for record in await self.store.list_rooms(public_only=True):
                 self.public_rooms[record.node] = str(record.config.get("name") or "")
-            owners = await self.store.room_owners()
-            self.limits.count_rooms((node, parse_jid(owner)) for node, owner in owners)
+            owners = [(node, _stored_jid(node, owner)) for node, owner in await self.store.room_owners()]
+            self.limits.count_rooms((node, owner) for node, owner in owners if owner is not None)
         self.component.router.set_node_factory(self._room_for)
         for command in muc_commands(self):
             self.component.commands.add(command)
@@ -145,8 +145,9 @@ class MucService(Service):
             return room
         self._restore(room, record)
         for bare, entry in (await self.store.affiliations(node)).items():
-            if entry.affiliation in AFFILIATION_RANK:
-                room.affiliations.set(parse_jid(bare), entry.affiliation, entry.reason, entry.nick)
+            affiliated = _stored_jid(node, bare)
+            if affiliated is not None and entry.affiliation in AFFILIATION_RANK:
+                room.affiliations.set(affiliated, entry.affiliation, entry.reason, entry.nick)
         for stored in await self.store.recent_history(node, room.config.history_length):
             try:
                 room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp, str(jid)))
@@ -248,3 +249,8 @@ def _number(options: dict[str, Any], key: str, default: float, prefix: str, *, i
 def _pass_and_fire(result: Any, wait: defer.Deferred[Any]) -> Any:
     wait.callback(None)
     return result
+
+
+def _stored_jid(node: str, text: str) -> JID | None:
+    """An affiliated address read back from muc_affiliations; None (logged) for a row that is not one."""
+    return parse_stored_jid(text, table="muc_affiliations", row={"room": node, "jid": text})

@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 
 from component.storage import open_storage
-from component.testing import Harness
+from component.testing import Harness, LogCapture
 from services.muc.service import MucService
 from services.muc.store import MUC_MIGRATIONS, MucStore
 from services.muc.testing import (
@@ -95,6 +95,28 @@ def test_persistent_room_survives_a_restart() -> None:
     # The process dies: nothing is said, nothing else is written.
     second = muc_harness(storage=storage)
     check_restored(second)
+
+
+def test_an_affiliation_row_that_is_not_a_jid_is_skipped_with_a_warning_naming_it() -> None:
+    storage = immediate_storage()
+    first = muc_harness(storage=storage)
+    build_persistent_room(first)
+    # Rows another version (or a hand-made import) left behind: an owner and a member.
+    store = MucStore(storage)
+    store.set_affiliation("coven", "hecate@@shakespeare.lit", "owner")
+    store.set_affiliation("coven", "witch@shake speare.lit", "member")
+    with LogCapture() as logs:
+        second = muc_harness(storage=storage)
+        second.result_of(second.started)  # the service starts: the bad owner is not counted
+        check_restored(second)
+    assert [line for line in logs.messages() if "skipped" in line] == [
+        "muc_affiliations: skipped the row (room='coven', jid='hecate@@shakespeare.lit'): "
+        "'hecate@@shakespeare.lit' is not a valid JID: Invalid character '@'",
+        "muc_affiliations: skipped the row (room='coven', jid='hecate@@shakespeare.lit'): "
+        "'hecate@@shakespeare.lit' is not a valid JID: Invalid character '@'",
+        "muc_affiliations: skipped the row (room='coven', jid='witch@shake speare.lit'): "
+        "'witch@shake speare.lit' is not a valid JID: Invalid character ' '",
+    ]
 
 
 def test_public_persistent_rooms_are_listed_before_they_load() -> None:

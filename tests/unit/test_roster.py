@@ -29,6 +29,7 @@ from component.roster import (
 )
 from component.storage import StorageError, open_storage
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
+from component.testing import LogCapture
 
 N = "None"
 NO = "None + Pending Out"
@@ -366,6 +367,25 @@ async def test_loading_heals_a_request_left_beside_an_approved_subscription(tmp_
     assert roster.requests() == {}
     assert roster.state(ROMEO) == Subscription("both")
     assert len(roster) == 2
+    await storage.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stored_contact_that_is_not_a_jid_is_skipped_with_a_warning_naming_its_row(tmp_path: Path) -> None:
+    storage = await open_storage(f"sqlite:///{tmp_path / 'rosters.db'}", migrations=[ROSTER_MIGRATIONS])
+    store = RosterStore(storage)
+    await store.save(str(BOT), RosterRow(str(JULIET), "both"))
+    await store.save(str(BOT), RosterRow("romeo@@example.net", "both"))
+    await store.save_request(str(BOT), "nurse@exa mple.com", "<presence/>")
+    with LogCapture() as logs:
+        roster = await Roster.load(BOT, store)
+    assert list(roster) == [JULIET] and roster.requests() == {}
+    assert [line for line in logs.messages() if "skipped" in line] == [
+        f"roster_items: skipped the row (owner='{BOT}', contact='romeo@@example.net'): "
+        "'romeo@@example.net' is not a valid JID: Invalid character '@'",
+        f"roster_requests: skipped the row (owner='{BOT}', contact='nurse@exa mple.com'): "
+        "'nurse@exa mple.com' is not a valid JID: Invalid character ' '",
+    ]
     await storage.close()
 
 
