@@ -254,13 +254,13 @@ async def _setup(session: Session, workload: Workload, window: int, timeout: flo
         raise BenchError(f"{load.errors} error replies while {what}")
 
 
-async def create_room(session: Session, room: str, settings: Settings) -> None:
-    """Create a room as its owner and accept the default configuration (an instant room)."""
+async def create_room(session: Session, room: str, settings: Settings, fields: str = "") -> None:
+    """Create a room as its owner and submit the configuration form with ``fields`` (none: an instant room)."""
     await _setup(session, join_workload([(OWNER, f"{room}/owner")], {}), 1, settings.timeout,
                  f"creating {room}")
     form = (
         f"<iq from='{OWNER}' to='{room}' type='set' id='create-{room}'><query xmlns='{MUC_OWNER_NS}'>"
-        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
     )
     await _setup(session, Workload(_once(form), opening("iq"), total=1), 1, settings.timeout, f"configuring {room}")
 

@@ -75,10 +75,12 @@ def _module(name: str) -> Callable[[Launch], list[str]]:
     return argv
 
 
-def netherfield_config(launch: Launch, services: tuple[str, ...], server: str = "", component: str = "") -> str:
+def netherfield_config(launch: Launch, services: tuple[str, ...], server: str = "", component: str = "",
+                       storage: str = "") -> str:
     """Return the TOML configuration that points Netherfield at the driver.
 
-    ``server`` and ``component`` are further TOML lines for those tables.
+    ``server`` and ``component`` are further TOML lines for those tables; ``storage`` replaces
+    the ``[storage]`` table's lines (by default a SQLite file in the case's directory).
     """
     listed = ", ".join(f'"{service}"' for service in services)
     # The fanout scenario floods one room from one user on purpose: a bucket
@@ -98,10 +100,14 @@ def netherfield_config(launch: Launch, services: tuple[str, ...], server: str = 
         f"services = [{listed}]\n"
         f"{component}"
         f"{muc}"
-        # sqlite:/// then an absolute path: four slashes, an absolute file.
         "[storage]\n"
-        f'url = "sqlite:///{_database(launch)}"\n'
+        f"{storage or _sqlite(launch)}"
     )
+
+
+def _sqlite(launch: Launch) -> str:
+    # sqlite:/// then an absolute path: four slashes, an absolute file.
+    return f'url = "sqlite:///{_database(launch)}"\n'
 
 
 def _netherfield_rooms(launch: Launch) -> None:

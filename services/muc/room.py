@@ -5,7 +5,11 @@ occupants, subject, history) and writes what must survive to the
 :class:`MucStore` when it is persistent. Stanzas to one room are handled one
 at a time in arrival order: while a write that a stanza acknowledges is in
 flight, later stanzas wait, so nobody sees an effect before it is durable
-and effects never overtake each other.
+and effects never overtake each other. Groupchat messages of a persistent
+room are the exception that keeps it fast: they are handled while earlier
+messages wait for their history rows, and wait in line behind them to be
+reflected (see :mod:`services.muc.archive`); other stanzas wait until the
+line is empty.
 
 Presence, messages and the subject live here; the admin and owner
 protocols, invitations and the service-wide rules live in their own modules.
@@ -17,7 +21,7 @@ import copy
 import itertools
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lxml import etree
@@ -36,6 +40,7 @@ from component.stanza import Broadcast, Spliced, Stanza, address, message, new_i
 from component.storage import StorageError
 from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
+from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig, roominfo_form
 from services.muc.history import History, HistoryEntry, parse_request
@@ -113,6 +118,9 @@ class Room(Entity):
         self._busy = False
         # Created when a stanza first has to wait: most rooms never need it.
         self._waiting: deque[tuple[_Work, Stanza, defer.Deferred[Any]]] | None = None
+        self._resuming = False
+        # Created with the first message of a persistent room.
+        self._archive: Archive | None = None
         self._timer: IDelayedCall | None = None
         #: When the room last handled a presence or a message (or was loaded).
         self.last_activity = self.component.clock.seconds()
@@ -120,22 +128,51 @@ class Room(Entity):
     # -- one stanza at a time ---------------------------------------------
 
     def _in_turn(self, work: _Work, stanza: Stanza) -> Any:
-        if self._busy or self._waiting:
-            waiter: defer.Deferred[Any] = defer.Deferred()
-            if self._waiting is None:
-                self._waiting = deque()
-            self._waiting.append((work, stanza.keep(), waiter))
-            return waiter
+        if self._held():
+            self._check_room_to_wait(stanza)
+            # A groupchat message goes on while messages before it wait for their rows.
+            if self._busy or self._waiting or not _joins_line(stanza):
+                waiter: defer.Deferred[Any] = defer.Deferred()
+                if self._waiting is None:
+                    self._waiting = deque()
+                self._waiting.append((work, stanza.keep(), waiter))
+                return waiter
         return self._start(work, stanza, None)
 
+    def _check_room_to_wait(self, stanza: Stanza) -> None:
+        """Refuse a groupchat message when the room holds as many stanzas waiting as it may.
+
+        Leaving, and whatever else is not a groupchat message, always waits:
+        what bounds the room's memory is the traffic of its occupants.
+        """
+        held = len(self._waiting or ()) + len(self._archive or ())
+        if held >= self.service.max_waiting_messages and stanza.kind == "message" and stanza.type == "groupchat":
+            raise StanzaError("resource-constraint", "wait", text="too many messages are waiting to be stored; try again shortly")
+
     def _start(self, work: _Work, stanza: Stanza, waiter: defer.Deferred[Any] | None) -> Any:
+        # Handled while messages before it wait for their rows: what it causes waits behind them.
+        line = self._archive or None
         try:
             result = work(stanza)
         except Exception:
-            if waiter is None:
+            if line is not None:
+                failure = Failure()
+                stanza.keep()  # the error reply is built when its turn comes
+                result = line.after(failure.raiseException)
+            elif waiter is None:
                 self._settle()
                 raise
-            waiter.errback(Failure())
+            else:
+                waiter.errback(Failure())
+                return None
+        else:
+            if line is not None and not isinstance(result, InLine):
+                outcome = result
+                result = line.after(lambda: outcome)
+        if isinstance(result, InLine):
+            if waiter is None:
+                return result
+            result.chainDeferred(waiter)
             return None
         if isinstance(result, defer.Deferred):
             self._busy = True
@@ -155,13 +192,26 @@ class Room(Entity):
             out.errback(outcome)
         else:
             out.callback(outcome)
-        while self._waiting and not self._busy:
-            work, stanza, waiter = self._waiting.popleft()
-            self._start(work, stanza, waiter)
+        self._resume()
+
+    def _resume(self) -> None:
+        """Handle the waiting stanzas in turn, as far as no write holds them back."""
+        if self._resuming:
+            return  # a write that completed at once, within the loop below: the loop goes on
+        self._resuming = True
+        try:
+            while self._waiting and not self._busy and (not self._archive or _joins_line(self._waiting[0][1])):
+                work, stanza, waiter = self._waiting.popleft()
+                self._start(work, stanza, waiter)
+        finally:
+            self._resuming = False
         if not self._waiting:
             self._waiting = None
-        if not self._busy:
-            self._settle()
+        self._settle()
+
+    def _held(self) -> bool:
+        """Whether a write is in flight or stanzas wait."""
+        return self._busy or bool(self._waiting) or bool(self._archive)
 
     def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
         """Let the service know of a write in flight (stop waits for it)."""
@@ -550,7 +600,7 @@ class Room(Entity):
             self.service.limits.check_groupchat(self.jid.node or "", stanza.sender)
             # One pass over the children answers every question below.
             tags = {child.tag for child in element}
-            if _SUBJECT in tags and _BODY not in tags and _THREAD not in tags:
+            if _changes_subject(tags):
                 return defer.ensureDeferred(self._change_subject(stanza))
             return self._groupchat(stanza, tags)
         form = stanza.find(f"{{{ns.DATA_FORMS}}}x")
@@ -561,7 +611,7 @@ class Room(Entity):
             return invites.handle(self, stanza, x)
         raise StanzaError("bad-request", text="send groupchat messages to the room, private messages to an occupant")
 
-    def _groupchat(self, stanza: Stanza, tags: set[Any]) -> defer.Deferred[None] | None:
+    def _groupchat(self, stanza: Stanza, tags: set[Any]) -> InLine | None:
         occupant = self.occupants.by_real(stanza.sender)
         if occupant is None:
             raise StanzaError("not-acceptable", text="only occupants may speak in the room")
@@ -585,35 +635,45 @@ class Room(Entity):
                 return self._archive_then_reflect(stanza, entry, occupant.nick, stanza_id)
             self.history.add(entry)
             self.service.messages_archived += 1
-        addresses = self.occupants.addresses()
-        self.component.send_bytes(reflection.to_each(addresses), len(addresses))
+        if self._archive:
+            # Messages before this one wait for their rows: its reflection waits behind them.
+            return self._archive.after(lambda: self._reflect(reflection))
+        self._reflect(reflection)
         return None
 
-    def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> defer.Deferred[None]:
+    def _reflect(self, reflection: Broadcast) -> None:
+        addresses = self.occupants.addresses()
+        self.component.send_bytes(reflection.to_each(addresses), len(addresses))
+
+    def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> InLine:
         """A persistent room's message: reflected once it is in the archive, never before.
 
         Reflected before a write that then fails, the message would be shown
         as archived and be missing from every later history; refused, the
         sender is told to wait (resource-constraint) and nobody sees it.
+        Messages that come while a write is in flight go in the next one.
         """
-        assert self.service.store is not None
         stanza.keep()  # the error reply, should the write fail, is built after the handler returns
         record = HistoryRecord(stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds)
-        written = self.track(self.service.store.append_history(self.jid.node or "", record))
+        if self._archive is None:
+            self._archive = Archive(self._write_history, self._history_refused, self._resume,
+                                    batch=self.service.history_batch)
 
-        def archived(_: object) -> None:
+        def archived() -> None:
             self.history.add(entry)
             self.service.messages_archived += 1
-            addresses = self.occupants.addresses()
-            self.component.send_bytes(entry.message.to_each(addresses), len(addresses))
+            self._reflect(entry.message)
 
-        def refused(failure: Failure) -> None:
-            failure.trap(StorageError)
-            error: StorageError = failure.value  # type: ignore[assignment]
-            self.service.write_failures.failed(str(self.jid), "history", error)
-            raise refusal("history", error)
+        return self._archive.add(record, archived)
 
-        return written.addCallbacks(archived, refused)
+    def _write_history(self, records: Sequence[HistoryRecord]) -> defer.Deferred[None]:
+        store = self.service.store
+        assert store is not None
+        return self.track(store.append_histories(self.jid.node or "", records))
+
+    def _history_refused(self, error: StorageError) -> StanzaError:
+        self.service.write_failures.failed(str(self.jid), "history", error)
+        return refusal("history", error)
 
     async def _change_subject(self, stanza: Stanza) -> None:
         occupant = self.occupants.by_real(stanza.sender)
@@ -836,7 +896,7 @@ class Room(Entity):
 
     def _settle(self) -> None:
         """After each stanza: vanish, schedule unloading, or stay."""
-        if self.destroyed or self._busy or self._waiting:
+        if self.destroyed or self._held():
             return
         if not self.exists:
             self._unload()
@@ -858,7 +918,7 @@ class Room(Entity):
 
     def _idle(self) -> None:
         self._timer = None
-        if not self._busy and not self._waiting and len(self.occupants) == 0 and not self.destroyed:
+        if not self._held() and len(self.occupants) == 0 and not self.destroyed:
             log.info("{room}: unloaded from memory, empty for {seconds:g} s", room=str(self.jid),
                      seconds=self.service.idle_unload_seconds)
             self._unload()
@@ -871,7 +931,7 @@ class Room(Entity):
         self._timer = None
         if not self.locked or self.destroyed:
             return
-        if self._busy or self._waiting:
+        if self._held():
             # The owner's configuration may be on its way to the database:
             # look again once it has landed (and unlocked the room, or not).
             self._set_timer(1.0, self._lock_expired)
@@ -927,6 +987,22 @@ class Room(Entity):
 
     def on_shutdown(self) -> None:
         self.clear(codes=[332])
+
+
+def _changes_subject(tags: set[Any]) -> bool:
+    """Whether a groupchat message with children of these tags changes the subject (§8.1)."""
+    return _SUBJECT in tags and _BODY not in tags and _THREAD not in tags
+
+
+def _joins_line(stanza: Stanza) -> bool:
+    """Whether a stanza is handled while messages wait for their history rows, rather than after.
+
+    A groupchat message to the room changes nothing but the history (which
+    waits in line anyway); a subject change is a write of its own.
+    """
+    if stanza.kind != "message" or stanza.type != "groupchat" or stanza.recipient.resource is not None:
+        return False
+    return not _changes_subject({child.tag for child in stanza.element})
 
 
 def _without(addresses: list[bytes], own: list[bytes]) -> list[bytes]:

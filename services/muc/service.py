@@ -46,7 +46,10 @@ class MucService(Service):
 
     name = "muc"
     option_keys: ClassVar[frozenset[str]] = frozenset(
-        {"admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds", "max_nick_length"}
+        {
+            "admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds", "max_nick_length",
+            "history_batch", "max_waiting_messages",
+        }
     ) | LimitSettings.keys()
     migrations = (MUC_MIGRATIONS,)
 
@@ -73,6 +76,14 @@ class MucService(Service):
         self.max_nick_length = _number(options, "max_nick_length", DEFAULT_MAX_LENGTH, prefix, integer=True)
         if self.max_nick_length < 1:
             raise ConfigError(f"{prefix}.max_nick_length must be a whole number, at least 1, not 0")
+        #: History rows one transaction stores at most (messages that came while a write was in flight).
+        self.history_batch = _number(options, "history_batch", 100, prefix, integer=True)
+        if self.history_batch < 1:
+            raise ConfigError(f"{prefix}.history_batch (history rows one transaction stores) must be at least 1, not 0")
+        #: Stanzas a room may hold waiting for its writes; past them, a groupchat message is refused.
+        self.max_waiting_messages = _number(options, "max_waiting_messages", 1000, prefix, integer=True)
+        if self.max_waiting_messages < 1:
+            raise ConfigError(f"{prefix}.max_waiting_messages (stanzas a room holds while it writes) must be at least 1, not 0")
         self.limits = MucLimits(LimitSettings.from_options(options, prefix), component.clock.seconds, self.is_admin)
         self.store: MucStore | None = None
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from twisted.logger import formatEvent, globalLogPublisher
 
-from component.testing import Harness
+from component.config import ConfigError
+from component.jid import parse_jid
+from component.stanza import Stanza
+from component.testing import Harness, parse_stanzas
 from services.muc.store import MucStore
 from services.muc.testing import (
     CRONE,
@@ -415,3 +418,169 @@ def test_the_lock_does_not_expire_under_a_configuration_on_its_way_to_the_databa
     room = h.component.router.loaded("coven")
     assert room.exists and not room.locked and room.stored
     assert stored_rooms(path) == ["coven"]
+
+
+# -- group commit: the messages that come during a write go in the next one ------------
+
+
+class HeldFailingStorage(HeldStorage, FailingStorage):
+    """A slow database that also refuses statements on demand."""
+
+
+def held_room(path: str, options: dict[str, Any] | None = None) -> tuple[Harness, HeldFailingStorage]:
+    """A persistent room of two whose database answers only when released."""
+    storage = immediate_storage(HeldFailingStorage(path))
+    h = muc_harness(options, storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    configure(h, PERSISTENT)
+    enter(h, ROOM, "secondwitch", WICCA)
+    storage.held = []
+    return h, storage
+
+
+LINES = ["Thrice the brinded cat hath mewed.", "Thrice and once the hedge-pig whined.",
+         "Harpier cries", "'Tis time, 'tis time."]
+
+
+def archived_bodies(path: str) -> list[str]:
+    found: list[Any] = []
+    MucStore(immediate_storage(ImmediateStorage(path))).recent_history("coven", 50).addBoth(found.append)
+    return [record.stanza.partition("<body>")[2].partition("</body>")[0] for record in found[0]]
+
+
+def test_messages_that_come_during_a_write_are_stored_in_one_transaction(path: str) -> None:
+    h, storage = held_room(path)
+    before = storage.transactions
+    for n, line in enumerate(LINES):
+        say(h, line, f"m{n}")
+    # The first message's write is in flight; the others wait for it, and nobody sees anything yet.
+    assert storage.transactions == before + 1
+    h.expect_nothing()
+    storage.release()
+    # One more transaction for the three that waited; then every reflection, in order.
+    assert storage.transactions == before + 2
+    h.expect(*[stanza for n, line in enumerate(LINES) for stanza in reflections(line, f"m{n}")])
+    assert archived_bodies(path) == LINES
+    assert h.component.services[0].store.history_writes == len(LINES)
+    # The history of who enters is in the same order, here and after a restart.
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert [m.findtext("{jabber:component:accept}body") for m in h.sent() if m.get("type") == "groupchat"][:4] == LINES
+
+
+def test_a_batch_holds_at_most_history_batch_rows(path: str) -> None:
+    h, storage = held_room(path, {"history_batch": 2})
+    before = storage.transactions
+    for n in range(7):
+        say(h, f"line {n}", f"m{n}")
+    storage.release()
+    # The first alone, then the six that waited, two at a time.
+    assert storage.transactions == before + 4
+    assert [m.findtext("{jabber:component:accept}body") for m in h.sent()] == [
+        f"line {n}" for n in range(7) for _ in (CRONE, WICCA)
+    ]
+    assert archived_bodies(path) == [f"line {n}" for n in range(7)]
+
+
+def test_a_refused_batch_refuses_each_of_its_messages(path: str, logged: list[str]) -> None:
+    h, storage = held_room(path)
+    say(h, LINES[0], "m0")  # stored; its answer held
+    storage.refuse("INSERT INTO muc_history")
+    for n in (1, 2, 3):
+        say(h, LINES[n], f"m{n}")
+    storage.release()
+    # The first is reflected; each of the three in the refused transaction gets its error, in order.
+    h.expect(
+        *reflections(LINES[0], "m0"),
+        *[
+            f"""<message from='{ROOM}' id='m{n}' to='{WICCA}' type='error'><body>{LINES[n]}</body>
+              <error type='wait'><resource-constraint {ERR}/>
+                <text {ERR}>the message could not be archived, so it was not sent</text></error></message>"""
+            for n in (1, 2, 3)
+        ],
+    )
+    assert storage.refused == 1
+    assert failures(h) == {"history": 3}
+    assert len(logged) == 1
+    assert archived_bodies(path) == LINES[:1]
+    # The room goes on.
+    storage.accept()
+    say(h, "Round about the cauldron go", "m4")
+    h.expect(*reflections("Round about the cauldron go", "m4"))
+    assert archived_bodies(path) == [LINES[0], "Round about the cauldron go"]
+
+
+def test_other_stanzas_keep_their_place_among_the_messages(path: str) -> None:
+    h, storage = held_room(path)
+    say(h, LINES[0], "m0")
+    # A chat state (reflected, not archived), a stranger's message, a newcomer, then another
+    # message, all while the first is being written.
+    h.receive(
+        f"<message from='{WICCA}' id='cs' to='{ROOM}' type='groupchat'>"
+        "<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+    )
+    say(h, "Double, double", "x", sender=HAG)
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    say(h, LINES[1], "m1")
+    h.expect_nothing()
+    storage.release()
+    sent = h.sent()
+    described = [(m.tag.rpartition("}")[2], m.get("type"), m.get("to"), m.get("id")) for m in sent]
+    first = described.index(("message", "groupchat", WICCA, "m0"))
+    state = described.index(("message", "groupchat", CRONE, "cs"))
+    refused = described.index(("message", "error", HAG, "x"))
+    entered = next(i for i, d in enumerate(described) if d[0] == "presence")
+    last = described.index(("message", "groupchat", CRONE, "m1"))
+    assert first < state < refused < entered < last
+    # The newcomer was in the room when the second message came, and hears it.
+    assert ("message", "groupchat", HAG, "m1") in described[last:]
+    # ... and finds the first in the history it was sent on entering.
+    assert sent[entered:last][-2].findtext("{jabber:component:accept}body") == LINES[0]
+
+
+def test_past_max_waiting_messages_a_message_is_refused_at_once(path: str) -> None:
+    h, storage = held_room(path, {"max_waiting_messages": 3})
+    for n in range(3):
+        say(h, f"line {n}", f"m{n}")
+    say(h, "one too many", "over")
+    h.expect(
+        f"""<message from='{ROOM}' id='over' to='{WICCA}' type='error'><body>one too many</body>
+          <error type='wait'><resource-constraint {ERR}/>
+            <text {ERR}>too many messages are waiting to be stored; try again shortly</text></error></message>"""
+    )
+    storage.release()
+    assert [m.findtext("{jabber:component:accept}body") for m in h.sent()] == [
+        f"line {n}" for n in range(3) for _ in (CRONE, WICCA)
+    ]
+    assert failures(h) == {}
+    # Once written, the room takes as many again.
+    storage.held = []
+    for n in range(3, 6):
+        say(h, f"line {n}", f"m{n}")
+    h.expect_nothing()
+    storage.release()
+    assert len(h.sent()) == 6
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("history_batch", 0), ("max_waiting_messages", 0), ("history_batch", "many")]
+)
+def test_the_group_commit_settings_are_checked(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=key):
+        muc_harness({key: value})
+
+
+def test_a_temporary_room_reflects_at_once(path: str) -> None:
+    storage = immediate_storage(HeldStorage(path))
+    h = muc_harness(storage=storage)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    storage.held = []
+    before = storage.transactions
+    room = h.component.router.loaded("coven")
+    (element,) = parse_stanzas(
+        f"<message from='{WICCA}' id='m' to='{ROOM}' type='groupchat'><body>{LINES[0]}</body></message>"
+    )
+    # No Deferred, no write: the reflections are out when the handler returns.
+    assert room.handle_message(Stanza(element, "message", parse_jid(WICCA), parse_jid(ROOM))) is None
+    h.expect(*reflections(LINES[0]))
+    assert storage.transactions == before

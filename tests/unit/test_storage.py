@@ -417,6 +417,23 @@ async def test_history(storage: Storage) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_history_rows_stored_together(storage: Storage) -> None:
+    muc = MucStore(storage)
+    await muc.save_config("coven", {})
+    await muc.append_history("coven", _message(0))
+    # In one transaction, in their order; a stanza-id the room has (0, or twice in one batch) once.
+    await muc.append_histories("coven", [_message(n) for n in (1, 2, 0, 3, 3, 4)])
+    assert [r.stanza_id for r in await muc.recent_history("coven", 10)] == [f"id-{n}" for n in range(5)]
+    assert muc.history_writes == 7
+    # More rows than one statement carries.
+    await muc.append_histories("coven", [_message(n) for n in range(5, 1205)])
+    assert [r.stanza_id for r in await muc.recent_history("coven", 1205)] == [f"id-{n}" for n in range(1205)]
+    # Rows for a room that is not stored fail, all of them.
+    await _raises(StorageError, muc.append_histories("nowhere", [_message(1)]))
+    assert await muc.recent_history("nowhere", 5) == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_deleting_a_room_deletes_what_it_had(storage: Storage) -> None:
     muc = MucStore(storage)
     await muc.save_config("coven", {})
