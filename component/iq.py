@@ -43,8 +43,9 @@ class IQTracker:
     ) -> defer.Deferred[etree._Element]:
         """A Deferred for the reply to ``request``, which must carry an id.
 
-        It fires with the ``result`` element, fails with the :class:`StanzaError`
-        of an ``error`` reply, or with :class:`IQTimeout`.
+        It fires with the ``result`` element (a copy of the one received, the
+        caller's to keep), fails with the :class:`StanzaError` of an ``error``
+        reply, or with :class:`IQTimeout`.
         """
         stanza_id = request.get("id")
         if not stanza_id:
@@ -81,6 +82,9 @@ class IQTracker:
         deferred, timer = entry
         if timer.active():
             timer.cancel()
+        # The caller uses the reply after the stream has let go of it: a copy
+        # made now, while it is still in the stream, stays whole.
+        stanza.keep()
         if stanza.element.get("type") == "result":
             deferred.callback(stanza.element)
         else:

@@ -282,9 +282,18 @@ class Broadcast:
         Adding a child as bytes (a room's stanza-id) spares moving an element
         into the stanza's document, which costs more than the serialisation.
         """
+        original = element.get("to")
         element.set("to", _MARK)
-        # UTF-8: in ASCII a non-ASCII name would become a character reference.
-        head, _, tail = etree.tostring(element, encoding="utf-8").partition(_MARK.encode())
+        try:
+            # UTF-8: in ASCII a non-ASCII name would become a character reference.
+            data = etree.tostring(element, encoding="utf-8")
+        finally:
+            # The caller's element is left as it was given (set back in place, the attribute keeps its order).
+            if original is None:
+                del element.attrib["to"]
+            else:
+                element.set("to", original)
+        head, _, tail = data.partition(_MARK.encode())
         if _STREAM_DECLARATION in head and b"stream:" not in head and b"stream:" not in tail:
             # A received element still in the stream carries the stream's
             # prefix declaration; unused, it would only add bytes to every copy.

@@ -10,7 +10,7 @@ from component.iq import IQTimeout
 from component.jid import parse_jid
 from component.service import Service
 from component.stanza import iq, message, presence
-from component.testing import Harness, LogCapture, parse_stanzas
+from component.testing import Harness, LogCapture, assert_xml_equal, parse_stanzas
 
 DOMAIN = "comp.example.org"
 
@@ -607,3 +607,44 @@ def test_broadcast_of_a_received_element_drops_the_unused_stream_prefix():
     assert plain == b'<message xmlns="jabber:component:accept" from="a@b/c" to="d@e"><body>hi</body></message>'
     assert b'xmlns:stream="http://etherx.jabber.org/streams"' in odd
     etree.fromstring(odd)
+
+
+def test_broadcast_leaves_the_callers_element_as_it_was():
+    from component.stanza import Broadcast
+
+    addressed = message(f"room@{DOMAIN}/nick", "x@y", "hi", type="groupchat")
+    unaddressed = presence(f"room@{DOMAIN}", "x@y")
+    del unaddressed.attrib["to"]
+    for element in (addressed, unaddressed):
+        before = etree.tostring(element)
+        Broadcast(element, b"<stanza-id xmlns='urn:xmpp:sid:0' id='s1'/>").to("a@b")
+        assert etree.tostring(element) == before
+
+
+def test_a_reply_to_a_request_stays_whole_after_the_stream_lets_go_of_it():
+    from component.stream import StreamParser
+
+    harness = Harness(DOMAIN)
+    request = iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q"), id="r1")
+    replies = [harness.component.request(request)]
+    harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q"), id="r2")).addErrback(replies.append)
+    parser = StreamParser(lambda header: None, harness.component.receive, lambda: None, on_refused=lambda element, reason: None)
+    parser.feed(
+        b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
+        b"<iq from='juliet@example.com/balcony' to='bot@comp.example.org' type='result' id='r1'>"
+        b"<q xmlns='urn:x'><item>one</item></q></iq>"
+        b"<iq from='juliet@example.com/balcony' to='bot@comp.example.org' type='error' id='r2'>"
+        b"<error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><why xmlns='urn:x'/></error></iq>"
+        b"<message from='juliet@example.com/balcony' to='bot@comp.example.org'><body>later</body></message>"
+    )
+    reply = harness.result_of(replies[0])
+    # Kept as the request's caller can use it: whole, and serialised without invented prefixes.
+    data = etree.tostring(reply)
+    assert data.startswith(b'<iq xmlns="jabber:component:accept" ')
+    assert_xml_equal(
+        etree.fromstring(data),
+        f"<iq from='juliet@example.com/balcony' to='bot@{DOMAIN}' type='result' id='r1'>"
+        "<q xmlns='urn:x'><item>one</item></q></iq>",
+    )
+    error = replies[1].value
+    assert (error.condition, etree.tostring(error.app_condition)) == ("gone", b'<why xmlns="urn:x"/>')
