@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.application.service import Service as TwistedService
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
@@ -26,11 +27,13 @@ from twisted.python.failure import Failure
 
 from component import metrics
 from component.component import Component
-from component.config import ComponentConfig, Config, ConfigError
+from component.config import ComponentConfig, Config, ConfigError, load_config
 from component.connection import ComponentConnector
 from component.jid import parse_jid
+from component.reload import plan
 from component.service import Service
 from component.storage import StorageError, open_storage
+from component.storage.migrations import apply_migrations
 
 __all__ = ["Netherfield", "StartupError", "resolve_service"]
 
@@ -97,12 +100,14 @@ def _builtin_services() -> list[str]:
 class Netherfield(TwistedService):
     """Runs every configured component: services first, then the connections."""
 
-    def __init__(self, config: Config, reactor: Any = None) -> None:
+    def __init__(self, config: Config, reactor: Any = None, *, path: str | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.config = config
+        #: The file the configuration came from, read again by :meth:`reload`.
+        self.path = path
         self.reactor = reactor
         self.components: list[Component] = []
         self.connectors: list[ComponentConnector] = []
@@ -115,6 +120,8 @@ class Netherfield(TwistedService):
         self.log_observer: ILogObserver | None = None
         #: The metrics endpoint, once it listens (``[metrics] listen``).
         self.metrics_port: IListeningPort | None = None
+        self._reloading: defer.Deferred[None] | None = None
+        self._reload_again = False
         for component_config in config.components:
             self._build(component_config)
 
@@ -156,6 +163,118 @@ class Netherfield(TwistedService):
                 output_limit=settings.output_limit,
             )
         )
+
+    # -- reloading (SIGHUP) ------------------------------------------------
+
+    def reload(self) -> defer.Deferred[None]:
+        """Read the configuration file again and apply what changed (see :mod:`component.reload`).
+
+        A file with a mistake is refused with its sentence, and the running
+        configuration stays. A reload asked for while one runs follows it.
+        """
+        if self._reloading is not None and not self._reloading.called:
+            self._reload_again = True
+            log.info("reload: one is in progress; this one follows it")
+            return self._reloading
+        self._reloading = defer.ensureDeferred(self._reload_file())
+        return self._reloading
+
+    async def _reload_file(self) -> None:
+        while True:
+            self._reload_again = False
+            try:
+                await self._reload()
+            except Exception:
+                log.failure("reload: applying the new configuration failed")
+            if not self._reload_again:
+                return
+
+    async def _reload(self) -> None:
+        if self.path is None or not self.running:
+            return
+        try:
+            new = load_config(self.path)
+            # Built whole first, never started: every mistake in the new file
+            # surfaces before anything running is touched.
+            built = Netherfield(new, self.reactor, path=self.path)
+        except ConfigError as error:
+            log.error(
+                "reload: the new configuration is refused, the running one stays: {sentence}", sentence=str(error)
+            )
+            return
+        changes = plan(self.config, new)
+        for sentence in changes.not_applied:
+            log.warn("reload: {sentence}", sentence=sentence)
+        if changes.empty:
+            log.info("reload: nothing to change")
+        fresh = {str(component.jid): index for index, component in enumerate(built.components)}
+        reconnect = [settings for settings, _ in changes.reconnected]
+        for settings, services in changes.reconfigured:
+            if self._reconfigure(settings.domain, built.components[fresh[settings.domain]]):
+                log.info("reload: {domain}: new settings of {services} applied", domain=settings.domain,
+                         services=", ".join(services))
+            else:
+                reconnect.append(settings)
+        for settings, names in changes.reconnected:
+            log.info("reload: {domain} reconnects ({names} changed)", domain=settings.domain, names=", ".join(names))
+        for domain in changes.removed:
+            await self._detach(domain)
+            log.info("reload: {domain} detached", domain=domain)
+        for settings in reconnect:
+            await self._detach(settings.domain)
+        for settings in (*changes.added, *reconnect):
+            index = fresh[settings.domain]
+            await self._attach(built.components[index], built.connectors[index])
+        for settings in changes.added:
+            log.info("reload: {domain} added", domain=settings.domain)
+        # What is not applied stays as it runs.
+        self.config = attrs.evolve(new, storage=self.config.storage, metrics=self.config.metrics, log=self.config.log)
+
+    def _reconfigure(self, domain: str, replacement: Component) -> bool:
+        component = self._component(domain)
+        pairs = list(zip(component.services, replacement.services, strict=True))
+        changed = [(old, new) for old, new in pairs if old.options != new.options]
+        # A service that cannot take its settings means a new connection with
+        # the replacement, whatever the others took.
+        if not all(type(old) is type(new) for old, new in pairs):
+            return False
+        return all(old.reconfigure(new) for old, new in changed)
+
+    def _component(self, domain: str) -> Component:
+        return next(component for component in self.components if str(component.jid) == domain)
+
+    async def _detach(self, domain: str) -> None:
+        """Say goodbye, close the stream, stop the services: as on shutdown, for one component."""
+        component = self._component(domain)
+        index = self.components.index(component)
+        connector = self.connectors[index]
+        if connector.running:
+            await connector.stopService()
+        for service in [s for s in reversed(self._started) if s.component is component]:
+            try:
+                await defer.maybeDeferred(service.stop)
+            except Exception:
+                log.failure("stopping the {name} service of {domain} failed", name=service.name, domain=domain)
+            self._started.remove(service)
+        del self.components[index]
+        del self.connectors[index]
+
+    async def _attach(self, component: Component, connector: ComponentConnector) -> None:
+        migrations = [m for service in component.services for m in service.migrations]
+        if migrations:
+            if self.storage is None:
+                storage = self.config.storage
+                self.storage = await open_storage(
+                    storage.url, migrations=migrations, password=storage.password, reactor=self.reactor
+                )
+            else:
+                await apply_migrations(self.storage, migrations)
+            component.storage = self.storage
+        self.components.append(component)
+        self.connectors.append(connector)
+        for service in component.services:
+            await self._start_service(component, service)
+        connector.startService()
 
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)

@@ -48,6 +48,15 @@ class Service:
         """Release what :meth:`start` opened."""
         return None
 
+    def reconfigure(self, replacement: Service) -> bool:
+        """Take the settings of ``replacement``, this service built from a reloaded configuration.
+
+        Return whether they now apply; by default they do not, and the
+        component reconnects with ``replacement`` instead. ``replacement``
+        was built and validated, never started.
+        """
+        return False
+
     def domain_identities(self) -> tuple[Identity, ...]:
         """Identities the component domain reports for this service."""
         return ()

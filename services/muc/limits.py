@@ -119,6 +119,14 @@ class MucLimits:
         #: Rooms the database does not have (the service reads and fills it).
         self.absent: ExpiringSet[str] = ExpiringSet(settings.absent_rooms_seconds, clock, settings.absent_rooms_cached)
 
+    def carry_over(self, previous: MucLimits) -> None:
+        """Take over what ``previous`` counted (rooms per user, pending invitations) under these settings.
+
+        For a configuration reload: rate buckets and pending IQs start afresh.
+        """
+        self._rooms, self._counted = previous._rooms, previous._counted
+        self._invited = previous._invited
+
     # -- rooms per user ------------------------------------------------------
 
     def count_rooms(self, owners: Iterable[tuple[str, JID]]) -> None:

@@ -39,6 +39,11 @@ __all__ = ["MucService"]
 log = Logger()
 
 CREATION_POLICIES = ("anyone", "local", "admins")
+# The settings a reloaded configuration changes in place (see reconfigure).
+_RELOADABLE = (
+    "admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds",
+    "max_nick_length", "history_batch", "max_waiting_messages",
+)
 
 
 class MucService(Service):
@@ -95,6 +100,18 @@ class MucService(Service):
         self.messages_archived = 0
 
     # -- lifecycle -------------------------------------------------------------
+
+    def reconfigure(self, replacement: Service) -> bool:
+        """Every MUC setting applies without reconnecting: rooms stay, occupants stay."""
+        if not isinstance(replacement, MucService):
+            return False
+        for name in _RELOADABLE:
+            setattr(self, name, getattr(replacement, name))
+        limits = MucLimits(replacement.limits.settings, self.component.clock.seconds, self.is_admin)
+        limits.carry_over(self.limits)
+        self.limits = limits
+        self.options = replacement.options
+        return True
 
     async def _start(self) -> None:
         storage = self.component.storage

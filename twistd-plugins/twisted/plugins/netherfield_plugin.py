@@ -49,14 +49,28 @@ class NetherfieldServiceMaker:
         from component.config import ConfigError, load_config
 
         try:
-            service = Netherfield(load_config(options["config"]))
+            service = Netherfield(load_config(options["config"]), path=options["config"])
         except ConfigError as error:
             # One sentence and a non-zero exit, before anything connects.
             sys.stderr.write(f"{error.details}netherfield: {error}\n")
             raise SystemExit(2) from None
         atexit.register(_exit_if_failed, service)
         _filter_log(service, options)
+        _reload_on_hangup(service)
         return service
+
+
+def _reload_on_hangup(service: Any) -> None:
+    """SIGHUP reads the configuration file again (``Netherfield.reload``), in the reactor's thread."""
+    import signal
+
+    from twisted.internet import reactor
+
+    def hangup(signum: int, frame: Any) -> None:
+        reactor.callFromThread(service.reload)  # type: ignore[attr-defined]
+
+    # Once running: twistd installs its own signal handlers while starting.
+    reactor.callWhenRunning(signal.signal, signal.SIGHUP, hangup)  # type: ignore[attr-defined]
 
 
 def _filter_log(service: Any, options: Any) -> None:
