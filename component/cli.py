@@ -23,6 +23,8 @@ def check(path: str) -> list[Exception]:
     no XMPP server and changes nothing. A ``ConfigError`` may carry a
     traceback in ``details``.
     """
+    import attrs
+
     from component.app import Netherfield
     from component.config import ConfigError, load_config
     from component.storage import StorageError, check_storage
@@ -32,12 +34,24 @@ def check(path: str) -> list[Exception]:
     except ConfigError as error:
         return [error]
     problems: list[Exception] = []
-    try:
-        app = Netherfield(config)
-        needs_storage = any(service.migrations for component in app.components for service in component.services)
-    except ConfigError as error:
-        problems.append(error)
-        needs_storage = True  # which services need it is unknown; say what is wrong with it anyway
+    needs_storage = False
+    # Each service is built on its own, so that every one's problem is told,
+    # not only the first.
+    for settings in config.components:
+        for name in settings.services:
+            alone = attrs.evolve(
+                settings, services=(name,), options={k: v for k, v in settings.options.items() if k == name}
+            )
+            try:
+                app = Netherfield(attrs.evolve(config, components=(alone,)))
+            except ConfigError as error:
+                if str(error) not in {str(problem) for problem in problems}:
+                    problems.append(error)
+                needs_storage = True  # whether it needs storage is unknown; say what is wrong with it anyway
+                continue
+            needs_storage = needs_storage or any(
+                service.migrations for component in app.components for service in component.services
+            )
     if needs_storage:
         try:
             check_storage(config.storage.url, config.storage.password)

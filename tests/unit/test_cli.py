@@ -118,3 +118,20 @@ def test_check_skips_storage_no_service_uses(capsys, tmp_path):
     status, out, _ = check_output(capsys, tmp_path, '[storage]\nurl = "sqlite:///gone/n.db"\n'
                                                     '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\n')
     assert (status, out) == (0, f"{tmp_path}/netherfield.toml: no problems found\n")
+
+
+def test_check_reports_every_service_problem_not_only_the_first(capsys, tmp_path):
+    status, _, err = check_output(
+        capsys, tmp_path,
+        '[components."c.localhost"]\nsecret = "s"\nservices = ["muc", "nosuchservice"]\n'
+        '[components."c.localhost".muc]\nmax_history = -1\n'
+        '[components."d.localhost"]\nsecret = "s"\nservices = ["echo", "alsomissing"]\n',
+    )
+    assert status == 1
+    assert err.splitlines() == [
+        'netherfield: components."c.localhost".muc.max_history must be a whole number, at least 0, not -1',
+        "netherfield: there is no service called 'nosuchservice': the built-in ones are echo, muc, notices,"
+        " and others are named package.module:Class",
+        "netherfield: there is no service called 'alsomissing': the built-in ones are echo, muc, notices,"
+        " and others are named package.module:Class",
+    ]
