@@ -121,11 +121,23 @@ async def set(room: Room, stanza: Stanza) -> None:
     actor = room.occupants.by_real(stanza.sender)
     actor_role = actor.role if actor is not None else "none"
     owners = room.affiliations.owners()
+    # One item per user: two would be applied and told one after the other,
+    # so a user granted and then refused moderation in one request would
+    # have been sent the real JIDs in between.
+    concerned: list[JID] = []  # ('set' is this module's function)
     for change in changes:
         if change.kind == "role":
             target = room.occupants.by_nick(change.nick or "")
             if target is None:
                 raise StanzaError("not-acceptable", text="no occupant has that nick")
+            user = target.bare
+        else:
+            assert change.jid is not None
+            user = change.jid
+        if user in concerned:
+            raise StanzaError("bad-request", text="one item per user in a request")
+        concerned.append(user)
+        if change.kind == "role":
             check_role_change(actor_affiliation, actor_role, room.affiliation_of(target.bare), target.role, change.value)
         else:
             assert change.jid is not None

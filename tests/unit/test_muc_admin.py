@@ -254,6 +254,30 @@ def test_bad_admin_requests(harness) -> None:
     assert error_of(h.sent()[0]) == "bad-request"
 
 
+def test_a_request_names_each_user_once(harness) -> None:
+    # Applied in turn, owner then member would have made pistol a moderator
+    # for a moment, and sent it Gower's real JID.
+    h = harness
+    enter(h, ROOM, "gower", GOWER)
+    admin_set(h, "<item affiliation='owner' jid='pistol@shakespeare.lit'/>"
+                 "<item affiliation='member' jid='pistol@shakespeare.lit'/>", id="twice")
+    h.expect(
+        f"""<iq from='{ROOM}' id='twice' to='{FLUELLEN}' type='error'><query xmlns='{ADMIN}'>
+              <item affiliation='owner' jid='pistol@shakespeare.lit'/><item affiliation='member' jid='pistol@shakespeare.lit'/>
+            </query><error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+            <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>one item per user in a request</text></error></iq>"""
+    )
+    # By nick and by JID is the same user too.
+    admin_set(h, "<item affiliation='admin' jid='pistol@shakespeare.lit'/><item nick='pistol' role='participant'/>",
+              id="both")
+    assert error_of(h.sent()[0]) == "bad-request"
+    admin_get(h, "<item affiliation='owner'/>", id="o")
+    h.expect(
+        f"""<iq from='{ROOM}' id='o' to='{FLUELLEN}' type='result'><query xmlns='{ADMIN}'>
+          <item affiliation='owner' jid='fluellen@shakespeare.lit'/></query></iq>"""
+    )
+
+
 def test_new_moderator_in_a_semi_anonymous_room_learns_real_jids(harness) -> None:
     h = harness
     enter(h, ROOM, "gower", GOWER)
