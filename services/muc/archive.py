@@ -6,6 +6,10 @@ own (an fsync on SQLite, a round trip on PostgreSQL) and a busy room would
 go no faster than its database commits. Here the messages that arrive while
 the room's write is in flight are written together, in one transaction,
 as soon as it completes (group commit), at most ``batch`` rows at a time.
+Rooms share the commits too: the service's :class:`HistoryWriter` puts
+the rows of every room that waits into one transaction, each room's under
+a savepoint of its own, so that a room whose rows are refused (another
+process deleted it) fails alone.
 
 Every message still keeps its place in the room's line: each is reflected
 only after its own row is stored, in arrival order, and what the room
@@ -28,7 +32,7 @@ from component.errors import StanzaError
 from component.storage import StorageError
 from services.muc.store import HistoryRecord
 
-__all__ = ["Archive", "InLine"]
+__all__ = ["Archive", "HistoryWriter", "InLine"]
 
 
 class InLine(defer.Deferred[Any]):
@@ -51,28 +55,27 @@ class _Turn:
 class Archive:
     """The line of one room's messages waiting for their history rows.
 
-    *write* stores rows in one transaction; *refused* turns a refusal into
+    The service's *writer* stores the rows; *refused* turns a refusal into
     the error for one sender (and counts it); *emptied* is called when the
     line empties, so that the room takes its other stanzas again.
     """
 
-    __slots__ = ("_batch", "_emptied", "_line", "_refused", "_unwritten", "_write", "_writing")
+    __slots__ = ("_emptied", "_line", "_refused", "_unwritten", "_writer", "room")
 
     def __init__(
         self,
-        write: Callable[[Sequence[HistoryRecord]], defer.Deferred[Any]],
+        room: str,
+        writer: HistoryWriter,
         refused: Callable[[StorageError], StanzaError],
         emptied: Callable[[], None],
-        *,
-        batch: int,
     ) -> None:
-        self._write = write
+        #: The room's node, as the store names it.
+        self.room = room
+        self._writer = writer
         self._refused = refused
         self._emptied = emptied
-        self._batch = batch
         self._line: deque[_Turn] = deque()
         self._unwritten: deque[_Turn] = deque()
-        self._writing = False
 
     def __len__(self) -> int:
         """How many stanzas wait in line."""
@@ -83,8 +86,7 @@ class Archive:
         turn = _Turn(reflect, record)
         self._line.append(turn)
         self._unwritten.append(turn)
-        if not self._writing:
-            self._flush()
+        self._writer.wants(self)
         return turn.out
 
     def after(self, run: Callable[[], Any]) -> InLine:
@@ -93,24 +95,26 @@ class Archive:
         self._line.append(turn)
         return turn.out
 
-    def _flush(self) -> None:
-        count = min(self._batch, len(self._unwritten))
-        batch = [self._unwritten.popleft() for _ in range(count)]
-        self._writing = True
-        self._write([turn.record for turn in batch if turn.record is not None]).addBoth(self._written, batch)
+    def take(self, rows: int) -> list[_Turn]:
+        """Up to *rows* of the rows not yet written, oldest first, for the writer's next transaction."""
+        unwritten = self._unwritten
+        return [unwritten.popleft() for _ in range(min(rows, len(unwritten)))]
 
-    def _written(self, result: object, batch: list[_Turn]) -> None:
-        self._writing = False
-        if isinstance(result, Failure):
-            error = result.value
-            for turn in batch:
+    @property
+    def unwritten(self) -> bool:
+        """Whether rows wait for a transaction."""
+        return bool(self._unwritten)
+
+    def written(self, turns: list[_Turn], outcome: Failure | StorageError | None) -> None:
+        """The transaction that carried *turns* ended: stored (None), or refused."""
+        error = outcome.value if isinstance(outcome, Failure) else outcome
+        for turn in turns:
+            if isinstance(error, StorageError):
                 # Each sender is told, and each refusal counted, as if written alone.
-                turn.failure = Failure(self._refused(error)) if isinstance(error, StorageError) else result
-        for turn in batch:
+                turn.failure = Failure(self._refused(error))
+            elif isinstance(outcome, Failure):
+                turn.failure = outcome
             turn.ready = True
-        # The next transaction starts before the reflections of this one are built.
-        if self._unwritten:
-            self._flush()
         self._deliver()
 
     def _deliver(self) -> None:
@@ -128,3 +132,58 @@ class Archive:
                 turn.out.callback(result)
         if not line:
             self._emptied()
+
+
+class HistoryWriter:
+    """The history writes of one service: one transaction at a time, carrying every room's rows that wait.
+
+    *write* stores ``(room, records)`` pairs in one transaction and fires
+    with each room's refusal (None when stored), as
+    :meth:`MucStore.append_rooms_histories` does. A transaction holds at
+    most *rows* records; a room with more waits for the next one, behind
+    the other rooms.
+    """
+
+    __slots__ = ("_rooms", "_rows", "_write", "_writing")
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[tuple[str, Sequence[HistoryRecord]]]], defer.Deferred[list[StorageError | None]]],
+        *,
+        rows: int,
+    ) -> None:
+        self._write = write
+        self._rows = rows
+        # Rooms with rows to write, in the order they came; each at most once.
+        self._rooms: dict[Archive, None] = {}
+        self._writing = False
+
+    def wants(self, archive: Archive) -> None:
+        """*archive* has rows to write: now if no transaction is in flight, else in the next one."""
+        self._rooms[archive] = None
+        if not self._writing:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch: list[tuple[Archive, list[_Turn]]] = []
+        taken = 0
+        while self._rooms and taken < self._rows:
+            archive = next(iter(self._rooms))
+            turns = archive.take(self._rows - taken)
+            taken += len(turns)
+            batch.append((archive, turns))
+            del self._rooms[archive]
+            if archive.unwritten:
+                self._rooms[archive] = None  # to the back: the other rooms go first next time
+        self._writing = True
+        records = [(archive.room, [turn.record for turn in turns if turn.record is not None]) for archive, turns in batch]
+        self._write(records).addBoth(self._written, batch)
+
+    def _written(self, result: list[StorageError | None] | Failure, batch: list[tuple[Archive, list[_Turn]]]) -> None:
+        # Still writing while the rooms hear back: what they write meanwhile
+        # goes in the next transaction, all of it together.
+        for index, (archive, turns) in enumerate(batch):
+            archive.written(turns, result if isinstance(result, Failure) else result[index])
+        self._writing = False
+        if self._rooms:
+            self._flush()

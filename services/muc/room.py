@@ -21,7 +21,7 @@ import copy
 import itertools
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lxml import etree
@@ -656,8 +656,9 @@ class Room(Entity):
         stanza.keep()  # the error reply, should the write fail, is built after the handler returns
         record = HistoryRecord(stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds)
         if self._archive is None:
-            self._archive = Archive(self._write_history, self._history_refused, self._resume,
-                                    batch=self.service.history_batch)
+            writer = self.service.history_writer
+            assert writer is not None
+            self._archive = Archive(self.jid.node or "", writer, self._history_refused, self._resume)
 
         def archived() -> None:
             self.history.add(entry)
@@ -665,11 +666,6 @@ class Room(Entity):
             self._reflect(entry.message)
 
         return self._archive.add(record, archived)
-
-    def _write_history(self, records: Sequence[HistoryRecord]) -> defer.Deferred[None]:
-        store = self.service.store
-        assert store is not None
-        return self.track(store.append_histories(self.jid.node or "", records))
 
     def _history_refused(self, error: StorageError) -> StanzaError:
         self.service.write_failures.failed(str(self.jid), "history", error)

@@ -24,6 +24,7 @@ from component.service import Service
 from component.stanza import Stanza
 from component.stats import Sample
 from services.muc.affiliations import AFFILIATION_RANK
+from services.muc.archive import HistoryWriter
 from services.muc.commands import muc_commands
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
@@ -91,6 +92,8 @@ class MucService(Service):
             raise ConfigError(f"{prefix}.max_waiting_messages (stanzas a room holds while it writes) must be at least 1, not 0")
         self.limits = MucLimits(LimitSettings.from_options(options, prefix), component.clock.seconds, self.is_admin)
         self.store: MucStore | None = None
+        #: Every room's history rows, written together (with a store).
+        self.history_writer: HistoryWriter | None = None
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.
         self.public_rooms: dict[str, str] = {}
         self._pending: set[defer.Deferred[Any]] = set()
@@ -117,6 +120,10 @@ class MucService(Service):
         storage = self.component.storage
         if storage is not None:
             self.store = MucStore(storage, clock=self.component.clock.seconds)
+            store = self.store
+            self.history_writer = HistoryWriter(
+                lambda batches: self.track(store.append_rooms_histories(batches)), rows=self.history_batch
+            )
             for record in await self.store.list_rooms(public_only=True):
                 self.public_rooms[record.node] = str(record.config.get("name") or "")
             owners = [(node, _stored_jid(node, owner)) for node, owner in await self.store.room_owners()]

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import attrs
 from twisted.internet.defer import Deferred
 
-from component.storage import Migrations, Param, Row, Sql, Storage, Transaction
+from component.storage import Migrations, Param, Row, Sql, Storage, StorageError, Transaction
 
 T = TypeVar("T")
 
@@ -232,6 +232,23 @@ def _append_histories(txn: Transaction, node: str, records: Sequence[HistoryReco
         )
 
 
+def _append_rooms_histories(txn: Transaction, batches: Sequence[tuple[str, Sequence[HistoryRecord]]]) -> list[str | None]:
+    refusals: list[str | None] = []
+    for node, records in batches:
+        txn.execute("SAVEPOINT room_history")
+        try:
+            _append_histories(txn, node, records)
+        except Exception as error:  # the driver's own error, whichever the database
+            # Only this room's rows are undone; should the connection be gone,
+            # this fails too and so does the whole transaction.
+            txn.execute("ROLLBACK TO SAVEPOINT room_history")
+            refusals.append(str(error) or type(error).__name__)
+        else:
+            txn.execute("RELEASE SAVEPOINT room_history")
+            refusals.append(None)
+    return refusals
+
+
 def _store_room(
     txn: Transaction,
     node: str,
@@ -366,16 +383,35 @@ class MucStore:
         d = self.storage.transaction(_append_history, node, record)
         return d.addCallback(self._written, 1)
 
-    def append_histories(self, node: str, records: Sequence[HistoryRecord]) -> Deferred[None]:
-        """Archive *records* in the room, in their order, in one transaction: all or none.
+    def append_rooms_histories(
+        self, batches: Sequence[tuple[str, Sequence[HistoryRecord]]]
+    ) -> Deferred[list[StorageError | None]]:
+        """Archive the records of several rooms in one transaction: one commit for all.
 
-        Records whose stanza_id the room already has are not stored again.
-        One commit for many messages is what lets a busy persistent room go
-        faster than its database commits (see :mod:`services.muc.archive`).
+        One commit for many messages is what lets busy persistent rooms go
+        faster than their database commits (see :mod:`services.muc.archive`).
+
+        Each room's records are stored all or none, in their order, and apart
+        from the other rooms': the rows of a room the database refuses (one
+        another process deleted) fail alone. Fire with each room's refusal,
+        None where its records are stored; the whole transaction failing (the
+        database gone) fails the Deferred.
         """
-        records = tuple(records)
-        d = self.storage.transaction(_append_histories, node, records)
-        return d.addCallback(self._written, len(records))
+        batches = tuple((node, tuple(records)) for node, records in batches)
+        d = self.storage.transaction(_append_rooms_histories, batches)
+        return d.addCallback(self._rooms_written, batches)
+
+    def _rooms_written(
+        self, refusals: list[str | None], batches: Sequence[tuple[str, Sequence[HistoryRecord]]]
+    ) -> list[StorageError | None]:
+        outcomes: list[StorageError | None] = []
+        for (node, records), refusal in zip(batches, refusals, strict=True):
+            if refusal is None:
+                self.history_writes += len(records)
+                outcomes.append(None)
+            else:
+                outcomes.append(StorageError(f"the history of {node} was refused: {refusal}"))
+        return outcomes
 
     def _written(self, result: T, count: int) -> T:
         self.history_writes += count

@@ -8,6 +8,7 @@ same file, as a restart would.
 from __future__ import annotations
 
 import gc
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -584,3 +585,57 @@ def test_a_temporary_room_reflects_at_once(path: str) -> None:
     assert room.handle_message(Stanza(element, "message", parse_jid(WICCA), parse_jid(ROOM))) is None
     h.expect(*reflections(LINES[0]))
     assert storage.transactions == before
+
+
+HEATH = "heath@chat.shakespeare.lit"
+
+
+def two_held_rooms(path: str) -> tuple[Harness, HeldFailingStorage]:
+    """The coven and the heath, both persistent, the two witches in each; the database answers when released."""
+    h, storage = held_room(path)
+    storage.release()
+    instant_room(h, HEATH, CRONE, "firstwitch")
+    configure(h, PERSISTENT, room=HEATH)
+    enter(h, HEATH, "secondwitch", WICCA)
+    storage.held = []
+    return h, storage
+
+
+def say_in(h: Harness, room: str, text: str, id: str) -> None:
+    h.receive(f"<message from='{WICCA}' id='{id}' to='{room}' type='groupchat'><body>{text}</body></message>")
+
+
+def test_the_rooms_messages_share_the_next_transaction(path: str) -> None:
+    h, storage = two_held_rooms(path)
+    before = storage.transactions
+    say_in(h, ROOM, LINES[0], "c0")
+    say_in(h, HEATH, LINES[1], "h1")
+    say_in(h, ROOM, LINES[2], "c2")
+    say_in(h, HEATH, LINES[3], "h3")
+    assert storage.transactions == before + 1
+    storage.release()
+    # The coven's second message and both of the heath's: one transaction.
+    assert storage.transactions == before + 2
+    sent = [(m.get("from").partition("/")[0], m.findtext("{jabber:component:accept}body")) for m in h.sent()]
+    assert [body for room, body in sent if room == ROOM] == [LINES[0]] * 2 + [LINES[2]] * 2
+    assert [body for room, body in sent if room == HEATH] == [LINES[1]] * 2 + [LINES[3]] * 2
+
+
+def test_a_room_whose_rows_are_refused_fails_alone(path: str) -> None:
+    h, storage = two_held_rooms(path)
+    # Another process deletes the coven from the database.
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("DELETE FROM muc_rooms WHERE node = 'coven'")
+    other.close()
+    say_in(h, HEATH, LINES[0], "h0")
+    say_in(h, ROOM, LINES[1], "c1")
+    say_in(h, HEATH, LINES[2], "h2")
+    storage.release()
+    sent = h.sent()
+    assert [(m.get("from"), m.get("type"), m.get("id")) for m in sent if m.get("type") == "error"] == [
+        (ROOM, "error", "c1")
+    ]
+    assert [m.findtext("{jabber:component:accept}body") for m in sent if m.get("type") == "groupchat"] == [
+        LINES[0], LINES[0], LINES[2], LINES[2]
+    ]
+    assert failures(h) == {"history": 1}

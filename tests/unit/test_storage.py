@@ -417,20 +417,31 @@ async def test_history(storage: Storage) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_history_rows_stored_together(storage: Storage) -> None:
+async def test_history_rows_of_rooms_stored_together(storage: Storage) -> None:
     muc = MucStore(storage)
     await muc.save_config("coven", {})
+    await muc.save_config("other", {})
     await muc.append_history("coven", _message(0))
-    # In one transaction, in their order; a stanza-id the room has (0, or twice in one batch) once.
-    await muc.append_histories("coven", [_message(n) for n in (1, 2, 0, 3, 3, 4)])
+    # In one transaction, each room's in its order; a stanza-id the room has (0, or twice in one batch) once.
+    outcomes = await muc.append_rooms_histories(
+        [("coven", [_message(n) for n in (1, 2, 0, 3, 3, 4)]), ("other", [_message(0)])]
+    )
+    assert outcomes == [None, None]
     assert [r.stanza_id for r in await muc.recent_history("coven", 10)] == [f"id-{n}" for n in range(5)]
-    assert muc.history_writes == 7
+    assert [r.stanza_id for r in await muc.recent_history("other", 10)] == ["id-0"]
+    assert muc.history_writes == 8
     # More rows than one statement carries.
-    await muc.append_histories("coven", [_message(n) for n in range(5, 1205)])
+    assert await muc.append_rooms_histories([("coven", [_message(n) for n in range(5, 1205)])]) == [None]
     assert [r.stanza_id for r in await muc.recent_history("coven", 1205)] == [f"id-{n}" for n in range(1205)]
-    # Rows for a room that is not stored fail, all of them.
-    await _raises(StorageError, muc.append_histories("nowhere", [_message(1)]))
+    # The rows of a room that is not stored are refused, all of them, and only them.
+    outcomes = await muc.append_rooms_histories(
+        [("other", [_message(1)]), ("nowhere", [_message(1), _message(2)]), ("other", [_message(2)])]
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], StorageError) and "nowhere" in str(outcomes[1])
     assert await muc.recent_history("nowhere", 5) == []
+    assert [r.stanza_id for r in await muc.recent_history("other", 10)] == ["id-0", "id-1", "id-2"]
+    assert muc.history_writes == 1208 + 2
 
 
 @pytest_twisted.ensureDeferred
