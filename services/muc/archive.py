@@ -144,7 +144,7 @@ class HistoryWriter:
     the other rooms.
     """
 
-    __slots__ = ("_rooms", "_rows", "_write", "_writing")
+    __slots__ = ("_rooms", "_write", "_writing", "rows")
 
     def __init__(
         self,
@@ -153,7 +153,8 @@ class HistoryWriter:
         rows: int,
     ) -> None:
         self._write = write
-        self._rows = rows
+        #: Records one transaction holds at most (a reloaded configuration may change it).
+        self.rows = rows
         # Rooms with rows to write, in the order they came; each at most once.
         self._rooms: dict[Archive, None] = {}
         self._writing = False
@@ -167,9 +168,9 @@ class HistoryWriter:
     def _flush(self) -> None:
         batch: list[tuple[Archive, list[_Turn]]] = []
         taken = 0
-        while self._rooms and taken < self._rows:
+        while self._rooms and taken < self.rows:
             archive = next(iter(self._rooms))
-            turns = archive.take(self._rows - taken)
+            turns = archive.take(self.rows - taken)
             taken += len(turns)
             batch.append((archive, turns))
             del self._rooms[archive]

@@ -110,6 +110,8 @@ class MucService(Service):
             return False
         for name in _RELOADABLE:
             setattr(self, name, getattr(replacement, name))
+        if self.history_writer is not None:
+            self.history_writer.rows = self.history_batch
         limits = MucLimits(replacement.limits.settings, self.component.clock.seconds, self.is_admin)
         limits.carry_over(self.limits)
         self.limits = limits

@@ -482,6 +482,18 @@ def test_a_batch_holds_at_most_history_batch_rows(path: str) -> None:
     assert archived_bodies(path) == [f"line {n}" for n in range(7)]
 
 
+def test_a_reloaded_history_batch_applies_to_the_next_transaction(path: str) -> None:
+    h, storage = held_room(path)
+    [service] = h.component.services
+    assert service.reconfigure(type(service)(h.component, {"history_batch": 2}))
+    before = storage.transactions
+    for n in range(5):
+        say(h, f"line {n}", f"m{n}")
+    storage.release()
+    assert storage.transactions == before + 3
+    assert archived_bodies(path) == [f"line {n}" for n in range(5)]
+
+
 def test_a_refused_batch_refuses_each_of_its_messages(path: str, logged: list[str]) -> None:
     h, storage = held_room(path)
     say(h, LINES[0], "m0")  # stored; its answer held
