@@ -5,8 +5,8 @@ stored. Written one at a time, each message would wait for a commit of its
 own (an fsync on SQLite, a round trip on PostgreSQL) and a busy room would
 go no faster than its database commits. Here the messages that arrive while
 the room's write is in flight are written together, in one transaction,
-as soon as it completes (group commit), at most ``batch`` rows at a time.
-Rooms share the commits too: the service's :class:`HistoryWriter` puts
+as soon as it completes (group commit), at most the service's
+``history_batch`` rows a transaction. Rooms share the commits too: the service's :class:`HistoryWriter` puts
 the rows of every room that waits into one transaction, each room's under
 a savepoint of its own, so that a room whose rows are refused (another
 process deleted it) fails alone.
