@@ -170,16 +170,27 @@ class Netherfield(TwistedService):
         """Read the configuration file again and apply what changed (see :mod:`component.reload`).
 
         A file with a mistake is refused with its sentence, and the running
-        configuration stays. A reload asked for while one runs follows it.
+        configuration stays. Reloads run one at a time, after the start:
+        any number asked for while one runs make one more, which reads the
+        file as it is then.
         """
         if self._reloading is not None and not self._reloading.called:
+            if self._reload_again:
+                log.info("reload: one is in progress and another follows it; this one is the same")
+            else:
+                log.info("reload: one is in progress; this one follows it")
             self._reload_again = True
-            log.info("reload: one is in progress; this one follows it")
             return self._reloading
         self._reloading = defer.ensureDeferred(self._reload_file())
         return self._reloading
 
     async def _reload_file(self) -> None:
+        starting = self._starting
+        if starting is not None and not starting.called:
+            # Under a start in progress a reload would open the storage or
+            # attach a component a second time.
+            log.info("reload: waiting for the start to finish")
+            await starting
         while True:
             self._reload_again = False
             try:
@@ -190,7 +201,11 @@ class Netherfield(TwistedService):
                 return
 
     async def _reload(self) -> None:
-        if self.path is None or not self.running:
+        if self.path is None:
+            log.info("reload: skipped, there is no configuration file to read again")
+            return
+        if not self.running or self.failure is not None:
+            log.info("reload: skipped, Netherfield is stopping")
             return
         try:
             new = load_config(self.path)
@@ -199,7 +214,8 @@ class Netherfield(TwistedService):
             built = Netherfield(new, self.reactor, path=self.path)
         except ConfigError as error:
             log.error(
-                "reload: the new configuration is refused, the running one stays: {sentence}", sentence=str(error)
+                "{details}reload: the new configuration is refused, the running one stays: {sentence}",
+                details=error.details, sentence=str(error),
             )
             return
         changes = plan(self.config, new)
@@ -209,12 +225,17 @@ class Netherfield(TwistedService):
             log.info("reload: nothing to change")
         fresh = {str(component.jid): index for index, component in enumerate(built.components)}
         reconnect = [settings for settings, _ in changes.reconnected]
-        for settings, services in changes.reconfigured:
-            if self._reconfigure(settings.domain, built.components[fresh[settings.domain]]):
-                log.info("reload: {domain}: new settings of {services} applied", domain=settings.domain,
-                         services=", ".join(services))
-            else:
+        for settings, keys in changes.reconfigured:
+            refused = self._reconfigure(settings.domain, built.components[fresh[settings.domain]])
+            if refused:
+                log.info(
+                    "reload: {domain} reconnects ({keys} changed; {services} cannot apply them while running)",
+                    domain=settings.domain, keys=", ".join(keys), services=", ".join(refused),
+                )
                 reconnect.append(settings)
+            else:
+                log.info("reload: {domain}: {keys} changed, applied without reconnecting",
+                         domain=settings.domain, keys=", ".join(keys))
         for settings, names in changes.reconnected:
             log.info("reload: {domain} reconnects ({names} changed)", domain=settings.domain, names=", ".join(names))
         for domain in changes.removed:
@@ -223,22 +244,32 @@ class Netherfield(TwistedService):
         for settings in reconnect:
             await self._detach(settings.domain)
         for settings in (*changes.added, *reconnect):
+            if not self.running:
+                return  # stopping: _stop waits for this reload and stops what it attached
             index = fresh[settings.domain]
-            await self._attach(built.components[index], built.connectors[index])
-        for settings in changes.added:
-            log.info("reload: {domain} added", domain=settings.domain)
-        # What is not applied stays as it runs.
-        self.config = attrs.evolve(new, storage=self.config.storage, metrics=self.config.metrics, log=self.config.log)
+            if await self._attach(built.components[index], built.connectors[index]) and settings in changes.added:
+                log.info("reload: {domain} added", domain=settings.domain)
+        # What is not applied stays as it runs; a component that failed to
+        # attach is not running, so the next reload tries it again.
+        running = {str(component.jid) for component in self.components}
+        self.config = attrs.evolve(
+            new,
+            components=tuple(settings for settings in new.components if settings.domain in running),
+            storage=self.config.storage, metrics=self.config.metrics, log=self.config.log,
+        )
 
-    def _reconfigure(self, domain: str, replacement: Component) -> bool:
+    def _reconfigure(self, domain: str, replacement: Component) -> list[str]:
+        """Hand each service of ``domain`` its new settings; the names of those that cannot take them."""
         component = self._component(domain)
         pairs = list(zip(component.services, replacement.services, strict=True))
         changed = [(old, new) for old, new in pairs if old.options != new.options]
         # A service that cannot take its settings means a new connection with
         # the replacement, whatever the others took.
-        if not all(type(old) is type(new) for old, new in pairs):
-            return False
-        return all(old.reconfigure(new) for old, new in changed)
+        for old, new in changed:
+            if type(old) is not type(new) or not old.reconfigure(new):
+                return [old.name or type(old).__name__]
+            old.options = new.options
+        return []
 
     def _component(self, domain: str) -> Component:
         return next(component for component in self.components if str(component.jid) == domain)
@@ -250,31 +281,46 @@ class Netherfield(TwistedService):
         connector = self.connectors[index]
         if connector.running:
             await connector.stopService()
-        for service in [s for s in reversed(self._started) if s.component is component]:
-            try:
-                await defer.maybeDeferred(service.stop)
-            except Exception:
-                log.failure("stopping the {name} service of {domain} failed", name=service.name, domain=domain)
-            self._started.remove(service)
+        await self._stop_services([s for s in reversed(self._started) if s.component is component])
         del self.components[index]
         del self.connectors[index]
 
-    async def _attach(self, component: Component, connector: ComponentConnector) -> None:
-        migrations = [m for service in component.services for m in service.migrations]
-        if migrations:
-            if self.storage is None:
-                storage = self.config.storage
-                self.storage = await open_storage(
-                    storage.url, migrations=migrations, password=storage.password, reactor=self.reactor
-                )
-            else:
-                await apply_migrations(self.storage, migrations)
-            component.storage = self.storage
+    async def _attach(self, component: Component, connector: ComponentConnector) -> bool:
+        """Start the services of a component a reload added, then its connection; whether it did.
+
+        One that cannot start says why and stays out, and the reload goes on.
+        """
+        try:
+            migrations = [m for service in component.services for m in service.migrations]
+            if migrations:
+                if self.storage is None:
+                    storage = self.config.storage
+                    self.storage = await open_storage(
+                        storage.url, migrations=migrations, password=storage.password, reactor=self.reactor
+                    )
+                else:
+                    await apply_migrations(self.storage, migrations)
+                component.storage = self.storage
+            for service in component.services:
+                await self._start_service(component, service)
+        except (StartupError, StorageError) as error:
+            log.error("reload: {domain} is not attached: {sentence}", domain=str(component.jid), sentence=str(error))
+            await self._stop_services([s for s in reversed(self._started) if s.component is component])
+            return False
         self.components.append(component)
         self.connectors.append(connector)
-        for service in component.services:
-            await self._start_service(component, service)
         connector.startService()
+        return True
+
+    async def _stop_services(self, services: list[Service]) -> None:
+        """Stop started services in the order given; a failure is logged, the others still stop."""
+        for service in services:
+            try:
+                await defer.maybeDeferred(service.stop)
+            except Exception:
+                log.failure("stopping the {name} service of {domain} failed", name=service.name,
+                            domain=str(service.component.jid))
+            self._started.remove(service)
 
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
@@ -366,14 +412,12 @@ class Netherfield(TwistedService):
             # stop a service it is still using: let its current step end.
             # Its errback has already reported any failure.
             await starting
+        reloading = self._reloading
+        if reloading is not None and not reloading.called:
+            # Likewise a reload: it attaches nothing more once stopping.
+            await reloading
         await defer.gatherResults([connector.stopService() for connector in self.connectors if connector.running])
-        for service in reversed(self._started):
-            try:
-                await defer.maybeDeferred(service.stop)
-            except Exception:
-                log.failure("stopping the {name} service of {domain} failed", name=service.name,
-                            domain=str(service.component.jid))
-        self._started.clear()
+        await self._stop_services(list(reversed(self._started)))
         if self.metrics_port is not None:
             await defer.maybeDeferred(self.metrics_port.stopListening)
             self.metrics_port = None

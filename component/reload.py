@@ -27,7 +27,7 @@ class ReloadPlan:
     removed: tuple[str, ...] = ()
     #: New settings that need a new connection, with the names of what changed.
     reconnected: tuple[tuple[ComponentConfig, tuple[str, ...]], ...] = ()
-    #: Only service settings changed, with the names of the services whose did.
+    #: Only service settings changed, with their keys (``muc.max_history``).
     reconfigured: tuple[tuple[ComponentConfig, tuple[str, ...]], ...] = ()
     #: Sentences about what is not applied until Netherfield restarts.
     not_applied: tuple[str, ...] = ()
@@ -55,12 +55,12 @@ def plan(old: Config, new: Config) -> ReloadPlan:
         if changed:
             reconnected.append((settings, tuple(changed)))
         else:
-            services = sorted(
-                name
+            keys = sorted(
+                f"{name}.{key}"
                 for name in set(previous.options) | set(settings.options)
-                if previous.options.get(name) != settings.options.get(name)
+                for key in _changed_keys(previous.options.get(name, {}), settings.options.get(name, {}))
             )
-            reconfigured.append((settings, tuple(services)))
+            reconfigured.append((settings, tuple(keys)))
     not_applied = tuple(
         f"{section} changed; restart Netherfield to apply it"
         for section in ("storage", "metrics", "log")
@@ -77,3 +77,7 @@ def plan(old: Config, new: Config) -> ReloadPlan:
 
 def _changed(old: Any, new: Any) -> list[str]:
     return [field.name for field in attrs.fields(type(old)) if getattr(old, field.name) != getattr(new, field.name)]
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [key for key in old.keys() | new.keys() if key not in old or key not in new or old[key] != new[key]]

@@ -53,7 +53,8 @@ class Service:
 
         Return whether they now apply; by default they do not, and the
         component reconnects with ``replacement`` instead. ``replacement``
-        was built and validated, never started.
+        was built and validated, never started. Once this returns True the
+        application sets ``self.options`` to ``replacement.options``.
         """
         return False
 

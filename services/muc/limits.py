@@ -120,12 +120,22 @@ class MucLimits:
         self.absent: ExpiringSet[str] = ExpiringSet(settings.absent_rooms_seconds, clock, settings.absent_rooms_cached)
 
     def carry_over(self, previous: MucLimits) -> None:
-        """Take over what ``previous`` counted (rooms per user, pending invitations) under these settings.
+        """Take over what ``previous`` counted, under these settings.
 
-        For a configuration reload: rate buckets and pending IQs start afresh.
+        For a configuration reload, which must neither forget whose rooms are
+        whose nor hand everyone a full bucket: rooms per user, IQs waiting for
+        an answer (each answer is counted off the same count), rate buckets
+        (refilling at the new rate, up to the new burst) and invitations that
+        may be declined carry over. Which rooms the database lacks does not.
         """
         self._rooms, self._counted = previous._rooms, previous._counted
         self._invited = previous._invited
+        previous._pending_iqs.limit = self._pending_iqs.limit
+        self._pending_iqs = previous._pending_iqs
+        for name, limiter in self._per_minute.items():
+            self._per_minute[name] = _retuned(previous._per_minute[name], limiter)
+        self._groupchat = _retuned(previous._groupchat, self._groupchat)
+        self._presence = _retuned(previous._presence, self._presence)
 
     # -- rooms per user ------------------------------------------------------
 
@@ -231,6 +241,12 @@ class MucLimits:
             self._check_per_minute("invitations", sender)
         else:
             raise StanzaError("not-acceptable", text="only someone invited may decline an invitation")
+
+
+def _retuned(limiter: RateLimiter[Any], settings: RateLimiter[Any]) -> RateLimiter[Any]:
+    """``limiter``, with its buckets, at the rate and burst of ``settings``."""
+    limiter.rate, limiter.burst = settings.rate, settings.burst
+    return limiter
 
 
 def _per_minute(count: int, clock: Callable[[], float]) -> RateLimiter[JID]:

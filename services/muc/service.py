@@ -115,7 +115,6 @@ class MucService(Service):
         limits = MucLimits(replacement.limits.settings, self.component.clock.seconds, self.is_admin)
         limits.carry_over(self.limits)
         self.limits = limits
-        self.options = replacement.options
         return True
 
     async def _start(self) -> None:
