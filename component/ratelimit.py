@@ -102,7 +102,8 @@ class ExpiringSet(Generic[K]):
             raise ValueError("seconds and max_keys must be at least 0")
         self.seconds = seconds
         self._clock = clock
-        self._max_keys = max_keys
+        #: May be lowered while in use (a reloaded setting): the excess goes at the next add.
+        self.max_keys = max_keys
         # key → when it is forgotten; oldest first, since every entry lives as long.
         self._until: OrderedDict[K, float] = OrderedDict()
 
@@ -120,13 +121,14 @@ class ExpiringSet(Generic[K]):
 
     def add(self, key: K) -> None:
         """Remember ``key`` from now on for ``seconds``."""
-        if not self._max_keys or not self.seconds:
+        if not self.max_keys or not self.seconds:
+            self._until.clear()
             return
         now = self._clock()
         self._until.pop(key, None)
         self._until[key] = now + self.seconds
         # The oldest go first: those expired, and any past the bound.
-        while len(self._until) > self._max_keys or next(iter(self._until.values())) <= now:
+        while len(self._until) > self.max_keys or next(iter(self._until.values())) <= now:
             self._until.popitem(last=False)
 
     def discard(self, key: K) -> None:

@@ -129,6 +129,7 @@ class MucLimits:
         may be declined carry over. Which rooms the database lacks does not.
         """
         self._rooms, self._counted = previous._rooms, previous._counted
+        previous._invited.max_keys = self._invited.max_keys
         self._invited = previous._invited
         previous._pending_iqs.limit = self._pending_iqs.limit
         self._pending_iqs = previous._pending_iqs

@@ -18,7 +18,7 @@ from component.service import Service
 from component.stanza import presence
 from component.testing import LogCapture
 from services.muc.limits import LimitSettings, MucLimits
-from services.muc.testing import CRONE, ROOM, enter, instant_room, muc_harness
+from services.muc.testing import CRONE, HAG, ROOM, WICCA, enter, instant_room, muc_harness
 from tests.unit import test_lifecycle as lifecycle
 
 BASE = """
@@ -405,3 +405,19 @@ def test_the_muc_limits_keep_what_they_counted_under_new_settings() -> None:
     # The answer to the IQ asked before the reload counts off the same count.
     old.end_iq(None, asked)
     new.start_iq("coven", crone)
+
+
+def test_the_muc_remembers_invitations_across_a_reload_within_the_new_bound() -> None:
+    clock = task.Clock()
+    crone, wicca, hag, witch = (parse_jid(j) for j in (CRONE, WICCA, HAG, "witch@shakespeare.lit"))
+    old = MucLimits(LimitSettings(max_pending_invitations=10), clock.seconds, lambda jid: False)
+    old.invited("coven", wicca, crone)
+    old.invited("coven", hag, crone)
+    new = MucLimits(LimitSettings(max_pending_invitations=1), clock.seconds, lambda jid: False)
+    new.carry_over(old)
+    new.check_decline("coven", hag, crone, occupant=False)
+    # The next invitation brings them within the new bound: the oldest is forgotten.
+    new.invited("coven", witch, crone)
+    with pytest.raises(StanzaError, match="not-acceptable"):
+        new.check_decline("coven", wicca, crone, occupant=False)
+    new.check_decline("coven", witch, crone, occupant=False)
