@@ -82,6 +82,9 @@ def _format(node: str | None, domain: str, resource: str | None) -> str:
 _FAST_NODE = re.compile("[" + re.escape("".join(c for c in map(chr, range(0x21, 0x7F)) if c not in "\"&'/:<>@")) + "]+")
 _FAST_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 _FAST_RESOURCE = re.compile("[ -~]+")
+# RFC 7622 §3.2: a final label separator is stripped from the domainpart, be it
+# the full stop or one IDNA takes for one (ideographic, fullwidth, halfwidth).
+_LABEL_SEPARATORS = frozenset(".\u3002\uff0e\uff61")
 
 
 def _prep_node(node: str) -> str:
@@ -130,7 +133,8 @@ def parse_jid(text: str) -> JID:
         raise InvalidJID(f"{text!r} has an empty resource")
     if at and not node:
         raise InvalidJID(f"{text!r} has an empty localpart")
-    domain = domain.removesuffix(".")
+    if domain[-1:] in _LABEL_SEPARATORS:
+        domain = domain[:-1]
     if not domain:
         raise InvalidJID(f"{text!r} has no domain")
     if "" in domain.split("."):

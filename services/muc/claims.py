@@ -7,7 +7,8 @@ it as if the room had added it: a forged archive id, a forged sender, a
 message dated in the past, a fake "this room is now non-anonymous" (104).
 The room removes every such element before it adds its own. A stanza-id is
 the room's when its ``by`` is the room's address compared as JIDs (so other
-cases and a trailing dot count), or when ``by`` is missing or no JID at all.
+cases, a trailing dot and the room's occupant JIDs count), or when ``by`` is
+missing or no JID at all.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def _names(by: str | None, room: JID) -> bool:
     if not by:
         return True
     try:
-        return parse_jid(by) == room
+        # An occupant JID names the room too, for a client that compares bare JIDs.
+        return parse_jid(by).bare == room
     except InvalidJID:
         return True

@@ -12,6 +12,10 @@ from component.jid import JID, InvalidJID, parse_jid
         ("Juliet@EXAMPLE.com/Balcony", "juliet", "example.com", "Balcony"),
         ("example.com", None, "example.com", None),
         ("example.com.", None, "example.com", None),
+        ("Coven@Chat.Shakespeare.LIT.", "coven", "chat.shakespeare.lit", None),
+        ("coven@chat.shakespeare.lit\u3002", "coven", "chat.shakespeare.lit", None),
+        ("coven@chat.shakespeare.lit\uff0e/firstwitch", "coven", "chat.shakespeare.lit", "firstwitch"),
+        ("coven@chat\uff61shakespeare.lit\uff61", "coven", "chat.shakespeare.lit", None),
         ("example.com/res/with/slashes", None, "example.com", "res/with/slashes"),
         ("room@conference.example.org/ thirdwitch", "room", "conference.example.org", " thirdwitch"),
         ("r\u00e9mi@ex.org", "r\u00e9mi", "ex.org", None),
@@ -26,7 +30,7 @@ def test_parses_and_normalises(text, node, domain, resource):
 @pytest.mark.parametrize(
     "text",
     ["", "@example.com", "juliet@", "juliet@example.com/", "jul iet@example.com", "a\"b@example.com",
-     "example..com", "x" * 1024 + "@example.com", "juliet@exa mple.com", "a@b/" + "r" * 1100],
+     "example..com", "example.com..", "example.com.\u3002", "x" * 1024 + "@example.com", "juliet@exa mple.com", "a@b/" + "r" * 1100],
 )
 def test_rejects_malformed(text):
     with pytest.raises(InvalidJID):

@@ -15,6 +15,9 @@ from services.muc.testing import CRONE, HAG, MUC_X, ROOM, WICCA, enter, instant_
 FORGED = {
     "stanza-id in capitals": f"<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM.upper()}'/>",
     "stanza-id with a trailing dot": f"<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM}.'/>",
+    "stanza-id with an ideographic dot": f"<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM}\u3002'/>",
+    "stanza-id in fullwidth": "<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='\uff43oven@chat.shakespeare.lit'/>",
+    "stanza-id by an occupant JID": f"<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM}/firstwitch'/>",
     "stanza-id without by": "<stanza-id xmlns='urn:xmpp:sid:0' id='forged'/>",
     "stanza-id by no JID": "<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='@@'/>",
     "occupant-id": "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/>",
