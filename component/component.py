@@ -183,6 +183,12 @@ class Component:
         dropped with an error in the log: either would make the server close
         the whole stream (ejabberd: missing address; both: invalid-from).
         """
+        data = self._serialise(element)
+        if data is not None and self.fits(len(data), element):
+            self.send_bytes(data)
+
+    def _serialise(self, element: etree._Element) -> bytes | None:
+        """``element`` as it goes out, or None (logged) when its addresses would make the server close the stream."""
         sender = element.get("from")
         if not element.get("to") or sender is None or not self._is_ours(sender):
             log.error(
@@ -192,12 +198,10 @@ class Component:
                 sender=sender,
                 to=element.get("to"),
             )
-            return
+            return None
         # UTF-8, not lxml's default ASCII: ASCII writes a non-ASCII name as a
         # character reference, which no XML parser accepts in a name.
-        data = etree.tostring(element, encoding="utf-8")
-        if self.fits(len(data), element):
-            self.send_bytes(data)
+        return etree.tostring(element, encoding="utf-8")
 
     def fits(self, size: int, element: etree._Element | None = None) -> bool:
         """Whether a stanza of ``size`` bytes may be sent; if not, it is counted and logged.
@@ -468,10 +472,13 @@ class Component:
             return  # never answer an error (RFC 6120 §8.3.1)
         self.errors_sent[error.condition] += 1
         reply = error_reply(stanza, error)
-        if len(reply) and len(etree.tostring(reply, encoding="utf-8")) > self.max_outgoing_bytes:
+        data = self._serialise(reply)
+        if data is not None and len(data) > self.max_outgoing_bytes:
             # The original payload is a courtesy; the error must get through.
             reply = error_reply(stanza, error, payload=False)
-        self.send(reply)
+            data = self._serialise(reply)
+        if data is not None and self.fits(len(data), reply):
+            self.send_bytes(data)
 
     # -- the link --------------------------------------------------------
 
