@@ -26,6 +26,7 @@ from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
 from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
+from component.ordering import settled
 from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
 from component.router import Router
 from component.service import Service
@@ -580,9 +581,7 @@ class Component:
         if starting is not None and not starting.called:
             # Stopping a service under its own start would close what the
             # start still uses; the start's own caller sees how it ended.
-            settled: defer.Deferred[None] = defer.Deferred()
-            starting.addBoth(_pass_and_fire, settled)
-            await settled
+            await settled(starting)
         while self._started:
             await defer.maybeDeferred(self._started.pop().stop)
 
@@ -614,11 +613,6 @@ def _handler_name(entity: Entity, stanza: Stanza) -> str:
 def _type_name(value: object) -> str:
     kind = type(value)
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _pass_and_fire(result: Any, done: defer.Deferred[None]) -> Any:
-    done.callback(None)
-    return result
 
 
 def _parent_domain(domain: str) -> str:

@@ -156,6 +156,11 @@ class PresenceEntity(Entity):
         """Fires once every roster change so far is stored and the stanzas behind it are sent."""
         return self._roster.written()
 
+    def drain(self) -> defer.Deferred[None]:
+        """Fires once every roster change so far has been written or has failed, and the
+        stanzas behind it are sent; it never fails (a failed write was logged)."""
+        return self._roster.drain()
+
     # -- hooks -----------------------------------------------------------
 
     def on_subscription_request(self, jid: JID) -> Answer:

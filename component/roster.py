@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from component.jid import JID, parse_stored_jid
+from component.ordering import Turns
 from component.storage import StorageError
 from component.storage.rosters import RosterRow, RosterStore
 
@@ -358,8 +359,7 @@ class Roster(Mapping[JID, RosterItem]):
         self._items: dict[JID, RosterItem] = dict(items or {})
         self._requests: dict[JID, str] = dict(requests or {})
         # Writes and what waits for them run one after the other, in order.
-        self._queue: defer.Deferred[None] = defer.succeed(None)
-        self._waiting = 0
+        self._turns = Turns()
         # Set when a write fails, cleared by the next one that succeeds: what
         # would announce an unstored change is not sent meanwhile.
         self._unstored = False
@@ -534,17 +534,14 @@ class Roster(Mapping[JID, RosterItem]):
     @property
     def writing(self) -> bool:
         """Whether writes (or steps queued behind them) are still pending."""
-        return self._waiting > 0
+        return not self._turns.idle
+
+    def drain(self) -> defer.Deferred[None]:
+        """Fires once every write and step queued so far has run, stored or not; it never fails."""
+        return self._turns.drain()
 
     def _enqueue(self, call: Callable[[], Any], what: str, *, write: bool | None) -> None:
         """Queue ``call``: a write (``True``), a step that needs the writes before it (``False``), or neither."""
-        self._waiting += 1
-
-        def run(_: object) -> Any:
-            if write is False and self._unstored:
-                log.warn("roster: {what} skipped, an earlier write failed", what=what)
-                return None
-            return call()
 
         def stored(_: object) -> None:
             if write:
@@ -555,10 +552,21 @@ class Roster(Mapping[JID, RosterItem]):
                 self._unstored = True
             log.failure("roster: {what} failed", failure, what=what)
 
-        def done(_: object) -> None:
-            self._waiting -= 1
+        def step() -> defer.Deferred[None] | None:
+            if write is False and self._unstored:
+                log.warn("roster: {what} skipped, an earlier write failed", what=what)
+                return None
+            try:
+                result = call()
+            except Exception:
+                failed(Failure())
+                return None
+            if isinstance(result, defer.Deferred):
+                return result.addCallbacks(stored, failed)
+            stored(result)
+            return None
 
-        self._queue.addCallback(run).addCallbacks(stored, failed).addBoth(done)
+        self._turns.run(step)
 
 
 class RosterView(Mapping[JID, RosterItem]):

@@ -20,6 +20,7 @@ from component.disco import Identity, Item
 from component.entity import Entity
 from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid, parse_stored_jid
+from component.ordering import InFlight
 from component.service import Service
 from component.stanza import Stanza
 from component.stats import Sample
@@ -96,7 +97,7 @@ class MucService(Service):
         self.history_writer: HistoryWriter | None = None
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.
         self.public_rooms: dict[str, str] = {}
-        self._pending: set[defer.Deferred[Any]] = set()
+        self._in_flight = InFlight()
         #: Writes the database refused, by kind; each refusal was the requester's error.
         self.write_failures = WriteFailures(component.clock.seconds)
         #: Groupchat messages kept in rooms' histories (and archived, for persistent rooms).
@@ -143,25 +144,11 @@ class MucService(Service):
 
     def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
         """Remember a storage write until it completes; :meth:`drained` waits for them."""
-        self._pending.add(deferred)
-
-        def done(result: Any) -> Any:
-            self._pending.discard(deferred)
-            return result
-
-        return deferred.addBoth(done)
+        return self._in_flight.track(deferred)
 
     def drained(self) -> defer.Deferred[Any]:
         """Fires once every write in flight has completed."""
-        pending = [d for d in self._pending if not d.called]
-        if not pending:
-            return defer.succeed(None)
-        waits = []
-        for d in pending:
-            wait: defer.Deferred[Any] = defer.Deferred()
-            d.addBoth(_pass_and_fire, wait)
-            waits.append(wait)
-        return defer.DeferredList(waits).addCallback(lambda _: self.drained())
+        return self._in_flight.drain()
 
     # -- rooms ---------------------------------------------------------------
 
@@ -280,11 +267,6 @@ def _number(options: dict[str, Any], key: str, default: float, prefix: str, *, i
         wanted = "a whole number" if integer else "a number of seconds"
         raise ConfigError(f"{prefix}.{key} must be {wanted}, at least 0, not {value!r}")
     return value
-
-
-def _pass_and_fire(result: Any, wait: defer.Deferred[Any]) -> Any:
-    wait.callback(None)
-    return result
 
 
 def _stored_jid(node: str, text: str) -> JID | None:

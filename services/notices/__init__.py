@@ -84,7 +84,7 @@ class NoticesService(Service):
 
     def stop(self) -> defer.Deferred[Any]:
         """Wait for the bots' roster writes, so that storage closes after them."""
-        return defer.gatherResults([bot.settled() for bot in self.bots])
+        return defer.gatherResults([bot.drain() for bot in self.bots])
 
     def domain_identities(self) -> tuple[Identity, ...]:
         return (Identity("component", "generic", "Notices"),)

@@ -320,6 +320,19 @@ def test_what_a_failed_write_would_announce_is_not_sent_until_a_write_succeeds()
     assert roster.written().called
 
 
+def test_drain_waits_for_the_writes_and_does_not_fail_when_one_did() -> None:
+    store = SlowStore()
+    roster = Roster(BOT, store)  # type: ignore[arg-type]
+    roster.send(ROMEO, "subscribe")
+    roster.send(JULIET, "subscribe")
+    drained: list[None] = []
+    roster.drain().addCallback(drained.append)
+    store.pending[0].errback(RuntimeError("disk full"))
+    assert drained == []
+    store.pending[1].callback(None)
+    assert drained == [None] and not roster.writing
+
+
 def test_unchanged_state_writes_nothing() -> None:
     store = SlowStore()
     roster = Roster(BOT, store)  # type: ignore[arg-type]
