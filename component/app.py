@@ -29,7 +29,7 @@ from component import metrics
 from component.component import Component
 from component.config import ComponentConfig, Config, ConfigError, load_config
 from component.connection import ComponentConnector
-from component.jid import parse_jid
+from component.options import key_path
 from component.reload import plan
 from component.service import Service
 from component.storage import StorageError, open_storage
@@ -137,16 +137,13 @@ class Netherfield(TwistedService):
             server_domain=server.domain,
             ping_interval=server.ping_interval,
             ping_timeout=server.ping_timeout,
-            admins=[parse_jid(admin) for admin in settings.admins],
+            admins=settings.admins,
         )
         for name in settings.services:
             service_class = resolve_service(name, self.config.directory)
             options = settings.options.get(name, {})
-            for key in options:
-                if key not in service_class.option_keys:
-                    raise ConfigError(
-                        f'components."{settings.domain}".{name}.{key} is not a setting of the {name} service'
-                    )
+            # Read here first, so that a mistake names the table by the service's name in the file.
+            service_class.read_settings(options, key_path(f'components."{settings.domain}"', name), name)
             component.add_service(service_class(component, options))
         self.components.append(component)
         self.connectors.append(
@@ -268,7 +265,7 @@ class Netherfield(TwistedService):
         for old, new in changed:
             if type(old) is not type(new) or not old.reconfigure(new):
                 return [old.name or type(old).__name__]
-            old.options = new.options
+            old.options, old.settings = new.options, new.settings
         return []
 
     def _component(self, domain: str) -> Component:

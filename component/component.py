@@ -33,7 +33,10 @@ from component.service import Service
 from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply, result_reply_bytes
 from component.status import status_command
 
-__all__ = ["Component", "Link", "DomainEntity", "DEFAULT_MAX_OUTGOING_BYTES"]
+__all__ = [
+    "Component", "Link", "DomainEntity", "DEFAULT_MAX_OUTGOING_BYTES", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_QUEUE_LIMIT",
+]
 
 log = Logger()
 
@@ -41,6 +44,11 @@ log = Logger()
 # component_stanza_size_limit is 512 KiB; ejabberd's is unlimited unless
 # set): a stanza over the server's limit would make it close the stream.
 DEFAULT_MAX_OUTGOING_BYTES = 480 * 1024
+#: Sends kept while the link is down, the oldest dropped first.
+DEFAULT_QUEUE_LIMIT = 10_000
+#: Seconds between keepalive pings to the server, and before an unanswered one drops the link.
+DEFAULT_PING_INTERVAL = 60.0
+DEFAULT_PING_TIMEOUT = 20.0
 
 
 class Link(Protocol):
@@ -104,12 +112,12 @@ class Component:
         *,
         clock: IReactorTime | None = None,
         iq_timeout: float = DEFAULT_IQ_TIMEOUT,
-        queue_limit: int = 10_000,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
         max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         server_domain: str | None = None,
-        ping_interval: float = 60.0,
-        ping_timeout: float = 20.0,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
         admins: Iterable[JID] = (),
     ) -> None:
         if clock is None:

@@ -15,8 +15,16 @@ from typing import Any
 
 import attrs
 
-from component.component import DEFAULT_MAX_OUTGOING_BYTES
-from component.jid import InvalidJID, parse_jid
+from component.component import (
+    DEFAULT_MAX_OUTGOING_BYTES,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_QUEUE_LIMIT,
+)
+from component.connection import DEFAULT_RECONNECT_INITIAL, DEFAULT_RECONNECT_MAX
+from component.iq import DEFAULT_IQ_TIMEOUT
+from component.jid import JID, InvalidJID, parse_jid
+from component.options import BARE_JIDS, PORT, ConfigError, key_path, read, setting
 from component.output import DEFAULT_OUTPUT_LIMIT
 from component.storage import DEFAULT_URL, StorageError
 from component.storage.sqlite import path_from_url
@@ -27,30 +35,31 @@ __all__ = [
     "load_config",
 ]
 
-
-
-class ConfigError(Exception):
-    """A configuration mistake, phrased as one sentence that names the key.
-
-    ``details`` holds what helps beyond the sentence (a traceback), if anything.
-    """
-
-    def __init__(self, sentence: str, *, details: str = "") -> None:
-        super().__init__(sentence)
-        self.details = details
+#: Where the XMPP server listens for components, unless the config says otherwise.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5347
 
 
 @attrs.frozen
 class ServerConfig:
-    """Where the XMPP server listens for components, and how to keep the link alive."""
+    """Where the XMPP server listens for components, and how to keep the link alive (``[server]``)."""
 
-    host: str = "127.0.0.1"
-    port: int = 5347
-    domain: str | None = None
-    ping_interval: float = 60.0
-    ping_timeout: float = 20.0
-    reconnect_initial: float = 0.5
-    reconnect_max: float = 30.0
+    host: str = setting(DEFAULT_HOST, "the address where the XMPP server listens for components")
+    port: int = setting(DEFAULT_PORT, "its port for components", kind=PORT)
+    domain: str | None = setting(
+        None, "the server's domain, which the keepalive pings", shown="the component's domain minus its first label"
+    )
+    ping_interval: float = setting(
+        DEFAULT_PING_INTERVAL, "seconds between keepalive pings to the server (0: none)", minimum=0
+    )
+    ping_timeout: float = setting(DEFAULT_PING_TIMEOUT, "seconds before an unanswered ping drops the link", minimum=0.1)
+    reconnect_initial: float = setting(
+        DEFAULT_RECONNECT_INITIAL, "seconds before the first reconnect attempt (and the most jitter added)",
+        minimum=0.01,
+    )
+    reconnect_max: float = setting(
+        DEFAULT_RECONNECT_MAX, "the most seconds between reconnect attempts, which double until then", minimum=0.01
+    )
 
 
 @attrs.frozen
@@ -63,22 +72,39 @@ class StorageConfig:
 
 @attrs.frozen
 class ComponentConfig:
-    """One component domain: its secret, its services and their options."""
+    """One component domain (``[components."DOMAIN"]``): its secret, its services and their options."""
 
     domain: str
     secret: str = attrs.field(repr=False)
     services: tuple[str, ...]
+    #: Each service's own table, as the file has it (its service reads it).
     options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    host: str = "127.0.0.1"
-    port: int = 5347
-    max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES
-    max_depth: int = DEFAULT_MAX_DEPTH
-    max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES
-    iq_timeout: float = 30.0
-    queue_limit: int = 10_000
-    #: The domain's service admins, bare JIDs: they run its admin commands.
-    admins: tuple[str, ...] = ()
-    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    host: str = setting(DEFAULT_HOST, "the server's address for this domain", shown="``server.host``")
+    port: int = setting(DEFAULT_PORT, "the server's port for this domain", kind=PORT, shown="``server.port``")
+    max_stanza_bytes: int = setting(
+        DEFAULT_MAX_STANZA_BYTES,
+        "bytes of an incoming stanza; a bigger one gets policy-violation and the stream goes on",
+        minimum=1024,
+    )
+    max_depth: int = setting(
+        DEFAULT_MAX_DEPTH, "nesting depth of an incoming stanza, refused past it like a big one", minimum=4
+    )
+    max_outgoing_bytes: int = setting(
+        DEFAULT_MAX_OUTGOING_BYTES,
+        "bytes of a stanza sent, below the server's own limit; a bigger one is not sent",
+        minimum=1024,
+    )
+    iq_timeout: float = setting(DEFAULT_IQ_TIMEOUT, "seconds an entity's IQ request waits for its reply", minimum=0.1)
+    queue_limit: int = setting(
+        DEFAULT_QUEUE_LIMIT, "stanzas kept while the link is down, the oldest dropped first", minimum=1
+    )
+    admins: frozenset[JID] = setting(
+        frozenset(), "the domain's service admins, who run its admin commands", kind=BARE_JIDS
+    )
+    output_limit: int = setting(
+        DEFAULT_OUTPUT_LIMIT, "bytes that may wait for the server; past them the component stops reading",
+        minimum=65536,
+    )
 
 
 @attrs.frozen
@@ -100,8 +126,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 class LogConfig:
     """What the log shows (``[log]``)."""
 
-    #: Events below this level are left out.
-    level: str = "info"
+    level: str = setting("info", "events below this level are left out", choices=LOG_LEVELS)
 
 
 @attrs.frozen
@@ -128,9 +153,7 @@ class _Table:
         self.used: set[str] = set()
 
     def name(self, key: str) -> str:
-        bare = key.replace("_", "").replace("-", "").isalnum()
-        quoted = key if bare else f'"{key}"'
-        return f"{self.path}.{quoted}" if self.path else quoted
+        return key_path(self.path, key)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         self.used.add(key)
@@ -143,12 +166,6 @@ class _Table:
             raise ConfigError(f"{self.name(key)} must be {wanted}, not {value!r}")
         return value
 
-    def number(self, key: str, default: float, minimum: float = 0) -> Any:
-        value = self.get(key, (int, float), default)
-        if value < minimum:
-            raise ConfigError(f"{self.name(key)} must be at least {minimum}, not {value!r}")
-        return value
-
     def table(self, key: str) -> _Table:
         self.used.add(key)
         return _Table(self.data.get(key, {}), self.name(key))
@@ -159,7 +176,7 @@ class _Table:
                 raise ConfigError(f"{self.name(key)} is not a setting Netherfield knows")
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table", bool: "true or false"}
+_KIND_NAMES = {str: "a string", list: "a list", dict: "a table", bool: "true or false"}
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
@@ -174,7 +191,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}") from None
     base = Path(path).resolve().parent
     top = _Table(raw, "")
-    server = _server(top.table("server"))
+    top.used.add("server")
+    server = read(ServerConfig, raw.get("server", {}), "server")
     storage = _storage(top.table("storage"), environ, base)
     components_table = top.table("components")
     if not components_table.data:
@@ -184,7 +202,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         for domain in components_table.data
     )
     metrics = _metrics(top.table("metrics"))
-    log = _log(top.table("log"))
+    top.used.add("log")
+    log = read(LogConfig, raw.get("log", {}), "log")
     top.reject_unknown()
     return Config(server, storage, components, base, metrics, log)
 
@@ -224,31 +243,6 @@ def _host_port(text: str, key: str) -> tuple[str, int]:
 
 def _is_loopback(host: str) -> bool:
     return ipaddress.ip_address(host).is_loopback
-
-
-def _log(table: _Table) -> LogConfig:
-    level = table.get("level", str, "info")
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"{table.name('level')} must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
-    table.reject_unknown()
-    return LogConfig(level=level)
-
-
-def _server(table: _Table) -> ServerConfig:
-    port = table.get("port", int, 5347)
-    if not 0 < port < 65536:
-        raise ConfigError(f"{table.name('port')} must be a TCP port number, not {port}")
-    config = ServerConfig(
-        host=table.get("host", str, "127.0.0.1"),
-        port=port,
-        domain=table.get("domain", str),
-        ping_interval=table.number("ping_interval", 60.0),
-        ping_timeout=table.number("ping_timeout", 20.0, minimum=0.1),
-        reconnect_initial=table.number("reconnect_initial", 0.5, minimum=0.01),
-        reconnect_max=table.number("reconnect_max", 30.0, minimum=0.01),
-    )
-    table.reject_unknown()
-    return config
 
 
 def _secret(table: _Table, environ: dict[str, str], base: Path, what: str) -> str | None:
@@ -321,37 +315,10 @@ def _component(
         if not isinstance(value, dict):
             raise ConfigError(f"{table.name(name)} must be a table of options for the {name} service")
         options[name] = value
-    port = table.get("port", int, server.port)
-    if not 0 < port < 65536:
-        raise ConfigError(f"{table.name('port')} must be a TCP port number, not {port}")
-    config = ComponentConfig(
-        domain=jid.domain,
-        secret=secret,
-        services=tuple(services),
-        options=options,
-        host=table.get("host", str, server.host),
-        port=port,
-        max_stanza_bytes=int(table.number("max_stanza_bytes", DEFAULT_MAX_STANZA_BYTES, minimum=1024)),
-        max_depth=int(table.number("max_depth", DEFAULT_MAX_DEPTH, minimum=4)),
-        max_outgoing_bytes=int(table.number("max_outgoing_bytes", DEFAULT_MAX_OUTGOING_BYTES, minimum=1024)),
-        iq_timeout=table.number("iq_timeout", 30.0, minimum=0.1),
-        queue_limit=int(table.number("queue_limit", 10_000, minimum=1)),
-        admins=_admins(table),
-        output_limit=int(table.number("output_limit", DEFAULT_OUTPUT_LIMIT, minimum=65536)),
+    return read(
+        ComponentConfig, table.data, table.path,
+        values={"domain": jid.domain, "secret": secret, "services": tuple(services), "options": options},
+        defaults={"host": server.host, "port": server.port},
+        other_keys={"secret", "secret_file", "secret_env", "services", *services},
     )
-    table.reject_unknown(extra=set(services))
-    return config
 
-
-def _admins(table: _Table) -> tuple[str, ...]:
-    admins = table.get("admins", list, [])
-    example = 'e.g. ["admin@example.org"]'
-    if not all(isinstance(admin, str) for admin in admins):
-        raise ConfigError(f"{table.name('admins')} must be a list of JIDs, {example}")
-    found: list[str] = []
-    for admin in admins:
-        try:
-            found.append(str(parse_jid(admin).bare))
-        except InvalidJID:
-            raise ConfigError(f"{table.name('admins')}: {admin!r} is not a JID, {example}") from None
-    return tuple(found)

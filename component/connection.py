@@ -39,7 +39,10 @@ from component.errors import StreamError
 from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES, StreamParser
 
-__all__ = ["ComponentConnector", "ComponentProtocol", "HandshakeFailed", "handshake_digest"]
+__all__ = [
+    "ComponentConnector", "ComponentProtocol", "DEFAULT_RECONNECT_INITIAL", "DEFAULT_RECONNECT_MAX", "HandshakeFailed",
+    "handshake_digest",
+]
 
 log = Logger()
 
@@ -49,6 +52,9 @@ _CLOSE = b"</stream:stream>"
 #: The most the connection builds and writes at once: what the transport's own
 #: buffer (64 KiB before it asks us to pause) can take in one go.
 CHUNK = 64 * 1024
+#: Seconds before the first reconnect attempt, and the most between two (exponential backoff).
+DEFAULT_RECONNECT_INITIAL = 0.5
+DEFAULT_RECONNECT_MAX = 30.0
 
 # What each stream error a server sends a component means to an operator, and
 # what to do about it. {server} is "the server at HOST:PORT", {domain} the
@@ -410,8 +416,8 @@ class ComponentConnector(Service):
         secret: str,
         *,
         reactor: Any = None,
-        initial_delay: float = 0.5,
-        max_delay: float = 30.0,
+        initial_delay: float = DEFAULT_RECONNECT_INITIAL,
+        max_delay: float = DEFAULT_RECONNECT_MAX,
         max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,

@@ -13,6 +13,7 @@ from twisted.internet import defer
 
 from component.disco import Identity, Item
 from component.jid import JID
+from component.options import NoSettings, key_path, read
 from component.stanza import Stanza
 from component.stats import Sample
 from component.storage.migrations import Migrations
@@ -28,8 +29,9 @@ class Service:
 
     #: The name the config uses for this service.
     name: ClassVar[str] = ""
-    #: Keys the service accepts in its config table; others are config errors.
-    option_keys: ClassVar[frozenset[str]] = frozenset()
+    #: The attrs class declaring the service's settings (see :mod:`component.options`):
+    #: the keys its config table may hold, their defaults and docs. Others are config errors.
+    settings_class: ClassVar[type[Any]] = NoSettings
     #: The storage tables the service needs (``component.storage.Migrations``);
     #: when any service declares some, ``component.storage`` is open before it starts.
     migrations: ClassVar[tuple[Migrations, ...]] = ()
@@ -38,7 +40,23 @@ class Service:
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         self.component = component
+        #: The service's table as the config file has it.
         self.options = options
+        #: That table read into a :attr:`settings_class` (subclasses narrow its type).
+        self.settings: Any = self.read_settings(options, self.table(component))
+
+    @classmethod
+    def read_settings(cls, options: dict[str, Any], table: str, name: str | None = None) -> Any:
+        """``options``, the table at ``table`` in the config, as a :attr:`settings_class`.
+
+        Each mistake is a :class:`~component.options.ConfigError` naming the
+        key under ``table``; ``name`` is the service's name in the config.
+        """
+        return read(cls.settings_class, options, table, belongs=f"of the {name or cls.name} service")
+
+    def table(self, component: Component) -> str:
+        """The dotted name of this service's table in the config, as error sentences name it."""
+        return key_path(f'components."{component.jid}"', self.name)
 
     def start(self) -> defer.Deferred[Any] | None:
         """Register entities and open what the service needs."""
@@ -54,7 +72,8 @@ class Service:
         Return whether they now apply; by default they do not, and the
         component reconnects with ``replacement`` instead. ``replacement``
         was built and validated, never started. Once this returns True the
-        application sets ``self.options`` to ``replacement.options``.
+        application sets ``self.options`` and ``self.settings`` to
+        ``replacement``'s.
         """
         return False
 

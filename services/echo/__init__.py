@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import attrs
+
 from component import namespaces as ns
 from component.component import Component
-from component.config import ConfigError
 from component.disco import Identity, Item
 from component.entity import Entity
 from component.errors import StanzaError
-from component.jid import InvalidJID, parse_jid
+from component.jid import JID
+from component.options import LOCALPART, setting
 from component.service import Service
 from component.stanza import Stanza, message
 
-__all__ = ["SERVICE", "EchoBot", "EchoService"]
+__all__ = ["SERVICE", "EchoBot", "EchoService", "EchoSettings"]
 
 _BODY = f"{{{ns.COMPONENT}}}body"
 _THREAD = f"{{{ns.COMPONENT}}}thread"
@@ -43,20 +45,23 @@ class EchoBot(Entity):
         self.send(message(stanza.recipient, stanza.sender, body, type=stanza.type or None, id=stanza.id, thread=thread))
 
 
+@attrs.frozen
+class EchoSettings:
+    """The echo service's settings (``[components."DOMAIN".echo]``)."""
+
+    node: str = setting("echo", "the bot's localpart: it answers at NODE@DOMAIN", kind=LOCALPART)
+
+
 class EchoService(Service):
     """Hosts one :class:`EchoBot`, at ``echo@DOMAIN`` unless the config names another node."""
 
     name = "echo"
-    option_keys: ClassVar[frozenset[str]] = frozenset({"node"})
+    settings_class: ClassVar[type[Any]] = EchoSettings
+    settings: EchoSettings
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         super().__init__(component, options)
-        node = options.get("node", "echo")
-        try:
-            jid = parse_jid(f"{node}@{component.jid.domain}")
-        except (InvalidJID, TypeError):
-            raise ConfigError(f'components."{component.jid}".echo.node must be a valid localpart') from None
-        self.bot = EchoBot(component, jid)
+        self.bot = EchoBot(component, JID(self.settings.node, component.jid.domain))
 
     def start(self) -> None:
         self.component.router.register(self.bot)

@@ -35,9 +35,9 @@ from typing import Any
 
 import attrs
 
-from component.config import ConfigError
 from component.errors import StanzaError
 from component.jid import JID
+from component.options import setting
 from component.ratelimit import Counter, ExpiringSet, RateLimiter
 
 __all__ = ["LimitSettings", "MucLimits", "OVERACTIVE"]
@@ -50,12 +50,12 @@ INVITATION_SECONDS = 24 * 3600.0
 
 
 def _setting(default: float, doc: str) -> Any:
-    return attrs.field(default=default, metadata={"doc": doc})
+    return setting(default, doc, minimum=0)
 
 
 @attrs.frozen
 class LimitSettings:
-    """The MUC's limits as configured; each name is its key in the service's table."""
+    """The MUC's limits as configured; each name is its key in the service's table (see :mod:`services.muc.settings`)."""
 
     max_rooms_per_user: int = _setting(100, "rooms one user may have created that still exist (0: no limit)")
     max_pending_iqs: int = _setting(32, "IQs one occupant may have waiting for other occupants' answers (0: no limit)")
@@ -70,25 +70,6 @@ class LimitSettings:
     max_pending_invitations: int = _setting(10_000, "invitations remembered, for a day each, so they may be declined")
     absent_rooms_cached: int = _setting(10_000, "rooms remembered as not in the database (0: none)")
     absent_rooms_seconds: float = _setting(60.0, "seconds a room is remembered as not in the database")
-
-    @classmethod
-    def keys(cls) -> frozenset[str]:
-        """The option keys these settings read."""
-        return frozenset(field.name for field in attrs.fields(cls))
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any], prefix: str) -> LimitSettings:
-        """Read and check the settings in a service's options; ``prefix`` names its table."""
-        values: dict[str, Any] = {}
-        for field in attrs.fields(cls):
-            value = options.get(field.name, field.default)
-            integer = field.type in (int, "int")
-            kinds = (int,) if integer else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
-                wanted = "a whole number" if integer else "a number"
-                raise ConfigError(f"{prefix}.{field.name} ({field.metadata['doc']}) must be {wanted}, at least 0, not {value!r}")
-            values[field.name] = value
-        return cls(**values)
 
 
 class MucLimits:

@@ -15,11 +15,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from component.component import Component
-from component.config import ConfigError
 from component.disco import Identity, Item
 from component.entity import Entity
 from component.errors import StanzaError
-from component.jid import JID, InvalidJID, parse_jid, parse_stored_jid
+from component.jid import JID, parse_stored_jid
 from component.ordering import InFlight
 from component.service import Service
 from component.stanza import Stanza
@@ -29,10 +28,10 @@ from services.muc.archive import HistoryWriter
 from services.muc.commands import muc_commands
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
-from services.muc.limits import LimitSettings, MucLimits
-from services.muc.nicks import DEFAULT_MAX_LENGTH
+from services.muc.limits import MucLimits
 from services.muc.protocol import MUC
 from services.muc.room import Room
+from services.muc.settings import MucSettings
 from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
 from services.muc.writes import WriteFailures
 
@@ -40,58 +39,20 @@ __all__ = ["MucService"]
 
 log = Logger()
 
-CREATION_POLICIES = ("anyone", "local", "admins")
-# The settings a reloaded configuration changes in place (see reconfigure).
-_RELOADABLE = (
-    "admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds",
-    "max_nick_length", "history_batch", "max_waiting_messages",
-)
 
 
 class MucService(Service):
     """Hosts the rooms of one component domain."""
 
     name = "muc"
-    option_keys: ClassVar[frozenset[str]] = frozenset(
-        {
-            "admins", "creation", "local_domains", "max_history", "idle_unload_seconds", "lock_seconds", "max_nick_length",
-            "history_batch", "max_waiting_messages",
-        }
-    ) | LimitSettings.keys()
+    settings_class: ClassVar[type[Any]] = MucSettings
+    settings: MucSettings
     migrations = (MUC_MIGRATIONS,)
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         super().__init__(component, options)
-        prefix = f'components."{component.jid}".muc'
-        admins = options.get("admins", [])
-        if not isinstance(admins, list) or not all(isinstance(a, str) for a in admins):
-            raise ConfigError(f"{prefix}.admins must be a list of JIDs, e.g. [\"admin@localhost\"]")
-        try:
-            self.admins = frozenset(parse_jid(a).bare for a in admins)
-        except InvalidJID as exc:
-            raise ConfigError(f"{prefix}.admins: {exc}") from None
-        self.creation = options.get("creation", "anyone")
-        if self.creation not in CREATION_POLICIES:
-            raise ConfigError(f"{prefix}.creation must be one of {', '.join(CREATION_POLICIES)}, not {self.creation!r}")
-        domains = options.get("local_domains", [component.server_domain])
-        if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
-            raise ConfigError(f"{prefix}.local_domains must be a list of domains, e.g. [\"localhost\"]")
-        self.local_domains = frozenset(d.lower() for d in domains)
-        self.max_history = _number(options, "max_history", 50, prefix, integer=True)
-        self.idle_unload_seconds = _number(options, "idle_unload_seconds", 300.0, prefix)
-        self.lock_seconds = _number(options, "lock_seconds", 300.0, prefix)
-        self.max_nick_length = _number(options, "max_nick_length", DEFAULT_MAX_LENGTH, prefix, integer=True)
-        if self.max_nick_length < 1:
-            raise ConfigError(f"{prefix}.max_nick_length must be a whole number, at least 1, not 0")
-        #: History rows one transaction stores at most (messages that came while a write was in flight).
-        self.history_batch = _number(options, "history_batch", 100, prefix, integer=True)
-        if self.history_batch < 1:
-            raise ConfigError(f"{prefix}.history_batch (history rows one transaction stores) must be at least 1, not 0")
-        #: Stanzas a room may hold waiting for its writes; past them, a groupchat message is refused.
-        self.max_waiting_messages = _number(options, "max_waiting_messages", 1000, prefix, integer=True)
-        if self.max_waiting_messages < 1:
-            raise ConfigError(f"{prefix}.max_waiting_messages (stanzas a room holds while it writes) must be at least 1, not 0")
-        self.limits = MucLimits(LimitSettings.from_options(options, prefix), component.clock.seconds, self.is_admin)
+        self.admins = self.settings.admins
+        self.limits = MucLimits(self.settings, component.clock.seconds, self.is_admin)
         self.store: MucStore | None = None
         #: Every room's history rows, written together (with a store).
         self.history_writer: HistoryWriter | None = None
@@ -103,17 +64,56 @@ class MucService(Service):
         #: Groupchat messages kept in rooms' histories (and archived, for persistent rooms).
         self.messages_archived = 0
 
+    # -- settings --------------------------------------------------------------
+    # What the rooms read, from the settings in force.
+
+    @property
+    def max_history(self) -> int:
+        """Messages a room keeps at most."""
+        return self.settings.max_history
+
+    @property
+    def idle_unload_seconds(self) -> float:
+        """Seconds an empty persistent room stays in memory."""
+        return self.settings.idle_unload_seconds
+
+    @property
+    def lock_seconds(self) -> float:
+        """Seconds before a new room nobody configured is destroyed."""
+        return self.settings.lock_seconds
+
+    @property
+    def max_nick_length(self) -> int:
+        """Characters in a nick, at most."""
+        return self.settings.max_nick_length
+
+    @property
+    def history_batch(self) -> int:
+        """History rows one transaction stores at most (messages that came while a write was in flight)."""
+        return self.settings.history_batch
+
+    @property
+    def max_waiting_messages(self) -> int:
+        """Stanzas a room may hold waiting for its writes; past them, a groupchat message is refused."""
+        return self.settings.max_waiting_messages
+
+    @property
+    def local_domains(self) -> frozenset[str]:
+        """The domains whose users ``creation = "local"`` lets create rooms (the server's, unless set)."""
+        domains = self.settings.local_domains
+        return frozenset({self.component.server_domain}) if domains is None else domains
+
     # -- lifecycle -------------------------------------------------------------
 
     def reconfigure(self, replacement: Service) -> bool:
         """Every MUC setting applies without reconnecting: rooms stay, occupants stay."""
         if not isinstance(replacement, MucService):
             return False
-        for name in _RELOADABLE:
-            setattr(self, name, getattr(replacement, name))
+        self.settings = replacement.settings
+        self.admins = self.settings.admins
         if self.history_writer is not None:
             self.history_writer.rows = self.history_batch
-        limits = MucLimits(replacement.limits.settings, self.component.clock.seconds, self.is_admin)
+        limits = MucLimits(self.settings, self.component.clock.seconds, self.is_admin)
         limits.carry_over(self.limits)
         self.limits = limits
         return True
@@ -242,8 +242,9 @@ class MucService(Service):
 
     def check_creation(self, jid: JID) -> None:
         """Raise ``not-allowed`` unless ``jid`` may create rooms (and one more of them)."""
-        local = self.creation == "local" and jid.domain in self.local_domains
-        if not (self.is_admin(jid) or self.creation == "anyone" or local):
+        creation = self.settings.creation
+        local = creation == "local" and jid.domain in self.local_domains
+        if not (self.is_admin(jid) or creation == "anyone" or local):
             raise StanzaError("not-allowed", text="room creation is restricted")
         self.limits.check_creation(jid)
 
@@ -258,15 +259,6 @@ class MucService(Service):
     def domain_items(self, stanza: Stanza) -> list[Item]:
         domain = self.component.jid.domain
         return [Item(f"{node}@{domain}", name or node) for node, name in sorted(self.public_rooms.items())]
-
-
-def _number(options: dict[str, Any], key: str, default: float, prefix: str, *, integer: bool = False) -> Any:
-    value = options.get(key, default)
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
-        wanted = "a whole number" if integer else "a number of seconds"
-        raise ConfigError(f"{prefix}.{key} must be {wanted}, at least 0, not {value!r}")
-    return value
 
 
 def _stored_jid(node: str, text: str) -> JID | None:

@@ -24,6 +24,7 @@ messages when an admin tells it to with ``!notice TEXT`` (see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -33,6 +34,7 @@ from component.component import Component
 from component.config import ConfigError
 from component.disco import Identity, Item
 from component.jid import JID, InvalidJID, parse_jid
+from component.options import BARE_JIDS, key_path, setting, tables_of
 from component.presence import SHOW_VALUES
 from component.roster import Roster
 from component.service import Service
@@ -40,14 +42,32 @@ from component.stanza import Stanza
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterStore
 from services.notices.bot import NoticesBot
 
-__all__ = ["SERVICE", "BotSettings", "NoticesBot", "NoticesService"]
+__all__ = ["SERVICE", "BotOptions", "BotSettings", "NoticesBot", "NoticesService", "NoticesSettings"]
 
-_BOT_KEYS = frozenset({"name", "status", "show"})
+
+@attrs.frozen
+class BotOptions:
+    """One bot's table in the config (``[components."DOMAIN".notices.bots.NODE]``)."""
+
+    name: str | None = setting(None, "the bot's name, in disco and rosters", shown="its node")
+    status: str | None = setting(None, "the status text of its presence", shown="none")
+    show: str | None = setting(None, "its availability", choices=sorted(SHOW_VALUES), shown="available")
+
+
+_BOTS = tables_of(BotOptions, "a notices bot")
+
+
+@attrs.frozen
+class NoticesSettings:
+    """The notices service's settings (``[components."DOMAIN".notices]``)."""
+
+    bots: Mapping[str, BotOptions] = setting(doc="the bots, a table each, named by node", kind=_BOTS)
+    admins: frozenset[JID] = setting(frozenset(), "who may tell the bots to send notices", kind=BARE_JIDS)
 
 
 @attrs.frozen
 class BotSettings:
-    """One bot as the config describes it."""
+    """One bot as the service runs it."""
 
     jid: JID
     name: str
@@ -59,14 +79,18 @@ class NoticesService(Service):
     """Hosts the configured :class:`NoticesBot` entities."""
 
     name = "notices"
-    option_keys: ClassVar[frozenset[str]] = frozenset({"bots", "admins"})
+    settings_class: ClassVar[type[Any]] = NoticesSettings
+    settings: NoticesSettings
     migrations: ClassVar[tuple[Any, ...]] = (ROSTER_MIGRATIONS,)
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         super().__init__(component, options)
-        where = f'components."{component.jid}".notices'
-        self.settings = _bots(options.get("bots"), component.jid.domain, where)
-        self.admins = _admins(options.get("admins", []), where)
+        bots = key_path(self.table(component), "bots")
+        self.bot_settings = [
+            BotSettings(_bot_jid(node, component.jid.domain, bots), bot.name or node, bot.status, bot.show)
+            for node, bot in self.settings.bots.items()
+        ]
+        self.admins = self.settings.admins
         self.bots: list[NoticesBot] = []
 
     def start(self) -> defer.Deferred[None]:
@@ -75,7 +99,7 @@ class NoticesService(Service):
     async def _start(self) -> None:
         storage = self.component.storage
         store = RosterStore(storage) if storage is not None else None
-        for settings in self.settings:
+        for settings in self.bot_settings:
             roster = await Roster.load(settings.jid, store)
             bot = NoticesBot(self.component, settings.jid, roster, name=settings.name, admins=self.admins)
             bot.set_presence(show=settings.show, status=settings.status)
@@ -93,38 +117,11 @@ class NoticesService(Service):
         return [Item(str(bot.jid), bot.name) for bot in self.bots]
 
 
-def _bots(value: Any, domain: str, where: str) -> list[BotSettings]:
-    if not isinstance(value, dict) or not value:
-        raise ConfigError(f'{where}.bots must be a table with one table per bot, e.g. [{where}.bots.news]')
-    found = []
-    for node, table in value.items():
-        key = f"{where}.bots.{node}"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{key} must be a table (name, status, show)")
-        unknown = set(table) - _BOT_KEYS
-        if unknown:
-            raise ConfigError(f"{key}.{min(unknown)} is not a setting of a notices bot")
-        try:
-            jid = parse_jid(f"{node}@{domain}")
-        except InvalidJID:
-            raise ConfigError(f"{key}: {node!r} is not a valid localpart") from None
-        for name in ("name", "status", "show"):
-            if name in table and not isinstance(table[name], str):
-                raise ConfigError(f"{key}.{name} must be a string")
-        show = table.get("show")
-        if show is not None and show not in SHOW_VALUES:
-            raise ConfigError(f"{key}.show must be one of {', '.join(sorted(SHOW_VALUES))}")
-        found.append(BotSettings(jid, str(table.get("name", node)), table.get("status"), show))
-    return found
-
-
-def _admins(value: Any, where: str) -> frozenset[JID]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{where}.admins must be a list of JIDs")
+def _bot_jid(node: str, domain: str, bots: str) -> JID:
     try:
-        return frozenset(parse_jid(item).bare for item in value)
-    except InvalidJID as error:
-        raise ConfigError(f"{where}.admins: {error}") from None
+        return parse_jid(f"{node}@{domain}")
+    except InvalidJID:
+        raise ConfigError(f"{key_path(bots, node)}: {node!r} is not a valid localpart") from None
 
 
 SERVICE = NoticesService

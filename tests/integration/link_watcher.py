@@ -8,17 +8,26 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import attrs
 from twisted.internet import task
 
+from component.options import setting
 from component.service import Service
 from component.stanza import message
+
+
+@attrs.frozen
+class LinkWatcherSettings:
+    """Whom to tell."""
+
+    notify: str = setting(doc="the JID the message goes to")
 
 
 class LinkWatcher(Service):
     """Checks the link every 50 ms; the first time it is down, sends a chat message to ``notify``."""
 
     name = "link-watcher"
-    option_keys: ClassVar[frozenset[str]] = frozenset({"notify"})
+    settings_class: ClassVar[type[Any]] = LinkWatcherSettings
 
     def start(self) -> None:
         self.attached_once = False
@@ -35,7 +44,7 @@ class LinkWatcher(Service):
         if self.component.link is None and self.attached_once and not self.sent:
             self.sent = True
             self.component.send(
-                message(f"watcher@{self.component.jid}", self.options["notify"], "sent while the link was down")
+                message(f"watcher@{self.component.jid}", self.settings.notify, "sent while the link was down")
             )
 
     def stop(self) -> Any:

@@ -333,15 +333,16 @@ def test_admins_come_from_the_component_table(tmp_path):
     path.write_text('[components."echo.localhost"]\nsecret = "s"\nservices = ["echo"]\n'
                     'admins = ["Admin@Example.org/res", "ops@example.org"]\n')
     config = load_config(path)
-    assert config.components[0].admins == ("admin@example.org", "ops@example.org")
+    assert config.components[0].admins == {parse_jid("admin@example.org"), parse_jid("ops@example.org")}
     app = Netherfield(config)
     assert app.components[0].is_admin(parse_jid("ops@example.org/laptop"))
 
 
 @pytest.mark.parametrize("value, sentence", [
-    ('"admin@example.org"', 'components."echo.localhost".admins must be a list, not \'admin@example.org\''),
-    ("[1]", 'components."echo.localhost".admins must be a list of JIDs, e.g. ["admin@example.org"]'),
-    ('["@example.org"]', 'components."echo.localhost".admins: \'@example.org\' is not a JID, e.g. ["admin@example.org"]'),
+    ('"admin@example.org"',
+     'components."echo.localhost".admins must be a list of JIDs, e.g. ["admin@example.org"], not \'admin@example.org\''),
+    ("[1]", 'components."echo.localhost".admins must be a list of JIDs, e.g. ["admin@example.org"], not [1]'),
+    ('["@example.org"]', 'components."echo.localhost".admins: \'@example.org\' is not a JID'),
 ])
 def test_bad_admins_are_one_sentence(tmp_path, value, sentence):
     path = tmp_path / "netherfield.toml"

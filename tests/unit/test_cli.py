@@ -129,7 +129,7 @@ def test_check_reports_every_service_problem_not_only_the_first(capsys, tmp_path
     )
     assert status == 1
     assert err.splitlines() == [
-        'netherfield: components."c.localhost".muc.max_history must be a whole number, at least 0, not -1',
+        'netherfield: components."c.localhost".muc.max_history must be at least 0, not -1',
         "netherfield: there is no service called 'nosuchservice': the built-in ones are echo, muc, notices,"
         " and others are named package.module:Class",
         "netherfield: there is no service called 'alsomissing': the built-in ones are echo, muc, notices,"

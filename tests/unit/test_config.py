@@ -101,7 +101,7 @@ def test_a_sqlite_url_with_a_host_names_the_key(tmp_path):
 @pytest.mark.parametrize(
     ("text", "sentence"),
     [
-        ("[server]\nport = 'x'\n", "server.port must be an integer, not 'x'"),
+        ("[server]\nport = 'x'\n", "server.port must be a TCP port number, not 'x'"),
         ("[server]\nport = 99999\n", "server.port must be a TCP port number, not 99999"),
         ('[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\nport = 0\n',
          'components."c.localhost".port must be a TCP port number, not 0'),

@@ -9,6 +9,7 @@ import pytest
 from component.component import Component
 from component.config import ConfigError
 from services.muc import SERVICE, MucService
+from services.muc.settings import MucSettings
 
 
 def build(options: dict[str, Any]) -> MucService:
@@ -18,12 +19,12 @@ def build(options: dict[str, Any]) -> MucService:
 def test_the_module_names_its_service() -> None:
     assert SERVICE is MucService
     assert MucService.name == "muc"
-    assert {"admins", "creation", "local_domains", "max_history", "idle_unload_seconds"} <= MucService.option_keys
+    assert MucService.settings_class is MucSettings
 
 
 def test_defaults() -> None:
     service = build({})
-    assert service.creation == "anyone"
+    assert service.settings.creation == "anyone"
     assert service.local_domains == frozenset({"localhost"})
     assert service.admins == frozenset()
     assert service.max_nick_length == 64

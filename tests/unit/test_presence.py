@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import pytest_twisted
 from lxml import etree
@@ -19,6 +20,7 @@ from twisted.internet import defer
 
 from component.config import ConfigError
 from component.jid import JID, parse_jid
+from component.options import setting
 from component.presence import PresenceEntity, PresenceInfo
 from component.roster import Roster, Subscription
 from component.service import Service
@@ -421,8 +423,14 @@ class Desk(PresenceEntity):
         self.seen.append((str(jid), "offline" if info is None else info.show))
 
 
+@attrs.frozen
+class DeskSettings:
+    policy: str = setting("ask", "what the desk does with a subscription request", choices=("ask", "deny", "approve"))
+
+
 class DeskService(Service):
     name = "desk"
+    settings_class = DeskSettings
 
     def start(self) -> defer.Deferred[None]:
         return defer.Deferred.fromCoroutine(self._start())
@@ -432,7 +440,7 @@ class DeskService(Service):
         jid = parse_jid(DESK)
         roster = await Roster.load(jid, RosterStore(storage) if storage is not None else None)
         self.desk = Desk(self.component, jid, roster)
-        self.desk.policy = self.options.get("policy", "ask")
+        self.desk.policy = self.settings.policy
         self.desk.set_presence(status="Open")
         self.component.router.register(self.desk)
 

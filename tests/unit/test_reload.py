@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from twisted.internet import task
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from component.app import Netherfield
-from component.config import ConfigError, load_config
+from component.config import load_config
 from component.errors import StanzaError
 from component.jid import parse_jid
+from component.options import setting
 from component.reload import ReloadPlan, plan
 from component.service import Service
 from component.stanza import presence
@@ -108,17 +110,21 @@ GOODBYE = (
 )
 
 
+@attrs.frozen
+class TunableSettings:
+    level: int = setting(1, "how much")
+    fixed: int = setting(0, "what needs a new connection")
+
+
 class Tunable(Service):
     """Takes a new ``level`` while running; a new ``fixed`` needs a new connection."""
 
     name = "tunable"
-    option_keys = frozenset({"level", "fixed"})
+    settings_class = TunableSettings
 
     def __init__(self, component, options):
         super().__init__(component, options)
-        self.level = options.get("level", 1)
-        if not isinstance(self.level, int):
-            raise ConfigError(f'components."{component.jid}".tunable.level must be a whole number')
+        self.level = self.settings.level
         #: What the application did with this instance, in order.
         self.calls: list[str] = []
 
@@ -263,7 +269,8 @@ def test_a_file_with_a_mistake_is_refused_and_everything_keeps_running(tmp_path)
     service = running.service("a.localhost")
     for broken, sentence in [
         (tunable("a.localhost") + "[nonsense]\n", "nonsense is not a setting Netherfield knows"),
-        (tunable("a.localhost", level="high"), 'components."a.localhost".tunable.level must be a whole number'),
+        (tunable("a.localhost", level="high"),
+         'components."a.localhost"."tests.unit.test_reload:Tunable".level must be a whole number, not \'high\''),
         (tunable("a.localhost") + '[components."b.localhost"]\nsecret = "s"\nservices = ["nothing_here:Bot"]\n',
          "there is no service called 'nothing_here:Bot': no module nothing_here on the Python path or in"
          f" {tmp_path}"),

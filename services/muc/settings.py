@@ -1,0 +1,46 @@
+"""The MUC service's settings (``[components."DOMAIN".muc]``), declared once.
+
+Its own settings are here; those of its features are declared by the
+feature's module and inherited (the quotas and rates of
+:class:`services.muc.limits.LimitSettings`). Everything here applies on a
+configuration reload without reconnecting (see ``MucService.reconfigure``).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from component.jid import JID
+from component.options import BARE_JIDS, DOMAINS, setting
+from services.muc.limits import LimitSettings
+from services.muc.nicks import DEFAULT_MAX_LENGTH
+
+__all__ = ["CREATION_POLICIES", "MucSettings"]
+
+#: Who may create rooms: anyone, users of the local domains, or service admins only.
+CREATION_POLICIES = ("anyone", "local", "admins")
+
+
+@attrs.frozen
+class MucSettings(LimitSettings):
+    """Every setting of the MUC service; each name is its key in the service's table."""
+
+    admins: frozenset[JID] = setting(
+        frozenset(), "JIDs with owner rights in every room, who run the admin commands", kind=BARE_JIDS
+    )
+    creation: str = setting(
+        "anyone", "who may create rooms: anyone, users of local_domains, or admins", choices=CREATION_POLICIES
+    )
+    local_domains: frozenset[str] | None = setting(
+        None, "the domains whose users are local", kind=DOMAINS, shown="the server's domain"
+    )
+    max_history: int = setting(50, "messages a room keeps", minimum=0)
+    idle_unload_seconds: float = setting(300.0, "seconds an empty persistent room stays in memory", minimum=0)
+    lock_seconds: float = setting(300.0, "seconds before a new room nobody configured is destroyed", minimum=0)
+    max_nick_length: int = setting(DEFAULT_MAX_LENGTH, "characters in a nick", minimum=1)
+    history_batch: int = setting(
+        100, "history rows one transaction stores at most (messages that came during a write)", minimum=1
+    )
+    max_waiting_messages: int = setting(
+        1000, "stanzas a room holds waiting for its writes; past them a groupchat message is refused", minimum=1
+    )
