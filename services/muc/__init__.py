@@ -1,4 +1,25 @@
-"""Multi-user chat (XEP-0045): rooms at ``room@DOMAIN``, their occupants at ``room@DOMAIN/nick``."""
+"""Multi-user chat (XEP-0045): rooms at ``room@DOMAIN``, their occupants at ``room@DOMAIN/nick``.
+
+The layout: ``service`` hosts the rooms (creation rules, the directory, loading
+stored rooms); ``room`` is the room core (occupants, roles and affiliations,
+stanzas one at a time in arrival order, timers, storage writes); every feature
+is one module in ``features/`` (password, members-only, moderated and voice,
+invitations, registration, admin lists, owner configuration, ...), registered
+in ``features/__init__.py`` and written against ``feature.Feature``'s hooks,
+seeing the room only as a ``context.RoomContext``.
+
+- A join: ``Room.handle_presence`` → ``_enter`` parses a ``Join``; the features'
+  ``check_entry``, ``check_nick`` and ``check_seat`` may refuse it; the core
+  seats the occupant, sends its presence (``entry_codes``), history and subject,
+  then fires ``on_join``.
+- A message: groupchat is reflected by the core (``decorate_message`` first) and
+  kept in the history; a private one goes to the occupant; any other goes to the
+  features' ``message_handlers`` by child (voice requests, invitations).
+- A config change: the owner feature's IQ handler calls ``Room.configure``; each
+  feature reads its fields (``configure``, ``check_config``), the core stores the
+  result, applies it, fires ``on_config_change`` and announces the status codes.
+- IQs to the room go to the features' ``iq_handlers`` by (type, payload tag).
+"""
 
 from services.muc.room import Room
 from services.muc.service import MucService

@@ -18,12 +18,14 @@ protocols, invitations and the service-wide rules live in their own modules.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 from lxml import etree
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -34,33 +36,31 @@ from component import namespaces as ns
 from component.disco import Identity, Item
 from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError
+from component.forms import Form
 from component.iq import IQTimeout
 from component.jid import JID
 from component.stanza import Broadcast, Spliced, Stanza, address, message, new_id, splice, text_of
 from component.storage import StorageError
-from services.muc import admin, invites, owner, register, voice
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
-from services.muc.config import RoomConfig, roominfo_form
-from services.muc.history import History, HistoryEntry, parse_request
+from services.muc.config import RoomConfig
+from services.muc.feature import NOT_MINE, ConfigSubmission, Join
+from services.muc.features import FEATURES
+from services.muc.history import History, HistoryEntry, HistoryRequest, parse_request
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant, Occupants, presence_template
 from services.muc.protocol import (
     MUC,
-    MUC_ADMIN,
-    MUC_OWNER,
     MUC_USER,
     PARSER,
     SELF_PING,
     STABLE_ID,
     X_MUC,
-    X_USER,
     item,
     user_x,
 )
 from services.muc.store import AffiliationChange, HistoryRecord
-from services.muc.voice import REQUEST
 from services.muc.writes import refusal
 
 if TYPE_CHECKING:
@@ -124,6 +124,11 @@ class Room(Entity):
         self._timer: IDelayedCall | None = None
         #: When the room last handled a presence or a message (or was loaded).
         self.last_activity = self.component.clock.seconds()
+
+    @property
+    def node(self) -> str:
+        """The room's name: the node of its JID."""
+        return self.jid.node or ""
 
     # -- one stanza at a time ---------------------------------------------
 
@@ -269,6 +274,14 @@ class Room(Entity):
     def _iq(self, stanza: Stanza) -> IQResult:
         if not self.exists:
             raise StanzaError("item-not-found", text="no such room")
+        payload = stanza.payload()
+        if payload is not None and payload.getnext() is None:
+            handler = FEATURES.iq.get((stanza.element.get("type", ""), payload.tag))
+            if handler is not None:
+                result = handler(self, stanza)
+                if inspect.iscoroutine(result):
+                    return defer.ensureDeferred(result)
+                return result  # type: ignore[return-value]
         return super().handle_iq(stanza)
 
     # -- who is who --------------------------------------------------------
@@ -335,7 +348,7 @@ class Room(Entity):
         JID; the others without. The occupant's own sessions get it with
         status 110 and ``self_codes``.
         """
-        base.set("from", self.occupant_jid(occupant.nick))
+        self._from_occupant(occupant, base)
         affiliation = affiliation or self.affiliation_of(occupant.bare)
         codes = set(codes)
         real = str(occupant.main)
@@ -352,13 +365,19 @@ class Room(Entity):
         if sessions:
             self.component.send_bytes(mine.to_all(sessions), len(sessions))
 
+    def _from_occupant(self, occupant: Occupant, presence: etree._Element) -> etree._Element:
+        """An occupant's presence, addressed from its room JID and decorated by the features."""
+        presence.set("from", self.occupant_jid(occupant.nick))
+        for feature in FEATURES.presence_decorators:
+            feature.decorate_presence(self, occupant, presence)
+        return presence
+
     def shown(self, occupant: Occupant, *, with_jid: bool) -> Broadcast:
         """An occupant's current presence as others see it, serialised once until it changes."""
         index = 0 if with_jid else 1
         cached = occupant.shown[index]
         if cached is None:
-            element = occupant.presence()
-            element.set("from", self.occupant_jid(occupant.nick))
+            element = self._from_occupant(occupant, occupant.presence())
             jid = str(occupant.main) if with_jid else None
             element.append(user_x([item(self.affiliation_of(occupant.bare), occupant.role, jid=jid)]))
             cached = occupant.shown[index] = Broadcast(element)
@@ -369,8 +388,7 @@ class Room(Entity):
         self._send_to_others(
             occupant, lambda: self.shown(occupant, with_jid=True), lambda: self.shown(occupant, with_jid=False)
         )
-        element = occupant.presence()
-        element.set("from", self.occupant_jid(occupant.nick))
+        element = self._from_occupant(occupant, occupant.presence())
         entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
         element.append(user_x([entry], {110, *self_codes}))
         self.component.send_bytes(Broadcast(element).to_all(occupant.addresses), len(occupant.addresses))
@@ -418,6 +436,11 @@ class Room(Entity):
         if status is not None:
             etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
         self.publish(occupant, base, codes=codes, affiliation=affiliation, actor=actor, reason=reason)
+        self._left(occupant)
+
+    def _left(self, occupant: Occupant) -> None:
+        for feature in FEATURES.left:
+            feature.on_leave(self, occupant)
 
     # -- presence ------------------------------------------------------------
 
@@ -443,15 +466,14 @@ class Room(Entity):
             if x is not None and nick is not None:
                 # A client that lost track of the room enters again: it gets the
                 # whole entry sequence, the others a presence update.
-                return self._add_session(occupant, stanza, x)
+                return self._add_session(occupant, self._join(stanza, nick, x, new_occupant=False))
             self._update(occupant, sender, stanza)
             return None
         return self._change_nick(occupant, sender, stanza, nick)
 
-    def _check_reserved(self, nick: str, sender: JID) -> None:
-        holder = self.affiliations.holder_of(nick)
-        if holder is not None and holder != sender.bare:
-            raise StanzaError("conflict", text="that nick, or one that looks like it, is registered by someone else")
+    def _check_nick(self, nick: str, sender: JID) -> None:
+        for feature in FEATURES.nick_checks:
+            feature.check_nick(self, sender, nick)
 
     def _template(self, stanza: Stanza) -> bytes:
         return presence_template(stanza.element, self.service.limits.settings.max_presence_bytes)
@@ -460,57 +482,52 @@ class Room(Entity):
         raw = (stanza.element.get("to") or "").partition("/")[2]
         return raw != nick
 
+    def _join(self, stanza: Stanza, nick: str, x: etree._Element | None, **kinds: bool) -> Join:
+        password = text_of(x, "password", MUC) if x is not None else None
+        return Join(stanza, stanza.sender, nick, self.affiliation_of(stanza.sender), x, password, **kinds)
+
     def _enter(self, stanza: Stanza, nick: str) -> Any:
         sender = stanza.sender
         key = check_nick(nick, self.service.max_nick_length)
         x = stanza.find(X_MUC)
         if not self.exists:
             self.service.check_creation(sender)
-            return self._create(stanza, nick, x)
-        affiliation = self.affiliation_of(sender)
-        if self.locked and affiliation != "owner":
+            return self._create(self._join(stanza, nick, x, creates=True))
+        join = self._join(stanza, nick, x)
+        if self.locked and join.affiliation != "owner":
             raise StanzaError("item-not-found", text="the room is locked until its owner configures it")
-        if affiliation == "outcast":
+        if join.affiliation == "outcast":
             raise StanzaError("forbidden", text="you are banned from this room")
-        role = self.role_for(affiliation)
-        if role == "none":
-            raise StanzaError("registration-required", text="the room is members-only")
-        if self.config.needs_password:
-            password = None
-            if x is not None:
-                password = text_of(x, "password", MUC)
-            if password != self.config.password:
-                raise StanzaError("not-authorized", text="the room needs a password")
+        for feature in FEATURES.entry_checks:
+            feature.check_entry(self, join)
         holder = self.occupants.by_key(key)
         if holder is not None:
             if holder.bare != sender.bare:
                 raise StanzaError("conflict", text="that nick, or one that looks like it, is in use")
             # Another client of the same user: it joins the occupant, under the occupant's nick.
-            return self._add_session(holder, stanza, x)
-        self._check_reserved(nick, sender)
-        limit = self.config.max_users
-        if limit and len(self.occupants) >= limit and affiliation not in ("owner", "admin"):
-            raise StanzaError("service-unavailable", "wait", text="the room is full")
-        occupant = Occupant(nick, sender, role, self._template(stanza))
-        self._seat(occupant, stanza, x, created=False)
+            return self._add_session(holder, attrs.evolve(join, new_occupant=False))
+        self._check_nick(nick, sender)
+        for feature in FEATURES.seat_checks:
+            feature.check_seat(self, join)
+        occupant = Occupant(nick, sender, self.role_for(join.affiliation), self._template(stanza))
+        self._seat(occupant, join)
         return None
 
-    def _create(self, stanza: Stanza, nick: str, x: etree._Element | None) -> None:
-        sender = stanza.sender
+    def _create(self, join: Join) -> None:
+        sender = join.sender
         self.exists = True
         self.affiliations.set(sender.bare, "owner")
         # Clients that do not speak MUC get an instant room (§7.2.1, like Prosody).
-        self.locked = x is not None
-        occupant = Occupant(nick, sender, "moderator", self._template(stanza))
-        self._seat(occupant, stanza, x, created=True)
+        self.locked = join.x is not None
+        occupant = Occupant(join.nick, sender, "moderator", self._template(join.stanza))
+        self._seat(occupant, attrs.evolve(join, affiliation="owner"))
         if self.locked:
             self._set_timer(self.service.lock_seconds, self._lock_expired)
         self.service.room_created(self, sender)
 
-    def _seat(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None, *, created: bool) -> None:
-        sender = stanza.sender
-        request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
-        self.send_occupant_list(sender, occupant)
+    def _seat(self, occupant: Occupant, join: Join) -> None:
+        request = self._history_request(join)
+        self.send_occupant_list(join.sender, occupant)
         self.occupants.add(occupant)
         # The newcomer goes last in the kept occupant lists, rather than rebuilding them.
         for index, segments in enumerate(self.occupants.lists):
@@ -518,32 +535,33 @@ class Room(Entity):
                 self._add_to_list(segments, occupant, with_jid=index == 0)
         if not self.locked:
             self._cancel_timer()  # an idle room is in use again
+        self._welcome(occupant, join, request)
+
+    def _add_session(self, occupant: Occupant, join: Join) -> None:
+        request = self._history_request(join)
+        self.send_occupant_list(join.sender, occupant)
+        self.occupants.add_session(occupant, join.sender, self._template(join.stanza))
+        self._welcome(occupant, join, request)
+
+    def _history_request(self, join: Join) -> HistoryRequest:
+        history = join.x.find(f"{{{MUC}}}history") if join.x is not None else None
+        return parse_request(history, self.component.clock.seconds())
+
+    def _welcome(self, occupant: Occupant, join: Join, request: HistoryRequest) -> None:
+        """The newcomer's own presence (§7.2.2, with its status codes), then the history and the subject."""
         codes = {110}
-        if not self.config.anonymous:
-            codes.add(100)
-        if self.config.logging:
-            codes.add(170)
-        if created:
+        for feature in FEATURES.entry_codes:
+            codes.update(feature.entry_codes(self, join))
+        if join.creates:
             codes.add(201)
-        if self._nick_changed(stanza, occupant.nick):
+        if self._nick_changed(join.stanza, occupant.nick):
             codes.add(210)
         self.publish_current(occupant, codes)
-        self._send_history_and_subject(sender, request)
+        self._send_history_and_subject(join.sender, request)
+        for feature in FEATURES.joined:
+            feature.on_join(self, occupant, join)
 
-    def _add_session(self, occupant: Occupant, stanza: Stanza, x: etree._Element | None) -> None:
-        sender = stanza.sender
-        request = parse_request(x.find(f"{{{MUC}}}history") if x is not None else None, self.component.clock.seconds())
-        self.send_occupant_list(sender, occupant)
-        self.occupants.add_session(occupant, sender, self._template(stanza))
-        codes = {110}
-        if not self.config.anonymous:
-            codes.add(100)
-        if self._nick_changed(stanza, occupant.nick):
-            codes.add(210)
-        self.publish_current(occupant, codes)
-        self._send_history_and_subject(sender, request)
-
-    def _send_history_and_subject(self, to: JID, request: Any) -> None:
+    def _send_history_and_subject(self, to: JID, request: HistoryRequest) -> None:
         """The history, then the subject, always, even empty (§7.2.15, §7.2.16)."""
         subject = self._subject_message
         if subject is None:
@@ -567,9 +585,10 @@ class Room(Entity):
         if self.occupants.remove_session(occupant, sender):
             occupant.role = "none"
             self.publish(occupant, base, self_sessions=[sender])
+            self._left(occupant)
             return
         # Another client still holds the nick: only the one leaving hears of it.
-        base.set("from", self.occupant_jid(occupant.nick))
+        self._from_occupant(occupant, base)
         base.set("to", str(sender))
         entry = item(self.affiliation_of(occupant.bare), "none", jid=str(sender))
         base.append(user_x([entry], [110]))
@@ -580,7 +599,7 @@ class Room(Entity):
         # Changing to a look-alike of one's own nick (another case, say) is no conflict.
         if holder is not None and holder is not occupant:
             raise StanzaError("conflict", text="that nick, or one that looks like it, is in use")
-        self._check_reserved(nick, sender)
+        self._check_nick(nick, sender)
         gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
         self.publish(occupant, gone, codes=[303], nick=nick)
         self.occupants.rename(occupant, nick)
@@ -603,12 +622,13 @@ class Room(Entity):
             if _changes_subject(tags):
                 return defer.ensureDeferred(self._change_subject(stanza))
             return self._groupchat(stanza, tags)
-        form = stanza.find(f"{{{ns.DATA_FORMS}}}x")
-        if form is not None and form.findtext(f"{{{ns.DATA_FORMS}}}field[@var='FORM_TYPE']/{{{ns.DATA_FORMS}}}value") == REQUEST:
-            return voice.handle(self, stanza, form)
-        x = stanza.find(X_USER)
-        if x is not None:
-            return invites.handle(self, stanza, x)
+        for tag, handlers in FEATURES.messages.items():
+            child = element.find(tag)
+            if child is not None:
+                for handle in handlers:
+                    result = handle(self, stanza, child)
+                    if result is not NOT_MINE:
+                        return result
         raise StanzaError("bad-request", text="send groupchat messages to the room, private messages to an occupant")
 
     def _groupchat(self, stanza: Stanza, tags: set[Any]) -> InLine | None:
@@ -621,8 +641,10 @@ class Room(Entity):
         element = stanza.element
         room = str(self.jid)
         strip_claims(element, tags, self.jid)
-        stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         element.set("from", self.occupant_jid(occupant.nick))
+        for feature in FEATURES.message_decorators:
+            feature.decorate_message(self, occupant, element)
+        stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
         mark = b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(room) + b'" id="' + stanza_id.encode() + b'"/>'
         reflection = Broadcast(element, mark)
@@ -776,6 +798,7 @@ class Room(Entity):
             etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
             # The ghost itself cannot hear it; everyone else must.
             self.publish(occupant, base, codes=[307, 333], self_sessions=())
+            self._left(occupant)
 
     # -- discovery --------------------------------------------------------------
 
@@ -785,20 +808,11 @@ class Room(Entity):
         return (Identity("conference", "text", self.config.name or self.jid.node),)
 
     def disco_features(self, node: str | None) -> frozenset[str]:
-        config = self.config
-        features = {
-            MUC, STABLE_ID, SELF_PING, REQUEST, register.MUC_REGISTER,
-            "muc_public" if config.public else "muc_hidden",
-            "muc_persistent" if config.persistent else "muc_temporary",
-            "muc_membersonly" if config.members_only else "muc_open",
-            "muc_moderated" if config.moderated else "muc_unmoderated",
-            "muc_semianonymous" if config.anonymous else "muc_nonanonymous",
-            "muc_passwordprotected" if config.needs_password else "muc_unsecured",
-        }
+        features = {MUC, STABLE_ID, SELF_PING, *FEATURES.disco_features(self)}
         return super().disco_features(node) | features
 
     def disco_forms(self, node: str | None) -> list[etree._Element]:
-        return [roominfo_form(self.config, len(self.occupants), self.subject)]
+        return [FEATURES.roominfo(self, len(self.occupants))]
 
     def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
         # Occupants' room JIDs are listed to occupants only: they already see them.
@@ -806,37 +820,47 @@ class Room(Entity):
             return []
         return [Item(self.occupant_jid(o.nick)) for o in self.occupants]
 
-    # -- admin and owner protocols --------------------------------------------------
-
-    @iq_handler("get", f"{{{MUC_ADMIN}}}query")
-    def _admin_get(self, stanza: Stanza) -> IQResult:
-        return admin.get(self, stanza)
-
-    @iq_handler("set", f"{{{MUC_ADMIN}}}query")
-    def _admin_set(self, stanza: Stanza) -> IQResult:
-        return defer.ensureDeferred(admin.set(self, stanza))
-
-    @iq_handler("get", f"{{{register.REGISTER}}}query")
-    def _register_get(self, stanza: Stanza) -> IQResult:
-        return register.get(self, stanza)
-
-    @iq_handler("set", f"{{{register.REGISTER}}}query")
-    def _register_set(self, stanza: Stanza) -> IQResult:
-        return defer.ensureDeferred(register.set(self, stanza))
-
     @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
     def _room_info(self, stanza: Stanza) -> IQResult:
-        if stanza.element[0].get("node") == register.RESERVED_NICK_NODE:
-            return register.reserved_nick(self, stanza)
+        node = stanza.element[0].get("node")
+        answer = FEATURES.info_nodes.get(node) if node is not None else None
+        if answer is not None:
+            return answer(self, stanza)  # type: ignore[return-value]
         return self._disco_info(stanza)
 
-    @iq_handler("get", f"{{{MUC_OWNER}}}query")
-    def _owner_get(self, stanza: Stanza) -> IQResult:
-        return owner.get(self, stanza)
+    # -- configuration -------------------------------------------------------------
 
-    @iq_handler("set", f"{{{MUC_OWNER}}}query")
-    def _owner_set(self, stanza: Stanza) -> IQResult:
-        return defer.ensureDeferred(owner.set(self, stanza))
+    def config_form(self) -> Form:
+        """The configuration form, filled with the current settings (each feature's fields)."""
+        return FEATURES.config_form(self)
+
+    async def configure(self, x: etree._Element) -> None:
+        """Apply a submitted configuration form (§10.2): read by every feature, stored, then applied and announced.
+
+        Stored first: should the database refuse, the room goes on with the
+        settings it had, as the owner's error reply says.
+        """
+        old = self.config
+        submission = ConfigSubmission.parse(x)
+        new = old if submission is None else FEATURES.read_config(self, submission)
+        if new.persistent and not self.stored:
+            await self.store_everything(new)
+        elif not new.persistent and self.stored:
+            await self.forget_stored()
+        elif self.stored and new != old:
+            await self.save_config(new)
+        self.config = new
+        if self.locked:
+            self.locked = False
+            self._cancel_timer()
+        codes = FEATURES.config_changed(self, old, new)
+        self.service.room_configured(self)
+        if codes:
+            announce = etree.Element(
+                f"{{{ns.COMPONENT}}}message", {"from": str(self.jid), "type": "groupchat"}, nsmap={None: ns.COMPONENT}
+            )
+            announce.append(user_x(codes=codes))
+            self.broadcast(announce)
 
     # -- persistence -------------------------------------------------------------
 
@@ -919,10 +943,6 @@ class Room(Entity):
                      seconds=self.service.idle_unload_seconds)
             self._unload()
 
-    def cancel_lock(self) -> None:
-        """The owner configured the room: the lock timer stops."""
-        self._cancel_timer()
-
     def _lock_expired(self) -> None:
         self._timer = None
         if not self.locked or self.destroyed:
@@ -951,7 +971,7 @@ class Room(Entity):
         for occupant in self.occupants:
             self.occupants.remove(occupant)
             base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
-            base.set("from", self.occupant_jid(occupant.nick))
+            self._from_occupant(occupant, base)
             x = user_x([item("none", "none")], codes)
             if extra is not None:
                 x.insert(1, extra)

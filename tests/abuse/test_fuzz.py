@@ -49,11 +49,11 @@ from twisted.logger import globalLogPublisher
 
 from component import namespaces as ns
 from component.jid import JID, InvalidJID, parse_jid
+from services.muc.features.moderated import REQUEST
 from services.muc.protocol import MUC, MUC_ADMIN, MUC_OWNER, MUC_USER, ROOMCONFIG
 from services.muc.room import Room
 from services.muc.service import MucService
 from services.muc.testing import immediate_storage
-from services.muc.voice import REQUEST
 from tests.abuse.wire import ServerWire
 
 __all__ = ["Scenario", "run_scenario", "scenarios"]

@@ -9,7 +9,7 @@ acknowledged, then told to the room with the status codes of §15.2.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from lxml import etree
 
@@ -22,23 +22,32 @@ from services.muc.affiliations import (
     check_affiliation_change,
     check_role_change,
 )
+from services.muc.context import RoomContext
+from services.muc.feature import Feature, IQHandler
 from services.muc.occupants import Occupant
 from services.muc.protocol import MUC_ADMIN, item
 from services.muc.store import AffiliationChange
 
-if TYPE_CHECKING:
-    from services.muc.room import Room
-
-__all__ = ["apply_affiliation", "get", "set", "set_affiliation", "set_affiliations", "set_role", "stored_change"]
+__all__ = ["AdminLists", "apply_affiliation", "set_affiliation", "set_affiliations", "set_role", "stored_change"]
 
 _ITEM = f"{{{MUC_ADMIN}}}item"
+_QUERY = f"{{{MUC_ADMIN}}}query"
+
+
+class AdminLists(Feature):
+    """The ``muc#admin`` protocol: role and affiliation lists, and changes to them."""
+
+    name = "admin"
+
+    def iq_handlers(self) -> Mapping[tuple[str, str], IQHandler]:
+        return {("get", _QUERY): read_list, ("set", _QUERY): change}
 
 
 def _query() -> etree._Element:
     return etree.Element(f"{{{MUC_ADMIN}}}query", nsmap={None: MUC_ADMIN})
 
 
-def get(room: Room, stanza: Stanza) -> etree._Element:
+def read_list(room: RoomContext, stanza: Stanza) -> etree._Element:
     """A list of affiliations (for admins and owners) or of roles (for moderators)."""
     query = stanza.element[0]
     wanted = query.find(_ITEM)
@@ -87,7 +96,7 @@ class _Change:
         self.reason = reason
 
 
-def _read(room: Room, element: etree._Element) -> _Change:
+def _read(room: RoomContext, element: etree._Element) -> _Change:
     affiliation, role = element.get("affiliation"), element.get("role")
     reason = text_of(element, "reason", MUC_ADMIN)
     nick = element.get("nick")
@@ -111,7 +120,7 @@ def _read(room: Room, element: etree._Element) -> _Change:
     raise StanzaError("bad-request", text="an item changes an affiliation or a role, not both")
 
 
-async def set(room: Room, stanza: Stanza) -> None:
+async def change(room: RoomContext, stanza: Stanza) -> None:
     """Apply every item of a muc#admin set, after checking them all."""
     query = stanza.element[0]
     changes = [_read(room, element) for element in query.iterchildren(_ITEM)]
@@ -124,7 +133,7 @@ async def set(room: Room, stanza: Stanza) -> None:
     # One item per user: two would be applied and told one after the other,
     # so a user granted and then refused moderation in one request would
     # have been sent the real JIDs in between.
-    concerned: list[JID] = []  # ('set' is this module's function)
+    concerned: list[JID] = []
     for change in changes:
         if change.kind == "role":
             target = room.occupants.by_nick(change.nick or "")
@@ -162,7 +171,7 @@ async def set(room: Room, stanza: Stanza) -> None:
             apply_affiliation(room, change.jid, change.value, actor_nick, change.reason, next(stored).nick)
 
 
-def set_role(room: Room, nick: str, role: str, actor: str | None, reason: str | None) -> None:
+def set_role(room: RoomContext, nick: str, role: str, actor: str | None, reason: str | None) -> None:
     """Give an occupant a role; 'none' kicks it (status 307)."""
     target = room.occupants.by_nick(nick)
     if target is None or target.role == role:
@@ -176,14 +185,14 @@ def set_role(room: Room, nick: str, role: str, actor: str | None, reason: str | 
     _refresh_view(room, target, was_moderator)
 
 
-def _refresh_view(room: Room, target: Occupant, was_moderator: bool) -> None:
+def _refresh_view(room: RoomContext, target: Occupant, was_moderator: bool) -> None:
     """A new moderator in a semi-anonymous room now sees real JIDs: resend the occupant list."""
     if room.config.anonymous and not was_moderator and target.role == "moderator":
         for session in target.sessions:
             room.send_occupant_list(session, target)
 
 
-def stored_change(room: Room, jid: JID, affiliation: str, reason: str | None, nick: str | None = None) -> AffiliationChange:
+def stored_change(room: RoomContext, jid: JID, affiliation: str, reason: str | None, nick: str | None = None) -> AffiliationChange:
     """The row that gives ``jid`` an affiliation.
 
     A registered nick stays with the user while it keeps an affiliation;
@@ -196,7 +205,7 @@ def stored_change(room: Room, jid: JID, affiliation: str, reason: str | None, ni
 
 
 async def set_affiliation(
-    room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None
+    room: RoomContext, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None
 ) -> None:
     """Change a user's affiliation: store it, then tell the room (see :func:`apply_affiliation`)."""
     row = stored_change(room, jid, affiliation, reason, nick)
@@ -204,7 +213,7 @@ async def set_affiliation(
     apply_affiliation(room, jid, affiliation, actor, reason, row.nick)
 
 
-async def set_affiliations(room: Room, changes: list[tuple[JID, str, str | None]], actor: str | None) -> None:
+async def set_affiliations(room: RoomContext, changes: list[tuple[JID, str, str | None]], actor: str | None) -> None:
     """Change several users' affiliations (jid, affiliation, reason): stored in one transaction, then told in order."""
     rows = [stored_change(room, jid, affiliation, reason) for jid, affiliation, reason in changes]
     await room.store_affiliations(rows)
@@ -212,7 +221,7 @@ async def set_affiliations(room: Room, changes: list[tuple[JID, str, str | None]
         apply_affiliation(room, jid, affiliation, actor, reason, row.nick)
 
 
-def apply_affiliation(room: Room, jid: JID, affiliation: str, actor: str | None, reason: str | None, nick: str | None) -> None:
+def apply_affiliation(room: RoomContext, jid: JID, affiliation: str, actor: str | None, reason: str | None, nick: str | None) -> None:
     """Give a user a stored affiliation in memory and tell the room (301, 321 when it loses its place)."""
     previous = room.affiliation_of(jid)
     room.affiliations.set(jid, affiliation, reason or "", nick)

@@ -8,34 +8,56 @@ room only those already affiliated may register.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
 from lxml import etree
 
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.forms import Form, parse_form
-from component.jid import InvalidJID
+from component.jid import JID, InvalidJID
 from component.stanza import Stanza
-from services.muc import admin
+from services.muc.context import RoomContext
+from services.muc.feature import Feature, IQHandler
+from services.muc.features import admin
 from services.muc.nicks import check_nick
 from services.muc.store import AffiliationChange
 
-if TYPE_CHECKING:
-    from services.muc.room import Room
-
-__all__ = ["MUC_REGISTER", "REGISTER", "RESERVED_NICK_NODE", "get", "reserved_nick", "set"]
+__all__ = ["MUC_REGISTER", "REGISTER", "RESERVED_NICK_NODE", "Registration"]
 
 REGISTER = "jabber:iq:register"
 MUC_REGISTER = "http://jabber.org/protocol/muc#register"
 RESERVED_NICK_NODE = "x-roomuser-item"
 
 
+_QUERY = f"{{{REGISTER}}}query"
+
+
+class Registration(Feature):
+    """Registering a nick with the room, and asking which nick one registered."""
+
+    name = "registration"
+
+    def disco_features(self, room: RoomContext) -> Iterable[str]:
+        return (MUC_REGISTER,)
+
+    def iq_handlers(self) -> Mapping[tuple[str, str], IQHandler]:
+        return {("get", _QUERY): _registration_form, ("set", _QUERY): _register}
+
+    def info_nodes(self) -> Mapping[str, IQHandler]:
+        return {RESERVED_NICK_NODE: _reserved_nick}
+
+    def check_nick(self, room: RoomContext, user: JID, nick: str) -> None:
+        holder = room.affiliations.holder_of(nick)
+        if holder is not None and holder != user.bare:
+            raise StanzaError("conflict", text="that nick, or one that looks like it, is registered by someone else")
+
+
 def _query() -> etree._Element:
     return etree.Element(f"{{{REGISTER}}}query", nsmap={None: REGISTER})
 
 
-def get(room: Room, stanza: Stanza) -> etree._Element:
+def _registration_form(room: RoomContext, stanza: Stanza) -> etree._Element:
     """The registration form, or the nick already registered."""
     if room.affiliations.get(stanza.sender) == "outcast":
         raise StanzaError("forbidden", text="you are banned from this room")
@@ -53,7 +75,7 @@ def get(room: Room, stanza: Stanza) -> etree._Element:
     return query
 
 
-async def set(room: Room, stanza: Stanza) -> None:
+async def _register(room: RoomContext, stanza: Stanza) -> None:
     """Register a nick (a submitted form), or cancel the registration (``<remove/>``)."""
     query = stanza.element[0]
     sender = stanza.sender.bare
@@ -99,7 +121,7 @@ async def set(room: Room, stanza: Stanza) -> None:
     await admin.set_affiliation(room, sender, affiliation, None, entry.reason if entry is not None else None, nick=nick)
 
 
-def reserved_nick(room: Room, stanza: Stanza) -> etree._Element:
+def _reserved_nick(room: RoomContext, stanza: Stanza) -> etree._Element:
     """The disco#info answer on node ``x-roomuser-item``: the asker's reserved nick, if any (§7.12)."""
     query = etree.Element(f"{{{ns.DISCO_INFO}}}query", node=RESERVED_NICK_NODE, nsmap={None: ns.DISCO_INFO})
     entry = room.affiliations.entry(stanza.sender)

@@ -3,15 +3,17 @@
 An occupant asks the room to invite someone; the room sends the invitation
 from its own address, with the room's password when it has one. In a
 members-only room only admins and owners may invite, or any occupant when
-the room allows invitations, and the invitee becomes a member. Direct
-invitations (XEP-0249) go from client to client and never reach the room.
-A decline is relayed only from an occupant or from someone the one it is
-addressed to invited (see :mod:`services.muc.limits`).
+the room allows invitations (``muc#roomconfig_allowinvites``), and the
+invitee becomes a member. Direct invitations (XEP-0249) go from client to
+client and never reach the room. A decline is relayed only from an occupant
+or from someone the one it is addressed to invited (see
+:mod:`services.muc.limits`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from lxml import etree
 from twisted.internet import defer
@@ -20,14 +22,32 @@ from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid
 from component.stanza import Stanza, text_of
-from services.muc import admin
 from services.muc.affiliations import AFFILIATION_RANK, ROLE_RANK
-from services.muc.protocol import MUC_USER
+from services.muc.config import RoomConfig
+from services.muc.context import RoomContext
+from services.muc.feature import ConfigSubmission, Feature, FieldsAt, MessageHandler
+from services.muc.features import admin
+from services.muc.protocol import MUC_USER, X_USER
 
-if TYPE_CHECKING:
-    from services.muc.room import Room
+__all__ = ["MAX_INVITATIONS", "Invitations"]
 
-__all__ = ["handle"]
+FIELD = "muc#roomconfig_allowinvites"
+
+
+class Invitations(Feature):
+    """Invitations and declines relayed by the room; the setting that lets members invite."""
+
+    name = "invitations"
+
+    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        fields.add(130, FIELD, room.config.allow_invites, type="boolean", label="Occupants may invite others")
+
+    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
+        return {"allow_invites": submission.flag(FIELD, config.allow_invites)}
+
+    def message_handlers(self) -> Mapping[str, MessageHandler]:
+        return {X_USER: _invite_or_decline}
+
 
 _INVITE = f"{{{MUC_USER}}}invite"
 _DECLINE = f"{{{MUC_USER}}}decline"
@@ -43,7 +63,7 @@ def _address(element: etree._Element) -> JID:
 MAX_INVITATIONS = 10
 
 
-def handle(room: Room, stanza: Stanza, x: etree._Element) -> Any:
+def _invite_or_decline(room: RoomContext, stanza: Stanza, x: etree._Element) -> Any:
     """A message to the room carrying ``<x xmlns='…muc#user'/>``: invitations or a decline."""
     invitations = [e for e in x.iterchildren(_INVITE) if e.get("to")]
     if len(invitations) > MAX_INVITATIONS:
@@ -58,7 +78,7 @@ def handle(room: Room, stanza: Stanza, x: etree._Element) -> Any:
     raise StanzaError("bad-request", text="expected an invitation or a decline")
 
 
-def _may_invite(room: Room, sender: JID) -> bool:
+def _may_invite(room: RoomContext, sender: JID) -> bool:
     occupant = room.occupants.by_real(sender)
     if occupant is None:
         return False  # invitations come from occupants (§7.8.2); else anyone could fetch the password
@@ -71,7 +91,7 @@ def _may_invite(room: Room, sender: JID) -> bool:
     return True
 
 
-async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element]) -> None:
+async def _invite(room: RoomContext, stanza: Stanza, invitations: list[etree._Element]) -> None:
     if not _may_invite(room, stanza.sender):
         raise StanzaError("forbidden", text="you may not invite anyone to this room")
     room.service.limits.check_invitations(stanza.sender, len(invitations))
@@ -86,7 +106,7 @@ async def _invite(room: Room, stanza: Stanza, invitations: list[etree._Element])
         room.service.limits.invited(room.jid.node or "", invitee, stanza.sender)
 
 
-def _invitation(room: Room, stanza: Stanza, invitee: JID, reason: str | None) -> etree._Element:
+def _invitation(room: RoomContext, stanza: Stanza, invitee: JID, reason: str | None) -> etree._Element:
     element = etree.Element(
         f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "to": str(invitee)}, nsmap={None: ns.COMPONENT}
     )
@@ -103,7 +123,7 @@ def _invitation(room: Room, stanza: Stanza, invitee: JID, reason: str | None) ->
     return element
 
 
-def _decline(room: Room, stanza: Stanza, decline: etree._Element) -> None:
+def _decline(room: RoomContext, stanza: Stanza, decline: etree._Element) -> None:
     inviter = _address(decline)
     occupant = room.occupants.by_real(stanza.sender) is not None
     room.service.limits.check_decline(room.jid.node or "", stanza.sender, inviter, occupant=occupant)

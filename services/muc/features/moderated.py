@@ -1,12 +1,16 @@
-"""Voice requests (XEP-0045 §7.13, §8.6): a visitor asks, the moderators decide.
+"""Moderated rooms (XEP-0045 §7.2.4, §8.3) and voice requests (§7.13, §8.6).
 
-The visitor's request goes to every moderator as a form; a moderator who
-submits it with ``muc#request_allow`` set grants the visitor voice.
+In a moderated room newcomers without an affiliation enter as visitors,
+without voice (the role they get is the core's ``role_for``). A visitor
+asks for voice with a ``muc#request`` form sent to the room; it goes to
+every moderator, and a moderator who submits it with
+``muc#request_allow`` set grants the visitor voice.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from lxml import etree
 
@@ -14,19 +18,40 @@ from component import namespaces as ns
 from component.errors import StanzaError
 from component.forms import Form, as_bool, parse_form
 from component.stanza import Broadcast, Stanza, new_id
-from services.muc import admin
 from services.muc.affiliations import check_role_change
+from services.muc.config import RoomConfig
+from services.muc.context import RoomContext
+from services.muc.feature import NOT_MINE, ConfigSubmission, Feature, FieldsAt, MessageHandler
+from services.muc.features import admin
 
-if TYPE_CHECKING:
-    from services.muc.room import Room
+__all__ = ["REQUEST", "Moderated"]
 
-__all__ = ["REQUEST", "handle"]
-
+FIELD = "muc#roomconfig_moderatedroom"
 REQUEST = "http://jabber.org/protocol/muc#request"
 
 
-def handle(room: Room, stanza: Stanza, x: etree._Element) -> None:
+class Moderated(Feature):
+    """Visitors need voice to speak, and may ask the moderators for it."""
+
+    name = "moderated"
+
+    def disco_features(self, room: RoomContext) -> Iterable[str]:
+        return (REQUEST, "muc_moderated" if room.config.moderated else "muc_unmoderated")
+
+    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        fields.add(70, FIELD, room.config.moderated, type="boolean", label="Moderated (visitors need voice)")
+
+    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
+        return {"moderated": submission.flag(FIELD, config.moderated)}
+
+    def message_handlers(self) -> Mapping[str, MessageHandler]:
+        return {f"{{{ns.DATA_FORMS}}}x": _voice_request}
+
+
+def _voice_request(room: RoomContext, stanza: Stanza, x: etree._Element) -> Any:
     """A muc#request form sent to the room: a request, or a moderator's answer to one."""
+    if x.findtext(f"{{{ns.DATA_FORMS}}}field[@var='FORM_TYPE']/{{{ns.DATA_FORMS}}}value") != REQUEST:
+        return NOT_MINE
     form = parse_form(x)
     occupant = room.occupants.by_real(stanza.sender)
     if occupant is None:
@@ -34,9 +59,9 @@ def handle(room: Room, stanza: Stanza, x: etree._Element) -> None:
     values = form.values()
     if "muc#request_allow" in values:
         _answer(room, stanza, form)
-        return
+        return None
     if occupant.role != "visitor":
-        return  # already has voice: nothing to ask
+        return None  # already has voice: nothing to ask
     room.service.limits.check_voice_request(stanza.sender)
     request = Form("form", REQUEST, title="Voice request",
                    instructions="To approve this request for voice, select the "
@@ -52,9 +77,10 @@ def handle(room: Room, stanza: Stanza, x: etree._Element) -> None:
     for moderator in room.occupants:
         if moderator.role == "moderator":
             room.send_to_occupant(moderator, data)
+    return None
 
 
-def _answer(room: Room, stanza: Stanza, form: Form) -> None:
+def _answer(room: RoomContext, stanza: Stanza, form: Form) -> None:
     if not as_bool(form.get("muc#request_allow"), False):
         return
     field = form.get("muc#roomnick")

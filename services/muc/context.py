@@ -1,0 +1,151 @@
+"""The room as its features see it: :class:`RoomContext`, a typing Protocol.
+
+Features (:mod:`services.muc.feature`) are handed a room through this
+Protocol and never import :class:`services.muc.room.Room`. It lets them
+read the room's state (read-only properties: a feature cannot assign them)
+and change it only through methods that do everything a change implies:
+storing it before it is announced, telling the occupants, keeping the
+service's view of the room right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from lxml import etree
+from twisted.internet import defer
+
+from component.forms import Form
+from component.jid import JID
+from component.stanza import Broadcast
+from services.muc.affiliations import Affiliations
+from services.muc.config import RoomConfig
+from services.muc.history import History
+from services.muc.occupants import Occupant, Occupants
+from services.muc.store import AffiliationChange
+
+if TYPE_CHECKING:
+    from component.component import Component
+    from services.muc.service import MucService
+
+__all__ = ["RoomContext"]
+
+T = TypeVar("T")
+
+
+class RoomContext(Protocol):
+    """One room, for its features: its state to read, and the changes they may ask of it."""
+
+    # -- what the room is --------------------------------------------------------
+
+    @property
+    def jid(self) -> JID:
+        """The room's bare JID."""
+
+    @property
+    def node(self) -> str:
+        """The room's name (the node of its JID), as storage and the service's limits know it."""
+
+    @property
+    def service(self) -> MucService:
+        """The service hosting the room: its settings (``max_history``, ``max_nick_length``), ``limits``, ``store``."""
+
+    @property
+    def component(self) -> Component:
+        """The component (its ``clock``, ``fits``, ``max_outgoing_bytes``)."""
+
+    @property
+    def config(self) -> RoomConfig:
+        """The room's current settings; a new value comes only through :meth:`configure`."""
+
+    @property
+    def occupants(self) -> Occupants:
+        """Who is in the room; leave it through :meth:`remove`."""
+
+    @property
+    def affiliations(self) -> Affiliations:
+        """The standing affiliations and reserved nicks; change them through the admin feature's functions."""
+
+    @property
+    def locked(self) -> bool:
+        """True while a new room waits for its owner's configuration (§10.1.1)."""
+
+    @property
+    def stored(self) -> bool:
+        """True while the room is in storage (a persistent room, with a store)."""
+
+    @property
+    def history(self) -> History:
+        """The messages kept for newcomers (its length follows the settings)."""
+
+    @property
+    def subject(self) -> str:
+        """The current subject ("" for none)."""
+
+    # -- who is who ------------------------------------------------------------------
+
+    def affiliation_of(self, jid: JID) -> str:
+        """A user's affiliation; service admins are owners everywhere."""
+
+    def role_for(self, affiliation: str) -> str:
+        """The role a user of ``affiliation`` gets on entering; 'none' means it may not enter."""
+
+    def occupant_jid(self, nick: str) -> str:
+        """The room JID of a nick."""
+
+    def sees_real_jids(self, occupant: Occupant) -> bool:
+        """Whether an occupant may see other occupants' real JIDs."""
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(self, element: etree._Element) -> None:
+        """Send one stanza as it is (addressed by its ``to``)."""
+
+    def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
+        """Send to every session of an occupant."""
+
+    def broadcast(self, element: etree._Element) -> None:
+        """Send one stanza to every session of every occupant."""
+
+    def publish(
+        self,
+        occupant: Occupant,
+        base: etree._Element,
+        *,
+        codes: Iterable[int] = (),
+        self_codes: Iterable[int] = (),
+        affiliation: str | None = None,
+        nick: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        self_sessions: Iterable[JID] | None = None,
+    ) -> None:
+        """Tell the room about an occupant's presence ``base``: the others, then the occupant itself (110)."""
+
+    def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
+        """Send every other occupant's current presence to one client."""
+
+    def remove(self, occupant: Occupant, codes: Iterable[int], *, affiliation: str | None = None,
+               actor: str | None = None, reason: str | None = None, status: str | None = None) -> None:
+        """Take an occupant out of the room and tell everyone, with ``codes`` (kick, ban, lost membership)."""
+
+    # -- changes ----------------------------------------------------------------------
+
+    def config_form(self) -> Form:
+        """The configuration form (§10.1.2), filled with the current settings."""
+
+    async def configure(self, x: etree._Element) -> None:
+        """Apply a submitted configuration form: every feature reads it, the result is stored, then applied and announced."""
+
+    async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
+        """Store affiliation changes when the room is stored, in one transaction; refused, it raises the requester's error."""
+
+    async def destroy(self, alternate: str | None, reason: str | None, password: str | None = None) -> None:
+        """Destroy the room (§10.9): forgotten in storage first, then every occupant is told."""
+
+    def request(self, element: etree._Element, timeout: float | None = None) -> defer.Deferred[Any]:
+        """Send an IQ request from the room; fires with the reply."""
+
+    def in_turn(self, work: Callable[[], T]) -> Any:
+        """Run ``work`` as one more stanza: after those before it, before those after it."""

@@ -1,0 +1,420 @@
+"""What a room feature is: the hooks the room core fires, and the values they are handed.
+
+A feature (password, members-only, history, ...) is one module under
+:mod:`services.muc.features` holding one :class:`Feature` subclass. It
+owns everything of itself: the disco features it announces, its fields in
+the configuration form and in ``muc#roominfo``, how a submitted form changes
+its settings, the checks a newcomer must pass, what it does when someone
+joins, speaks or leaves, and the IQ namespaces and message payloads it
+answers. The room core (:mod:`services.muc.room`) holds the occupants, the
+roles and affiliations, the order of stanzas and the timers, and fires the
+hooks below in the order of :data:`services.muc.features.FEATURES`.
+
+Every hook gets the room as a :class:`~services.muc.context.RoomContext`,
+never as the ``Room`` itself: a feature reads the room's state through it
+and changes it only through its methods, so that what a change must also
+do (store it first, tell the occupants, keep the directory of public
+rooms right) happens in one place.
+
+A hook that refuses raises :class:`~component.errors.StanzaError`; the
+core turns it into the error reply. Only the hooks a feature overrides are
+called: :class:`Registry` notes them once, when the service starts, so a
+hook nobody uses costs nothing per stanza.
+
+Requests reach hooks parsed once into values (:class:`Join`,
+:class:`ConfigSubmission`); no hook re-reads the XML for what these carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import attrs
+from lxml import etree
+
+from component.entity import IQResult
+from component.errors import StanzaError
+from component.forms import Field, Form, as_bool, parse_form
+from component.jid import JID
+from component.stanza import Stanza
+from services.muc.config import RoomConfig
+from services.muc.protocol import ROOMCONFIG, ROOMINFO
+
+if TYPE_CHECKING:
+    from services.muc.context import RoomContext
+    from services.muc.occupants import Occupant
+
+__all__ = [
+    "NOT_MINE", "ConfigSubmission", "Feature", "FieldsAt", "IQHandler", "Join", "MessageHandler", "Registry",
+]
+
+#: Answers an IQ to the room (the payload's (type, tag) it is registered for): a
+#: payload element, None for an empty result, a Deferred or a coroutine of either.
+IQHandler: TypeAlias = Callable[["RoomContext", Stanza], "IQResult | Awaitable[Any]"]
+#: Handles a non-groupchat message to the room carrying the child it is
+#: registered for; returns :data:`NOT_MINE` to let the next registered child try.
+MessageHandler: TypeAlias = Callable[["RoomContext", Stanza, etree._Element], Any]
+
+
+class _NotMine:
+    """The type of :data:`NOT_MINE`."""
+
+    def __repr__(self) -> str:
+        return "NOT_MINE"
+
+
+#: A message handler's answer for a payload that is not its own after all
+#: (a data form of another FORM_TYPE, say): the core tries the next one.
+NOT_MINE = _NotMine()
+
+
+@attrs.frozen
+class Join:
+    """A presence that would make someone an occupant, or add a client to an occupant (§7.2).
+
+    Parsed once by the core before any check runs.
+    """
+
+    #: The presence itself (its ``element`` is the client's).
+    stanza: Stanza
+    #: The client that sent it (a full JID).
+    sender: JID
+    #: The nick asked for, as given (the resource of the room JID).
+    nick: str
+    #: The sender's affiliation with the room (service admins are owners).
+    affiliation: str
+    #: The ``<x xmlns='…muc'/>`` element, None from a client that does not speak MUC.
+    x: etree._Element | None
+    #: The password the client gave in ``<x/>``, if any.
+    password: str | None
+    #: False when the client joins an occupant of the same user (its second client, or one that lost track).
+    new_occupant: bool = True
+    #: True when this presence creates the room (its sender becomes the owner; no check is asked).
+    creates: bool = False
+
+
+@attrs.frozen
+class ConfigSubmission:
+    """A submitted ``muc#roomconfig`` form (§10.2), parsed once; its readers raise the XEP's errors.
+
+    A var absent from the form leaves its setting as it was: each reader
+    takes the current value as its default.
+    """
+
+    values: Mapping[str, list[str]]
+    form: Form
+
+    @classmethod
+    def parse(cls, x: etree._Element) -> ConfigSubmission | None:
+        """Read a submitted form; None for an empty submit, which accepts the settings as they are (an instant room).
+
+        Not a submit, or a FORM_TYPE other than ``muc#roomconfig``: ``bad-request``.
+        """
+        form = parse_form(x)
+        if form.type != "submit":
+            raise StanzaError("bad-request", text="not a submitted form")
+        if not form.fields and form.form_type is None:
+            return None
+        if form.form_type not in (None, ROOMCONFIG):
+            raise StanzaError("bad-request", text="the form is not a room configuration")
+        return cls(form.values(), form)
+
+    def text(self, var: str, default: str) -> str:
+        """A text field's value; an empty field is the empty string."""
+        found = self.values.get(var)
+        if found is None:
+            return default
+        return found[0] if found else ""
+
+    def flag(self, var: str, default: bool) -> bool:
+        """A boolean field's value (``not-acceptable`` when it is no boolean)."""
+        return as_bool(self.form.get(var), default)
+
+    def choice(self, var: str, default: str, allowed: tuple[str, ...]) -> str:
+        """A list-single field's value, one of ``allowed`` (else ``not-acceptable``)."""
+        value = self.text(var, default)
+        if value not in allowed:
+            raise StanzaError("not-acceptable", text=f"{var} must be one of {', '.join(allowed)}")
+        return value
+
+    def number(self, var: str, default: int, none_value: int | None = None) -> int:
+        """A whole number, at least 0; with ``none_value``, "none", "" and "0" mean it."""
+        text = self.text(var, str(default)).strip()
+        if none_value is not None and text in ("none", "", "0"):
+            return none_value
+        try:
+            number = int(text)
+        except ValueError:
+            raise StanzaError("not-acceptable", text=f"{var} must be a number") from None
+        if number < 0:
+            raise StanzaError("not-acceptable", text=f"{var} must not be negative")
+        return number
+
+
+class FieldsAt:
+    """Form fields that features add, each at a position; the form lists them by position.
+
+    Positions are the features' own constants: the configuration form uses
+    10, 20, ... in the order XEP-0045 §10.2 lists its fields, roominfo the
+    order of §15.5.4 (the core's ``muc#roominfo_occupants`` is at 20). Equal
+    positions keep the order the features were registered in.
+    """
+
+    def __init__(self) -> None:
+        self._scratch = Form()
+        self._placed: list[tuple[int, int, Field]] = []
+
+    def add(
+        self,
+        position: int,
+        var: str,
+        value: str | bool | int | Iterable[str] | None = None,
+        *,
+        type: str | None = None,
+        label: str | None = None,
+        options: Iterable[tuple[str | None, str]] = (),
+    ) -> Field:
+        """Add a field at ``position``; values as :meth:`component.forms.Form.add` takes them."""
+        field = self._scratch.add(var, value, type=type, label=label, options=options)
+        self._placed.append((position, len(self._placed), field))
+        return field
+
+    def fill(self, form: Form) -> Form:
+        """Append the fields to ``form`` in order of position; returns it."""
+        form.fields.extend(field for _, _, field in sorted(self._placed, key=lambda placed: placed[:2]))
+        return form
+
+
+class Feature:
+    """One feature of every room. Subclass it and override the hooks the feature needs.
+
+    A feature holds no state of its own: one instance serves every room.
+    What it must remember per room lives in the room's settings
+    (:class:`~services.muc.config.RoomConfig`, stored with the room) or is
+    asked of the room through its context.
+    """
+
+    #: A short name, for logs and for the registry's checks (unique).
+    name: str = ""
+
+    # -- discovery -----------------------------------------------------------------
+
+    def disco_features(self, room: RoomContext) -> Iterable[str]:
+        """The disco#info features (``var``) this feature adds to the room's (§6.4), e.g. ``muc_passwordprotected``.
+
+        The namespaces of :meth:`iq_handlers` are announced without being listed here.
+        """
+        return ()
+
+    def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        """Add this feature's ``muc#roominfo`` fields (§15.5.4) to the room's disco#info form."""
+
+    # -- configuration (§10.2) ---------------------------------------------------------
+
+    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        """Add this feature's fields, filled with the current settings, to the configuration form."""
+
+    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
+        """Read this feature's fields of a submitted form: the settings they change, by ``RoomConfig`` field name.
+
+        ``config`` holds the settings before the submission. Raise
+        ``not-acceptable`` for a value the feature cannot take. Nothing is
+        applied yet: the core applies every feature's changes together, once
+        they are all read, checked and stored.
+        """
+        return {}
+
+    def check_config(self, room: RoomContext, config: RoomConfig) -> None:
+        """Refuse (raise) new settings that do not go together, before anything of them is stored or applied."""
+
+    def on_config_change(self, room: RoomContext, old: RoomConfig, new: RoomConfig) -> Iterable[int]:
+        """The room's settings changed from ``old`` to ``new`` (stored, and now in effect).
+
+        Act on the occupants (those who may no longer stay are removed here)
+        and return the status codes the change announces to the room
+        (§10.2.1: 170 and 171, 172 and 173). The core adds 104 to any change.
+        Called in a form's submission whether or not the settings changed
+        (a new room's owner may accept the defaults).
+        """
+        return ()
+
+    # -- entering (§7.2) -------------------------------------------------------------
+
+    def check_entry(self, room: RoomContext, join: Join) -> None:
+        """Refuse (raise) someone who may not be in the room at all (banned, not a member, wrong password).
+
+        Asked of every client that enters an existing room, the creator
+        excepted, including another client of a user already in it, before
+        the nick is looked at.
+        """
+
+    def check_nick(self, room: RoomContext, user: JID, nick: str) -> None:
+        """Refuse (raise) ``nick`` for ``user``: asked when a new occupant takes a seat and when an occupant changes nick.
+
+        Asked after the core found no other occupant holding the nick (or
+        one that looks like it), before :meth:`check_seat`.
+        """
+
+    def check_seat(self, room: RoomContext, join: Join) -> None:
+        """Refuse (raise) a new occupant for its nick or the room's size, after :meth:`check_entry` passed.
+
+        Not asked when the client joins an occupant of the same user.
+        """
+
+    def entry_codes(self, room: RoomContext, join: Join) -> Iterable[int]:
+        """Status codes for the newcomer's own presence (§7.2.2: 100 in a non-anonymous room, 170 when logged)."""
+        return ()
+
+    def on_join(self, room: RoomContext, occupant: Occupant, join: Join) -> None:
+        """A client entered: ``occupant`` holds it, and the client has the occupants' presences and its own.
+
+        Called for each client that enters (``join.sender``), an occupant's
+        second client too (``join.new_occupant`` is False), after the
+        history and the subject went to it. Send to ``join.sender`` alone.
+        """
+
+    def decorate_presence(self, room: RoomContext, occupant: Occupant, presence: etree._Element) -> None:
+        """Add children to an occupant's presence as the room sends it (joins, updates, leaving, nick changes).
+
+        ``presence`` is the one copy every recipient's variant is made from,
+        before the ``muc#user`` element; what is added goes to everyone (an
+        ``occupant-id``, say). The room keeps an occupant's presence
+        serialised until it changes, so what is added must depend only on
+        the occupant.
+        """
+
+    def decorate_message(self, room: RoomContext, occupant: Occupant, message: etree._Element) -> None:
+        """Add children to, or refuse (raise), a groupchat message from ``occupant`` before the room reflects it.
+
+        ``message`` is already addressed from the occupant's room JID, with
+        the sender's claims removed; the room's ``stanza-id`` is added after
+        this hook, and the history keeps the message as decorated.
+        """
+
+    def on_leave(self, room: RoomContext, occupant: Occupant) -> None:
+        """``occupant`` is no longer in the room (its last client left, it was kicked, banned or bounced).
+
+        Its unavailable presence has gone out. Not called when the room
+        itself goes (destroyed, or the component shutting down).
+        """
+
+    # -- what the feature answers -----------------------------------------------------------
+
+    def iq_handlers(self) -> Mapping[tuple[str, str], IQHandler]:
+        """The IQs to the room this feature answers, by (``get`` or ``set``, payload tag in Clark notation).
+
+        Asked once, when the registry is built. The room checks that it
+        exists first (else ``item-not-found``); IQs to an occupant never come here.
+        """
+        return {}
+
+    def info_nodes(self) -> Mapping[str, IQHandler]:
+        """The disco#info nodes of the room this feature answers (§7.12's ``x-roomuser-item``), by node."""
+        return {}
+
+    def message_handlers(self) -> Mapping[str, MessageHandler]:
+        """The messages to the room (not groupchat, not to an occupant) this feature handles, by child tag.
+
+        For each registered tag, in the order of the features, the core
+        looks for the child in the message and calls its handler, until one
+        does not answer :data:`NOT_MINE`; no handler: ``bad-request``.
+        """
+        return {}
+
+
+class Registry:
+    """The features of every room, and for each hook the features that use it, found once.
+
+    The order of ``features`` is the order the hooks fire in.
+    """
+
+    def __init__(self, features: Iterable[Feature]) -> None:
+        self.features: tuple[Feature, ...] = tuple(features)
+        names = [feature.name for feature in self.features]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"room features need distinct names: {names}")
+        used = self._using
+        self.disco = used("disco_features")
+        self.roominfo_features = used("roominfo_fields")
+        self.config_fields = used("config_fields")
+        self.configure = used("configure")
+        self.check_config = used("check_config")
+        self.config_changes = used("on_config_change")
+        self.entry_checks = used("check_entry")
+        self.nick_checks = used("check_nick")
+        self.seat_checks = used("check_seat")
+        self.entry_codes = used("entry_codes")
+        self.joined = used("on_join")
+        self.left = used("on_leave")
+        self.presence_decorators = used("decorate_presence")
+        self.message_decorators = used("decorate_message")
+        #: (type, payload tag) → its handler.
+        self.iq: dict[tuple[str, str], IQHandler] = {}
+        #: disco#info node → its handler.
+        self.info_nodes: dict[str, IQHandler] = {}
+        #: Child tag → its handlers, in the order of the features.
+        self.messages: dict[str, list[MessageHandler]] = {}
+        for feature in self.features:
+            for key, handler in feature.iq_handlers().items():
+                if key in self.iq:
+                    raise ValueError(f"two room features answer {key}")
+                self.iq[key] = handler
+            for node, handler in feature.info_nodes().items():
+                if node in self.info_nodes:
+                    raise ValueError(f"two room features answer disco#info node {node!r}")
+                self.info_nodes[node] = handler
+            for tag, on_message in feature.message_handlers().items():
+                self.messages.setdefault(tag, []).append(on_message)
+        #: The namespaces of the IQs the features answer, for disco#info.
+        self.namespaces = frozenset(etree.QName(tag).namespace or "" for _, tag in self.iq)
+
+    # -- what the hooks make together ------------------------------------------------------
+
+    def config_form(self, room: RoomContext) -> Form:
+        """The configuration form of a room, filled with its current settings."""
+        fields = FieldsAt()
+        for feature in self.config_fields:
+            feature.config_fields(room, fields)
+        form = Form(
+            "form", ROOMCONFIG, title=f"Configuration for {room.jid}",
+            instructions="Complete and submit this form to configure the room.",
+        )
+        return fields.fill(form)
+
+    def read_config(self, room: RoomContext, submission: ConfigSubmission) -> RoomConfig:
+        """The settings after a submission: every feature's fields read (in order), then checked together."""
+        old = room.config
+        changes: dict[str, Any] = {}
+        for feature in self.configure:
+            changes.update(feature.configure(room, submission, old))
+        new = attrs.evolve(old, **changes)
+        for feature in self.check_config:
+            feature.check_config(room, new)
+        return new
+
+    def config_changed(self, room: RoomContext, old: RoomConfig, new: RoomConfig) -> set[int]:
+        """Fire :meth:`Feature.on_config_change`; the status codes to announce (104 for any change)."""
+        codes = {104} if new != old else set()
+        for feature in self.config_changes:
+            codes.update(feature.on_config_change(room, old, new))
+        return codes
+
+    def roominfo(self, room: RoomContext, occupants: int) -> etree._Element:
+        """The ``muc#roominfo`` form (XEP-0128) of a room's disco#info."""
+        fields = FieldsAt()
+        fields.add(20, "muc#roominfo_occupants", occupants, label="Number of occupants")
+        for feature in self.roominfo_features:
+            feature.roominfo_fields(room, fields)
+        return fields.fill(Form("result", ROOMINFO)).to_element()
+
+    def disco_features(self, room: RoomContext) -> set[str]:
+        """Every feature's disco#info features, and the namespaces they answer."""
+        found = set(self.namespaces)
+        for feature in self.disco:
+            found.update(feature.disco_features(room))
+        return found
+
+    def _using(self, hook: str) -> tuple[Feature, ...]:
+        default = getattr(Feature, hook)
+        return tuple(feature for feature in self.features if getattr(type(feature), hook) is not default)

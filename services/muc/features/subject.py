@@ -1,0 +1,35 @@
+"""The room's subject (XEP-0045 §8.1): who may change it, and what disco says of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.muc.config import RoomConfig
+from services.muc.context import RoomContext
+from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+
+__all__ = ["Subject"]
+
+FIELD = "muc#roomconfig_changesubject"
+
+
+class Subject(Feature):
+    """Moderators, and participants when the room allows it, change the subject."""
+
+    name = "subject"
+
+    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        fields.add(
+            110, FIELD, room.config.change_subject, type="boolean", label="Participants may change the subject"
+        )
+
+    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
+        return {"change_subject": submission.flag(FIELD, config.change_subject)}
+
+    def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        fields.add(30, "muc#roominfo_subject", room.subject, label="Current subject")
+        fields.add(
+            40, "muc#roominfo_changesubject", room.config.change_subject, type="boolean",
+            label="Occupants may change the subject",
+        )
