@@ -356,13 +356,14 @@ class Netherfield(TwistedService):
             connector.startService()
 
     async def _serve_metrics(self) -> None:
-        settings = self.config.metrics
-        if settings.host is None:
+        listen = self.config.metrics.listen
+        if listen is None:
             return
-        where = f"[{settings.host}]:{settings.port}" if ":" in settings.host else f"{settings.host}:{settings.port}"
+        host, port = listen
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         registry = metrics.registry_for(self.components, lambda: self.storage)
         try:
-            self.metrics_port = await metrics.listen(self.reactor, settings.host, settings.port, registry)
+            self.metrics_port = await metrics.listen(self.reactor, host, port, registry)
         except CannotListenError as error:
             reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
             raise StartupError(f"cannot serve metrics at {where} (metrics.listen): {reason}") from None

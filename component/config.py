@@ -24,10 +24,10 @@ from component.component import (
 from component.connection import DEFAULT_RECONNECT_INITIAL, DEFAULT_RECONNECT_MAX
 from component.iq import DEFAULT_IQ_TIMEOUT
 from component.jid import JID, InvalidJID, parse_jid
-from component.options import BARE_JIDS, PORT, ConfigError, key_path, read, setting
+from component.options import ADDRESS, BARE_JIDS, PORT, STORAGE_URL, ConfigError, key_path, read, setting
 from component.output import DEFAULT_OUTPUT_LIMIT
 from component.storage import DEFAULT_URL, StorageError
-from component.storage.sqlite import path_from_url
+from component.storage.sqlite import DEFAULT_PATH, path_from_url
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
 
 __all__ = [
@@ -64,9 +64,12 @@ class ServerConfig:
 
 @attrs.frozen
 class StorageConfig:
-    """The database URL and its password, if any."""
+    """The database (``[storage]``): its URL and its password, if any."""
 
-    url: str = DEFAULT_URL
+    url: str = setting(
+        DEFAULT_URL, "the database: sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host:port/db",
+        kind=STORAGE_URL, shown=f"``{DEFAULT_PATH}`` beside the config file",
+    )
     password: str | None = attrs.field(default=None, repr=False)
 
 
@@ -111,11 +114,22 @@ class ComponentConfig:
 class MetricsConfig:
     """Where the Prometheus endpoint listens (``[metrics]``); off unless ``listen`` is set."""
 
-    #: The address, or None for no endpoint.
-    host: str | None = None
-    port: int = 9300
-    #: Whether an address other than loopback is allowed (the endpoint has no authentication).
-    allow_remote: bool = False
+    listen: tuple[str, int] | None = setting(
+        None, "the address of the Prometheus endpoint", kind=ADDRESS, shown="none, and there is no endpoint"
+    )
+    allow_remote: bool = setting(
+        False, "whether the endpoint may listen beyond loopback (it has no authentication)"
+    )
+
+    @property
+    def host(self) -> str | None:
+        """The address the endpoint listens on, or None for no endpoint."""
+        return None if self.listen is None else self.listen[0]
+
+    @property
+    def port(self) -> int | None:
+        """Its TCP port, or None for no endpoint."""
+        return None if self.listen is None else self.listen[1]
 
 
 #: The levels ``[log] level`` takes, least to most severe (twisted.logger's names).
@@ -201,48 +215,22 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         _component(domain, components_table.table(domain), server, environ, base)
         for domain in components_table.data
     )
-    metrics = _metrics(top.table("metrics"))
+    top.used.add("metrics")
+    metrics = _metrics(raw.get("metrics", {}))
     top.used.add("log")
     log = read(LogConfig, raw.get("log", {}), "log")
     top.reject_unknown()
     return Config(server, storage, components, base, metrics, log)
 
 
-def _metrics(table: _Table) -> MetricsConfig:
-    listen = table.get("listen", str)
-    allow_remote = table.get("allow_remote", bool, False)
-    table.reject_unknown()
-    if listen is None:
-        return MetricsConfig(allow_remote=allow_remote)
-    key = table.name("listen")
-    host, port = _host_port(listen, key)
-    if not allow_remote and not _is_loopback(host):
+def _metrics(table: Any) -> MetricsConfig:
+    config = read(MetricsConfig, table, "metrics")
+    if config.host is not None and not config.allow_remote and not ipaddress.ip_address(config.host).is_loopback:
         raise ConfigError(
-            f"{key} is {listen!r}, not a loopback address: the endpoint has no authentication,"
-            f" so set {table.name('allow_remote')} = true to serve it beyond this machine"
+            f"metrics.listen is {table['listen']!r}, not a loopback address: the endpoint has no authentication,"
+            " so set metrics.allow_remote = true to serve it beyond this machine"
         )
-    return MetricsConfig(host=host, port=port, allow_remote=allow_remote)
-
-
-def _host_port(text: str, key: str) -> tuple[str, int]:
-    """``127.0.0.1:9300``, ``[::1]:9300`` or ``localhost:9300`` as (host, port)."""
-    host, colon, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{key} must be an address and a TCP port, e.g. \"127.0.0.1:9300\", not {text!r}")
-    if host == "localhost":
-        host = "127.0.0.1"
-    else:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ConfigError(f"{key} must name an IP address or localhost, not {host!r}") from None
-    return host, int(port_text)
-
-
-def _is_loopback(host: str) -> bool:
-    return ipaddress.ip_address(host).is_loopback
+    return config
 
 
 def _secret(table: _Table, environ: dict[str, str], base: Path, what: str) -> str | None:
@@ -268,13 +256,12 @@ def _secret(table: _Table, environ: dict[str, str], base: Path, what: str) -> st
 
 
 def _storage(table: _Table, environ: dict[str, str], base: Path) -> StorageConfig:
-    url = table.get("url", str, DEFAULT_URL)
-    if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
-        raise ConfigError(f"{table.name('url')} must start with sqlite:/// or postgresql://, not {url!r}")
-    if url.startswith("sqlite:"):
-        url = _sqlite_from(url, base, table.name("url"))
-    config = StorageConfig(url=url, password=_secret(table, environ, base, "password"))
-    table.reject_unknown()
+    config = read(
+        StorageConfig, table.data, table.path, values={"password": _secret(table, environ, base, "password")},
+        other_keys={"password", "password_file", "password_env"},
+    )
+    if config.url.startswith("sqlite:"):
+        return attrs.evolve(config, url=_sqlite_from(config.url, base, table.name("url")))
     return config
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import ipaddress
 import math
 import re
 import sys
@@ -29,7 +30,7 @@ import attrs
 from component.jid import JID, InvalidJID, parse_jid
 
 __all__ = [
-    "BARE_JIDS", "BOOLEAN", "DOMAINS", "INTEGER", "LOCALPART", "NUMBER", "PORT", "STRING",
+    "ADDRESS", "BARE_JIDS", "BOOLEAN", "DOMAINS", "INTEGER", "LOCALPART", "NUMBER", "PORT", "STORAGE_URL", "STRING",
     "ConfigError", "Declared", "Kind", "NoSettings", "declared", "describe", "key_path", "read", "setting", "tables_of",
 ]
 
@@ -54,7 +55,8 @@ class Kind:
     ``convert(value, path)`` returns the setting's value; it raises
     ``TypeError`` when the TOML value is not of the kind (the sentence then
     says what the key must be), and ``ValueError`` with the rest of the
-    sentence when it is, but names something invalid.
+    sentence when it is, but names something invalid: after the key and a
+    colon, or after the key alone when it begins with "must".
     """
 
     name: str
@@ -132,6 +134,22 @@ def _localpart(value: Any, path: str) -> str:
     return jid.node
 
 
+def _address(value: Any, path: str) -> tuple[str, int]:
+    """``127.0.0.1:9300``, ``[::1]:9300`` or ``localhost:9300`` as (host, port)."""
+    host, colon, port_text = _string(value, path).rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise TypeError
+    if host == "localhost":
+        return "127.0.0.1", int(port_text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"must name an IP address or localhost, not {host!r}") from None
+    return host, int(port_text)
+
+
 INTEGER = Kind("a whole number", _integer)
 NUMBER = Kind("a number", _number)
 STRING = Kind("a string", _string)
@@ -141,6 +159,16 @@ PORT = Kind("a TCP port number", _port)
 BARE_JIDS = Kind("a list of JIDs", _bare_jids, '["admin@example.org"]')
 #: A list of domains, lowercased.
 DOMAINS = Kind("a list of domains", _domains, '["example.org"]')
+def _storage_url(value: Any, path: str) -> str:
+    if not _string(value, path).startswith(("sqlite:", "postgresql:", "postgres:")):
+        raise ValueError(f"must start with sqlite:/// or postgresql://, not {value!r}")
+    return value
+
+
+#: An IP address (or localhost) and a TCP port, read as (host, port).
+ADDRESS = Kind("an address and a TCP port", _address, '"127.0.0.1:9300"')
+#: A database URL Netherfield opens (see :mod:`component.storage`).
+STORAGE_URL = Kind("a database URL", _storage_url)
 #: The part of a JID before the ``@``.
 LOCALPART = Kind("a valid localpart", _localpart)
 
@@ -219,7 +247,8 @@ class Declared:
         except TypeError:
             raise ConfigError(f"{path} must be {self.kind.wanted}, not {value!r}") from None
         except ValueError as error:
-            raise ConfigError(f"{path}: {error}") from None
+            rest = str(error)
+            raise ConfigError(f"{path} {rest}" if rest.startswith("must") else f"{path}: {rest}") from None
         if self.minimum is not None and result < self.minimum:
             raise ConfigError(f"{path} must be at least {_number_text(self.minimum)}, not {value!r}")
         if self.maximum is not None and result > self.maximum:

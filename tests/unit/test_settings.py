@@ -9,7 +9,15 @@ import pytest
 from component import options
 from component.app import Netherfield, resolve_service
 from component.component import Component
-from component.config import ComponentConfig, ConfigError, LogConfig, ServerConfig, load_config
+from component.config import (
+    ComponentConfig,
+    ConfigError,
+    LogConfig,
+    MetricsConfig,
+    ServerConfig,
+    StorageConfig,
+    load_config,
+)
 from component.connection import ComponentConnector
 from tests.unit.test_config import _readme_block
 
@@ -38,7 +46,9 @@ def test_the_readme_lists_are_what_the_declarations_say():
 
 def test_the_readme_lists_every_built_in_service_and_table():
     listed = set(options.listed(README.read_text()))
-    wanted = {f"{cls.__module__}:{cls.__name__}" for cls in (ServerConfig, ComponentConfig, LogConfig)}
+    wanted = {
+        f"{cls.__module__}:{cls.__name__}" for cls in (ServerConfig, StorageConfig, ComponentConfig, LogConfig, MetricsConfig)
+    }
     for name in BUILT_IN:
         cls = resolve_service(name).settings_class
         wanted.add(f"{cls.__module__}:{cls.__name__}")
