@@ -66,6 +66,31 @@ class DomainEntity(Entity):
 
     disco_info_is_static = True
 
+    def __init__(self, component: Component, jid: JID) -> None:
+        super().__init__(component, jid)
+        self._service_handlers: dict[tuple[str, str], Callable[[Stanza], IQResult]] = {}
+        self._gathered_from: tuple[Service, ...] = ()
+
+    def service_handlers(self) -> dict[tuple[str, str], Callable[[Stanza], IQResult]]:
+        """The services' domain IQ handlers, by (type, payload tag), gathered again when the services change."""
+        services = tuple(self.component.services)
+        if services != self._gathered_from:
+            handlers: dict[tuple[str, str], Callable[[Stanza], IQResult]] = {}
+            for service in services:
+                handlers.update(service.domain_iq_handlers())
+            self._service_handlers, self._gathered_from = handlers, services
+        return self._service_handlers
+
+    def handle_iq(self, stanza: Stanza) -> IQResult:
+        payload = stanza.payload()
+        if payload is not None and payload.getnext() is None:
+            key = (stanza.element.get("type", ""), payload.tag)
+            if key not in self.iq_handlers:
+                handler = self.service_handlers().get(key)
+                if handler is not None:
+                    return handler(stanza)
+        return super().handle_iq(stanza)
+
     def disco_identities(self, node: str | None) -> tuple[Identity, ...]:
         if node is not None:
             return ()
@@ -76,6 +101,7 @@ class DomainEntity(Entity):
 
     def disco_features(self, node: str | None) -> frozenset[str]:
         features = set(super().disco_features(node))
+        features.update(etree.QName(tag).namespace or "" for _, tag in self.service_handlers())
         for service in self.component.services:
             features |= service.domain_features()
         return frozenset(features)

@@ -6,7 +6,7 @@ and may add identities, features and items to the domain's own disco answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet import defer
@@ -20,6 +20,7 @@ from component.storage.migrations import Migrations
 
 if TYPE_CHECKING:
     from component.component import Component
+    from component.entity import IQResult
 
 __all__ = ["Service"]
 
@@ -84,6 +85,15 @@ class Service:
     def domain_features(self) -> frozenset[str]:
         """Features the component domain reports for this service."""
         return frozenset()
+
+    def domain_iq_handlers(self) -> Mapping[tuple[str, str], Callable[[Stanza], IQResult]]:
+        """IQ requests to the component domain this service answers: (type, payload tag) → handler.
+
+        Read once, when the domain first gets a request no handler of its own
+        answers; a handler returns the result payload or raises a ``StanzaError``
+        as an entity's does, and its namespace is added to the domain's features.
+        """
+        return {}
 
     def domain_items(self, stanza: Stanza) -> list[Item]:
         """Items the component domain lists for this service (its bots, its public rooms)."""

@@ -8,7 +8,7 @@ lazily and letting idle ones go.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from twisted.internet import defer
@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from component.component import Component
 from component.disco import Identity, Item
-from component.entity import Entity
+from component.entity import Entity, IQResult
 from component.errors import StanzaError
 from component.jid import JID, parse_stored_jid
 from component.ordering import InFlight
@@ -29,10 +29,12 @@ from services.muc.commands import muc_commands
 from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
+from services.muc.occupant_id import SECRET_MIGRATIONS, OccupantIds, load_secret
 from services.muc.protocol import MUC
 from services.muc.room import Room
 from services.muc.settings import MucSettings
 from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
+from services.muc.unique import UNIQUE, unique_name
 from services.muc.writes import WriteFailures
 
 __all__ = ["MucService"]
@@ -47,7 +49,7 @@ class MucService(Service):
     name = "muc"
     settings_class: ClassVar[type[Any]] = MucSettings
     settings: MucSettings
-    migrations = (MUC_MIGRATIONS,)
+    migrations = (MUC_MIGRATIONS, SECRET_MIGRATIONS)
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         super().__init__(component, options)
@@ -63,6 +65,8 @@ class MucService(Service):
         self.write_failures = WriteFailures(component.clock.seconds)
         #: Groupchat messages kept in rooms' histories (and archived, for persistent rooms).
         self.messages_archived = 0
+        #: Occupant ids (XEP-0421); from the stored secret once started with storage.
+        self.occupant_ids = OccupantIds.unstored()
 
     # -- settings --------------------------------------------------------------
     # What the rooms read, from the settings in force.
@@ -98,6 +102,11 @@ class MucService(Service):
         return self.settings.max_waiting_messages
 
     @property
+    def occupant_id(self) -> bool:
+        """Whether rooms give occupant ids (XEP-0421)."""
+        return self.settings.occupant_id
+
+    @property
     def local_domains(self) -> frozenset[str]:
         """The domains whose users ``creation = "local"`` lets create rooms (the server's, unless set)."""
         domains = self.settings.local_domains
@@ -109,8 +118,13 @@ class MucService(Service):
         """Every MUC setting applies without reconnecting: rooms stay, occupants stay."""
         if not isinstance(replacement, MucService):
             return False
+        ids_changed = replacement.occupant_id != self.occupant_id
         self.settings = replacement.settings
         self.admins = self.settings.admins
+        if ids_changed:
+            for room in self._loaded_rooms():
+                for occupant in room.occupants:
+                    occupant.changed()  # the presences kept serialised gain or lose their occupant-id
         if self.history_writer is not None:
             self.history_writer.rows = self.history_batch
         limits = MucLimits(self.settings, self.component.clock.seconds, self.is_admin)
@@ -123,6 +137,7 @@ class MucService(Service):
         if storage is not None:
             self.store = MucStore(storage, clock=self.component.clock.seconds)
             store = self.store
+            self.occupant_ids = OccupantIds(await load_secret(storage))
             self.history_writer = HistoryWriter(
                 lambda batches: self.track(store.append_rooms_histories(batches)), rows=self.history_batch
             )
@@ -218,10 +233,13 @@ class MucService(Service):
         self.public_rooms.pop(room.jid.node or "", None)
         self.limits.room_gone(room.jid.node or "")
 
+    def _loaded_rooms(self) -> list[Room]:
+        return [entity for entity in self.component.router.entities() if isinstance(entity, Room)]
+
     # -- metrics ---------------------------------------------------------------
 
     def samples(self) -> Iterator[Sample]:
-        rooms = [entity for entity in self.component.router.entities() if isinstance(entity, Room)]
+        rooms = self._loaded_rooms()
         yield Sample("muc_rooms_loaded", "gauge", "Rooms in memory.", len(rooms))
         yield Sample("muc_occupants", "gauge", "Occupants of the rooms in memory.", sum(len(r.occupants) for r in rooms))
         yield Sample("muc_messages_archived", "counter", "Groupchat messages kept in a room's history.",
@@ -255,6 +273,9 @@ class MucService(Service):
 
     def domain_features(self) -> frozenset[str]:
         return frozenset({MUC})
+
+    def domain_iq_handlers(self) -> Mapping[tuple[str, str], Callable[[Stanza], IQResult]]:
+        return {("get", UNIQUE): unique_name}
 
     def domain_items(self, stanza: Stanza) -> list[Item]:
         domain = self.component.jid.domain

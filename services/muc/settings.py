@@ -44,3 +44,4 @@ class MucSettings(LimitSettings):
     max_waiting_messages: int = setting(
         1000, "stanzas a room holds waiting for its writes; past them a groupchat message is refused", minimum=1
     )
+    occupant_id: bool = setting(True, "rooms give each occupant a stable, opaque occupant-id (XEP-0421)")

@@ -21,7 +21,6 @@ from component.storage.base import P, T
 from component.storage.migrations import apply_migrations
 from component.testing import Harness
 from services.muc.service import MucService
-from services.muc.store import MUC_MIGRATIONS
 
 __all__ = [
     "CRONE", "ERR", "HAG", "MUC_X", "ROOM", "WICCA",
@@ -140,7 +139,7 @@ def immediate_storage(storage: ImmediateStorage | None = None) -> Any:
     """*storage* (a new in-memory :class:`ImmediateStorage` by default) with the MUC tables in place."""
     storage = storage if storage is not None else ImmediateStorage()
     outcome: list[Any] = []
-    apply_migrations(storage, [MUC_MIGRATIONS]).addBoth(outcome.append)
+    apply_migrations(storage, list(MucService.migrations)).addBoth(outcome.append)
     if outcome and hasattr(outcome[0], "raiseException"):
         outcome[0].raiseException()
     return storage
@@ -149,10 +148,15 @@ def immediate_storage(storage: ImmediateStorage | None = None) -> Any:
 def muc_harness(
     options: dict[str, Any] | None = None, *, storage: Any = "immediate", domain: str = "chat.shakespeare.lit"
 ) -> Harness:
-    """A :class:`Harness` running the MUC service; storage is immediate SQLite unless given (None for none)."""
+    """A :class:`Harness` running the MUC service; storage is immediate SQLite unless given (None for none).
+
+    Occupant ids (XEP-0421) are off unless *options* turn them on, so that
+    the tests replaying XEP-0045's examples read as the XEP prints them; the
+    occupant-id tests turn them on.
+    """
     if storage == "immediate":
         storage = immediate_storage()
-    return Harness(domain, (MucService, dict(options or {})), storage=storage)
+    return Harness(domain, (MucService, {"occupant_id": False, **(options or {})}), storage=storage)
 
 
 def enter(harness: Any, room: str, nick: str, jid: str, *, x: str = "<x xmlns='http://jabber.org/protocol/muc'/>") -> None:

@@ -244,6 +244,7 @@ def test_service_disco_and_public_rooms(harness) -> None:
             <feature var='http://jabber.org/protocol/disco#info'/>
             <feature var='http://jabber.org/protocol/disco#items'/>
             <feature var='http://jabber.org/protocol/muc'/>
+            <feature var='http://jabber.org/protocol/muc#unique'/>
             <feature var='jabber:iq:version'/>
             <feature var='urn:xmpp:ping'/>
           </query></iq>"""

@@ -15,7 +15,7 @@ import pytest_twisted
 from component.storage import open_storage
 from component.testing import Harness, LogCapture
 from services.muc.service import MucService
-from services.muc.store import MUC_MIGRATIONS, MucStore
+from services.muc.store import MucStore
 from services.muc.testing import (
     CRONE,
     HAG,
@@ -211,7 +211,7 @@ def database(tmp_path: Path) -> str:
 
 @pytest_twisted.ensureDeferred
 async def test_restart_on_a_sqlite_file(database: str) -> None:
-    storage = await open_storage(database, migrations=[MUC_MIGRATIONS])
+    storage = await open_storage(database, migrations=list(MucService.migrations))
     try:
         first = Harness("chat.shakespeare.lit", MucService, storage=storage)
         await first.started
@@ -228,7 +228,7 @@ async def test_restart_on_a_sqlite_file(database: str) -> None:
         await service.drained()
     finally:
         await storage.close()
-    storage = await open_storage(database, migrations=[MUC_MIGRATIONS])
+    storage = await open_storage(database, migrations=list(MucService.migrations))
     try:
         second = Harness("chat.shakespeare.lit", MucService, storage=storage)
         await second.started
@@ -245,7 +245,7 @@ async def test_restart_on_a_sqlite_file(database: str) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_acknowledged_writes_are_durable_before_the_acknowledgement(database: str) -> None:
-    storage = await open_storage(database, migrations=[MUC_MIGRATIONS])
+    storage = await open_storage(database, migrations=list(MucService.migrations))
     try:
         h = Harness("chat.shakespeare.lit", MucService, storage=storage)
         await h.started
@@ -305,7 +305,7 @@ def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> Non
     from component.storage.migrations import apply_migrations
 
     storage = HeldStorage()
-    apply_migrations(storage, [MUC_MIGRATIONS])
+    apply_migrations(storage, list(MucService.migrations))
     component = Component("chat.shakespeare.lit", clock=MemoryReactorClock(), ping_interval=0)
     component.storage = storage
     component.add_service(MucService(component, {}))

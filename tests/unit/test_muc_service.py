@@ -54,3 +54,41 @@ def test_bad_settings_name_their_key(options: dict[str, Any], key: str) -> None:
 def test_admins_are_bare_jids() -> None:
     service = build({"admins": ["Admin@LocalHost/desk"]})
     assert [str(jid) for jid in service.admins] == ["admin@localhost"]
+
+
+def test_occupant_id_is_a_boolean() -> None:
+    assert build({}).occupant_id is True
+    assert build({"occupant_id": False}).occupant_id is False
+    with pytest.raises(ConfigError) as error:
+        build({"occupant_id": "yes"})
+    assert 'components."conference.localhost".muc.occupant_id' in str(error.value)
+
+
+def test_unique_room_names() -> None:
+    # XEP-0307 §2: the service hands out a room name nobody holds.
+    from services.muc.testing import HAG, muc_harness
+
+    h = muc_harness()
+    names = set()
+    for n in range(3):
+        h.receive(
+            f"<iq from='{HAG}' id='unique{n}' to='chat.shakespeare.lit' type='get'>"
+            "<unique xmlns='http://jabber.org/protocol/muc#unique'/></iq>"
+        )
+        (reply,) = h.expect(
+            f"<iq from='chat.shakespeare.lit' id='unique{n}' to='{HAG}' type='result'>"
+            "<unique xmlns='http://jabber.org/protocol/muc#unique'>*</unique></iq>"
+        )
+        name = reply[0].text
+        assert len(name) == 24 and name == name.lower() and "@" not in name
+        names.add(name)
+    assert len(names) == 3
+    # It is a get: a set of it is no request the service knows.
+    h.receive(
+        f"<iq from='{HAG}' id='u' to='chat.shakespeare.lit' type='set'>"
+        "<unique xmlns='http://jabber.org/protocol/muc#unique'/></iq>"
+    )
+    h.expect(
+        f"<iq from='chat.shakespeare.lit' id='u' to='{HAG}' type='error'><unique xmlns='http://jabber.org/protocol/muc#unique'/>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
