@@ -32,7 +32,7 @@ def check(path: str) -> list[Exception]:
     try:
         config = load_config(path)
     except ConfigError as error:
-        return [error]
+        return list(error.every())
     problems: list[Exception] = []
     needs_storage = False
     # Each service is built on its own, so that every one's problem is told,

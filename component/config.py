@@ -7,6 +7,7 @@ from the environment, and never appear in a repr.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import tomllib
@@ -24,7 +25,17 @@ from component.component import (
 from component.connection import DEFAULT_RECONNECT_INITIAL, DEFAULT_RECONNECT_MAX
 from component.iq import DEFAULT_IQ_TIMEOUT
 from component.jid import JID, InvalidJID, parse_jid
-from component.options import ADDRESS, BARE_JIDS, PORT, STORAGE_URL, ConfigError, key_path, read, setting
+from component.options import (
+    ADDRESS,
+    BARE_JIDS,
+    PORT,
+    STORAGE_URL,
+    ConfigError,
+    Mistakes,
+    key_path,
+    read,
+    setting,
+)
 from component.output import DEFAULT_OUTPUT_LIMIT
 from component.storage import DEFAULT_URL, StorageError
 from component.storage.sqlite import DEFAULT_PATH, path_from_url
@@ -205,21 +216,24 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}") from None
     base = Path(path).resolve().parent
     top = _Table(raw, "")
-    top.used.add("server")
-    server = read(ServerConfig, raw.get("server", {}), "server")
-    storage = _storage(top.table("storage"), environ, base)
-    components_table = top.table("components")
+    top.used.update({"server", "storage", "components", "metrics", "log"})
+    # Each table is read even after a mistake in another, so that every mistake is told
+    # (the defaults stand in for a table that has one).
+    mistakes = Mistakes()
+    server = mistakes.attempt(lambda: read(ServerConfig, raw.get("server", {}), "server"), ServerConfig())
+    storage = mistakes.attempt(lambda: _storage(top.table("storage"), environ, base), StorageConfig())
+    components_table = mistakes.attempt(lambda: top.table("components"), _Table({}, "components"))
     if not components_table.data:
-        raise ConfigError("components must name at least one component domain, e.g. [components.\"echo.localhost\"]")
-    components = tuple(
-        _component(domain, components_table.table(domain), server, environ, base)
+        mistakes.add("components must name at least one component domain, e.g. [components.\"echo.localhost\"]")
+    read_components = [
+        mistakes.attempt(functools.partial(_component, domain, components_table, server, environ, base), None)
         for domain in components_table.data
-    )
-    top.used.add("metrics")
-    metrics = _metrics(raw.get("metrics", {}))
-    top.used.add("log")
-    log = read(LogConfig, raw.get("log", {}), "log")
-    top.reject_unknown()
+    ]
+    metrics = mistakes.attempt(lambda: _metrics(raw.get("metrics", {})), MetricsConfig())
+    log = mistakes.attempt(lambda: read(LogConfig, raw.get("log", {}), "log"), LogConfig())
+    mistakes.attempt(top.reject_unknown, None)
+    mistakes.raise_any()
+    components = tuple(component for component in read_components if component is not None)
     return Config(server, storage, components, base, metrics, log)
 
 
@@ -282,8 +296,9 @@ def _sqlite_from(url: str, base: Path, key: str) -> str:
 
 
 def _component(
-    domain: str, table: _Table, server: ServerConfig, environ: dict[str, str], base: Path
+    domain: str, components: _Table, server: ServerConfig, environ: dict[str, str], base: Path
 ) -> ComponentConfig:
+    table = components.table(domain)
     try:
         jid = parse_jid(domain)
     except InvalidJID:

@@ -31,7 +31,7 @@ from component.jid import JID, InvalidJID, parse_jid
 
 __all__ = [
     "ADDRESS", "BARE_JIDS", "BOOLEAN", "DOMAINS", "INTEGER", "LOCALPART", "NUMBER", "PORT", "STORAGE_URL", "STRING",
-    "ConfigError", "Declared", "Kind", "NoSettings", "declared", "describe", "key_path", "read", "setting", "tables_of",
+    "ConfigError", "Declared", "Kind", "Mistakes", "NoSettings", "declared", "describe", "key_path", "read", "setting", "tables_of",
 ]
 
 T = TypeVar("T")
@@ -40,12 +40,43 @@ T = TypeVar("T")
 class ConfigError(Exception):
     """A configuration mistake, phrased as one sentence that names the key.
 
-    ``details`` holds what helps beyond the sentence (a traceback), if anything.
+    ``details`` holds what helps beyond the sentence (a traceback), if anything;
+    ``more``, the mistakes found after this one in the same reading.
     """
 
-    def __init__(self, sentence: str, *, details: str = "") -> None:
+    def __init__(self, sentence: str, *, details: str = "", more: Sequence[ConfigError] = ()) -> None:
         super().__init__(sentence)
         self.details = details
+        self.more = tuple(more)
+
+    def every(self) -> list[ConfigError]:
+        """This mistake and those found after it, each on its own."""
+        return [ConfigError(str(self), details=self.details), *self.more]
+
+
+class Mistakes:
+    """The mistakes found so far, so that reading goes on after one: each is told, not only the first."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def attempt(self, step: Callable[[], T], fallback: T) -> T:
+        """What ``step`` returns; ``fallback`` when it raises a ConfigError, which is kept."""
+        try:
+            return step()
+        except ConfigError as error:
+            self.found.extend(error.every())
+            return fallback
+
+    def add(self, sentence: str) -> None:
+        """Keep one more mistake."""
+        self.found.append(ConfigError(sentence))
+
+    def raise_any(self) -> None:
+        """Raise the first mistake kept, carrying the others, if there is one."""
+        if self.found:
+            first, *rest = self.found
+            raise ConfigError(str(first), details=first.details, more=rest)
 
 
 @attrs.frozen
@@ -302,7 +333,7 @@ def read(
     values: Mapping[str, Any] | None = None,
     other_keys: Collection[str] = (),
 ) -> T:
-    """The settings of ``cls`` from the TOML table at ``path``, or the ConfigError sentence of the first mistake.
+    """The settings of ``cls`` from the TOML table at ``path``, or a ConfigError: its first mistake, carrying the others.
 
     A key that is no setting of ``cls`` is refused as "not a setting
     ``belongs``", except ``other_keys``, which the caller reads itself.
@@ -313,18 +344,20 @@ def read(
         raise ConfigError(f"{path or 'the file'} must be a table")
     settings = declared(typing.cast(type, cls))
     known = {item.name for item in settings}
+    mistakes = Mistakes()
     for key in table:
         if key not in known and key not in other_keys:
-            raise ConfigError(f"{key_path(path, key)} is not a setting {belongs}")
+            mistakes.add(f"{key_path(path, key)} is not a setting {belongs}")
     found = dict(values or {})
     for item in settings:
         key = key_path(path, item.name)
         if item.name in table:
-            found[item.name] = item.check(table[item.name], key)
+            found[item.name] = mistakes.attempt(functools.partial(item.check, table[item.name], key), None)
         elif defaults is not None and item.name in defaults:
             found[item.name] = defaults[item.name]
         elif item.required:
-            raise ConfigError(f"{key} must be set: {item.doc}")
+            mistakes.add(f"{key} must be set: {item.doc}")
+    mistakes.raise_any()
     return cls(**found)
 
 

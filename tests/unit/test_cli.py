@@ -135,3 +135,22 @@ def test_check_reports_every_service_problem_not_only_the_first(capsys, tmp_path
         "netherfield: there is no service called 'alsomissing': the built-in ones are echo, muc, notices,"
         " and others are named package.module:Class",
     ]
+
+
+def test_check_tells_every_mistake_in_every_table_not_only_the_first(capsys, tmp_path):
+    status, _, err = check_output(
+        capsys, tmp_path,
+        '[server]\nport = 0\nping_timeout = "soon"\n'
+        '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\nqueue_limit = 0\ncolour = "red"\n'
+        '[components."d.localhost"]\nservices = ["echo"]\n'
+        '[log]\nlevel = "loud"\n',
+    )
+    assert status == 1
+    assert err.splitlines() == [
+        "netherfield: server.port must be a TCP port number, not 0",
+        "netherfield: server.ping_timeout must be a number, not 'soon'",
+        'netherfield: components."c.localhost".colour is not a setting Netherfield knows',
+        'netherfield: components."c.localhost".queue_limit must be at least 1, not 0',
+        'netherfield: components."d.localhost" needs a secret: set secret, secret_file or secret_env',
+        "netherfield: log.level must be one of debug, info, warn, error, critical, not 'loud'",
+    ]

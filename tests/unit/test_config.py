@@ -217,3 +217,12 @@ def test_a_service_module_without_the_class(tmp_path):
     with pytest.raises(ConfigError) as caught:
         Netherfield(load_config(path))
     assert str(caught.value) == "there is no service called 'empty_module:Widget': the module empty_module has no Widget"
+
+
+def test_twistd_prints_each_mistake_of_the_file_as_its_own_sentence(tmp_path):
+    done = run_twistd(write(tmp_path, '[server]\nping_interval = -1\n[components."c.localhost"]\nservices = ["echo"]\n'))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-2:] == [
+        "netherfield: server.ping_interval must be at least 0, not -1",
+        'netherfield: components."c.localhost" needs a secret: set secret, secret_file or secret_env',
+    ]

@@ -51,8 +51,9 @@ class NetherfieldServiceMaker:
         try:
             service = Netherfield(load_config(options["config"]), path=options["config"])
         except ConfigError as error:
-            # One sentence and a non-zero exit, before anything connects.
-            sys.stderr.write(f"{error.details}netherfield: {error}\n")
+            # One sentence a mistake and a non-zero exit, before anything connects.
+            for mistake in error.every():
+                sys.stderr.write(f"{mistake.details}netherfield: {mistake}\n")
             raise SystemExit(2) from None
         atexit.register(_exit_if_failed, service)
         _filter_log(service, options)
