@@ -299,6 +299,17 @@ class Feature:
         itself goes (destroyed, or the component shutting down).
         """
 
+    # -- messages ---------------------------------------------------------------------
+
+    def check_subject_change(self, room: RoomContext, occupant: Occupant, subject: str) -> None:
+        """Refuse (raise) a subject change (§8.1) by ``occupant``; every feature using this hook must let it pass."""
+
+    def check_private_message(self, room: RoomContext, sender: Occupant, target: Occupant) -> None:
+        """Refuse (raise) a private message (§7.5) from ``sender`` to ``target`` (another user's occupant).
+
+        Not asked for a message between two clients of one user.
+        """
+
     # -- what the feature answers -----------------------------------------------------------
 
     def iq_handlers(self) -> Mapping[tuple[str, str], IQHandler]:
@@ -347,6 +358,8 @@ class Registry:
         self.entry_codes = used("entry_codes")
         self.joined = used("on_join")
         self.left = used("on_leave")
+        self.subject_checks = used("check_subject_change")
+        self.private_checks = used("check_private_message")
         self.presence_decorators = used("decorate_presence")
         self.message_decorators = used("decorate_message")
         #: (type, payload tag) → its handler.

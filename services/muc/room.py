@@ -50,6 +50,7 @@ from services.muc.features import FEATURES
 from services.muc.history import History, HistoryEntry, HistoryRequest, parse_request
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant, Occupants, presence_template
+from services.muc.persistence import RoomStorage
 from services.muc.protocol import (
     MUC,
     MUC_USER,
@@ -60,8 +61,7 @@ from services.muc.protocol import (
     item,
     user_x,
 )
-from services.muc.store import AffiliationChange, HistoryRecord
-from services.muc.writes import refusal
+from services.muc.store import AffiliationChange, HistoryRecord, RoomRecord
 
 if TYPE_CHECKING:
     from services.muc.service import MucService
@@ -110,8 +110,8 @@ class Room(Entity):
         self._subject_message: Broadcast | None = None
         #: False until someone creates the room (or it is loaded from storage).
         self.exists = False
-        #: True while the room is in storage (persistent rooms).
-        self.stored = False
+        #: Every write the room makes goes through it.
+        self.storage = RoomStorage(service, jid.node or "", str(jid))
         #: A new room stays locked until its owner configures it (§10.1.1).
         self.locked = False
         self.destroyed = False
@@ -217,24 +217,6 @@ class Room(Entity):
     def _held(self) -> bool:
         """Whether a write is in flight or stanzas wait."""
         return self._busy or bool(self._waiting) or bool(self._archive)
-
-    def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
-        """Let the service know of a write in flight (stop waits for it)."""
-        return self.service.track(deferred)
-
-    async def write(self, kind: str, deferred: defer.Deferred[T]) -> T:
-        """Wait for a write of *kind* that is about to be announced.
-
-        A refusal from the database is counted and becomes the requester's
-        error (see :mod:`services.muc.writes`); the caller has changed nothing
-        yet, so nothing needs undoing.
-        """
-        try:
-            result: T = await self.track(deferred)
-        except StorageError as error:
-            self.service.write_failures.failed(str(self.jid), kind, error)
-            raise refusal(kind, error) from None
-        return result
 
     # -- entry points ------------------------------------------------------
 
@@ -496,8 +478,6 @@ class Room(Entity):
         join = self._join(stanza, nick, x)
         if self.locked and join.affiliation != "owner":
             raise StanzaError("item-not-found", text="the room is locked until its owner configures it")
-        if join.affiliation == "outcast":
-            raise StanzaError("forbidden", text="you are banned from this room")
         for feature in FEATURES.entry_checks:
             feature.check_entry(self, join)
         holder = self.occupants.by_key(key)
@@ -690,21 +670,18 @@ class Room(Entity):
         return self._archive.add(record, archived)
 
     def _history_refused(self, error: StorageError) -> StanzaError:
-        self.service.write_failures.failed(str(self.jid), "history", error)
-        return refusal("history", error)
+        return self.storage.refused("history", error)
 
     async def _change_subject(self, stanza: Stanza) -> None:
         occupant = self.occupants.by_real(stanza.sender)
         if occupant is None:
             raise StanzaError("not-acceptable", text="only occupants may change the subject")
-        may = occupant.role == "moderator" or (occupant.role == "participant" and self.config.change_subject)
-        if not may:
-            raise StanzaError("forbidden", text="you are not allowed to change the subject")
         subject = text_of(stanza.element, "subject") or ""
-        store = self.service.store
-        if self.stored and store is not None:
+        for feature in FEATURES.subject_checks:
+            feature.check_subject_change(self, occupant, subject)
+        if self.stored:
             stanza.keep()  # reflected after the write
-            await self.write("subject", store.set_subject(self.jid.node or "", subject, occupant.nick))
+            await self.storage.store_subject(subject, occupant.nick)
         self.subject = subject
         self.subject_from = occupant.nick
         self._subject_message = None
@@ -722,24 +699,15 @@ class Room(Entity):
         target = self.occupants.by_nick(stanza.recipient.resource or "")
         if target is None:
             raise StanzaError("item-not-found", text="no such occupant")
-        if target.bare != sender.bare and not self._may_send_private(sender):
-            raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")
+        if target.bare != sender.bare:
+            for feature in FEATURES.private_checks:
+                feature.check_private_message(self, sender, target)
         element = stanza.element
         strip_claims(element, {child.tag for child in element}, self.jid)
         element.set("from", self.occupant_jid(sender.nick))
         element.attrib.pop("to", None)
         element.append(user_x())
         self.send_to_occupant(target, Broadcast(element))
-
-    def _may_send_private(self, sender: Occupant) -> bool:
-        allowed = self.config.allow_pm
-        if allowed == "anyone":
-            return True
-        if allowed == "participants":
-            return ROLE_RANK[sender.role] >= ROLE_RANK["participant"]
-        if allowed == "moderators":
-            return sender.role == "moderator"
-        return False
 
     # -- IQs to occupants --------------------------------------------------------
 
@@ -844,11 +812,11 @@ class Room(Entity):
         submission = ConfigSubmission.parse(x)
         new = old if submission is None else FEATURES.read_config(self, submission)
         if new.persistent and not self.stored:
-            await self.store_everything(new)
+            await self.storage.store_room(new, self.affiliations, (self.subject, self.subject_from), self.history)
         elif not new.persistent and self.stored:
-            await self.forget_stored()
+            await self.storage.forget()
         elif self.stored and new != old:
-            await self.save_config(new)
+            await self.storage.save_config(new)
         self.config = new
         if self.locked:
             self.locked = False
@@ -864,53 +832,23 @@ class Room(Entity):
 
     # -- persistence -------------------------------------------------------------
 
-    async def save_config(self, config: RoomConfig) -> None:
-        """Write a new configuration of the stored room; ``self.config`` is the caller's to change after."""
-        store = self.service.store
-        if store is None:
-            return
-        await self.write("config", store.save_config(self.jid.node or "", config.to_dict(), public=config.public))
-
-    async def store_everything(self, config: RoomConfig) -> None:
-        """The room becomes persistent with *config*: write it whole, in one transaction.
-
-        Its configuration, affiliations, subject and history land together or
-        not at all: half of it stored would come back after a restart as a
-        room without its owners.
-        """
-        store = self.service.store
-        if store is None:
-            return
-        affiliations = [
-            AffiliationChange(str(jid), standing.affiliation, standing.reason, standing.nick)
-            for jid, standing in self.affiliations.items()
-        ]
-        await self.write("config", store.store_room(
-            self.jid.node or "",
-            config.to_dict(),
-            public=config.public,
-            affiliations=affiliations,
-            subject=(self.subject, self.subject_from),
-            history=[entry.record() for entry in self.history],
-        ))
-        self.stored = True
-
-    async def forget_stored(self, kind: str = "config") -> None:
-        """The room is no longer persistent (or is destroyed): drop it from storage.
-
-        *kind* names the change for the error should the database refuse.
-        """
-        store = self.service.store
-        if store is None or not self.stored:
-            return
-        await self.write(kind, store.delete_room(self.jid.node or ""))
-        self.stored = False
+    @property
+    def stored(self) -> bool:
+        """True while the room is in storage (persistent rooms, with a store)."""
+        return self.storage.stored
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Write affiliation changes when the room is stored: in one transaction, all or none."""
-        store = self.service.store
-        if store is not None and self.stored and changes:
-            await self.write("affiliations", store.set_affiliations(self.jid.node or "", changes))
+        await self.storage.store_affiliations(changes)
+
+    def restore(self, record: RoomRecord) -> None:
+        """The room as it was stored: its settings and subject (its affiliations and history come after)."""
+        self.config = RoomConfig.from_dict(record.config)
+        self.history.resize(min(self.config.history_length, self.service.max_history))
+        self.subject = record.subject
+        self.subject_from = record.subject_from
+        self.exists = True
+        self.storage.stored = True
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -987,7 +925,7 @@ class Room(Entity):
         destruction that was not stored, occupants would see the room come
         back on their next visit.
         """
-        await self.forget_stored("destroy")
+        await self.storage.forget("destroy")
         element = etree.Element(f"{{{MUC_USER}}}destroy", nsmap={None: MUC_USER})
         if alternate:
             element.set("jid", alternate)

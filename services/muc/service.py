@@ -26,14 +26,13 @@ from component.stats import Sample
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.archive import HistoryWriter
 from services.muc.commands import muc_commands
-from services.muc.config import RoomConfig
 from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
 from services.muc.occupant_id import SECRET_MIGRATIONS, OccupantIds, load_secret
 from services.muc.protocol import MUC
 from services.muc.room import Room
 from services.muc.settings import MucSettings
-from services.muc.store import MUC_MIGRATIONS, MucStore, RoomRecord
+from services.muc.store import MUC_MIGRATIONS, MucStore
 from services.muc.unique import UNIQUE, unique_name
 from services.muc.writes import WriteFailures
 
@@ -181,7 +180,7 @@ class MucService(Service):
         if record is None:
             self.limits.absent.add(node)
             return room
-        self._restore(room, record)
+        room.restore(record)
         for bare, entry in (await self.store.affiliations(node)).items():
             affiliated = _stored_jid(node, bare)
             if affiliated is not None and entry.affiliation in AFFILIATION_RANK:
@@ -192,14 +191,6 @@ class MucService(Service):
             except Exception:
                 log.warn("{room}: skipped an unreadable archived message", room=str(jid))
         return room
-
-    def _restore(self, room: Room, record: RoomRecord) -> None:
-        room.config = RoomConfig.from_dict(record.config)
-        room.history.resize(min(room.config.history_length, self.max_history))
-        room.subject = record.subject
-        room.subject_from = record.subject_from
-        room.exists = True
-        room.stored = True
 
     def room_changed(self, room: Room) -> None:
         """A room was created or configured: keep the directory of public rooms right."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from services.muc.feature import Registry
 from services.muc.features.admin import AdminLists
 from services.muc.features.anonymity import Anonymity
+from services.muc.features.bans import Bans
 from services.muc.features.hidden import Hidden
 from services.muc.features.history import HistoryLength
 from services.muc.features.invitations import Invitations
@@ -30,6 +31,7 @@ __all__ = ["FEATURES"]
 
 #: Every room's features, in the order their hooks fire.
 FEATURES = Registry([
+    Bans(),
     Naming(),
     Persistent(),
     Hidden(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import attrs
 from lxml import etree
 
 from component.errors import StanzaError
@@ -28,7 +29,7 @@ from services.muc.occupants import Occupant
 from services.muc.protocol import MUC_ADMIN, item
 from services.muc.store import AffiliationChange
 
-__all__ = ["AdminLists", "apply_affiliation", "set_affiliation", "set_affiliations", "set_role", "stored_change"]
+__all__ = ["AdminItem", "AdminLists", "apply_affiliation", "set_affiliation", "set_affiliations", "set_role", "stored_change"]
 
 _ITEM = f"{{{MUC_ADMIN}}}item"
 _QUERY = f"{{{MUC_ADMIN}}}query"
@@ -85,45 +86,50 @@ def read_list(room: RoomContext, stanza: Stanza) -> etree._Element:
     raise StanzaError("bad-request", text="an item names an affiliation or a role, not both")
 
 
-class _Change:
-    __slots__ = ("jid", "kind", "nick", "reason", "value")
+@attrs.frozen
+class AdminItem:
+    """One ``<item/>`` of a muc#admin set, parsed once: a role change by nick or an affiliation change by JID."""
 
-    def __init__(self, kind: str, value: str, jid: JID | None, nick: str | None, reason: str | None) -> None:
-        self.kind = kind
-        self.value = value
-        self.jid = jid
-        self.nick = nick
-        self.reason = reason
+    #: "role" or "affiliation".
+    kind: str
+    #: The role or affiliation asked for.
+    value: str
+    #: The bare JID whose affiliation changes (None for a role change).
+    jid: JID | None
+    #: The nick whose role changes (None for an affiliation change).
+    nick: str | None
+    reason: str | None
 
-
-def _read(room: RoomContext, element: etree._Element) -> _Change:
-    affiliation, role = element.get("affiliation"), element.get("role")
-    reason = text_of(element, "reason", MUC_ADMIN)
-    nick = element.get("nick")
-    jid: JID | None = None
-    if element.get("jid") is not None:
-        try:
-            jid = parse_jid(element.get("jid") or "").bare
-        except InvalidJID:
-            raise StanzaError("jid-malformed", text="the item's jid is not a JID") from None
-    if affiliation is not None and role is None:
-        if jid is None and nick is not None:
-            occupant = room.occupants.by_nick(nick)
-            jid = occupant.bare if occupant is not None else None
-        if jid is None:
-            raise StanzaError("bad-request", text="an affiliation change needs a jid")
-        return _Change("affiliation", affiliation, jid, None, reason)
-    if role is not None and affiliation is None:
-        if nick is None:
-            raise StanzaError("bad-request", text="a role change needs a nick")
-        return _Change("role", role, None, nick, reason)
-    raise StanzaError("bad-request", text="an item changes an affiliation or a role, not both")
+    @classmethod
+    def parse(cls, room: RoomContext, element: etree._Element) -> AdminItem:
+        """Read an item; an affiliation change naming only a nick is for that occupant's JID."""
+        affiliation, role = element.get("affiliation"), element.get("role")
+        reason = text_of(element, "reason", MUC_ADMIN)
+        nick = element.get("nick")
+        jid: JID | None = None
+        if element.get("jid") is not None:
+            try:
+                jid = parse_jid(element.get("jid") or "").bare
+            except InvalidJID:
+                raise StanzaError("jid-malformed", text="the item's jid is not a JID") from None
+        if affiliation is not None and role is None:
+            if jid is None and nick is not None:
+                occupant = room.occupants.by_nick(nick)
+                jid = occupant.bare if occupant is not None else None
+            if jid is None:
+                raise StanzaError("bad-request", text="an affiliation change needs a jid")
+            return cls("affiliation", affiliation, jid, None, reason)
+        if role is not None and affiliation is None:
+            if nick is None:
+                raise StanzaError("bad-request", text="a role change needs a nick")
+            return cls("role", role, None, nick, reason)
+        raise StanzaError("bad-request", text="an item changes an affiliation or a role, not both")
 
 
 async def change(room: RoomContext, stanza: Stanza) -> None:
     """Apply every item of a muc#admin set, after checking them all."""
     query = stanza.element[0]
-    changes = [_read(room, element) for element in query.iterchildren(_ITEM)]
+    changes = [AdminItem.parse(room, element) for element in query.iterchildren(_ITEM)]
     if not changes:
         raise StanzaError("bad-request", text="nothing to change")
     actor_affiliation = room.affiliation_of(stanza.sender)
@@ -135,21 +141,18 @@ async def change(room: RoomContext, stanza: Stanza) -> None:
     # have been sent the real JIDs in between.
     concerned: list[JID] = []
     for change in changes:
-        if change.kind == "role":
+        if change.jid is None:
             target = room.occupants.by_nick(change.nick or "")
             if target is None:
                 raise StanzaError("not-acceptable", text="no occupant has that nick")
-            user = target.bare
-        else:
-            assert change.jid is not None
-            user = change.jid
-        if user in concerned:
-            raise StanzaError("bad-request", text="one item per user in a request")
-        concerned.append(user)
-        if change.kind == "role":
+            if target.bare in concerned:
+                raise StanzaError("bad-request", text="one item per user in a request")
+            concerned.append(target.bare)
             check_role_change(actor_affiliation, actor_role, room.affiliation_of(target.bare), target.role, change.value)
         else:
-            assert change.jid is not None
+            if change.jid in concerned:
+                raise StanzaError("bad-request", text="one item per user in a request")
+            concerned.append(change.jid)
             check_affiliation_change(
                 actor_affiliation, stanza.sender, change.jid, room.affiliations.get(change.jid), change.value, owners
             )

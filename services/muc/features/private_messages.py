@@ -1,13 +1,20 @@
-"""Private messages between occupants (XEP-0045 §7.5): who may send them."""
+"""Private messages between occupants (XEP-0045 §7.5): who may send them.
+
+The room core passes a private message on (readdressed, with an empty
+``muc#user`` element); this feature says whether it may.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from component.errors import StanzaError
+from services.muc.affiliations import ROLE_RANK
 from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
 from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+from services.muc.occupants import Occupant
 
 __all__ = ["PrivateMessages"]
 
@@ -28,3 +35,17 @@ class PrivateMessages(Feature):
 
     def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
         return {"allow_pm": submission.choice(FIELD, config.allow_pm, ALLOW_PM)}
+
+    def check_private_message(self, room: RoomContext, sender: Occupant, target: Occupant) -> None:
+        if not _may_send(room.config.allow_pm, sender):
+            raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")
+
+
+def _may_send(allowed: str, sender: Occupant) -> bool:
+    if allowed == "anyone":
+        return True
+    if allowed == "participants":
+        return ROLE_RANK[sender.role] >= ROLE_RANK["participant"]
+    if allowed == "moderators":
+        return sender.role == "moderator"
+    return False

@@ -1,13 +1,19 @@
-"""The room's subject (XEP-0045 §8.1): who may change it, and what disco says of it."""
+"""The room's subject (XEP-0045 §8.1): who may change it, and what disco says of it.
+
+The room core keeps the subject (it is stored with the room), sends it last
+to every newcomer, and stores then broadcasts a change this feature allows.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from component.errors import StanzaError
 from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
 from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+from services.muc.occupants import Occupant
 
 __all__ = ["Subject"]
 
@@ -33,3 +39,7 @@ class Subject(Feature):
             40, "muc#roominfo_changesubject", room.config.change_subject, type="boolean",
             label="Occupants may change the subject",
         )
+
+    def check_subject_change(self, room: RoomContext, occupant: Occupant, subject: str) -> None:
+        if not (occupant.role == "moderator" or (occupant.role == "participant" and room.config.change_subject)):
+            raise StanzaError("forbidden", text="you are not allowed to change the subject")

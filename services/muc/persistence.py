@@ -1,0 +1,117 @@
+"""A room's writes to the database: every change a room stores goes through its :class:`RoomStorage`.
+
+A change is stored before the stanza announcing it goes out, so each write
+here is awaited by the handler that makes the change; refused, it becomes
+the requester's error (see :mod:`services.muc.writes`) and the room, which
+has changed nothing yet, goes on as it was. A change of several rows (a
+room becoming persistent with its owners, a multi-item admin set) is one
+transaction: it lands whole or not at all. History rows are the exception
+in form only: they go through the room's archive line
+(:mod:`services.muc.archive`), awaited all the same.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet import defer
+
+from component.errors import StanzaError
+from component.storage import StorageError
+from services.muc.affiliations import Affiliations
+from services.muc.config import RoomConfig
+from services.muc.history import History
+from services.muc.store import AffiliationChange
+from services.muc.writes import refusal
+
+if TYPE_CHECKING:
+    from services.muc.service import MucService
+
+__all__ = ["RoomStorage"]
+
+T = TypeVar("T")
+
+
+class RoomStorage:
+    """The rows of one room in the service's store; without a store every write is a no-op."""
+
+    __slots__ = ("_room", "_service", "node", "stored")
+
+    def __init__(self, service: MucService, node: str, room: str) -> None:
+        self._service = service
+        self.node = node
+        self._room = room
+        #: True while the room is in storage (persistent rooms, with a store).
+        self.stored = False
+
+    def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        """Let the service know of a write in flight (its stop waits for it)."""
+        return self._service.track(deferred)
+
+    async def write(self, kind: str, deferred: defer.Deferred[T]) -> T:
+        """Wait for a write of *kind* that is about to be announced; a refusal is counted and raised as the requester's error."""
+        try:
+            result: T = await self.track(deferred)
+        except StorageError as error:
+            raise self.refused(kind, error) from None
+        return result
+
+    def refused(self, kind: str, error: StorageError) -> StanzaError:
+        """Count a refused write of *kind* and make it the requester's error."""
+        self._service.write_failures.failed(self._room, kind, error)
+        return refusal(kind, error)
+
+    async def save_config(self, config: RoomConfig) -> None:
+        """Write a new configuration of the stored room."""
+        store = self._service.store
+        if store is None:
+            return
+        await self.write("config", store.save_config(self.node, config.to_dict(), public=config.public))
+
+    async def store_room(
+        self, config: RoomConfig, affiliations: Affiliations, subject: tuple[str, str], history: History
+    ) -> None:
+        """The room becomes persistent with *config*: write it whole, in one transaction.
+
+        Its configuration, affiliations, subject and history land together or
+        not at all: half of it stored would come back after a restart as a
+        room without its owners.
+        """
+        store = self._service.store
+        if store is None:
+            return
+        rows = [
+            AffiliationChange(str(jid), standing.affiliation, standing.reason, standing.nick)
+            for jid, standing in affiliations.items()
+        ]
+        await self.write("config", store.store_room(
+            self.node,
+            config.to_dict(),
+            public=config.public,
+            affiliations=rows,
+            subject=subject,
+            history=[entry.record() for entry in history],
+        ))
+        self.stored = True
+
+    async def forget(self, kind: str = "config") -> None:
+        """The room is no longer persistent (or is destroyed): drop it; *kind* names the change for the error."""
+        store = self._service.store
+        if store is None or not self.stored:
+            return
+        await self.write(kind, store.delete_room(self.node))
+        self.stored = False
+
+    async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
+        """Write affiliation changes when the room is stored: in one transaction, all or none."""
+        store = self._service.store
+        if store is not None and self.stored and changes:
+            await self.write("affiliations", store.set_affiliations(self.node, changes))
+
+    async def store_subject(self, subject: str, nick: str) -> bool:
+        """Write a new subject when the room is stored; whether it was written."""
+        store = self._service.store
+        if store is None or not self.stored:
+            return False
+        await self.write("subject", store.set_subject(self.node, subject, nick))
+        return True
