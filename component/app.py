@@ -210,10 +210,11 @@ class Netherfield(TwistedService):
             # surfaces before anything running is touched.
             built = Netherfield(new, self.reactor, path=self.path)
         except ConfigError as error:
-            log.error(
-                "{details}reload: the new configuration is refused, the running one stays: {sentence}",
-                details=error.details, sentence=str(error),
-            )
+            for mistake in error.every():
+                log.error(
+                    "{details}reload: the new configuration is refused, the running one stays: {sentence}",
+                    details=mistake.details, sentence=str(mistake),
+                )
             return
         changes = plan(self.config, new)
         for sentence in changes.not_applied:

@@ -251,7 +251,7 @@ def _secret(table: _Table, environ: dict[str, str], base: Path, what: str) -> st
     given = [key for key in (what, f"{what}_file", f"{what}_env") if key in table.data]
     if len(given) > 1:
         raise ConfigError(f"{table.path} sets {' and '.join(given)}; give only one of them")
-    secret = table.get(what, str)
+    secret: str | None = table.get(what, str)
     file_name = table.get(f"{what}_file", str)
     env_name = table.get(f"{what}_env", str)
     if file_name is not None:

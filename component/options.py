@@ -191,9 +191,10 @@ BARE_JIDS = Kind("a list of JIDs", _bare_jids, '["admin@example.org"]')
 #: A list of domains, lowercased.
 DOMAINS = Kind("a list of domains", _domains, '["example.org"]')
 def _storage_url(value: Any, path: str) -> str:
-    if not _string(value, path).startswith(("sqlite:", "postgresql:", "postgres:")):
-        raise ValueError(f"must start with sqlite:/// or postgresql://, not {value!r}")
-    return value
+    url = _string(value, path)
+    if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
+        raise ValueError(f"must start with sqlite:/// or postgresql://, not {url!r}")
+    return url
 
 
 #: An IP address (or localhost) and a TCP port, read as (host, port).

@@ -267,18 +267,21 @@ def test_settings_a_service_cannot_take_and_a_new_secret_reconnect_the_component
 def test_a_file_with_a_mistake_is_refused_and_everything_keeps_running(tmp_path) -> None:
     running = Running(tmp_path, tunable("a.localhost"))
     service = running.service("a.localhost")
-    for broken, sentence in [
-        (tunable("a.localhost") + "[nonsense]\n", "nonsense is not a setting Netherfield knows"),
-        (tunable("a.localhost", level="high"),
-         'components."a.localhost"."tests.unit.test_reload:Tunable".level must be a whole number, not \'high\''),
+    level = 'components."a.localhost"."tests.unit.test_reload:Tunable".level must be a whole number, not \'high\''
+    nonsense = "nonsense is not a setting Netherfield knows"
+    for broken, sentences in [
+        (tunable("a.localhost") + "[nonsense]\n", [nonsense]),
+        (tunable("a.localhost", level="high"), [level]),
+        ("[server]\nport = 0\n" + tunable("a.localhost") + "[nonsense]\n",
+         ["server.port must be a TCP port number, not 0", nonsense]),
         (tunable("a.localhost") + '[components."b.localhost"]\nsecret = "s"\nservices = ["nothing_here:Bot"]\n',
-         "there is no service called 'nothing_here:Bot': no module nothing_here on the Python path or in"
-         f" {tmp_path}"),
+         ["there is no service called 'nothing_here:Bot': no module nothing_here on the Python path or in"
+          f" {tmp_path}"]),
     ]:
         with LogCapture() as logs:
             assert running.reload(broken) == [None]
         assert [m for m in logs.messages() if m.startswith("reload:")] == [
-            f"reload: the new configuration is refused, the running one stays: {sentence}"
+            f"reload: the new configuration is refused, the running one stays: {sentence}" for sentence in sentences
         ]
         assert running.domains() == ["a.localhost"]
         assert running.service("a.localhost") is service and service.calls == ["start"]
