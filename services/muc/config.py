@@ -34,6 +34,10 @@ class RoomConfig:
     max_users: int = 0
     history_length: int = 20
     logging: bool = False
+    #: The room's vCard (XEP-0054), serialised; "" for none.
+    vcard: str = ""
+    #: The SHA-1 of the vCard's photo (XEP-0153); "" for none.
+    avatar_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict, for storage."""

@@ -138,6 +138,12 @@ class RoomContext(Protocol):
     async def configure(self, x: etree._Element) -> None:
         """Apply a submitted configuration form: every feature reads it, the result is stored, then applied and announced."""
 
+    async def change_settings(self, **changes: Any) -> None:
+        """Change settings no form field holds (``RoomConfig`` fields by name): stored first when the room is stored.
+
+        Nothing is announced: the caller tells the occupants what they need to know.
+        """
+
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Store affiliation changes when the room is stored, in one transaction; refused, it raises the requester's error."""
 

@@ -289,8 +289,12 @@ class Feature:
 
         ``message`` is already addressed from the occupant's room JID, with
         the sender's claims removed; the room's ``stanza-id`` is added after
-        this hook, and the history keeps the message as decorated.
+        this hook, and the history keeps the message as decorated. A subject
+        change (§8.1) comes here too, after its write.
         """
+
+    def decorate_private(self, room: RoomContext, sender: Occupant, message: etree._Element) -> None:
+        """Add children to a private message from ``sender`` (§7.5), addressed from its room JID, claims removed."""
 
     def on_leave(self, room: RoomContext, occupant: Occupant) -> None:
         """``occupant`` is no longer in the room (its last client left, it was kicked, banned or bounced).
@@ -362,6 +366,7 @@ class Registry:
         self.private_checks = used("check_private_message")
         self.presence_decorators = used("decorate_presence")
         self.message_decorators = used("decorate_message")
+        self.private_decorators = used("decorate_private")
         #: (type, payload tag) → its handler.
         self.iq: dict[tuple[str, str], IQHandler] = {}
         #: disco#info node → its handler.

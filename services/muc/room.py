@@ -688,6 +688,9 @@ class Room(Entity):
         element = stanza.element
         element.set("from", self.occupant_jid(occupant.nick))
         element.attrib.pop("to", None)
+        strip_claims(element, {child.tag for child in element}, self.jid)
+        for feature in FEATURES.message_decorators:
+            feature.decorate_message(self, occupant, element)
         self.broadcast(element)
 
     def _private(self, stanza: Stanza) -> None:
@@ -706,6 +709,8 @@ class Room(Entity):
         strip_claims(element, {child.tag for child in element}, self.jid)
         element.set("from", self.occupant_jid(sender.nick))
         element.attrib.pop("to", None)
+        for feature in FEATURES.private_decorators:
+            feature.decorate_private(self, sender, element)
         element.append(user_x())
         self.send_to_occupant(target, Broadcast(element))
 
@@ -714,14 +719,15 @@ class Room(Entity):
     def _iq_to_occupant(self, stanza: Stanza) -> IQResult:
         sender = self.occupants.by_real(stanza.sender)
         if sender is None:
-            raise StanzaError("not-acceptable", text="only occupants may query other occupants")
+            # XEP-0410 §3.2: what tells a client that pings itself it is no longer joined.
+            raise StanzaError("not-acceptable", "cancel", text="only occupants may query other occupants", by=str(self.jid))
         target = self.occupants.by_nick(stanza.recipient.resource or "")
         if target is None:
             raise StanzaError("item-not-found", text="no such occupant")
         payload = stanza.payload()
         if payload is None:
             raise StanzaError("bad-request", text="an iq request needs one payload element")
-        if target is sender and payload.tag == f"{{{ns.PING}}}ping" and stanza.sender in sender.sessions:
+        if target is sender and payload.tag == f"{{{ns.PING}}}ping" and stanza.type == "get":
             return None  # XEP-0410: the client is still in the room
         to = target.bare if etree.QName(payload).namespace == "vcard-temp" else target.main
         forwarded = etree.Element(
@@ -836,6 +842,13 @@ class Room(Entity):
     def stored(self) -> bool:
         """True while the room is in storage (persistent rooms, with a store)."""
         return self.storage.stored
+
+    async def change_settings(self, **changes: Any) -> None:
+        """Change settings that no form field holds (the room's vCard): stored first when the room is, then in effect."""
+        new = attrs.evolve(self.config, **changes)
+        if self.stored:
+            await self.storage.save_config(new)
+        self.config = new
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Write affiliation changes when the room is stored: in one transaction, all or none."""

@@ -28,7 +28,7 @@ from services.muc.archive import HistoryWriter
 from services.muc.commands import muc_commands
 from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
-from services.muc.occupant_id import SECRET_MIGRATIONS, OccupantIds, load_secret
+from services.muc.occupant_id import OCCUPANT_ID, SECRET_MIGRATIONS, OccupantIds, load_secret
 from services.muc.protocol import MUC
 from services.muc.room import Room
 from services.muc.settings import MucSettings
@@ -104,6 +104,11 @@ class MucService(Service):
     def occupant_id(self) -> bool:
         """Whether rooms give occupant ids (XEP-0421)."""
         return self.settings.occupant_id
+
+    @property
+    def max_vcard_bytes(self) -> int:
+        """Bytes of a room's vCard at most (0: no limit)."""
+        return self.settings.max_vcard_bytes
 
     @property
     def local_domains(self) -> frozenset[str]:
@@ -263,7 +268,8 @@ class MucService(Service):
         return (Identity("conference", "text", "Chatrooms"),)
 
     def domain_features(self) -> frozenset[str]:
-        return frozenset({MUC})
+        # Every room gives occupant ids: XEP-0421 §4 has the service say so too.
+        return frozenset({MUC, OCCUPANT_ID}) if self.occupant_id else frozenset({MUC})
 
     def domain_iq_handlers(self) -> Mapping[tuple[str, str], Callable[[Stanza], IQResult]]:
         return {("get", UNIQUE): unique_name}

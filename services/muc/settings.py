@@ -14,6 +14,7 @@ from component.jid import JID
 from component.options import BARE_JIDS, DOMAINS, setting
 from services.muc.limits import LimitSettings
 from services.muc.nicks import DEFAULT_MAX_LENGTH
+from services.muc.vcard import DEFAULT_MAX_VCARD_BYTES
 
 __all__ = ["CREATION_POLICIES", "MucSettings"]
 
@@ -45,3 +46,6 @@ class MucSettings(LimitSettings):
         1000, "stanzas a room holds waiting for its writes; past them a groupchat message is refused", minimum=1
     )
     occupant_id: bool = setting(True, "rooms give each occupant a stable, opaque occupant-id (XEP-0421)")
+    max_vcard_bytes: int = setting(
+        DEFAULT_MAX_VCARD_BYTES, "bytes of a room's vCard (its avatar) at most, serialised (0: no limit)", minimum=0
+    )

@@ -214,6 +214,7 @@ def test_room_disco_info_shows_features_and_roominfo(harness) -> None:
             <feature var='muc_passwordprotected'/>
             <feature var='muc_persistent'/>
             <feature var='urn:xmpp:ping'/>
+            <feature var='vcard-temp'/>
             <x xmlns='jabber:x:data' type='result'>
               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roominfo</value></field>
               <field var='muc#roominfo_description' label='Description'><value>The place for all good witches!</value></field>

@@ -155,14 +155,32 @@ def test_an_error_that_does_not_mean_gone_keeps_the_occupant(harness) -> None:
 
 
 def test_self_ping_is_answered_by_the_room(harness) -> None:
+    # XEP-0410 §3.2 and §3.3: the room answers a joined client itself, from the occupant JID.
     h = harness
-    h.receive(f"<iq from='{WICCA}' id='p' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
-    h.expect(f"<iq from='{ROOM}/secondwitch' id='p' to='{WICCA}' type='result'/>")
-    h.receive(f"<iq from='{HECATE}/broom' id='q' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    h.receive(f"<iq from='{WICCA}' id='s2c1' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    h.expect(f"<iq from='{ROOM}/secondwitch' id='s2c1' to='{WICCA}' type='result'/>")
+    # Example 2: a client that is not joined gets not-acceptable (cancel), by the room; so
+    # does a client of an occupant's user that did not join itself.
+    for sender in (f"{HECATE}/broom", "wiccarocks@shakespeare.lit/phone"):
+        h.receive(f"<iq from='{sender}' id='q' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+        h.expect(
+            f"""<iq from='{ROOM}/secondwitch' id='q' to='{sender}' type='error'><ping xmlns='urn:xmpp:ping'/>
+              <error type='cancel' by='{ROOM}'><not-acceptable {ERR}/><text {ERR}>*</text></error></iq>"""
+        )
+
+
+def test_self_ping_after_a_nick_change_is_not_answered_as_joined(harness) -> None:
+    # The client pings the nick it had: that nick is nobody's now (XEP-0410 §3.2, item-not-found).
+    h = harness
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/oldhag'/>")
+    h.sent()
+    h.receive(f"<iq from='{WICCA}' id='s2c2' to='{ROOM}/secondwitch' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
     h.expect(
-        f"""<iq from='{ROOM}/secondwitch' id='q' to='{HECATE}/broom' type='error'><ping xmlns='urn:xmpp:ping'/>
-          <error type='modify'><not-acceptable {ERR}/><text {ERR}>*</text></error></iq>"""
+        f"""<iq from='{ROOM}/secondwitch' id='s2c2' to='{WICCA}' type='error'><ping xmlns='urn:xmpp:ping'/>
+          <error type='cancel'><item-not-found {ERR}/><text {ERR}>*</text></error></iq>"""
     )
+    h.receive(f"<iq from='{WICCA}' id='s2c3' to='{ROOM}/oldhag' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    h.expect(f"<iq from='{ROOM}/oldhag' id='s2c3' to='{WICCA}' type='result'/>")
 
 
 def test_iq_to_an_occupant_is_forwarded_and_answered(harness) -> None:

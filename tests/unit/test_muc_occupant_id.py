@@ -15,7 +15,19 @@ import pytest
 from component.jid import parse_jid
 from services.muc.occupant_id import OccupantIds, load_secret
 from services.muc.service import MucService
-from services.muc.testing import HAG, ROOM, ImmediateStorage, immediate_storage, muc_harness
+from services.muc.testing import (
+    CRONE,
+    HAG,
+    MUC_X,
+    ROOM,
+    WICCA,
+    ImmediateStorage,
+    configure,
+    enter,
+    immediate_storage,
+    instant_room,
+    muc_harness,
+)
 
 SECRET = bytes(range(32))
 
@@ -89,3 +101,137 @@ def test_the_service_derives_ids_from_the_stored_secret_across_restarts(tmp_path
     after = second.component.services[0]
     assert isinstance(after, MucService)
     assert after.occupant_ids.of(parse_jid(ROOM), parse_jid(HAG)) == before
+
+
+# -- in the room: XEP-0421 §3, with XEP-0045's cast -------------------------------------------
+
+OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+
+
+@pytest.fixture
+def harness():
+    h = muc_harness({"occupant_id": True})
+    enter(h, ROOM, "firstwitch", CRONE)
+    configure(h, "")
+    enter(h, ROOM, "secondwitch", WICCA)
+    return h
+
+
+def oid(h, jid: str, room: str = ROOM) -> str:
+    service = h.component.services[0]
+    return service.occupant_ids.of(parse_jid(room), parse_jid(jid))
+
+
+def tag(h, jid: str) -> str:
+    return f"<occupant-id xmlns='{OCCUPANT_ID}' id='{oid(h, jid)}'/>"
+
+
+def test_the_room_and_the_service_advertise_occupant_ids(harness) -> None:
+    h = harness
+    for to in (ROOM, "chat.shakespeare.lit"):
+        h.receive(f"<iq from='{HAG}' id='info1' to='{to}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        (reply,) = h.sent()
+        assert OCCUPANT_ID in {f.get("var") for f in reply.iter("{http://jabber.org/protocol/disco#info}feature")}
+
+
+def test_off_nothing_is_advertised_or_added() -> None:
+    h = muc_harness({"occupant_id": False})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert not [e for stanza in h.sent() for e in stanza.iter(f"{{{OCCUPANT_ID}}}occupant-id")]
+    for to in (ROOM, "chat.shakespeare.lit"):
+        h.receive(f"<iq from='{HAG}' id='info1' to='{to}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        (reply,) = h.sent()
+        assert OCCUPANT_ID not in {f.get("var") for f in reply.iter("{http://jabber.org/protocol/disco#info}feature")}
+
+
+def test_entering_a_room(harness) -> None:
+    # XEP-0421 Examples 3 and 4: the newcomer's presence to every occupant carries its id.
+    h = harness
+    h.receive(f"<presence from='{HAG}' id='n13mt3l' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{HAG}'>{tag(h, CRONE)}
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>""",
+        f"""<presence from='{ROOM}/secondwitch' to='{HAG}'>{tag(h, WICCA)}
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/></x></presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' id='n13mt3l' to='{CRONE}'>{tag(h, HAG)}
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{HAG}' role='participant'/></x>
+          </presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' id='n13mt3l' to='{WICCA}'>{tag(h, HAG)}
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/></x></presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' id='n13mt3l' to='{HAG}'>{tag(h, HAG)}
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{HAG}' role='participant'/>
+          <status code='110'/></x></presence>""",
+        f"<message from='{ROOM}' to='{HAG}' type='groupchat'><subject/></message>",
+    )
+
+
+def test_a_message_to_all_occupants(harness) -> None:
+    # XEP-0421 Examples 5 and 6; a client's own occupant-id is replaced by the room's.
+    h = harness
+    h.receive(
+        f"""<message from='{WICCA}' id='hysf1v37' to='{ROOM}' type='groupchat'>
+          <body>Harpier cries: 'tis time, 'tis time.</body>
+          <occupant-id xmlns='{OCCUPANT_ID}' id='forged'/></message>"""
+    )
+    h.expect(*[
+        f"""<message from='{ROOM}/secondwitch' id='hysf1v37' to='{to}' type='groupchat'>
+          <body>Harpier cries: 'tis time, 'tis time.</body>{tag(h, WICCA)}
+          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>"""
+        for to in (CRONE, WICCA)
+    ])
+    # The history a newcomer gets carries it too (XEP-0421 §4).
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    replayed = [s for s in h.sent() if s.tag.endswith("message") and s.find("{jabber:component:accept}body") is not None]
+    assert [s.find(f"{{{OCCUPANT_ID}}}occupant-id").get("id") for s in replayed] == [oid(h, WICCA)]
+
+
+def test_a_forged_occupant_id_in_presence_is_replaced(harness) -> None:
+    h = harness
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'><show>away</show><occupant-id xmlns='{OCCUPANT_ID}' id='forged'/></presence>")
+    sent = h.sent()
+    assert [e.get("id") for s in sent for e in s.iter(f"{{{OCCUPANT_ID}}}occupant-id")] == [oid(h, WICCA)] * len(sent)
+
+
+def test_the_same_id_across_nick_changes_rejoins_and_clients(harness) -> None:
+    h = harness
+    first = oid(h, WICCA)
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/oldhag'/>")
+    assert {e.get("id") for s in h.sent() for e in s.iter(f"{{{OCCUPANT_ID}}}occupant-id")} == {first}
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/oldhag' type='unavailable'/>")
+    assert {e.get("id") for s in h.sent() for e in s.iter(f"{{{OCCUPANT_ID}}}occupant-id")} == {first}
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    h.sent()
+    # A second client of the same user: the same occupant, the same id.
+    h.receive(f"<presence from='wiccarocks@shakespeare.lit/phone' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
+    own = [s for s in h.sent() if s.get("from") == f"{ROOM}/secondwitch"]
+    assert own and {s.find(f"{{{OCCUPANT_ID}}}occupant-id").get("id") for s in own} == {first}
+    # Another user in the room, and the same user in another room, get other ids.
+    assert oid(h, HAG) != first != oid(h, WICCA, "chamber@chat.shakespeare.lit")
+
+
+def test_private_messages_and_subject_changes_carry_the_senders_id(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{WICCA}' id='pm' to='{ROOM}/firstwitch' type='chat'><body>psst</body><occupant-id xmlns='{OCCUPANT_ID}' id='forged'/></message>")
+    h.expect(
+        f"""<message from='{ROOM}/secondwitch' id='pm' to='{CRONE}' type='chat'><body>psst</body>{tag(h, WICCA)}
+          <x xmlns='http://jabber.org/protocol/muc#user'/></message>"""
+    )
+    h.receive(f"<message from='{CRONE}' id='s' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    h.expect(*[
+        f"<message from='{ROOM}/firstwitch' id='s' to='{to}' type='groupchat'><subject>Fire Burn</subject>{tag(h, CRONE)}</message>"
+        for to in (CRONE, WICCA)
+    ])
+
+
+def test_turned_on_by_a_reload_the_kept_presences_gain_it(harness) -> None:
+    h = harness
+    [service] = h.component.services
+    assert service.reconfigure(MucService(h.component, {"occupant_id": False}))
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert not [e for s in h.sent() for e in s.iter(f"{{{OCCUPANT_ID}}}occupant-id")]
+    assert service.reconfigure(MucService(h.component, {"occupant_id": True}))
+    h.receive(f"<presence from='crone2@shakespeare.lit/x' to='{ROOM}/fourthwitch'>{MUC_X}</presence>")
+    shown = [s for s in h.sent() if s.get("from") in (f"{ROOM}/firstwitch", f"{ROOM}/secondwitch", f"{ROOM}/thirdwitch")]
+    assert len(shown) == 3
+    assert all(s.find(f"{{{OCCUPANT_ID}}}occupant-id") is not None for s in shown)

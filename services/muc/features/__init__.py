@@ -11,6 +11,7 @@ from __future__ import annotations
 from services.muc.feature import Registry
 from services.muc.features.admin import AdminLists
 from services.muc.features.anonymity import Anonymity
+from services.muc.features.avatar import Avatar
 from services.muc.features.bans import Bans
 from services.muc.features.hidden import Hidden
 from services.muc.features.history import HistoryLength
@@ -19,6 +20,7 @@ from services.muc.features.logging import Logging
 from services.muc.features.members_only import MembersOnly
 from services.muc.features.moderated import Moderated
 from services.muc.features.naming import Naming
+from services.muc.features.occupant_ids import OccupantIdentifiers
 from services.muc.features.occupant_limit import OccupantLimit
 from services.muc.features.owner import Owner
 from services.muc.features.password import Password
@@ -48,4 +50,6 @@ FEATURES = Registry([
     Logging(),
     AdminLists(),
     Owner(),
+    OccupantIdentifiers(),
+    Avatar(),
 ])
