@@ -1,0 +1,1 @@
+"""End-to-end load: XMPP clients behind a real server, its own MUC against Netherfield's."""

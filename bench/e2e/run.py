@@ -1,0 +1,408 @@
+"""End to end: clients behind a real server, the server's own MUC against Netherfield's, in one run.
+
+For each server (Prosody, ejabberd): the server and the component run pinned to one
+core, the load workers and this process to the other. Every user logs in once and
+joins its room in both MUCs; then, at each offered rate, a run against the built-in
+MUC and one against ours, their order alternating from rate to rate, so that a
+drift in the machine's load falls on both. Each run's CPU comes from
+``/proc/PID/stat`` of the server and of the component; the other load on each core
+from ``/proc/stat`` less what our own processes used there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import multiprocessing
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bench.e2e.load import Plan, worker
+from bench.e2e.servers import BUILTIN_MUC, SERVERS, LoadEjabberd, LoadProsody
+from tests.integration.servers import ComponentProcess, ServerError, to_toml
+
+COMPONENT = "comp.localhost"
+PASSWORD = "load-pass"
+TICKS = os.sysconf("SC_CLK_TCK")
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+#: Cores' worth of CPU that other processes may use on a core before a run counts as disturbed.
+DISTURBED = 0.15
+#: A process that kept this share of its core busy bounded the run.
+BOUND = 0.9
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) from ``/proc/PID/stat``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def core_times() -> dict[int, tuple[float, float]]:
+    """Per core: (busy seconds, stolen seconds) from ``/proc/stat``."""
+    cores = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *values = line.split()
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
+            cores[int(name[3:])] = ((user + nice + system + irq + softirq + steal) / TICKS, steal / TICKS)
+    return cores
+
+
+def percentile(values: list[int], share: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(share * len(values)))] / 1e6
+
+
+class Bench:
+    """One server, our component behind it, the load workers: started and stopped here, by PID."""
+
+    def __init__(self, args: argparse.Namespace, name: str, directory: Path) -> None:
+        self.args = args
+        self.name = name
+        self.directory = directory
+        self.secret = "secret-" + secrets.token_hex(4)
+        cls = SERVERS[name]
+        cls.core = args.server_core
+        if cls is LoadProsody:
+            LoadProsody.extra = tuple(args.prosody_setting)
+        self.server: LoadProsody | LoadEjabberd = cls(directory / name, {COMPONENT: self.secret})
+        self.component: ComponentProcess | None = None
+        self.workers: list[tuple[Any, Connection]] = []
+        self.worker_pids: list[int] = []
+        total = args.rooms * args.occupants
+        self.users = [f"u{i}" for i in range(total)]
+
+    def start(self) -> None:
+        args = self.args
+        if isinstance(self.server, LoadProsody):
+            self.server.add_users(self.users, PASSWORD)
+            self.server.start()
+        else:
+            self.server.start()
+            self.server.add_users(self.users, PASSWORD)
+        config = {
+            "server": {"host": self.server.host, "port": self.server.component_port},
+            "storage": {"url": f"sqlite:///{self.directory / (self.name + '-muc.db')}"},
+            "components": {
+                COMPONENT: {
+                    "secret": self.secret,
+                    "services": ["muc"],
+                    # No rate limits: the load sends several messages a second per user.
+                    "muc": {"groupchat_burst": 0, "presence_burst": 0},
+                }
+            },
+        }
+        config_path = self.directory / f"{self.name}-netherfield.toml"
+        config_path.write_text(to_toml(config), encoding="utf-8")
+        argv = ComponentProcess.default_command(config_path)
+        if args.server_core is not None:
+            argv = ["taskset", "-c", str(args.server_core), *argv]
+        self.component = ComponentProcess(config_path, self.directory / f"{self.name}-component.log", argv=argv)
+        self.component.wait_attached(timeout=60)
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        args = self.args
+        context = multiprocessing.get_context("fork")
+        pause = 0.1 if self.name == "ejabberd" else 0.0
+        shares: list[list[int]] = [[] for _ in range(args.workers)]
+        for room in range(args.rooms):
+            # A room's users share a worker, so that its creator enters before the others.
+            shares[room % args.workers].extend(range(room * args.occupants, (room + 1) * args.occupants))
+        for share in shares:
+            plan = Plan(
+                users=[self.users[i] for i in share],
+                password=PASSWORD,
+                host=self.server.host,
+                port=self.server.c2s_port,
+                domain=self.server.domain,
+                rooms=[f"load{i // args.occupants}" for i in share],
+                creators=[i % args.occupants == 0 for i in share],
+                mucs=[BUILTIN_MUC, COMPONENT],
+                core=args.load_core,
+                login_pause=pause,
+            )
+            parent, child = context.Pipe()
+            process = context.Process(target=worker, args=(child, plan), daemon=True)
+            process.start()
+            self.workers.append((process, parent))
+        deadline = time.monotonic() + args.login_timeout
+        for _process, conn in self.workers:
+            if not conn.poll(max(0.0, deadline - time.monotonic())):
+                raise ServerError(f"a load worker did not log its users in within {args.login_timeout:g} s")
+            message = conn.recv()
+            if message[0] != "ready":
+                raise ServerError(f"a load worker failed: {message[1]}")
+            self.worker_pids.append(message[1])
+
+    def stop(self) -> None:
+        for process, conn in self.workers:
+            if process.is_alive():
+                try:
+                    conn.send(("stop",))
+                except OSError:
+                    pass
+        for process, _conn in self.workers:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        if self.component is not None:
+            self.component.stop()
+        self.server.stop()
+
+    # -- one measured run -------------------------------------------------
+
+    def measure(self, target: str, rate: float) -> dict[str, Any]:
+        """Offer ``rate`` deliveries a second to the built-in MUC (``builtin``) or ours (``ours``)."""
+        args = self.args
+        assert self.component is not None
+        muc = BUILTIN_MUC if target == "builtin" else COMPONENT
+        messages = rate / args.occupants
+        total_users = len(self.users)
+        start = time.monotonic_ns() + int((0.3 + args.warmup) * 1e9)
+        end = start + int(args.seconds * 1e9)
+        for (_process, conn), share in zip(self.workers, self._shares(), strict=True):
+            conn.send(("run", muc, messages * share / total_users, start, end, args.warmup, args.drain, 0.5))
+        server_pids = self.server.cpu_pids()
+        ours = [self.component.pid]
+        load = [*self.worker_pids, os.getpid()]
+        profile = self._profile_start(target, rate, server_pids)
+        time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
+        before = self._sample(server_pids, ours, load)
+        time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
+        after = self._sample(server_pids, ours, load)
+        self._profile_stop(profile)
+        results = []
+        for _process, conn in self.workers:
+            if not conn.poll(args.drain + args.seconds + 60):
+                raise ServerError("a load worker did not report")
+            kind, result = conn.recv()
+            assert kind == "result", kind
+            results.append(result)
+        return self._figures(target, rate, before, after, results)
+
+    def _shares(self) -> list[int]:
+        args = self.args
+        counts = [0] * args.workers
+        for room in range(args.rooms):
+            counts[room % args.workers] += args.occupants
+        return counts
+
+    def _sample(self, server: list[int], ours: list[int], load: list[int]) -> dict[str, Any]:
+        return {
+            "at": time.monotonic(),
+            "server": sum(map(process_cpu, server)),
+            "ours": sum(map(process_cpu, ours)),
+            "load": sum(map(process_cpu, load)),
+            "cores": core_times(),
+        }
+
+    def _figures(
+        self, target: str, rate: float, before: dict[str, Any], after: dict[str, Any], results: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        args = self.args
+        seconds = after["at"] - before["at"]
+        received = sum(r["received"] for r in results)
+        sent = sum(r["sent"] for r in results)
+        latencies: list[int] = []
+        for r in results:
+            values = array.array("q")
+            values.frombytes(r["latencies"])
+            latencies.extend(values)
+        latencies.sort()
+        server = after["server"] - before["server"]
+        ours = after["ours"] - before["ours"]
+        load = after["load"] - before["load"]
+        cores = {
+            core: (after["cores"][core][0] - busy, after["cores"][core][1] - steal)
+            for core, (busy, steal) in before["cores"].items()
+        }
+        server_core = args.server_core
+        load_core = args.load_core
+        other: dict[str, float] = {}
+        if server_core is not None and load_core is not None:
+            other["server core"] = (cores[server_core][0] - server - ours) / seconds
+            other["load core"] = (cores[load_core][0] - load) / seconds
+        else:
+            other["machine"] = (sum(busy for busy, _ in cores.values()) - server - ours - load) / seconds
+        steal = sum(s for _, s in cores.values()) / seconds
+        flags = []
+        if any(value > DISTURBED for value in other.values()) or steal > 0.05:
+            flags.append("disturbed")
+        if (server + ours) / seconds >= BOUND:
+            flags.append("server core full")
+        if load / seconds >= BOUND:
+            flags.append("load core full")
+        offered = sent * args.occupants
+        per_k = max(received, 1) / 1000
+        return {
+            "server": self.name,
+            "target": target,
+            "rate": rate,
+            "seconds": seconds,
+            "sent": sent,
+            "offered_per_s": offered / seconds,
+            "delivered": received,
+            "delivered_per_s": received / seconds,
+            "fraction": received / offered if offered else float("nan"),
+            "server_cpu_per_1000": server / per_k,
+            "ours_cpu_per_1000": ours / per_k,
+            "total_cpu_per_1000": (server + ours) / per_k,
+            "server_core_busy": (server + ours) / seconds,
+            "load_core_busy": load / seconds,
+            "p50_ms": percentile(latencies, 0.5),
+            "p99_ms": percentile(latencies, 0.99),
+            "latency_samples": len(latencies),
+            "missing": offered - len(latencies),
+            "late": sum(r["late"] for r in results),
+            "drained_s": max(r["drained_ns"] for r in results) / 1e9,
+            "other_cores": other,
+            "steal": steal,
+            "flags": flags,
+        }
+
+    # -- perf, on request ---------------------------------------------------
+
+    def _profile_start(self, target: str, rate: float, pids: list[int]) -> tuple[subprocess.Popen[bytes], Path] | None:
+        if not self.args.perf:
+            return None
+        out = self.directory / f"perf-{self.name}-{target}-{int(rate)}.data"
+        command = ["perf", "record", "-q", "-F", "499", "-p", ",".join(map(str, pids)), "-o", str(out)]
+        if self.args.perf_calls:
+            command.insert(2, "-g")
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return process, out
+
+    def _profile_stop(self, profile: tuple[subprocess.Popen[bytes], Path] | None) -> None:
+        if profile is None:
+            return
+        process, out = profile
+        process.send_signal(2)
+        process.wait(30)
+        report = subprocess.run(
+            ["perf", "report", "-i", str(out), "--stdio", "--no-children", "--sort", "dso,sym", "--percent-limit", "0.7"],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        lines = [line for line in report.splitlines() if line.strip() and not line.startswith("#")]
+        text = "\n".join(lines[:40])
+        keep = RESULTS / f"e2e-{out.stem}.txt"
+        keep.write_text(report)
+        print(f"\n{out.stem} (perf, server process, self time; whole report in {keep}):\n{text}\n", flush=True)
+
+
+def _number(value: float, digits: int = 0) -> str:
+    if value != value:  # NaN
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def print_table(rows: list[dict[str, Any]], *, header: bool = True) -> None:
+    head = [
+        "server", "MUC", "offered/s", "delivered/s", "fraction", "CPU/1000 server", "CPU/1000 ours",
+        "CPU/1000 total", "p50 ms", "p99 ms", "other cores", "flags",
+    ]
+    if header:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+    for row in rows:
+        other = ", ".join(f"{value:.2f}" for value in row["other_cores"].values())
+        cells = [
+            row["server"], row["target"], _number(row["offered_per_s"]), _number(row["delivered_per_s"]),
+            _number(row["fraction"], 3), _number(row["server_cpu_per_1000"], 3), _number(row["ours_cpu_per_1000"], 3),
+            _number(row["total_cpu_per_1000"], 3), _number(row["p50_ms"], 1), _number(row["p99_ms"], 1), other,
+            ", ".join(row["flags"]),
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="prosody,ejabberd", help="comma-separated: prosody, ejabberd")
+    parser.add_argument("--rates", default="4200,8400,12600,16800", help="offered deliveries a second, comma-separated")
+    parser.add_argument("--rooms", type=int, default=10, help="rooms in each MUC (R)")
+    parser.add_argument("--occupants", type=int, default=20, help="occupants of each room (K, 20 to 200)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds of each run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
+    parser.add_argument("--drain", type=float, default=30.0, help="most seconds to wait for a run's backlog")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each MUC at each rate (alternating)")
+    parser.add_argument("--workers", type=int, default=1, help="load processes, all on the load core")
+    parser.add_argument("--server-core", type=int, default=0, help="core of the server and the component")
+    parser.add_argument("--load-core", type=int, default=1, help="core of the load workers")
+    parser.add_argument("--no-pin", action="store_true", help="pin nothing")
+    parser.add_argument("--login-timeout", type=float, default=300.0)
+    parser.add_argument("--perf", action="store_true", help="perf record the server process during each run")
+    parser.add_argument("--perf-calls", action="store_true", help="with --perf, record call graphs")
+    parser.add_argument("--prosody-setting", action="append", default=[],
+                        help="a line for Prosody's global section, e.g. 'network_settings = { read_size = 65536 }'")
+    parser.add_argument("--short", action="store_true", help="two rates, 4 s runs: under five minutes for both servers")
+    args = parser.parse_args(argv)
+    if args.short:
+        args.rates = "4200,12600" if args.rates == parser.get_default("rates") else args.rates
+        args.seconds = 4.0
+    if args.no_pin:
+        args.server_core = args.load_core = None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("taskset") is None and args.server_core is not None:
+        print("taskset not found; run with --no-pin", file=sys.stderr)
+        return 2
+    rates = [float(rate) for rate in args.rates.split(",")]
+    rows: list[dict[str, Any]] = []
+    if args.load_core is not None:
+        os.sched_setaffinity(0, {args.load_core})
+    RESULTS.mkdir(exist_ok=True)
+    began = time.monotonic()
+    for name in args.servers.split(","):
+        with tempfile.TemporaryDirectory(prefix=f"nf-e2e-{name}-") as scratch:
+            bench = Bench(args, name, Path(scratch))
+            try:
+                setup = time.monotonic()
+                bench.start()
+                print(f"# {name}: {len(bench.users)} users in {args.rooms} rooms of {args.occupants}, in each MUC;"
+                      f" ready in {time.monotonic() - setup:.0f} s", flush=True)
+                for index, rate in enumerate(rates):
+                    for repeat in range(args.repeat):
+                        order = ["builtin", "ours"] if (index + repeat) % 2 == 0 else ["ours", "builtin"]
+                        for target in order:
+                            row = bench.measure(target, rate)
+                            rows.append(row)
+                            print_table([row], header=not rows[:-1])
+            finally:
+                bench.stop()
+    print(f"\n## End to end: rooms of {args.occupants}, {args.rooms} rooms, {args.seconds:g} s runs"
+          f" ({time.monotonic() - began:.0f} s in all)\n")
+    print_table(rows)
+    print("\nCPU/1000: CPU seconds per 1,000 delivered stanzas, from /proc/PID/stat. other cores: cores' worth of"
+          " CPU that other processes used on the server core and on the load core (disturbed above"
+          f" {DISTURBED}). p50/p99: send to receipt, for messages sent in the measured window.")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    out = RESULTS / f"e2e-{stamp}.json"
+    out.write_text(json.dumps({"args": vars(args), "commit": commit, "machine": platform.node(),
+                               "cpus": os.cpu_count(), "rows": rows}, indent=1))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Prosody and ejabberd set up for load: a built-in MUC, our component's domain, quiet logs, one core.
+
+The test fixtures' servers (``tests/integration/servers.py``) log at debug level and
+carry no MUC; these subclasses keep their start, stop and port handling and write a
+configuration fit for measuring: warnings only in the log, the server's own MUC on
+``conference.localhost``, no shapers or rate limits, and the process started under
+``taskset`` on the server's core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from tests.integration.servers import EjabberdServer, ProsodyServer, _lua_string, _yaml_string
+
+__all__ = ["BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
+
+#: Where each server's own MUC lives.
+BUILTIN_MUC = "conference.localhost"
+
+
+def _pinned(core: int | None, command: list[str]) -> list[str]:
+    return command if core is None else ["taskset", "-c", str(core), *command]
+
+
+class LoadProsody(ProsodyServer):
+    """Prosody 0.12 with ``mod_muc`` on ``conference.localhost`` and a component port."""
+
+    core: int | None = None
+    #: Lines added to the global section (an operator's tuning, such as ``network_settings``).
+    extra: tuple[str, ...] = ()
+
+    def write_config(self) -> None:
+        d = self.directory
+        for sub in ("data", "certs"):
+            (d / sub).mkdir(exist_ok=True)
+        lines = [
+            "-- Generated for a load test.",
+            "run_as_root = true",
+            f"pidfile = {_lua_string(str(d / 'prosody.pid'))}",
+            f"data_path = {_lua_string(str(d / 'data'))}",
+            f"certificates = {_lua_string(str(d / 'certs'))}",
+            f'log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = {_lua_string(str(d / "prosody.log"))} }} }}',
+            'interfaces = { "127.0.0.1" }',
+            'local_interfaces = { "127.0.0.1" }',
+            'c2s_interfaces = { "127.0.0.1" }',
+            f"c2s_ports = {{ {self.c2s_port} }}",
+            'component_interfaces = { "127.0.0.1" }',
+            f"component_ports = {{ {self.component_port} }}",
+            "c2s_direct_tls_ports = { }",
+            "s2s_ports = { }",
+            "http_ports = { }",
+            "https_ports = { }",
+            "c2s_require_encryption = false",
+            "allow_unencrypted_plain_auth = true",
+            'authentication = "internal_plain"',
+            'modules_enabled = { "saslauth", "disco", "ping" }',
+            'modules_disabled = { "s2s" }',
+            *self.extra,
+            "",
+            f"VirtualHost {_lua_string(self.domain)}",
+            "",
+            f"Component {_lua_string(BUILTIN_MUC)} \"muc\"",
+            "  max_history_messages = 20",
+            "",
+        ]
+        for domain, secret in self.secrets.items():
+            lines += [f"Component {_lua_string(domain)}", f"  component_secret = {_lua_string(secret)}", ""]
+        self.config_path.write_text("\n".join(lines), encoding="utf-8")
+
+    def command(self) -> list[str]:
+        return _pinned(self.core, super().command())
+
+    def add_users(self, users: list[str], password: str) -> None:
+        """Write the accounts into the data directory, as ``internal_plain`` stores them.
+
+        ``prosodyctl register`` starts Lua once per user, a third of a second each.
+        """
+        accounts = self.directory / "data" / self.domain / "accounts"
+        accounts.mkdir(parents=True, exist_ok=True)
+        for user in users:
+            (accounts / f"{user}.dat").write_text(f'return {{\n\t["password"] = {_lua_string(password)};\n}};\n')
+
+    def cpu_pids(self) -> list[int]:
+        assert self.process is not None
+        return [self.process.pid]
+
+
+class LoadEjabberd(EjabberdServer):
+    """ejabberd 23.01 with ``mod_muc`` on ``conference.localhost`` and a component port."""
+
+    core: int | None = None
+
+    def write_config(self) -> None:
+        super().write_config()
+        path = self.directory / "ejabberd.yml"
+        config = path.read_text(encoding="utf-8")
+        config = config.replace("loglevel: info", "loglevel: warning")
+        config += (
+            "  mod_muc:\n"
+            f"    host: {_yaml_string(BUILTIN_MUC)}\n"
+            "    access_create: all\n"
+            "    max_users: 200\n"
+            "    history_size: 20\n"
+        )
+        path.write_text(config, encoding="utf-8")
+
+    def command(self) -> list[str]:
+        return _pinned(self.core, super().command())
+
+    def add_users(self, users: list[str], password: str) -> None:
+        """All accounts in one ``import_piefxis`` (XEP-0227): one ``register`` each takes 0.6 CPU s."""
+        rows = "".join(f"<user name={quoteattr(user)} password={quoteattr(password)}/>" for user in users)
+        path = Path(self.directory) / "users.xml"
+        path.write_text(
+            "<?xml version='1.0' encoding='UTF-8'?>"
+            f"<server-data xmlns='urn:xmpp:pie:0'><host jid={quoteattr(self.domain)}>{rows}</host></server-data>",
+            encoding="utf-8",
+        )
+        self._run_tool([*self._ctl(), "import_piefxis", str(path)], timeout=300)
+
+    def cpu_pids(self) -> list[int]:
+        return [pid for pid in self.server_pids() if Path(f"/proc/{pid}/exe").resolve().name == "beam.smp"]
+
+
+SERVERS: dict[str, type[LoadProsody] | type[LoadEjabberd]] = {"prosody": LoadProsody, "ejabberd": LoadEjabberd}
