@@ -30,7 +30,16 @@ from component.ordering import settled
 from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
 from component.router import Router
 from component.service import Service
-from component.stanza import KINDS, Stanza, error_reply, iq, presence, result_reply, result_reply_bytes
+from component.stanza import (
+    KINDS,
+    Stanza,
+    error_reply,
+    in_stream,
+    iq,
+    presence,
+    result_reply,
+    result_reply_bytes,
+)
 from component.status import status_command
 
 __all__ = [
@@ -236,7 +245,7 @@ class Component:
             return None
         # UTF-8, not lxml's default ASCII: ASCII writes a non-ASCII name as a
         # character reference, which no XML parser accepts in a name.
-        return etree.tostring(element, encoding="utf-8")
+        return in_stream(etree.tostring(element, encoding="utf-8"))
 
     def fits(self, size: int, element: etree._Element | None = None) -> bool:
         """Whether a stanza of ``size`` bytes may be sent; if not, it is counted and logged.
@@ -479,7 +488,7 @@ class Component:
         if isinstance(result, bytes):
             reply = result_reply_bytes(stanza, result)
         else:
-            reply = etree.tostring(result_reply(stanza, result), encoding="utf-8")  # type: ignore[arg-type]
+            reply = in_stream(etree.tostring(result_reply(stanza, result), encoding="utf-8"))  # type: ignore[arg-type]
         if self.fits(len(reply), stanza.element):
             self.send_bytes(reply)
         else:

@@ -26,6 +26,7 @@ __all__ = [
     "Broadcast", "Fanout", "Spliced", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
     "result_reply",
     "result_reply_bytes", "error_reply", "new_id", "child", "text_of", "stamp", "address", "splice",
+    "in_stream", "parse_sent",
 ]
 
 MESSAGE = f"{{{ns.COMPONENT}}}message"
@@ -264,6 +265,30 @@ def _tag_name(element: etree._Element) -> bytes:
 
 
 _STREAM_DECLARATION = f' xmlns:stream="{ns.STREAMS}"'.encode()
+#: The stream header declares the stanzas' namespace as its default: a stanza need not repeat it.
+_STANZA_DECLARATION = f' xmlns="{ns.COMPONENT}"'.encode()
+
+
+def in_stream(data: bytes) -> bytes:
+    """A serialised stanza without the declaration of ``jabber:component:accept``, which the stream makes.
+
+    lxml declares an element's namespaces right after its name, and the
+    stanza's children in the same namespace inherit the default, so the
+    stanza means the same inside the stream without it: what the server
+    parses and routes is 32 bytes shorter, every stanza.
+    """
+    name_end = data.find(b" ")
+    if name_end > 0 and data.startswith(_STANZA_DECLARATION, name_end):
+        return data[:name_end] + data[name_end + len(_STANZA_DECLARATION) :]
+    return data
+
+
+def parse_sent(data: bytes, parser: etree.XMLParser | None = None) -> etree._Element:
+    """Parse one stanza as it is sent (see :func:`in_stream`) into an element of ``jabber:component:accept``."""
+    name_end = data.find(b" ")
+    if name_end > 0 and not data.startswith(_STANZA_DECLARATION, name_end):
+        data = data[:name_end] + _STANZA_DECLARATION + data[name_end:]
+    return etree.fromstring(data, parser)
 
 
 class Broadcast:
@@ -298,6 +323,7 @@ class Broadcast:
             # A received element still in the stream carries the stream's
             # prefix declaration; unused, it would only add bytes to every copy.
             head = head.replace(_STREAM_DECLARATION, b"", 1)
+        head = in_stream(head)
         if last_child:
             if tail.endswith(b"/>"):
                 tail = tail[:-2] + b">" + last_child + b"</" + _tag_name(element) + b">"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import json
 import multiprocessing
 import os
@@ -29,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e.load import Plan, worker
-from bench.e2e.servers import BUILTIN_MUC, SERVERS, LoadEjabberd, LoadProsody
+from bench.e2e.servers import BUILTIN_MUC, SERVERS, LoadEjabberd, LoadProsody, pinned
 from tests.integration.servers import ComponentProcess, ServerError, to_toml
 
 COMPONENT = "comp.localhost"
+#: Where the component of ``--baseline`` lives, beside ours.
+BASELINE = "base.localhost"
 PASSWORD = "load-pass"
 TICKS = os.sysconf("SC_CLK_TCK")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -79,28 +82,44 @@ class Bench:
         self.secret = "secret-" + secrets.token_hex(4)
         cls = SERVERS[name]
         cls.core = args.server_core
+        cls.nice = args.nice
         if cls is LoadProsody:
             LoadProsody.extra = tuple(args.prosody_setting)
-        self.server: LoadProsody | LoadEjabberd = cls(directory / name, {COMPONENT: self.secret})
-        self.component: ComponentProcess | None = None
+            LoadProsody.lua_profile = args.lua_profile
+        #: The MUC of each target: the server's, ours, and the baseline's (``--baseline``).
+        self.mucs = {"builtin": BUILTIN_MUC, "ours": COMPONENT}
+        if args.baseline:
+            self.mucs["base"] = BASELINE
+        components = {domain: self.secret for domain in self.mucs.values() if domain != BUILTIN_MUC}
+        self.server: LoadProsody | LoadEjabberd = cls(directory / name, components)
+        #: Our component processes, by target.
+        self.components: dict[str, ComponentProcess] = {}
         self.workers: list[tuple[Any, Connection]] = []
         self.worker_pids: list[int] = []
         total = args.rooms * args.occupants
         self.users = [f"u{i}" for i in range(total)]
 
     def start(self) -> None:
-        args = self.args
         if isinstance(self.server, LoadProsody):
             self.server.add_users(self.users, PASSWORD)
             self.server.start()
         else:
             self.server.start()
             self.server.add_users(self.users, PASSWORD)
+        for target, domain in self.mucs.items():
+            if target != "builtin":
+                self.components[target] = self._start_component(target, domain)
+        for process in self.components.values():
+            process.wait_attached(timeout=60)
+        self._start_workers()
+
+    def _start_component(self, target: str, domain: str) -> ComponentProcess:
+        args = self.args
         config = {
             "server": {"host": self.server.host, "port": self.server.component_port},
-            "storage": {"url": f"sqlite:///{self.directory / (self.name + '-muc.db')}"},
+            "storage": {"url": f"sqlite:///{self.directory / f'{self.name}-{target}-muc.db'}"},
             "components": {
-                COMPONENT: {
+                domain: {
                     "secret": self.secret,
                     "services": ["muc"],
                     # No rate limits: the load sends several messages a second per user.
@@ -108,14 +127,15 @@ class Bench:
                 }
             },
         }
-        config_path = self.directory / f"{self.name}-netherfield.toml"
+        config_path = self.directory / f"{self.name}-{target}.toml"
         config_path.write_text(to_toml(config), encoding="utf-8")
-        argv = ComponentProcess.default_command(config_path)
-        if args.server_core is not None:
-            argv = ["taskset", "-c", str(args.server_core), *argv]
-        self.component = ComponentProcess(config_path, self.directory / f"{self.name}-component.log", argv=argv)
-        self.component.wait_attached(timeout=60)
-        self._start_workers()
+        argv = pinned(args.server_core, args.nice, ComponentProcess.default_command(config_path))
+        env = None
+        if target == "base":
+            # The baseline's code first on the path: its component and services packages win.
+            tree = self.args.baseline_tree
+            env = {"PYTHONPATH": os.pathsep.join([str(tree), str(tree / "twistd-plugins")])}
+        return ComponentProcess(config_path, self.directory / f"{self.name}-{target}.log", argv=argv, env=env)
 
     def _start_workers(self) -> None:
         args = self.args
@@ -134,7 +154,7 @@ class Bench:
                 domain=self.server.domain,
                 rooms=[f"load{i // args.occupants}" for i in share],
                 creators=[i % args.occupants == 0 for i in share],
-                mucs=[BUILTIN_MUC, COMPONENT],
+                mucs=list(self.mucs.values()),
                 core=args.load_core,
                 login_pause=pause,
             )
@@ -163,17 +183,16 @@ class Bench:
             if process.is_alive():
                 process.kill()
                 process.join(5)
-        if self.component is not None:
-            self.component.stop()
+        for process in self.components.values():
+            process.stop()
         self.server.stop()
 
     # -- one measured run -------------------------------------------------
 
     def measure(self, target: str, rate: float) -> dict[str, Any]:
-        """Offer ``rate`` deliveries a second to the built-in MUC (``builtin``) or ours (``ours``)."""
+        """Offer ``rate`` deliveries a second to the MUC of ``target``: ``builtin``, ``ours`` or ``base``."""
         args = self.args
-        assert self.component is not None
-        muc = BUILTIN_MUC if target == "builtin" else COMPONENT
+        muc = self.mucs[target]
         messages = rate / args.occupants
         total_users = len(self.users)
         start = time.monotonic_ns() + int((0.3 + args.warmup) * 1e9)
@@ -181,13 +200,16 @@ class Bench:
         for (_process, conn), share in zip(self.workers, self._shares(), strict=True):
             conn.send(("run", muc, messages * share / total_users, start, end, args.warmup, args.drain, 0.5))
         server_pids = self.server.cpu_pids()
-        ours = [self.component.pid]
+        # For the built-in MUC, our idle component's.
+        ours = [self.components["ours" if target == "builtin" else target].pid]
         load = [*self.worker_pids, os.getpid()]
         profile = self._profile_start(target, rate, server_pids)
         time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
         before = self._sample(server_pids, ours, load)
+        lua_before = self._lua_counts()
         time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
         after = self._sample(server_pids, ours, load)
+        lua_after = self._lua_counts()
         self._profile_stop(profile)
         results = []
         for _process, conn in self.workers:
@@ -196,7 +218,28 @@ class Bench:
             kind, result = conn.recv()
             assert kind == "result", kind
             results.append(result)
-        return self._figures(target, rate, before, after, results)
+        figures = self._figures(target, rate, before, after, results)
+        if lua_after:
+            self._print_lua_profile(figures, lua_before, lua_after)
+        return figures
+
+    def _lua_counts(self) -> dict[str, int]:
+        if not isinstance(self.server, LoadProsody) or not self.args.lua_profile:
+            return {}
+        return self.server.lua_profile_counts()
+
+    def _print_lua_profile(self, figures: dict[str, Any], before: dict[str, int], after: dict[str, int]) -> None:
+        diff = {key: after[key] - before.get(key, 0) for key in after}
+        total = sum(diff.values()) or 1
+        per_k = max(figures["delivered"], 1) / 1000
+        top = sorted(diff.items(), key=lambda item: -item[1])[:30]
+        name = f"lua-{self.name}-{figures['target']}-{int(figures['rate'])}"
+        (RESULTS / f"e2e-{name}.tsv").write_text(
+            "".join(f"{n}\t{n / per_k:.1f}\t{key}\n" for key, n in sorted(diff.items(), key=lambda item: -item[1]))
+        )
+        print(f"\n{name}: {total} samples of 1,000 Lua instructions, {total / per_k:.0f} per 1,000 delivered", flush=True)
+        for key, n in top:
+            print(f"  {100 * n / total:5.1f}%  {n / per_k:7.1f}/1000  {key}")
 
     def _shares(self) -> list[int]:
         args = self.args
@@ -345,12 +388,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="load processes, all on the load core")
     parser.add_argument("--server-core", type=int, default=0, help="core of the server and the component")
     parser.add_argument("--load-core", type=int, default=1, help="core of the load workers")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness of the server, the component and the load (negative needs root): on a"
+                             " shared machine, -5 keeps other work from taking most of the measured cores")
     parser.add_argument("--no-pin", action="store_true", help="pin nothing")
     parser.add_argument("--login-timeout", type=float, default=300.0)
     parser.add_argument("--perf", action="store_true", help="perf record the server process during each run")
+    parser.add_argument("--lua-profile", action="store_true",
+                        help="count Prosody's Lua instructions by function during each run (mod_lua_profile)")
     parser.add_argument("--perf-calls", action="store_true", help="with --perf, record call graphs")
     parser.add_argument("--prosody-setting", action="append", default=[],
                         help="a line for Prosody's global section, e.g. 'network_settings = { read_size = 65536 }'")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the MUC of this git revision (as target 'base'), alternating with the others")
     parser.add_argument("--short", action="store_true", help="two rates, 4 s runs: under five minutes for both servers")
     args = parser.parse_args(argv)
     if args.short:
@@ -367,9 +417,23 @@ def main(argv: list[str] | None = None) -> int:
         print("taskset not found; run with --no-pin", file=sys.stderr)
         return 2
     rates = [float(rate) for rate in args.rates.split(",")]
+    with contextlib.ExitStack() as stack:
+        if args.baseline:
+            # The revision's files, exported: no worktree to clean up afterwards.
+            tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nf-e2e-base-")))
+            root = Path(__file__).resolve().parents[2]
+            archive = subprocess.run(["git", "-C", str(root), "archive", args.baseline], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+            args.baseline_tree = tree
+        return _run(args, rates)
+
+
+def _run(args: argparse.Namespace, rates: list[float]) -> int:
     rows: list[dict[str, Any]] = []
     if args.load_core is not None:
         os.sched_setaffinity(0, {args.load_core})
+    if args.nice:
+        os.nice(args.nice)  # the load workers are forked from here
     RESULTS.mkdir(exist_ok=True)
     began = time.monotonic()
     for name in args.servers.split(","):
@@ -382,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                       f" ready in {time.monotonic() - setup:.0f} s", flush=True)
                 for index, rate in enumerate(rates):
                     for repeat in range(args.repeat):
-                        order = ["builtin", "ours"] if (index + repeat) % 2 == 0 else ["ours", "builtin"]
+                        turn = (index + repeat) % len(bench.mucs)
+                        targets = list(bench.mucs)
+                        order = targets[turn:] + targets[:turn]
                         for target in order:
                             row = bench.measure(target, rate)
                             rows.append(row)

@@ -20,16 +20,22 @@ __all__ = ["BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
 BUILTIN_MUC = "conference.localhost"
 
 
-def _pinned(core: int | None, command: list[str]) -> list[str]:
-    return command if core is None else ["taskset", "-c", str(core), *command]
+def pinned(core: int | None, nice: int, command: list[str]) -> list[str]:
+    """``command`` run on ``core`` (any when None) at niceness ``nice``."""
+    if core is not None:
+        command = ["taskset", "-c", str(core), *command]
+    return ["nice", "-n", str(nice), *command] if nice else command
 
 
 class LoadProsody(ProsodyServer):
     """Prosody 0.12 with ``mod_muc`` on ``conference.localhost`` and a component port."""
 
     core: int | None = None
+    nice = 0
     #: Lines added to the global section (an operator's tuning, such as ``network_settings``).
     extra: tuple[str, ...] = ()
+    #: Load ``mod_lua_profile`` (next to this file): counts of Lua instructions by function.
+    lua_profile = False
 
     def write_config(self) -> None:
         d = self.directory
@@ -55,7 +61,8 @@ class LoadProsody(ProsodyServer):
             "c2s_require_encryption = false",
             "allow_unencrypted_plain_auth = true",
             'authentication = "internal_plain"',
-            'modules_enabled = { "saslauth", "disco", "ping" }',
+            'modules_enabled = { "saslauth", "disco", "ping"%s }' % (', "lua_profile"' if self.lua_profile else ""),
+            f"plugin_paths = {{ {_lua_string(str(Path(__file__).parent))} }}",
             'modules_disabled = { "s2s" }',
             *self.extra,
             "",
@@ -70,7 +77,7 @@ class LoadProsody(ProsodyServer):
         self.config_path.write_text("\n".join(lines), encoding="utf-8")
 
     def command(self) -> list[str]:
-        return _pinned(self.core, super().command())
+        return pinned(self.core, self.nice, super().command())
 
     def add_users(self, users: list[str], password: str) -> None:
         """Write the accounts into the data directory, as ``internal_plain`` stores them.
@@ -86,11 +93,25 @@ class LoadProsody(ProsodyServer):
         assert self.process is not None
         return [self.process.pid]
 
+    def lua_profile_counts(self) -> dict[str, int]:
+        """The cumulative counts ``mod_lua_profile`` last wrote, by function and caller."""
+        counts: dict[str, int] = {}
+        try:
+            text = (self.directory / "data" / "lua-profile.txt").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return counts
+        for line in text.splitlines():
+            number, _, key = line.partition("\t")
+            if number.isdigit():
+                counts[key] = int(number)
+        return counts
+
 
 class LoadEjabberd(EjabberdServer):
     """ejabberd 23.01 with ``mod_muc`` on ``conference.localhost`` and a component port."""
 
     core: int | None = None
+    nice = 0
 
     def write_config(self) -> None:
         super().write_config()
@@ -107,7 +128,7 @@ class LoadEjabberd(EjabberdServer):
         path.write_text(config, encoding="utf-8")
 
     def command(self) -> list[str]:
-        return _pinned(self.core, super().command())
+        return pinned(self.core, self.nice, super().command())
 
     def add_users(self, users: list[str], password: str) -> None:
         """All accounts in one ``import_piefxis`` (XEP-0227): one ``register`` each takes 0.6 CPU s."""

@@ -17,7 +17,7 @@ from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID
 from component.output import EAGER_BYTES, Piece, Rendered
-from component.stanza import Broadcast, address
+from component.stanza import Broadcast, address, parse_sent
 from services.muc.protocol import PARSER, stamp
 from services.muc.store import HistoryRecord
 
@@ -68,13 +68,13 @@ class HistoryEntry:
 
     def text(self) -> str:
         """The message with its delay and without ``to``, as the store keeps it."""
-        element = etree.fromstring(self.to(b"nobody@invalid"), PARSER)
+        element = parse_sent(self.to(b"nobody@invalid"), PARSER)
         del element.attrib["to"]
         return etree.tostring(element, encoding="unicode")
 
     def record(self) -> HistoryRecord:
         """The entry as the store keeps it (for a room that just became persistent)."""
-        element = etree.fromstring(self.message.to("nobody@invalid"), PARSER)
+        element = parse_sent(self.message.to("nobody@invalid"), PARSER)
         found = element.find(f"{{{ns.STANZA_ID}}}stanza-id")
         stanza_id = found.get("id", "") if found is not None else ""
         nick = (element.get("from") or "").partition("/")[2]

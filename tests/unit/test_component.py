@@ -4,12 +4,13 @@ import pytest
 from lxml import etree
 from twisted.internet import defer
 
+from component import namespaces as ns
 from component.entity import Entity, iq_handler
 from component.errors import DEFAULT_ERROR_TYPES, StanzaError
 from component.iq import IQTimeout
 from component.jid import parse_jid
 from component.service import Service
-from component.stanza import iq, message, presence
+from component.stanza import Stanza, iq, message, parse_sent, presence
 from component.testing import Harness, LogCapture, assert_xml_equal, parse_stanzas
 
 DOMAIN = "comp.example.org"
@@ -604,9 +605,29 @@ def test_broadcast_of_a_received_element_drops_the_unused_stream_prefix():
         b"<message from='a@b/c' to='room@x'><stream:odd/></message>"
     )
     plain, odd = (broadcast.to("d@e") for broadcast in received)
-    assert plain == b'<message xmlns="jabber:component:accept" from="a@b/c" to="d@e"><body>hi</body></message>'
+    # Neither the stream's prefix nor its default namespace is declared again.
+    assert plain == b'<message from="a@b/c" to="d@e"><body>hi</body></message>'
     assert b'xmlns:stream="http://etherx.jabber.org/streams"' in odd
-    etree.fromstring(odd)
+    assert [child.tag for child in parse_sent(odd)] == [f"{{{ns.STREAMS}}}odd"]
+
+
+def test_stanzas_go_out_without_the_namespace_the_stream_declares_and_parse_as_before():
+    from component.stanza import Broadcast, in_stream, result_reply_bytes
+
+    element = message(f"bot@{DOMAIN}", "juliet@example.com", "hi", payload=[etree.Element("{urn:x}extra", nsmap={None: "urn:x"})])
+    data = in_stream(etree.tostring(element, encoding="utf-8"))
+    assert data == (
+        b'<message from="bot@comp.example.org" to="juliet@example.com" type="chat">'
+        b'<body>hi</body><extra xmlns="urn:x"/></message>'
+    )
+    assert_xml_equal(parse_sent(data), element)
+    assert_xml_equal(parse_sent(Broadcast(element).to("juliet@example.com")), element)
+    # A stanza whose own default namespace is another one keeps its declaration.
+    assert in_stream(b'<message xmlns="jabber:client" to="a@b"/>') == b'<message xmlns="jabber:client" to="a@b"/>'
+    stanza = Stanza(element, "iq", parse_jid("juliet@example.com"), parse_jid(f"bot@{DOMAIN}"))
+    element.set("id", "q1")
+    reply = parse_sent(result_reply_bytes(stanza, b'<query xmlns="urn:x"/>'))
+    assert_xml_equal(reply, f"<iq from='bot@{DOMAIN}' to='juliet@example.com' type='result' id='q1'><query xmlns='urn:x'/></iq>")
 
 
 def test_broadcast_leaves_the_callers_element_as_it_was():

@@ -105,7 +105,7 @@ SERVER_HEADER = (
     "xmlns='jabber:component:accept' from='{domain}' id='3BF96D32'>"
 )
 GOODBYE = (
-    b'<presence xmlns="jabber:component:accept" from="bot@{domain}" to="juliet@example.com" type="unavailable"/>'
+    b'<presence from="bot@{domain}" to="juliet@example.com" type="unavailable"/>'
     b"</stream:stream>"
 )
 
