@@ -54,6 +54,19 @@ def test_opens_the_stream_sends_the_handshake_and_attaches():
     assert "comp.example.org is attached to the server at 127.0.0.1:5347" in logs.messages()
 
 
+def test_the_connection_turns_nagle_off():
+    # Writes are already one a read: held back for an acknowledgement, they would wait up to 40 ms.
+    class TCPTransport(StringTransport):
+        no_delay = False
+
+        def setTcpNoDelay(self, enabled):
+            self.no_delay = enabled
+
+    transport = TCPTransport()
+    ComponentProtocol(Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0), "s3cret").makeConnection(transport)
+    assert transport.no_delay is True
+
+
 def test_queued_stanzas_go_out_right_after_the_handshake():
     component = Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
     component.send(message(f"bot@{DOMAIN}", "juliet@example.com", "while down"))
