@@ -43,7 +43,11 @@ class Counts:
     """What one run saw in one worker: receipts in the window, and the latency of each."""
 
     window: tuple[int, int] = (0, 0)
+    #: When the run began sending (its warm-up included).
+    begin: int = 0
     received: int = 0
+    #: Every reflection of a message the run sent, whenever it came: the work the run's CPU paid for.
+    total: int = 0
     late: int = 0
     last_receipt: int = 0
     latencies: array.array[int] = attrs.field(factory=lambda: array.array("q"))
@@ -82,6 +86,8 @@ class Client(asyncio.Protocol):
             start, end = counts.window
             for match in _BODY.finditer(data, 0, cut):
                 sent = int(match.group(1))
+                if sent >= counts.begin:
+                    counts.total += 1
                 if start <= now < end:
                     counts.received += 1
                 if start <= sent < end:
@@ -224,7 +230,8 @@ async def _run(
     drain: float, settle: float,
 ) -> dict[str, Any]:
     """Send ``rate`` messages a second from ``start - warmup`` to ``end``, then wait for the rest."""
-    counts = Counts(window=(start, end))
+    begin = start - int(warmup * 1e9)
+    counts = Counts(window=(start, end), begin=begin)
     for client in clients:
         client._buffer = b""
         client.counts = counts
@@ -232,7 +239,6 @@ async def _run(
         f"<message to='{room}@{muc}' type='groupchat'><body>".encode() for room in rooms
     ]
     tail = b"</body></message>"
-    begin = start - int(warmup * 1e9)
     await asyncio.sleep(max(0.0, (begin - time.monotonic_ns()) / 1e9))
     sent = sent_in_window = 0
     turn = 0
@@ -264,6 +270,8 @@ async def _run(
     return {
         "sent": sent_in_window,
         "received": counts.received,
+        "total": counts.total,
+        "sent_total": sent,
         "late": counts.late,
         "latencies": counts.latencies.tobytes(),
         "drained_ns": max(0, counts.last_receipt - end),

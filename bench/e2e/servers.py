@@ -20,18 +20,15 @@ __all__ = ["BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
 BUILTIN_MUC = "conference.localhost"
 
 
-def pinned(core: int | None, nice: int, command: list[str]) -> list[str]:
-    """``command`` run on ``core`` (any when None) at niceness ``nice``."""
-    if core is not None:
-        command = ["taskset", "-c", str(core), *command]
-    return ["nice", "-n", str(nice), *command] if nice else command
+def pinned(core: int | None, command: list[str]) -> list[str]:
+    """``command`` run on ``core`` (any when None)."""
+    return command if core is None else ["taskset", "-c", str(core), *command]
 
 
 class LoadProsody(ProsodyServer):
     """Prosody 0.12 with ``mod_muc`` on ``conference.localhost`` and a component port."""
 
     core: int | None = None
-    nice = 0
     #: Lines added to the global section (an operator's tuning, such as ``network_settings``).
     extra: tuple[str, ...] = ()
     #: Load ``mod_lua_profile`` (next to this file): counts of Lua instructions by function.
@@ -77,7 +74,7 @@ class LoadProsody(ProsodyServer):
         self.config_path.write_text("\n".join(lines), encoding="utf-8")
 
     def command(self) -> list[str]:
-        return pinned(self.core, self.nice, super().command())
+        return pinned(self.core, super().command())
 
     def add_users(self, users: list[str], password: str) -> None:
         """Write the accounts into the data directory, as ``internal_plain`` stores them.
@@ -111,7 +108,6 @@ class LoadEjabberd(EjabberdServer):
     """ejabberd 23.01 with ``mod_muc`` on ``conference.localhost`` and a component port."""
 
     core: int | None = None
-    nice = 0
 
     def write_config(self) -> None:
         super().write_config()
@@ -128,7 +124,7 @@ class LoadEjabberd(EjabberdServer):
         path.write_text(config, encoding="utf-8")
 
     def command(self) -> list[str]:
-        return pinned(self.core, self.nice, super().command())
+        return pinned(self.core, super().command())
 
     def add_users(self, users: list[str], password: str) -> None:
         """All accounts in one ``import_piefxis`` (XEP-0227): one ``register`` each takes 0.6 CPU s."""
