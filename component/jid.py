@@ -37,6 +37,9 @@ class JID:
     resource: str | None = None
     # The string form, computed once: addresses are serialised on every stanza.
     _text: str = attrs.field(init=False, eq=False, repr=False, hash=False)
+    # The bare form, made on first use: a room asks for a sender's on every message,
+    # and the parsing cache hands out the same JID for the same address.
+    _bare: JID | None = attrs.field(init=False, default=None, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_text", _format(self.node, self.domain, self.resource))
@@ -51,7 +54,11 @@ class JID:
         """This address without its resource."""
         if self.resource is None:
             return self
-        return JID(self.node, self.domain)
+        bare = self._bare
+        if bare is None:
+            bare = JID(self.node, self.domain)
+            object.__setattr__(self, "_bare", bare)
+        return bare
 
     @property
     def is_bare(self) -> bool:

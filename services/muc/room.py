@@ -627,7 +627,9 @@ class Room(Entity):
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
         mark = b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(room) + b'" id="' + stanza_id.encode() + b'"/>'
-        reflection = Broadcast(element, mark)
+        reflection = Broadcast(element, mark, restore=False)
+        if reflection.size + _LONGEST_ADDRESS > self.component.max_outgoing_bytes:
+            element.set("to", room)  # for the log line that fits() writes
         if not self.component.fits(reflection.size + _LONGEST_ADDRESS, element):
             limit = self.component.max_outgoing_bytes
             raise StanzaError("policy-violation", text=f"the message is too large to reflect (limit {limit} bytes)")
