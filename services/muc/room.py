@@ -1,18 +1,22 @@
-"""A room (XEP-0045): the entity at ``room@service``, whose resources are its occupants.
+"""The room core (XEP-0045): the entity at ``room@service``, whose resources are its occupants.
 
-The room keeps its own state in memory (configuration, affiliations,
-occupants, subject, history) and writes what must survive to the
-:class:`MucStore` when it is persistent. Stanzas to one room are handled one
-at a time in arrival order: while a write that a stanza acknowledges is in
-flight, later stanzas wait, so nobody sees an effect before it is durable
-and effects never overtake each other. Groupchat messages of a persistent
-room are the exception that keeps it fast: they are handled while earlier
-messages wait for their history rows, and wait in line behind them to be
-reflected (see :mod:`services.muc.archive`); other stanzas wait until the
-line is empty.
+The core holds the occupants, their roles and the affiliations, the order
+of stanzas, the timers (the lock of a new room, unloading an idle one),
+the dispatch of presences, messages and IQs, and the pipeline of a
+configuration change. Everything else is a feature
+(:mod:`services.muc.features`): the core fires their hooks
+(:mod:`services.muc.feature`) and hands them itself as a
+:class:`~services.muc.context.RoomContext`. What must survive is written
+through the room's :class:`~services.muc.persistence.RoomStorage`.
 
-Presence, messages and the subject live here; the admin and owner
-protocols, invitations and the service-wide rules live in their own modules.
+Stanzas to one room are handled one at a time in arrival order
+(:class:`component.ordering.Turns`): while a write that a stanza
+acknowledges is in flight, later stanzas wait, so nobody sees an effect
+before it is durable and effects never overtake each other. Groupchat
+messages of a persistent room are the exception that keeps it fast: they
+are handled while earlier messages wait for their history rows, and wait
+in line behind them to be reflected (see :mod:`services.muc.archive`);
+other stanzas wait until the line is empty.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import copy
 import inspect
 import itertools
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +42,7 @@ from component.errors import StanzaError
 from component.forms import Form
 from component.iq import IQTimeout
 from component.jid import JID
+from component.ordering import Turns
 from component.stanza import Broadcast, Spliced, Stanza, address, message, new_id, splice, text_of
 from component.storage import StorageError
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
@@ -115,10 +119,9 @@ class Room(Entity):
         #: A new room stays locked until its owner configures it (§10.1.1).
         self.locked = False
         self.destroyed = False
-        self._busy = False
-        # Created when a stanza first has to wait: most rooms never need it.
-        self._waiting: deque[tuple[_Work, Stanza, defer.Deferred[Any]]] | None = None
-        self._resuming = False
+        # Stanzas in arrival order, each waiting for the writes before it.
+        self._turns = Turns(blocked=self._blocked, holds=_holds_turn)
+        self._settling = False
         # Created with the first message of a persistent room.
         self._archive: Archive | None = None
         self._timer: IDelayedCall | None = None
@@ -133,16 +136,51 @@ class Room(Entity):
     # -- one stanza at a time ---------------------------------------------
 
     def _in_turn(self, work: _Work, stanza: Stanza) -> Any:
+        turns = self._turns
         if self._held():
             self._check_room_to_wait(stanza)
-            # A groupchat message goes on while messages before it wait for their rows.
-            if self._busy or self._waiting or not _joins_line(stanza):
-                waiter: defer.Deferred[Any] = defer.Deferred()
-                if self._waiting is None:
-                    self._waiting = deque()
-                self._waiting.append((work, stanza.keep(), waiter))
-                return waiter
-        return self._start(work, stanza, None)
+            if not turns.idle or self._blocked(stanza):
+                stanza.keep()  # it waits for its turn
+        try:
+            result = turns.run(lambda: self._handle(work, stanza), stanza)
+        except Exception:
+            self._settle()
+            raise
+        if turns.idle:
+            self._settle()
+        elif not self._settling:
+            # Once the stanzas before have run, the room may have to go.
+            self._settling = True
+            turns.drain().addCallback(self._drained)
+        return result
+
+    def _blocked(self, stanza: object) -> bool:
+        """Whether a stanza waits although nothing runs: messages wait for their rows, and it may not join them."""
+        return bool(self._archive) and not _joins_line(stanza)  # type: ignore[arg-type]
+
+    def _handle(self, work: _Work, stanza: Stanza) -> Any:
+        """Handle a stanza in its turn; handled while messages before it wait for their rows, what it causes waits behind them."""
+        line = self._archive or None
+        if line is None:
+            return work(stanza)
+        try:
+            result = work(stanza)
+        except Exception:
+            failure = Failure()
+            stanza.keep()  # the error reply is built when its turn comes
+            return line.after(failure.raiseException)
+        if isinstance(result, InLine):
+            return result
+        return line.after(lambda: result)
+
+    def _drained(self, _: None) -> None:
+        self._settling = False
+        self._settle()
+
+    def _line_cleared(self) -> None:
+        """The history rows in flight are stored: the stanzas that waited for them go on."""
+        self._turns.resume()
+        self._settle()
 
     def _check_room_to_wait(self, stanza: Stanza) -> None:
         """Refuse a groupchat message when the room holds as many stanzas waiting as it may.
@@ -150,73 +188,13 @@ class Room(Entity):
         Leaving, and whatever else is not a groupchat message, always waits:
         what bounds the room's memory is the traffic of its occupants.
         """
-        held = len(self._waiting or ()) + len(self._archive or ())
+        held = self._turns.waiting + len(self._archive or ())
         if held >= self.service.max_waiting_messages and stanza.kind == "message" and stanza.type == "groupchat":
             raise StanzaError("resource-constraint", "wait", text="too many messages are waiting to be stored; try again shortly")
 
-    def _start(self, work: _Work, stanza: Stanza, waiter: defer.Deferred[Any] | None) -> Any:
-        # Handled while messages before it wait for their rows: what it causes waits behind them.
-        line = self._archive or None
-        try:
-            result = work(stanza)
-        except Exception:
-            if line is not None:
-                failure = Failure()
-                stanza.keep()  # the error reply is built when its turn comes
-                result = line.after(failure.raiseException)
-            elif waiter is None:
-                self._settle()
-                raise
-            else:
-                waiter.errback(Failure())
-                return None
-        else:
-            if line is not None and not isinstance(result, InLine):
-                outcome = result
-                result = line.after(lambda: outcome)
-        if isinstance(result, InLine):
-            if waiter is None:
-                return result
-            result.chainDeferred(waiter)
-            return None
-        if isinstance(result, defer.Deferred):
-            self._busy = True
-            out = waiter if waiter is not None else defer.Deferred()
-            result.addBoth(self._finished, out)
-            return out
-        if waiter is not None:
-            waiter.callback(result)
-        else:
-            self._settle()
-        return result
-
-    def _finished(self, outcome: Any, out: defer.Deferred[Any]) -> None:
-        self._busy = False
-        # The reply to this stanza goes out before anything the next one causes.
-        if isinstance(outcome, Failure):
-            out.errback(outcome)
-        else:
-            out.callback(outcome)
-        self._resume()
-
-    def _resume(self) -> None:
-        """Handle the waiting stanzas in turn, as far as no write holds them back."""
-        if self._resuming:
-            return  # a write that completed at once, within the loop below: the loop goes on
-        self._resuming = True
-        try:
-            while self._waiting and not self._busy and (not self._archive or _joins_line(self._waiting[0][1])):
-                work, stanza, waiter = self._waiting.popleft()
-                self._start(work, stanza, waiter)
-        finally:
-            self._resuming = False
-        if not self._waiting:
-            self._waiting = None
-        self._settle()
-
     def _held(self) -> bool:
         """Whether a write is in flight or stanzas wait."""
-        return self._busy or bool(self._waiting) or bool(self._archive)
+        return not self._turns.idle or bool(self._archive)
 
     # -- entry points ------------------------------------------------------
 
@@ -662,7 +640,7 @@ class Room(Entity):
         if self._archive is None:
             writer = self.service.history_writer
             assert writer is not None
-            self._archive = Archive(self.jid.node or "", writer, self._history_refused, self._resume)
+            self._archive = Archive(self.jid.node or "", writer, self._history_refused, self._line_cleared)
 
         def archived() -> None:
             self.history.add(entry)
@@ -972,6 +950,11 @@ def _joins_line(stanza: Stanza) -> bool:
     if stanza.kind != "message" or stanza.type != "groupchat" or stanza.recipient.resource is not None:
         return False
     return not _changes_subject({child.tag for child in stanza.element})
+
+
+def _holds_turn(result: defer.Deferred[Any]) -> bool:
+    """A stanza's Deferred holds the room's turn, except a message waiting in line for the rows before it."""
+    return not isinstance(result, InLine)
 
 
 def _without(addresses: list[bytes], own: list[bytes]) -> list[bytes]:
