@@ -35,7 +35,7 @@ from component.service import Service
 from component.storage import StorageError, open_storage
 from component.storage.migrations import apply_migrations
 
-__all__ = ["Netherfield", "StartupError", "resolve_service"]
+__all__ = ["Netherfield", "StartupError", "builtin_services", "resolve_service"]
 
 log = Logger()
 
@@ -66,7 +66,7 @@ def resolve_service(name: str, directory: Path | None = None) -> type[Service]:
             raise _failed_import(name, module_name) from None
         if builtin:
             raise ConfigError(
-                f"there is no service called {name!r}: the built-in ones are {', '.join(_builtin_services())},"
+                f"there is no service called {name!r}: the built-in ones are {', '.join(builtin_services())},"
                 " and others are named package.module:Class"
             ) from None
         where = f"on the Python path or in {directory}" if directory is not None else "on the Python path"
@@ -90,7 +90,8 @@ def _failed_import(name: str, module_name: str) -> ConfigError:
     )
 
 
-def _builtin_services() -> list[str]:
+def builtin_services() -> list[str]:
+    """The names of the services that come with Netherfield (``echo``, ``muc``, ...)."""
     # Found by name, like the services themselves: component/ does not import services/.
     spec = importlib.util.find_spec("services")
     paths = list(spec.submodule_search_locations or []) if spec is not None else []

@@ -1,4 +1,4 @@
-"""The ``netherfield`` command: ``netherfield --version`` and ``netherfield check FILE``.
+"""The ``netherfield`` command: ``netherfield --version``, ``netherfield check FILE`` and ``netherfield settings``.
 
 Running the component is ``twistd -n netherfield --config FILE``; this
 command holds what an operator needs besides.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from component import __version__
 
-__all__ = ["check", "main"]
+__all__ = ["check", "main", "settings"]
 
 
 def check(path: str) -> list[Exception]:
@@ -60,6 +60,46 @@ def check(path: str) -> list[Exception]:
     return problems
 
 
+def settings(services: Sequence[str] = ()) -> list[str]:
+    """The settings of each table (all of Netherfield's and the built-in services' when none is named), as lines.
+
+    Each key with what it takes and its default, from the declarations the
+    configuration is checked against. A service is named as in ``services``
+    (``muc``, ``package.module:Class``, found from the working directory too).
+    """
+    from pathlib import Path
+
+    from component import config
+    from component.app import builtin_services, resolve_service
+    from component.options import describe, key_path
+
+    component = 'components."DOMAIN"'
+    tables: list[tuple[str, type]] = []
+    if not services:
+        tables = [
+            ("server", config.ServerConfig), ("storage", config.StorageConfig), (component, config.ComponentConfig),
+            ("metrics", config.MetricsConfig), ("log", config.LogConfig),
+        ]
+    for name in services or builtin_services():
+        tables.append((key_path(component, name), resolve_service(name, Path.cwd()).settings_class))
+    lines: list[str] = []
+    for heading, cls in tables:
+        listed = describe(cls)
+        lines.extend([f"[{heading}]", *(entry.replace("``", "") for entry in listed or ["(no settings)"]), ""])
+    return lines[:-1]
+
+
+def _settings(arguments: argparse.Namespace) -> int:
+    from component.config import ConfigError
+
+    try:
+        print("\n".join(settings(arguments.services)))
+    except ConfigError as error:
+        sys.stderr.write(f"{error.details}netherfield: {error}\n")
+        return 1
+    return 0
+
+
 def _check(arguments: argparse.Namespace) -> int:
     problems = check(arguments.file)
     for problem in problems:
@@ -83,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     checking.add_argument("file", metavar="FILE", help="the TOML configuration file")
     checking.set_defaults(run=_check)
+    listing = commands.add_parser(
+        "settings", help="list the settings of each table or of the services named, with their defaults",
+        description=settings.__doc__,
+    )
+    listing.add_argument("services", metavar="SERVICE", nargs="*", help="a service, as named in services")
+    listing.set_defaults(run=_settings)
     return parser
 
 

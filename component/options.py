@@ -300,14 +300,29 @@ def declared(cls: type) -> tuple[Declared, ...]:
         declaration: Setting | None = field.metadata.get(_KEY)
         if declaration is None:
             continue
-        kind = declaration.kind or _kind_of(hints[field.name])
+        kind = declaration.kind or _kind_of(hints.get(field.name, field.type))
         if kind is None:
             raise TypeError(f"{cls.__name__}.{field.name} needs a kind: its type is not int, float, str or bool")
-        found.append(Declared(
+        item = Declared(
             field.name, field.default, declaration.doc, kind, declaration.minimum, declaration.maximum,
             declaration.choices, declaration.shown,
-        ))
+        )
+        _check_default(item, f"{cls.__name__}.{field.name}")
+        found.append(item)
     return tuple(found)
+
+
+def _check_default(item: Declared, where: str) -> None:
+    """A declaration's own mistakes, told when its class is first read: a default its checks would refuse."""
+    default = item.default
+    if default is None or default is attrs.NOTHING:
+        if item.shown is None and default is None:
+            raise TypeError(f"{where} defaults to None: say what that means with shown=")
+        return
+    if (item.minimum is not None and default < item.minimum) or (item.maximum is not None and default > item.maximum):
+        raise TypeError(f"{where} defaults to {default!r}, outside its own bounds")
+    if item.choices and default not in item.choices:
+        raise TypeError(f"{where} defaults to {default!r}, which is none of its choices")
 
 
 def _kind_of(hint: Any) -> Kind | None:

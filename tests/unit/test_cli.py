@@ -154,3 +154,32 @@ def test_check_tells_every_mistake_in_every_table_not_only_the_first(capsys, tmp
         'netherfield: components."d.localhost" needs a secret: set secret, secret_file or secret_env',
         "netherfield: log.level must be one of debug, info, warn, error, critical, not 'loud'",
     ]
+
+
+def test_settings_lists_each_key_with_its_default_from_the_declarations(capsys):
+    assert main(["settings", "echo"]) == 0
+    assert capsys.readouterr().out == (
+        '[components."DOMAIN".echo]\n'
+        '* node: the bot\'s localpart: it answers at NODE@DOMAIN (a valid\n'
+        '  localpart; default "echo")\n'
+    )
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    headings = [line for line in out.splitlines() if line.startswith("[")]
+    assert headings == [
+        "[server]", "[storage]", '[components."DOMAIN"]', "[metrics]", "[log]",
+        '[components."DOMAIN".echo]', '[components."DOMAIN".muc]', '[components."DOMAIN".notices]',
+    ]
+    assert "* max_history: messages a room keeps (a whole number, at least 0;\n  default 50)" in out
+
+
+def test_settings_of_a_service_of_ones_own_and_of_none(capsys, tmp_path, monkeypatch):
+    (tmp_path / "quiet.py").write_text(
+        "from component.service import Service\n\nclass Quiet(Service):\n    name = 'quiet'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["settings", "quiet:Quiet"]) == 0
+    assert capsys.readouterr().out == '[components."DOMAIN"."quiet:Quiet"]\n(no settings)\n'
+    assert main(["settings", "nosuch"]) == 1
+    assert capsys.readouterr().err.startswith("netherfield: there is no service called 'nosuch'")

@@ -201,3 +201,21 @@ def test_a_setting_needs_a_one_line_doc():
         options.setting(1, "")
     with pytest.raises(ValueError):
         options.setting(1, "two\nlines")
+
+
+@pytest.mark.parametrize(
+    ("annotation", "field", "mistake"),
+    [
+        (int, {"default": -1, "doc": "a count", "minimum": 0}, "Broken.value defaults to -1, outside its own bounds"),
+        (int, {"default": 11, "doc": "a count", "maximum": 10}, "Broken.value defaults to 11, outside its own bounds"),
+        (str, {"default": "x", "doc": "a mode", "choices": ("a", "b")}, "Broken.value defaults to 'x', which is none"),
+        (str | None, {"default": None, "doc": "a mode"}, "Broken.value defaults to None: say what"),
+        (list, {"default": (), "doc": "some things"}, "Broken.value needs a kind"),
+    ],
+)
+def test_a_declaration_that_contradicts_itself_is_refused_when_first_read(annotation, field, mistake):
+    import attrs
+
+    broken = attrs.frozen(type("Broken", (), {"__annotations__": {"value": annotation}, "value": options.setting(**field)}))
+    with pytest.raises(TypeError, match=mistake):
+        options.declared(broken)
