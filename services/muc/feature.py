@@ -8,7 +8,8 @@ its settings, the checks a newcomer must pass, what it does when someone
 joins, speaks or leaves, and the IQ namespaces and message payloads it
 answers. The room core (:mod:`services.muc.room`) holds the occupants, the
 roles and affiliations, the order of stanzas and the timers, and fires the
-hooks below in the order of :data:`services.muc.features.FEATURES`.
+hooks below in the order of :data:`services.muc.features.FEATURES` (the
+service's ``room_features``; a test's service subclass may add a feature).
 
 Every hook gets the room as a :class:`~services.muc.context.RoomContext`,
 never as the ``Room`` itself: a feature reads the room's state through it

@@ -50,7 +50,6 @@ from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig
 from services.muc.feature import NOT_MINE, ConfigSubmission, Join
-from services.muc.features import FEATURES
 from services.muc.history import History, HistoryEntry, HistoryRequest, parse_request
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant, Occupants, presence_template
@@ -105,6 +104,8 @@ class Room(Entity):
     def __init__(self, service: MucService, jid: JID) -> None:
         super().__init__(service.component, jid)
         self.service = service
+        #: The features whose hooks the room fires (the service's).
+        self.room_features = service.room_features
         self.config = RoomConfig(history_length=min(20, service.max_history))
         self.affiliations = Affiliations()
         self.occupants = Occupants()
@@ -236,7 +237,7 @@ class Room(Entity):
             raise StanzaError("item-not-found", text="no such room")
         payload = stanza.payload()
         if payload is not None and payload.getnext() is None:
-            handler = FEATURES.iq.get((stanza.element.get("type", ""), payload.tag))
+            handler = self.room_features.iq.get((stanza.element.get("type", ""), payload.tag))
             if handler is not None:
                 result = handler(self, stanza)
                 if inspect.iscoroutine(result):
@@ -328,7 +329,7 @@ class Room(Entity):
     def _from_occupant(self, occupant: Occupant, presence: etree._Element) -> etree._Element:
         """An occupant's presence, addressed from its room JID and decorated by the features."""
         presence.set("from", self.occupant_jid(occupant.nick))
-        for feature in FEATURES.presence_decorators:
+        for feature in self.room_features.presence_decorators:
             feature.decorate_presence(self, occupant, presence)
         return presence
 
@@ -399,7 +400,7 @@ class Room(Entity):
         self._left(occupant)
 
     def _left(self, occupant: Occupant) -> None:
-        for feature in FEATURES.left:
+        for feature in self.room_features.left:
             feature.on_leave(self, occupant)
 
     # -- presence ------------------------------------------------------------
@@ -432,7 +433,7 @@ class Room(Entity):
         return self._change_nick(occupant, sender, stanza, nick)
 
     def _check_nick(self, nick: str, sender: JID) -> None:
-        for feature in FEATURES.nick_checks:
+        for feature in self.room_features.nick_checks:
             feature.check_nick(self, sender, nick)
 
     def _template(self, stanza: Stanza) -> bytes:
@@ -456,7 +457,7 @@ class Room(Entity):
         join = self._join(stanza, nick, x)
         if self.locked and join.affiliation != "owner":
             raise StanzaError("item-not-found", text="the room is locked until its owner configures it")
-        for feature in FEATURES.entry_checks:
+        for feature in self.room_features.entry_checks:
             feature.check_entry(self, join)
         holder = self.occupants.by_key(key)
         if holder is not None:
@@ -465,7 +466,7 @@ class Room(Entity):
             # Another client of the same user: it joins the occupant, under the occupant's nick.
             return self._add_session(holder, attrs.evolve(join, new_occupant=False))
         self._check_nick(nick, sender)
-        for feature in FEATURES.seat_checks:
+        for feature in self.room_features.seat_checks:
             feature.check_seat(self, join)
         occupant = Occupant(nick, sender, self.role_for(join.affiliation), self._template(stanza))
         self._seat(occupant, join)
@@ -508,7 +509,7 @@ class Room(Entity):
     def _welcome(self, occupant: Occupant, join: Join, request: HistoryRequest) -> None:
         """The newcomer's own presence (§7.2.2, with its status codes), then the history and the subject."""
         codes = {110}
-        for feature in FEATURES.entry_codes:
+        for feature in self.room_features.entry_codes:
             codes.update(feature.entry_codes(self, join))
         if join.creates:
             codes.add(201)
@@ -516,7 +517,7 @@ class Room(Entity):
             codes.add(210)
         self.publish_current(occupant, codes)
         self._send_history_and_subject(join.sender, request)
-        for feature in FEATURES.joined:
+        for feature in self.room_features.joined:
             feature.on_join(self, occupant, join)
 
     def _send_history_and_subject(self, to: JID, request: HistoryRequest) -> None:
@@ -580,7 +581,7 @@ class Room(Entity):
             if _changes_subject(tags):
                 return defer.ensureDeferred(self._change_subject(stanza))
             return self._groupchat(stanza, tags)
-        for tag, handlers in FEATURES.messages.items():
+        for tag, handlers in self.room_features.messages.items():
             child = element.find(tag)
             if child is not None:
                 for handle in handlers:
@@ -600,7 +601,7 @@ class Room(Entity):
         room = str(self.jid)
         strip_claims(element, tags, self.jid)
         element.set("from", self.occupant_jid(occupant.nick))
-        for feature in FEATURES.message_decorators:
+        for feature in self.room_features.message_decorators:
             feature.decorate_message(self, occupant, element)
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
@@ -657,7 +658,7 @@ class Room(Entity):
         if occupant is None:
             raise StanzaError("not-acceptable", text="only occupants may change the subject")
         subject = text_of(stanza.element, "subject") or ""
-        for feature in FEATURES.subject_checks:
+        for feature in self.room_features.subject_checks:
             feature.check_subject_change(self, occupant, subject)
         if self.stored:
             stanza.keep()  # reflected after the write
@@ -669,7 +670,7 @@ class Room(Entity):
         element.set("from", self.occupant_jid(occupant.nick))
         element.attrib.pop("to", None)
         strip_claims(element, {child.tag for child in element}, self.jid)
-        for feature in FEATURES.message_decorators:
+        for feature in self.room_features.message_decorators:
             feature.decorate_message(self, occupant, element)
         self.broadcast(element)
 
@@ -683,13 +684,13 @@ class Room(Entity):
         if target is None:
             raise StanzaError("item-not-found", text="no such occupant")
         if target.bare != sender.bare:
-            for feature in FEATURES.private_checks:
+            for feature in self.room_features.private_checks:
                 feature.check_private_message(self, sender, target)
         element = stanza.element
         strip_claims(element, {child.tag for child in element}, self.jid)
         element.set("from", self.occupant_jid(sender.nick))
         element.attrib.pop("to", None)
-        for feature in FEATURES.private_decorators:
+        for feature in self.room_features.private_decorators:
             feature.decorate_private(self, sender, element)
         element.append(user_x())
         self.send_to_occupant(target, Broadcast(element))
@@ -762,11 +763,11 @@ class Room(Entity):
         return (Identity("conference", "text", self.config.name or self.jid.node),)
 
     def disco_features(self, node: str | None) -> frozenset[str]:
-        features = {MUC, STABLE_ID, SELF_PING, *FEATURES.disco_features(self)}
+        features = {MUC, STABLE_ID, SELF_PING, *self.room_features.disco_features(self)}
         return super().disco_features(node) | features
 
     def disco_forms(self, node: str | None) -> list[etree._Element]:
-        return [FEATURES.roominfo(self, len(self.occupants))]
+        return [self.room_features.roominfo(self, len(self.occupants))]
 
     def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
         # Occupants' room JIDs are listed to occupants only: they already see them.
@@ -777,7 +778,7 @@ class Room(Entity):
     @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
     def _room_info(self, stanza: Stanza) -> IQResult:
         node = stanza.element[0].get("node")
-        answer = FEATURES.info_nodes.get(node) if node is not None else None
+        answer = self.room_features.info_nodes.get(node) if node is not None else None
         if answer is not None:
             return answer(self, stanza)  # type: ignore[return-value]
         return self._disco_info(stanza)
@@ -786,7 +787,7 @@ class Room(Entity):
 
     def config_form(self) -> Form:
         """The configuration form, filled with the current settings (each feature's fields)."""
-        return FEATURES.config_form(self)
+        return self.room_features.config_form(self)
 
     async def configure(self, x: etree._Element) -> None:
         """Apply a submitted configuration form (§10.2): read by every feature, stored, then applied and announced.
@@ -796,7 +797,7 @@ class Room(Entity):
         """
         old = self.config
         submission = ConfigSubmission.parse(x)
-        new = old if submission is None else FEATURES.read_config(self, submission)
+        new = old if submission is None else self.room_features.read_config(self, submission)
         if new.persistent and not self.stored:
             await self.storage.store_room(new, self.affiliations, (self.subject, self.subject_from), self.history)
         elif not new.persistent and self.stored:
@@ -807,7 +808,7 @@ class Room(Entity):
         if self.locked:
             self.locked = False
             self._cancel_timer()
-        codes = FEATURES.config_changed(self, old, new)
+        codes = self.room_features.config_changed(self, old, new)
         self.service.room_configured(self)
         if codes:
             announce = etree.Element(

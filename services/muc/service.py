@@ -26,6 +26,8 @@ from component.stats import Sample
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.archive import HistoryWriter
 from services.muc.commands import muc_commands
+from services.muc.feature import Registry
+from services.muc.features import FEATURES
 from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
 from services.muc.occupant_id import OCCUPANT_ID, SECRET_MIGRATIONS, OccupantIds, load_secret
@@ -49,6 +51,8 @@ class MucService(Service):
     settings_class: ClassVar[type[Any]] = MucSettings
     settings: MucSettings
     migrations = (MUC_MIGRATIONS, SECRET_MIGRATIONS)
+    #: The features of every room (a subclass may add its own).
+    room_features: ClassVar[Registry] = FEATURES
 
     def __init__(self, component: Component, options: dict[str, Any]) -> None:
         super().__init__(component, options)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from lxml import etree
 
+from component.errors import StanzaError
+from component.testing import Harness
 from services.muc.feature import Feature, IQHandler, Registry
 from services.muc.features import FEATURES
-from services.muc.testing import CRONE, ERR, ROOM, WICCA, instant_room, muc_harness
+from services.muc.service import MucService
+from services.muc.testing import CRONE, ERR, HAG, ROOM, WICCA, immediate_storage, instant_room, muc_harness
 
 XDATA = "{jabber:x:data}"
 
@@ -93,3 +98,128 @@ def test_only_the_hooks_a_feature_overrides_are_fired() -> None:
     assert registry.iq.keys() == {("get", "{urn:example}query")}
     assert registry.namespaces == {"urn:example"}
     assert (registry.entry_checks, registry.joined, registry.config_fields) == ((), (), ())
+
+
+# -- the hooks, fired by the room core --------------------------------------------------------
+
+PROBE = "urn:example:probe"
+
+
+class _Probe(Feature):
+    """A feature that shows where each hook fires: it refuses one nick, marks presences and messages, answers its own IQ."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def disco_features(self, room):
+        return (f"{PROBE}#on",)
+
+    def config_fields(self, room, fields) -> None:
+        fields.add(15, "probe#field", room.config.name.upper(), type="text-single", label="Probe")
+
+    def roominfo_fields(self, room, fields) -> None:
+        fields.add(25, "probe#info", len(room.occupants), label="Probe")
+
+    def check_entry(self, room, join) -> None:
+        if join.nick == "thirdwitch":
+            raise StanzaError("not-allowed", text="no third witch")
+
+    def entry_codes(self, room, join):
+        return (199,)
+
+    def on_join(self, room, occupant, join) -> None:
+        self.calls.append(f"join {occupant.nick} new={join.new_occupant}")
+
+    def on_leave(self, room, occupant) -> None:
+        self.calls.append(f"leave {occupant.nick}")
+
+    def decorate_presence(self, room, occupant, presence) -> None:
+        presence.append(etree.Element(f"{{{PROBE}}}mark", nick=occupant.nick))
+
+    def decorate_message(self, room, occupant, message) -> None:
+        message.append(etree.Element(f"{{{PROBE}}}mark", nick=occupant.nick))
+
+    def on_config_change(self, room, old, new):
+        self.calls.append(f"config {old.name!r} -> {new.name!r}")
+        return (198,) if new.name != old.name else ()
+
+    def iq_handlers(self):
+        return {("get", f"{{{PROBE}}}query"): lambda room, stanza: etree.Element(f"{{{PROBE}}}query", count=str(len(room.occupants)))}
+
+
+def _probe_harness() -> tuple[Any, _Probe]:
+    probe = _Probe()
+
+    class _Probed(MucService):
+        room_features = Registry([*FEATURES.features, probe])
+
+    h = Harness("chat.shakespeare.lit", (_Probed, {"occupant_id": False}), storage=immediate_storage())
+    return h, probe
+
+
+def test_a_feature_refuses_a_newcomer_and_marks_presences_and_messages() -> None:
+    h, probe = _probe_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    assert probe.calls == ["join firstwitch new=True", "config '' -> ''"]
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{WICCA}'>
+              <mark xmlns='{PROBE}' nick='firstwitch'/>
+              <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>""",
+        f"""<presence from='{ROOM}/secondwitch' to='{CRONE}'>
+              <mark xmlns='{PROBE}' nick='secondwitch'/>
+              <x xmlns='http://jabber.org/protocol/muc#user'>
+                <item affiliation='none' jid='{WICCA}' role='participant'/></x></presence>""",
+        f"""<presence from='{ROOM}/secondwitch' to='{WICCA}'>
+              <mark xmlns='{PROBE}' nick='secondwitch'/>
+              <x xmlns='http://jabber.org/protocol/muc#user'>
+                <item affiliation='none' jid='{WICCA}' role='participant'/>
+                <status code='110'/><status code='199'/></x></presence>""",
+        f"<message from='{ROOM}' to='{WICCA}' type='groupchat'><subject/></message>",
+    )
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    h.expect(
+        f"""<presence from='{ROOM}/thirdwitch' to='{HAG}' type='error'><x xmlns='http://jabber.org/protocol/muc'/>
+              <error type='cancel'><not-allowed {ERR}/><text {ERR}>no third witch</text></error></presence>"""
+    )
+    h.receive(f"<message from='{WICCA}' to='{ROOM}' type='groupchat' id='m1'><body>Hail</body></message>")
+    reflected = h.sent()
+    assert [m.get("to") for m in reflected] == [CRONE, WICCA]
+    assert [child.tag for child in reflected[0]] == [
+        "{jabber:component:accept}body", f"{{{PROBE}}}mark", "{urn:xmpp:sid:0}stanza-id",
+    ]
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch' type='unavailable'/>")
+    h.sent()
+    assert probe.calls[2:] == ["join secondwitch new=True", "leave secondwitch"]
+
+
+def test_a_feature_adds_its_field_disco_feature_iq_and_status_code() -> None:
+    h, probe = _probe_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    h.receive(f"<iq from='{CRONE}' id='c1' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>")
+    (form,) = h.sent()
+    assert [f.get("var") for f in form.iter(f"{XDATA}field")][1:4] == [
+        "muc#roomconfig_roomname", "probe#field", "muc#roomconfig_roomdesc",
+    ]
+    h.receive(
+        f"<iq from='{CRONE}' id='c2' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>Cave</value></field></x>"
+        "</query></iq>"
+    )
+    h.expect(
+        f"""<message from='{ROOM}' to='{CRONE}' type='groupchat'><x xmlns='http://jabber.org/protocol/muc#user'>
+              <status code='104'/><status code='198'/></x></message>""",
+        f"<iq from='{ROOM}' id='c2' to='{CRONE}' type='result'/>",
+    )
+    assert probe.calls[-1] == "config '' -> 'Cave'"
+    h.receive(f"<iq from='{HAG}' id='d1' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    (info,) = h.sent()
+    features = {f.get("var") for f in info[0].iter("{http://jabber.org/protocol/disco#info}feature")}
+    assert {f"{PROBE}#on", PROBE} <= features
+    assert [f.get("var") for f in info.iter(f"{XDATA}field")][2:5] == [
+        "muc#roominfo_occupants", "probe#info", "muc#roominfo_subject",
+    ]
+    h.receive(f"<iq from='{HAG}' id='p1' to='{ROOM}' type='get'><query xmlns='{PROBE}'/></iq>")
+    h.expect(f"<iq from='{ROOM}' id='p1' to='{HAG}' type='result'><query xmlns='{PROBE}' count='1'/></iq>")
