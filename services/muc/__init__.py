@@ -2,7 +2,8 @@
 
 The layout: ``service`` hosts the rooms (creation rules, the directory, loading
 stored rooms); ``room`` is the room core (occupants, roles and affiliations,
-stanzas one at a time in arrival order, timers, storage writes); every feature
+stanzas one at a time in arrival order through ``component.ordering.Turns``,
+timers), writing through its ``persistence.RoomStorage``; every feature
 is one module in ``features/`` (password, members-only, moderated and voice,
 invitations, registration, admin lists, owner configuration, ...), registered
 in ``features/__init__.py`` and written against ``feature.Feature``'s hooks,
@@ -14,7 +15,8 @@ seeing the room only as a ``context.RoomContext``.
   then fires ``on_join``.
 - A message: groupchat is reflected by the core (``decorate_message`` first) and
   kept in the history; a private one goes to the occupant; any other goes to the
-  features' ``message_handlers`` by child (voice requests, invitations).
+  features' ``message_handlers`` by child (voice requests, invitations). A
+  subject change or a private message passes the features' checks first.
 - A config change: the owner feature's IQ handler calls ``Room.configure``; each
   feature reads its fields (``configure``, ``check_config``), the core stores the
   result, applies it, fires ``on_config_change`` and announces the status codes.

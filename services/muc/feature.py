@@ -258,7 +258,7 @@ class Feature:
         """
 
     def check_seat(self, room: RoomContext, join: Join) -> None:
-        """Refuse (raise) a new occupant for its nick or the room's size, after :meth:`check_entry` passed.
+        """Refuse (raise) a new occupant (the room is full, say), after :meth:`check_entry` and :meth:`check_nick` passed.
 
         Not asked when the client joins an occupant of the same user.
         """
