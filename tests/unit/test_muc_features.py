@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from lxml import etree
 
 from component.errors import StanzaError
 from component.testing import Harness
+from services.muc.context import RoomContext
 from services.muc.feature import Feature, IQHandler, Registry
 from services.muc.features import FEATURES
 from services.muc.service import MucService
@@ -223,3 +226,36 @@ def test_a_feature_adds_its_field_disco_feature_iq_and_status_code() -> None:
     ]
     h.receive(f"<iq from='{HAG}' id='p1' to='{ROOM}' type='get'><query xmlns='{PROBE}'/></iq>")
     h.expect(f"<iq from='{ROOM}' id='p1' to='{HAG}' type='result'><query xmlns='{PROBE}' count='1'/></iq>")
+
+
+# -- the seam ---------------------------------------------------------------------------------
+
+FEATURE_FILES = sorted((Path(__file__).parents[2] / "services" / "muc" / "features").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", FEATURE_FILES, ids=lambda path: path.name)
+def test_a_feature_sees_the_room_only_through_its_context(path: Path) -> None:
+    tree = ast.parse(path.read_text(), str(path))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "services.muc.room" not in imported
+    assigned = [
+        f"{path.name}:{target.lineno}: {ast.unparse(target)}"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Attribute) and _root(target) == "room"
+    ]
+    assert assigned == []
+
+
+def _root(node: ast.expr) -> str | None:
+    """The name an attribute chain starts from (``room`` for ``room.config.name``)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def test_the_room_has_every_member_of_its_context(harness) -> None:
+    room = harness.component.router.loaded("coven")
+    missing = [name for name in dir(RoomContext) if not name.startswith("_") and not hasattr(room, name)]
+    assert missing == []
