@@ -23,6 +23,10 @@ The path of a received stanza, module by module:
    what one read produced once that read is handled (``output`` keeps
    what waits).
 
+Entities and services reach the component only through ``host.Host`` (a
+typing Protocol); directed presence is kept in ``directed``, ordered
+per-entity work in ``ordering``.
+
 ``testing.Harness`` starts at step 3: ``harness.receive`` calls
 ``Component.receive`` with parsed elements.
 """

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from component import namespaces as ns
 from component.adhoc import Commands
+from component.directed import DirectedPresence
 from component.disco import Identity, Item
 from component.entity import Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
@@ -77,12 +78,14 @@ class DomainEntity(Entity):
 
     def __init__(self, component: Component, jid: JID) -> None:
         super().__init__(component, jid)
+        # The domain's answers are built from its services, which only the component knows.
+        self.domain = component
         self._service_handlers: dict[tuple[str, str], Callable[[Stanza], IQResult]] = {}
         self._gathered_from: tuple[Service, ...] = ()
 
     def service_handlers(self) -> dict[tuple[str, str], Callable[[Stanza], IQResult]]:
         """The services' domain IQ handlers, by (type, payload tag), gathered again when the services change."""
-        services = tuple(self.component.services)
+        services = tuple(self.domain.services)
         if services != self._gathered_from:
             handlers: dict[tuple[str, str], Callable[[Stanza], IQResult]] = {}
             for service in services:
@@ -104,14 +107,14 @@ class DomainEntity(Entity):
         if node is not None:
             return ()
         found: list[Identity] = []
-        for service in self.component.services:
+        for service in self.domain.services:
             found.extend(service.domain_identities())
         return tuple(found) or (Identity("component", "generic", "Netherfield"),)
 
     def disco_features(self, node: str | None) -> frozenset[str]:
         features = set(super().disco_features(node))
         features.update(etree.QName(tag).namespace or "" for _, tag in self.service_handlers())
-        for service in self.component.services:
+        for service in self.domain.services:
             features |= service.domain_features()
         return frozenset(features)
 
@@ -121,7 +124,7 @@ class DomainEntity(Entity):
         if node is not None:
             return []
         items: list[Item] = []
-        for service in self.component.services:
+        for service in self.domain.services:
             items.extend(service.domain_items(stanza))
         return items
 
@@ -197,9 +200,9 @@ class Component:
         self.ping_timeout = ping_timeout
         self._keepalive: task.LoopingCall | None = None
         self._ping_pending = False
-        # Directed presence each entity address sent, so that unavailable
-        # reaches everyone who was told available (RFC 6121 §4.6).
-        self.presence_sent: dict[JID, set[JID]] = {}
+        #: Where each hosted address sent available presence, so that its
+        #: unavailable reaches everyone who was told available (RFC 6121 §4.6).
+        self.directed = DirectedPresence()
         self.on_link_up: list[Callable[[], None]] = []
         #: The process's storage, set by the application before services start
         #: when any service declares migrations; None otherwise.
@@ -304,17 +307,7 @@ class Component:
 
     def send_presence(self, element: etree._Element) -> None:
         """Send a presence and remember where available presence went."""
-        sender = parse_jid(element.get("from", ""))
-        recipient = parse_jid(element.get("to", ""))
-        kind = element.get("type")
-        if kind is None:
-            self.presence_sent.setdefault(sender, set()).add(recipient)
-        elif kind == "unavailable":
-            seen = self.presence_sent.get(sender)
-            if seen is not None:
-                seen.discard(recipient)
-                if not seen:
-                    del self.presence_sent[sender]
+        self.directed.sent(parse_jid(element.get("from", "")), parse_jid(element.get("to", "")), element.get("type"))
         self.send(element)
 
     def request(self, element: etree._Element, timeout: float | None = None) -> defer.Deferred[Any]:
@@ -323,6 +316,11 @@ class Component:
         deferred = self.iq.track(element, recipient, timeout)
         self.send(element)
         return deferred
+
+    @property
+    def online(self) -> bool:
+        """Whether the link to the server is up."""
+        return self.link is not None
 
     @property
     def queued(self) -> int:
@@ -592,10 +590,9 @@ class Component:
                 entity.on_shutdown()
             except Exception:
                 log.failure("{domain}: on_shutdown of {jid} raised", domain=str(self.jid), jid=str(entity.jid))
-        for sender, recipients in list(self.presence_sent.items()):
-            for recipient in sorted(recipients, key=str):
-                self.send(presence(sender, recipient, type="unavailable"))
-        self.presence_sent.clear()
+        for sender, recipient in list(self.directed):
+            self.send(presence(sender, recipient, type="unavailable"))
+        self.directed.clear()
 
     def add_service(self, service: Service) -> None:
         """Attach a service; it starts with :meth:`start_services`."""

@@ -25,7 +25,7 @@ from component.jid import JID
 from component.stanza import Stanza
 
 if TYPE_CHECKING:
-    from component.component import Component
+    from component.host import Host
 
 __all__ = ["Entity", "iq_handler", "IQResult", "VERSION"]
 
@@ -83,7 +83,8 @@ class Entity:
         super().__init_subclass__(**kwargs)
         _collect_iq_handlers(cls)
 
-    def __init__(self, component: Component, jid: JID) -> None:
+    def __init__(self, component: Host, jid: JID) -> None:
+        #: The domain that hosts the entity (see :class:`~component.host.Host`).
         self.component = component
         self.jid = jid
         self._disco_info_cache: dict[str | None, bytes] = {}

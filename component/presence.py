@@ -11,8 +11,8 @@ The server keeps presence and rosters for its own accounts only. For a
   writes every change before the stanza that announces it leaves;
 - it broadcasts the entity's availability to contacts subscribed to it,
   answers their probes, and retracts it with ``unavailable`` from everyone
-  who was told it is available (``Component.send_presence`` remembers
-  directed presence);
+  who was told it is available (the host's ``send_presence`` remembers
+  directed presence in a :class:`~component.directed.DirectedPresence`);
 - it tracks which resources of each contact are online;
 - after each handshake it re-announces the entity's presence and probes
   the contacts it is subscribed to, since the server pushes nothing to a
@@ -42,7 +42,7 @@ from component.roster import Change, Roster, RosterView, Subscription
 from component.stanza import Stanza, presence, text_of
 
 if TYPE_CHECKING:
-    from component.component import Component
+    from component.host import Host
 
 __all__ = ["SHOW_VALUES", "Policy", "PresenceEntity", "PresenceInfo"]
 
@@ -124,7 +124,7 @@ class PresenceEntity(Entity):
     #: or ``ask`` (:meth:`on_subscription_request` decides). Set per class or per instance.
     policy: Policy = "ask"
 
-    def __init__(self, component: Component, jid: JID, roster: Roster | None = None) -> None:
+    def __init__(self, component: Host, jid: JID, roster: Roster | None = None) -> None:
         super().__init__(component, jid.bare)
         self._roster = Roster.in_memory(self.jid) if roster is None else roster
         self._presence: PresenceInfo | None = None
@@ -195,7 +195,7 @@ class PresenceEntity(Entity):
             raise ValueError(f"priority must be between -128 and 127, not {priority}")
         info = PresenceInfo(show, status, priority, payload)
         self._presence = info
-        if self.component.link is None:
+        if not self.component.online:
             return  # announced after the next handshake, not queued stale
         self._then(lambda: self._broadcast(info))
 
@@ -225,19 +225,8 @@ class PresenceEntity(Entity):
 
     def _retract(self, only: JID | None = None, status: str | None = None) -> None:
         """Send ``unavailable`` to those told the entity is available (or to one contact's JIDs)."""
-        seen = self.component.presence_sent.get(self.jid)
-        if not seen:
-            return
-        targets = sorted((jid for jid in seen if only is None or jid.bare == only), key=str)
-        bare = {jid for jid in targets if jid.is_bare}
-        for jid in targets:
-            if not jid.is_bare and jid.bare in bare:
-                # Presence to the bare JID reaches every resource; one unavailable will do.
-                seen.discard(jid)
-                continue
+        for jid in self.component.directed.to_retract(self.jid, only):
             self.component.send_presence(presence(self.jid, jid, type="unavailable", status=status))
-        if not seen:
-            self.component.presence_sent.pop(self.jid, None)
 
     # -- subscriptions the entity starts ---------------------------------
 
@@ -332,11 +321,7 @@ class PresenceEntity(Entity):
         self._went_offline(stanza.sender)
         if not stanza.sender.is_bare:
             # An offline resource needs no unavailable from us later.
-            seen = self.component.presence_sent.get(self.jid)
-            if seen is not None:
-                seen.discard(stanza.sender)
-                if not seen:
-                    del self.component.presence_sent[self.jid]
+            self.component.directed.forget(self.jid, stanza.sender)
 
     def _went_offline(self, sender: JID) -> None:
         resources = self._online.get(sender.bare)
@@ -361,8 +346,7 @@ class PresenceEntity(Entity):
     def _on_probe(self, stanza: Stanza) -> None:
         """Answer a probe (RFC 6121 §4.3.2); it may come from a full JID."""
         sender = stanza.sender
-        seen = self.component.presence_sent.get(self.jid, set())
-        if self._roster.state(sender).has_from or sender in seen or sender.bare in seen:
+        if self._roster.state(sender).has_from or self.component.directed.told(self.jid, sender):
             self._then(lambda: self._present_to(sender))
         else:
             # Not subscribed: reveal nothing, and let the prober's server fix its roster.

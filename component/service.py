@@ -19,8 +19,8 @@ from component.stats import Sample
 from component.storage.migrations import Migrations
 
 if TYPE_CHECKING:
-    from component.component import Component
     from component.entity import IQResult
+    from component.host import Host
 
 __all__ = ["Service"]
 
@@ -39,7 +39,8 @@ class Service:
     #: Bare JIDs this service names as its admins: admins of the whole domain too.
     admins: frozenset[JID] = frozenset()
 
-    def __init__(self, component: Component, options: dict[str, Any]) -> None:
+    def __init__(self, component: Host, options: dict[str, Any]) -> None:
+        #: The domain the service runs in (see :class:`~component.host.Host`).
         self.component = component
         #: The service's table as the config file has it.
         self.options = options
@@ -55,7 +56,7 @@ class Service:
         """
         return read(cls.settings_class, options, table, belongs=f"of the {name or cls.name} service")
 
-    def table(self, component: Component) -> str:
+    def table(self, component: Host) -> str:
         """The dotted name of this service's table in the config, as error sentences name it."""
         return key_path(f'components."{component.jid}"', self.name)
 

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 import attrs
 
 from component import namespaces as ns
-from component.component import Component
 from component.disco import Identity, Item
 from component.entity import Entity
 from component.errors import StanzaError
+from component.host import Host
 from component.jid import JID
 from component.options import LOCALPART, setting
 from component.service import Service
@@ -59,7 +59,7 @@ class EchoService(Service):
     settings_class: ClassVar[type[Any]] = EchoSettings
     settings: EchoSettings
 
-    def __init__(self, component: Component, options: dict[str, Any]) -> None:
+    def __init__(self, component: Host, options: dict[str, Any]) -> None:
         super().__init__(component, options)
         self.bot = EchoBot(component, JID(self.settings.node, component.jid.domain))
 

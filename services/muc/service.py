@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from component.component import Component
 from component.disco import Identity, Item
 from component.entity import Entity, IQResult
 from component.errors import StanzaError
+from component.host import Host
 from component.jid import JID, parse_stored_jid
 from component.ordering import InFlight
 from component.service import Service
@@ -54,7 +54,7 @@ class MucService(Service):
     #: The features of every room (a subclass may add its own).
     room_features: ClassVar[Registry] = FEATURES
 
-    def __init__(self, component: Component, options: dict[str, Any]) -> None:
+    def __init__(self, component: Host, options: dict[str, Any]) -> None:
         super().__init__(component, options)
         self.admins = self.settings.admins
         self.limits = MucLimits(self.settings, component.clock.seconds, self.is_admin)

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import attrs
 from twisted.internet import defer
 
-from component.component import Component
 from component.config import ConfigError
 from component.disco import Identity, Item
+from component.host import Host
 from component.jid import JID, InvalidJID, parse_jid
 from component.options import BARE_JIDS, key_path, setting, tables_of
 from component.presence import SHOW_VALUES
@@ -83,7 +83,7 @@ class NoticesService(Service):
     settings: NoticesSettings
     migrations: ClassVar[tuple[Any, ...]] = (ROSTER_MIGRATIONS,)
 
-    def __init__(self, component: Component, options: dict[str, Any]) -> None:
+    def __init__(self, component: Host, options: dict[str, Any]) -> None:
         super().__init__(component, options)
         bots = key_path(self.table(component), "bots")
         self.bot_settings = [

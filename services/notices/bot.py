@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from component.component import Component
 from component.disco import Identity
+from component.host import Host
 from component.jid import JID, InvalidJID, parse_jid
 from component.presence import Policy, PresenceEntity
 from component.roster import Roster, Subscription
@@ -41,7 +41,7 @@ class NoticesBot(PresenceEntity):
 
     def __init__(
         self,
-        component: Component,
+        component: Host,
         jid: JID,
         roster: Roster | None = None,
         *,
