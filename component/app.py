@@ -31,8 +31,8 @@ from component.config import ComponentConfig, Config, ConfigError, load_config
 from component.connection import ComponentConnector
 from component.options import key_path
 from component.reload import plan
-from component.service import Service
-from component.storage import StorageError, open_storage
+from component.service import Service, start_service
+from component.storage import Storage, StorageError, open_storage
 from component.storage.migrations import apply_migrations
 
 __all__ = ["Netherfield", "StartupError", "builtin_services", "resolve_service"]
@@ -112,7 +112,8 @@ class Netherfield(TwistedService):
         self.reactor = reactor
         self.components: list[Component] = []
         self.connectors: list[ComponentConnector] = []
-        self.storage: Any = None
+        #: The process's storage, opened when any service declares migrations.
+        self.storage: Storage | None = None
         #: The sentence saying why startup failed, once it has.
         self.failure: str | None = None
         self._started: list[Service] = []
@@ -299,7 +300,6 @@ class Netherfield(TwistedService):
                     )
                 else:
                     await apply_migrations(self.storage, migrations)
-                component.storage = self.storage
             for service in component.services:
                 await self._start_service(component, service)
         except (StartupError, StorageError) as error:
@@ -345,8 +345,6 @@ class Netherfield(TwistedService):
             self.storage = await open_storage(
                 storage.url, migrations=list(migrations.values()), password=storage.password, reactor=self.reactor
             )
-            for component in self.components:
-                component.storage = self.storage
         for component in self.components:
             for service in component.services:
                 if not self.running:
@@ -374,7 +372,7 @@ class Netherfield(TwistedService):
     async def _start_service(self, component: Component, service: Service) -> None:
         what = f"the {service.name or type(service).__name__} service of {component.jid}"
         try:
-            await defer.maybeDeferred(service.start)
+            await start_service(service, self.storage)
         except StorageError as error:
             raise StartupError(f"{what} could not start: {error}") from None
         except Exception as error:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
 from twisted.internet import defer, task
@@ -30,7 +30,7 @@ from component.jid import JID, InvalidJID, parse_jid
 from component.ordering import settled
 from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
 from component.router import Router
-from component.service import Service
+from component.service import Service, start_service
 from component.stanza import (
     KINDS,
     Stanza,
@@ -42,6 +42,9 @@ from component.stanza import (
     result_reply_bytes,
 )
 from component.status import status_command
+
+if TYPE_CHECKING:
+    from component.storage.base import Storage
 
 __all__ = [
     "Component", "Link", "DomainEntity", "DEFAULT_MAX_OUTGOING_BYTES", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
@@ -204,9 +207,6 @@ class Component:
         #: unavailable reaches everyone who was told available (RFC 6121 §4.6).
         self.directed = DirectedPresence()
         self.on_link_up: list[Callable[[], None]] = []
-        #: The process's storage, set by the application before services start
-        #: when any service declares migrations; None otherwise.
-        self.storage: Any = None
         #: The domain's service admins (bare JIDs); each service's own admins count too.
         self.admins = frozenset(jid.bare for jid in admins)
         #: When the component was made, and when the link last went up or down.
@@ -598,17 +598,18 @@ class Component:
         """Attach a service; it starts with :meth:`start_services`."""
         self.services.append(service)
 
-    def start_services(self) -> defer.Deferred[Any]:
-        """Start every service in order; a :meth:`stop_services` meanwhile ends it after the current one."""
+    def start_services(self, storage: Storage | None = None) -> defer.Deferred[Any]:
+        """Start every service in order, those that declare migrations with ``storage``;
+        a :meth:`stop_services` meanwhile ends it after the current one."""
         self._stopping = False
-        self._starting = defer.ensureDeferred(self._start_services())
+        self._starting = defer.ensureDeferred(self._start_services(storage))
         return self._starting
 
-    async def _start_services(self) -> None:
+    async def _start_services(self, storage: Storage | None) -> None:
         for service in self.services:
             if self._stopping:
                 return
-            await defer.maybeDeferred(service.start)
+            await start_service(service, storage)
             self._started.append(service)
 
     def stop_services(self) -> defer.Deferred[Any]:

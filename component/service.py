@@ -21,8 +21,9 @@ from component.storage.migrations import Migrations
 if TYPE_CHECKING:
     from component.entity import IQResult
     from component.host import Host
+    from component.storage.base import Storage
 
-__all__ = ["Service"]
+__all__ = ["Service", "start_service"]
 
 
 class Service:
@@ -34,7 +35,7 @@ class Service:
     #: the keys its config table may hold, their defaults and docs. Others are config errors.
     settings_class: ClassVar[type[Any]] = NoSettings
     #: The storage tables the service needs (``component.storage.Migrations``);
-    #: when any service declares some, ``component.storage`` is open before it starts.
+    #: a service that declares some is given the storage, with them applied, when it starts.
     migrations: ClassVar[tuple[Migrations, ...]] = ()
     #: Bare JIDs this service names as its admins: admins of the whole domain too.
     admins: frozenset[JID] = frozenset()
@@ -60,8 +61,13 @@ class Service:
         """The dotted name of this service's table in the config, as error sentences name it."""
         return key_path(f'components."{component.jid}"', self.name)
 
-    def start(self) -> defer.Deferred[Any] | None:
-        """Register entities and open what the service needs."""
+    def start(self, storage: Storage | None = None) -> defer.Deferred[Any] | None:
+        """Register entities and open what the service needs.
+
+        A service that declares :attr:`migrations` is given the process's
+        storage with them applied (None when it runs without storage, as in
+        a test harness given none); any other service is started without it.
+        """
         return None
 
     def stop(self) -> defer.Deferred[Any] | None:
@@ -103,3 +109,10 @@ class Service:
     def samples(self) -> Iterable[Sample]:
         """What the service counts, read when the metrics endpoint is scraped (none by default)."""
         return ()
+
+
+def start_service(service: Service, storage: Storage | None) -> defer.Deferred[Any]:
+    """Start ``service``: with ``storage`` when it declares migrations, without when it needs none."""
+    if service.migrations:
+        return defer.maybeDeferred(service.start, storage)
+    return defer.maybeDeferred(service.start)

@@ -133,11 +133,12 @@ class Harness:
         self.clock = task.Clock()
         component_options.setdefault("ping_interval", 0)
         self.component = Component(domain, clock=self.clock, **component_options)
-        self.component.storage = storage
         for entry in services:
             service_class, options = entry if isinstance(entry, tuple) else (entry, {})
             self.component.add_service(service_class(self.component, options))
-        self.started = self.component.start_services()
+        #: The storage the services that declare migrations were given.
+        self.storage = storage
+        self.started = self.component.start_services(storage)
         self.link = RecordingLink()
         if connected:
             self.connect()

@@ -23,6 +23,7 @@ from component.ordering import InFlight
 from component.service import Service
 from component.stanza import Stanza
 from component.stats import Sample
+from component.storage import Storage
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.archive import HistoryWriter
 from services.muc.commands import muc_commands
@@ -140,8 +141,7 @@ class MucService(Service):
         self.limits = limits
         return True
 
-    async def _start(self) -> None:
-        storage = self.component.storage
+    async def _start(self, storage: Storage | None) -> None:
         if storage is not None:
             self.store = MucStore(storage, clock=self.component.clock.seconds)
             store = self.store
@@ -157,8 +157,9 @@ class MucService(Service):
         for command in muc_commands(self):
             self.component.commands.add(command)
 
-    def start(self) -> defer.Deferred[None]:
-        return defer.ensureDeferred(self._start())
+    def start(self, storage: Storage | None = None) -> defer.Deferred[None]:
+        """Open the rooms' store on ``storage`` (rooms live in memory only without one) and serve rooms."""
+        return defer.ensureDeferred(self._start(storage))
 
     def stop(self) -> defer.Deferred[Any]:
         for command in muc_commands(self):

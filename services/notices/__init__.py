@@ -39,6 +39,7 @@ from component.presence import SHOW_VALUES
 from component.roster import Roster
 from component.service import Service
 from component.stanza import Stanza
+from component.storage import Storage
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterStore
 from services.notices.bot import NoticesBot
 
@@ -93,11 +94,11 @@ class NoticesService(Service):
         self.admins = self.settings.admins
         self.bots: list[NoticesBot] = []
 
-    def start(self) -> defer.Deferred[None]:
-        return defer.Deferred.fromCoroutine(self._start())
+    def start(self, storage: Storage | None = None) -> defer.Deferred[None]:
+        """Load each bot's roster from ``storage`` (in memory without one) and bring the bots online."""
+        return defer.Deferred.fromCoroutine(self._start(storage))
 
-    async def _start(self) -> None:
-        storage = self.component.storage
+    async def _start(self, storage: Storage | None) -> None:
         store = RosterStore(storage) if storage is not None else None
         for settings in self.bot_settings:
             roster = await Roster.load(settings.jid, store)

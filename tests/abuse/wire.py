@@ -43,10 +43,9 @@ class ServerWire:
     ) -> None:
         self.clock = task.Clock()
         self.component = Component(domain, clock=self.clock, ping_interval=0, **(component_options or {}))
-        self.component.storage = storage
         service_class, options = service
         self.component.add_service(service_class(self.component, options))
-        self.component.start_services()
+        self.component.start_services(storage)
         self.protocol = ComponentProtocol(self.component, "s3cret", address="127.0.0.1:5347", **limits)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
 from component.app import Netherfield
 from component.config import load_config
 from component.service import Service
+from component.storage import Migrations
 from component.testing import Harness, LogCapture
 
 DOMAIN = "comp.example.org"
@@ -89,3 +91,56 @@ def test_stopping_netherfield_during_a_slow_start_waits_then_stops_with_no_error
     assert reactor.tcpClients == []
     assert app.failure is None
     assert [e for e in logs.events if e.get("log_level") is not None and e["log_level"].name in ("error", "critical")] == []
+
+
+NOTES = Migrations("notes", steps=["CREATE TABLE notes (text TEXT NOT NULL)"])
+#: What each service below was started with.
+GIVEN: dict[str, object] = {}
+
+
+class Stored(Service):
+    """Declares tables of its own: it is given the storage when it starts."""
+
+    name = "stored"
+    migrations = (NOTES,)
+
+    def start(self, storage=None):
+        GIVEN["stored"] = storage
+
+
+class Plain(Service):
+    """Declares no tables: it is started without the storage, as services always were."""
+
+    name = "plain"
+
+    def start(self):
+        GIVEN["plain"] = "started"
+
+
+def test_a_service_that_declares_migrations_is_given_the_storage_when_it_starts():
+    GIVEN.clear()
+    storage = object()
+    harness = Harness(DOMAIN, Stored, Plain, storage=storage)
+    assert fired(harness.started) == [None]
+    assert GIVEN == {"stored": storage, "plain": "started"}
+    assert not hasattr(harness.component, "storage")
+
+
+@pytest_twisted.ensureDeferred
+async def test_netherfield_opens_the_storage_with_the_services_migrations_and_hands_it_to_them(tmp_path):
+    GIVEN.clear()
+    path = tmp_path / "netherfield.toml"
+    path.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path / "n.db"}"\n'
+        f'[components."{DOMAIN}"]\nsecret = "s"\nport = 1\n'
+        'services = ["tests.unit.test_lifecycle:Stored", "tests.unit.test_lifecycle:Plain"]\n'
+    )
+    app = Netherfield(load_config(path))
+    app.startService()
+    await app._starting
+    try:
+        storage = GIVEN["stored"]
+        assert storage is app.storage and GIVEN["plain"] == "started"
+        assert await storage.fetchall("SELECT text FROM notes") == []
+    finally:
+        await app.stopService()

@@ -391,7 +391,7 @@ def disco(h, target: str, id: str = "d") -> None:
 
 def test_a_room_that_does_not_exist_is_read_from_the_database_once_a_while() -> None:
     h = muc_harness()
-    storage = h.component.storage
+    storage = h.storage
     before = storage.transactions
     for n in range(50):
         disco(h, f"nosuch@{SERVICE}", id=f"d{n}")

@@ -307,9 +307,8 @@ def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> Non
     storage = HeldStorage()
     apply_migrations(storage, list(MucService.migrations))
     component = Component("chat.shakespeare.lit", clock=MemoryReactorClock(), ping_interval=0)
-    component.storage = storage
     component.add_service(MucService(component, {}))
-    component.start_services()
+    component.start_services(storage)
     protocol = ComponentProtocol(component, "s3cret")
     transport = StringTransport()
     protocol.makeConnection(transport)

@@ -431,12 +431,12 @@ class DeskSettings:
 class DeskService(Service):
     name = "desk"
     settings_class = DeskSettings
+    migrations = (ROSTER_MIGRATIONS,)
 
-    def start(self) -> defer.Deferred[None]:
-        return defer.Deferred.fromCoroutine(self._start())
+    def start(self, storage: Storage | None = None) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self._start(storage))
 
-    async def _start(self) -> None:
-        storage = self.component.storage
+    async def _start(self, storage: Storage | None) -> None:
         jid = parse_jid(DESK)
         roster = await Roster.load(jid, RosterStore(storage) if storage is not None else None)
         self.desk = Desk(self.component, jid, roster)
