@@ -19,6 +19,7 @@ A command that acts on a room runs in the room's turn (:meth:`Room.in_turn`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -205,7 +206,7 @@ class _Commands:
             done = False
             if room is not None:
                 try:
-                    done = await defer.maybeDeferred(room.in_turn, lambda r=room: _destroy(r, alternate, reason))
+                    done = await defer.maybeDeferred(room.in_turn, functools.partial(_destroy, room, alternate, reason))
                 except Exception:
                     # The room goes on as it was (see Room.destroy); the others are still destroyed.
                     log.failure("{room}: an admin's destroy failed", room=str(jid))
@@ -250,7 +251,7 @@ class _Commands:
                 told[1] += len(room.occupants)
 
         for room in self._loaded():
-            await defer.maybeDeferred(room.in_turn, lambda r=room: tell(r))
+            await defer.maybeDeferred(room.in_turn, functools.partial(tell, room))
         return Outcome(notes=(Note(f"Announcement sent to {told[1]} occupants in {told[0]} rooms."),))
 
 
