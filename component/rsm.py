@@ -16,7 +16,7 @@ from lxml import etree
 from component import namespaces as ns
 from component.errors import StanzaError
 
-__all__ = ["PageRequest", "Page", "parse_request", "page"]
+__all__ = ["PageRequest", "Page", "parse_request", "page", "set_element"]
 
 T = TypeVar("T")
 
@@ -46,13 +46,22 @@ class Page(Generic[T]):
 
     def set_element(self) -> etree._Element:
         """The ``<set/>`` of the result: first and last item, and how many there are in all."""
-        result = etree.Element(_SET, nsmap={None: ns.RSM})
-        if self.first is not None and self.last is not None:
-            first = etree.SubElement(result, f"{{{ns.RSM}}}first", index=str(self.first_index))
-            first.text = self.first
-            etree.SubElement(result, f"{{{ns.RSM}}}last").text = self.last
-        etree.SubElement(result, f"{{{ns.RSM}}}count").text = str(self.count)
-        return result
+        return set_element(self.first, self.last, self.count, self.first_index)
+
+
+def set_element(first: str | None, last: str | None, count: int | None, first_index: int | None = None) -> etree._Element:
+    """A result's ``<set/>`` (XEP-0059 §2.6): its first and last item (none on an empty page),
+    the first's index when known, and the count when known."""
+    result = etree.Element(_SET, nsmap={None: ns.RSM})
+    if first is not None and last is not None:
+        element = etree.SubElement(result, f"{{{ns.RSM}}}first")
+        if first_index is not None:
+            element.set("index", str(first_index))
+        element.text = first
+        etree.SubElement(result, f"{{{ns.RSM}}}last").text = last
+    if count is not None:
+        etree.SubElement(result, f"{{{ns.RSM}}}count").text = str(count)
+    return result
 
 
 def parse_request(query: etree._Element) -> PageRequest | None:

@@ -350,6 +350,10 @@ class Broadcast:
         """The serialised stanza addressed to ``recipient``."""
         return self._head + _escape_attribute(str(recipient)) + self._tail
 
+    def untargeted(self) -> bytes:
+        """The serialised stanza without ``to``, as an archive keeps it."""
+        return self._head.removesuffix(b' to="') + self._tail[1:]
+
     @property
     def size(self) -> int:
         """The serialised length without the recipient's address."""

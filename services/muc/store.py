@@ -1,7 +1,8 @@
 """What the multi-user chat service keeps across restarts, as rows.
 
 Rooms with their configuration and subject, affiliations, and the message
-history that doubles as the room's archive. Configuration is a JSON-able dict
+history that doubles as the room's archive (XEP-0313; its reads, trims and
+tombstones are :mod:`services.muc.archive_store`). Configuration is a JSON-able dict
 the room code owns; the store only keeps it. Affiliations are one row per
 (room, jid), written by upserts, so two processes changing different users'
 affiliations both win, and two changing the same user's end with exactly one
@@ -68,8 +69,28 @@ MUC_MIGRATIONS = Migrations(
             ),
             "CREATE INDEX muc_history_room_seq ON muc_history (room, seq)",
         ],
+        [
+            # What a row is (a message, a subject change, a tombstone) and what
+            # the archive tells about its sender; each room's row count, so that
+            # an archive query's RSM count needs no scan of a million rows.
+            "ALTER TABLE muc_history ADD COLUMN kind INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE muc_history ADD COLUMN occupant_id TEXT",
+            "ALTER TABLE muc_history ADD COLUMN jid_public INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE muc_rooms ADD COLUMN archived BIGINT NOT NULL DEFAULT 0",
+            "UPDATE muc_rooms SET archived = (SELECT count(*) FROM muc_history h WHERE h.room = muc_rooms.node)",
+            # Start and end of archive queries, and expiry, find their rows here.
+            "CREATE INDEX muc_history_room_time ON muc_history (room, timestamp, seq)",
+        ],
     ],
 )
+
+MESSAGE = 0
+"""A groupchat message with a body: in the join history and the archive."""
+SUBJECT = 1
+"""A subject change: in the archive only (the subject itself is the room's)."""
+TOMBSTONE = 2
+"""A message retracted or moderated away: in the archive as what replaced it, never replayed."""
+KINDS = (MESSAGE, SUBJECT, TOMBSTONE)
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -112,8 +133,12 @@ class AffiliationChange:
 class HistoryRecord:
     """One archived message of a room.
 
-    *stanza* is the message as the service serialised it; *seq* is given by
-    the store and orders the archive.
+    *stanza* is the message as the service reflected it, without ``to``;
+    *stanza_id* is its XEP-0359 id (the archive id); *nick* makes the
+    sender's occupant JID and *sender_jid* is its real bare JID, for the
+    room's own use and for those allowed to see it; *jid_public* says the
+    room was non-anonymous when it was sent. *seq* is given by the store
+    and orders the archive.
     """
 
     stanza_id: str
@@ -122,6 +147,10 @@ class HistoryRecord:
     stanza: str
     timestamp: float
     seq: int | None = None
+    kind: int = attrs.field(default=MESSAGE, validator=attrs.validators.in_(KINDS))
+    #: The sender's XEP-0421 occupant-id, where the room gives them.
+    occupant_id: str | None = None
+    jid_public: bool = False
 
 
 _ROOM_COLUMNS = "node, config, public, subject, subject_from, created_at"
@@ -150,20 +179,36 @@ def _affiliations(rows: list[Row]) -> dict[str, Affiliation]:
     }
 
 
+HISTORY_COLUMNS = "seq, stanza_id, nick, sender_jid, stanza, timestamp, kind, occupant_id, jid_public"
+"""The columns :func:`history_record` reads, in its order."""
+
+
+def history_record(row: Row) -> HistoryRecord:
+    """A row of ``SELECT HISTORY_COLUMNS FROM muc_history``."""
+    seq, stanza_id, nick, sender_jid, stanza, timestamp, kind, occupant_id, jid_public = row
+    return HistoryRecord(
+        seq=int(seq),
+        stanza_id=stanza_id,
+        nick=nick,
+        sender_jid=sender_jid,
+        stanza=stanza,
+        timestamp=float(timestamp),
+        kind=int(kind),
+        occupant_id=occupant_id,
+        jid_public=bool(jid_public),
+    )
+
+
 def _history(rows: list[Row]) -> list[HistoryRecord]:
-    records = [
-        HistoryRecord(
-            seq=int(seq),
-            stanza_id=stanza_id,
-            nick=nick,
-            sender_jid=sender_jid,
-            stanza=stanza,
-            timestamp=float(timestamp),
-        )
-        for seq, stanza_id, nick, sender_jid, stanza, timestamp in rows
-    ]
+    records = [history_record(row) for row in rows]
     records.reverse()
     return records
+
+
+def count_archived(txn: Transaction, node: str, change: int) -> None:
+    """Keep the room's row count right after *change* rows came or went."""
+    if change:
+        txn.execute("UPDATE muc_rooms SET archived = archived + ? WHERE node = ?", (change, node))
 
 
 def _changed(rowcount: int) -> bool:
@@ -183,10 +228,13 @@ def _save_config(txn: Transaction, node: str, config: dict[str, Any], public: bo
     )
 
 
-def _set_subject(txn: Transaction, node: str, subject: str, by_nick: str) -> bool:
-    return _changed(
+def _set_subject(txn: Transaction, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None) -> bool:
+    exists = _changed(
         txn.execute("UPDATE muc_rooms SET subject = ?, subject_from = ? WHERE node = ?", (subject, by_nick, node))
     )
+    if exists and record is not None:
+        _append_histories(txn, node, (record,))
+    return exists
 
 
 def _set_affiliations(txn: Transaction, node: str, changes: Iterable[AffiliationChange]) -> None:
@@ -204,32 +252,41 @@ def _set_affiliations(txn: Transaction, node: str, changes: Iterable[Affiliation
         )
 
 
+_INSERT_COLUMNS = "room, stanza_id, nick, sender_jid, stanza, timestamp, kind, occupant_id, jid_public"
+
+
+def _values(node: str, r: HistoryRecord) -> tuple[Param, ...]:
+    return (node, r.stanza_id, r.nick, r.sender_jid, r.stanza, r.timestamp, r.kind, r.occupant_id, r.jid_public)
+
+
 def _append_history(txn: Transaction, node: str, record: HistoryRecord) -> int | None:
     row = txn.fetchone(
-        "INSERT INTO muc_history"
-        " (room, stanza_id, nick, sender_jid, stanza, timestamp)"
-        " VALUES (?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO muc_history ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (room, stanza_id) DO NOTHING RETURNING seq",
-        (node, record.stanza_id, record.nick, record.sender_jid, record.stanza, record.timestamp),
+        _values(node, record),
     )
-    return None if row is None else int(row[0])
+    if row is None:
+        return None
+    count_archived(txn, node, 1)
+    return int(row[0])
 
 
-# Rows one INSERT carries: at 6 parameters a row, far below either database's limit on parameters.
+# Rows one INSERT carries: at 9 parameters a row, far below either database's limit on parameters.
 _ROWS_PER_INSERT = 500
 
 
 def _append_histories(txn: Transaction, node: str, records: Sequence[HistoryRecord]) -> None:
     # One statement for many rows: one round trip to PostgreSQL, not one per message.
+    added = 0
     for start in range(0, len(records), _ROWS_PER_INSERT):
         chunk = records[start:start + _ROWS_PER_INSERT]
-        txn.execute(
-            "INSERT INTO muc_history"
-            " (room, stanza_id, nick, sender_jid, stanza, timestamp) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+        added += txn.execute(
+            f"INSERT INTO muc_history ({_INSERT_COLUMNS}) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             + " ON CONFLICT (room, stanza_id) DO NOTHING",
-            [value for r in chunk for value in (node, r.stanza_id, r.nick, r.sender_jid, r.stanza, r.timestamp)],
+            [value for r in chunk for value in _values(node, r)],
         )
+    count_archived(txn, node, added)
 
 
 def _append_rooms_histories(txn: Transaction, batches: Sequence[tuple[str, Sequence[HistoryRecord]]]) -> list[str | None]:
@@ -338,9 +395,10 @@ class MucStore:
         )
         return d.addCallback(self._written, len(history))
 
-    def set_subject(self, node: str, subject: str, by_nick: str) -> Deferred[bool]:
-        """Set the room's subject; fire with whether the room exists."""
-        return self.storage.transaction(_set_subject, node, subject, by_nick)
+    def set_subject(self, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None) -> Deferred[bool]:
+        """Set the room's subject, archiving the message that changed it as *record*; fire with whether the room exists."""
+        d = self.storage.transaction(_set_subject, node, subject, by_nick, record)
+        return d if record is None else d.addCallback(self._written, 1)
 
     def delete_room(self, node: str) -> Deferred[bool]:
         """Forget the room, its affiliations and its history; fire with whether it existed."""
@@ -420,14 +478,17 @@ class MucStore:
     def recent_history(
         self, node: str, limit: int, since: float | None = None
     ) -> Deferred[list[HistoryRecord]]:
-        """The room's last *limit* messages (none older than *since*), oldest first."""
-        where = "room = ?"
+        """The room's last *limit* messages (none older than *since*), oldest first: the archive's tail.
+
+        Subject changes and tombstones are archived but never replayed.
+        """
+        where = f"room = ? AND kind = {MESSAGE}"
         params: list[Param] = [node]
         if since is not None:
             where += " AND timestamp >= ?"
             params.append(since)
         d = self.storage.fetchall(
-            "SELECT seq, stanza_id, nick, sender_jid, stanza, timestamp"
+            f"SELECT {HISTORY_COLUMNS}"
             f" FROM muc_history WHERE {where} ORDER BY seq DESC LIMIT ?",
             (*params, limit),
         )

@@ -111,7 +111,7 @@ def _demo(steps: int) -> Migrations:
 @pytest_twisted.ensureDeferred
 async def test_migrations_are_applied_at_open(storage: Storage) -> None:
     assert await schema_version(storage, "rosters") == ROSTER_MIGRATIONS.version == 1
-    assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version == 1
+    assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version == 2
     assert await schema_version(storage, "unknown") == 0
 
 
@@ -176,7 +176,7 @@ async def test_processes_starting_together_migrate_once(backend: Backend) -> Non
     storages = [value for ok, value in results if ok]
     try:
         assert [ok for ok, _ in results] == [True, True, True], results
-        assert await schema_version(storages[0], "muc") == 1
+        assert await schema_version(storages[0], "muc") == MUC_MIGRATIONS.version
     finally:
         for opened in storages:
             await opened.close()
