@@ -38,6 +38,8 @@ class RoomConfig:
     vcard: str = ""
     #: The SHA-1 of the vCard's photo (XEP-0153); "" for none.
     avatar_hash: str = ""
+    #: XEP-0313: the room keeps an archive of its messages (when persistent; the service sets the default).
+    archiving: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict, for storage."""

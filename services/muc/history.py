@@ -40,12 +40,14 @@ class HistoryEntry:
     message costs nothing beyond the reflection that was serialised anyway.
     """
 
-    __slots__ = ("_delay", "message", "room", "seconds")
+    __slots__ = ("_delay", "message", "room", "seconds", "stanza_id")
 
-    def __init__(self, message: Broadcast, seconds: float, room: str) -> None:
+    def __init__(self, message: Broadcast, seconds: float, room: str, stanza_id: str = "") -> None:
         self.message = message
         self.seconds = seconds
         self.room = room
+        #: Its XEP-0359 stanza-id: its archive id.
+        self.stanza_id = stanza_id
         self._delay: bytes | None = None  # formatted on the first replay: most entries are never replayed
 
     @property
@@ -67,10 +69,11 @@ class HistoryEntry:
         return whole[:close] + self.delay + whole[close:]
 
     def text(self) -> str:
-        """The message with its delay and without ``to``, as the store keeps it."""
-        element = parse_sent(self.to(b"nobody@invalid"), PARSER)
-        del element.attrib["to"]
-        return etree.tostring(element, encoding="unicode")
+        """The message as the store keeps it: as reflected, without ``to`` (its time is a column of its own).
+
+        As sent, it does not declare ``jabber:component:accept``: :func:`parse_sent` reads it back.
+        """
+        return self.message.untargeted().decode()
 
     def record(self) -> HistoryRecord:
         """The entry as the store keeps it (for a room that just became persistent)."""
@@ -81,12 +84,12 @@ class HistoryEntry:
         return HistoryRecord(stanza_id, nick, None, self.text(), self.seconds)
 
     @classmethod
-    def parse(cls, text: str, seconds: float, room: str) -> HistoryEntry:
-        """An entry from its stored text (which carries its delay)."""
-        element = etree.fromstring(text.encode(), PARSER)
+    def parse(cls, text: str, seconds: float, room: str, stanza_id: str = "") -> HistoryEntry:
+        """An entry from its stored text (rows stored before the archive carry their delay, which goes)."""
+        element = parse_sent(text.encode(), PARSER)
         for found in element.findall(_DELAY):
             element.remove(found)
-        return cls(Broadcast(element), seconds, room)
+        return cls(Broadcast(element), seconds, room, stanza_id)
 
 
 class HistoryRequest:
@@ -168,6 +171,17 @@ class History:
     def clear(self) -> None:
         """Forget everything."""
         self._entries = None
+
+    def drop(self, stanza_id: str) -> bool:
+        """Forget the message with this stanza-id (retracted or moderated); whether it was kept."""
+        entries = self._entries
+        if not entries or not stanza_id:
+            return False
+        for entry in entries:
+            if entry.stanza_id == stanza_id:
+                entries.remove(entry)
+                return True
+        return False
 
     @staticmethod
     def replay(entries: list[HistoryEntry], to: JID) -> Piece:

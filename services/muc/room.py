@@ -838,6 +838,8 @@ class Room(Entity):
     def restore(self, record: RoomRecord) -> None:
         """The room as it was stored: its settings and subject (its affiliations and history come after)."""
         self.config = RoomConfig.from_dict(record.config)
+        if "archiving" not in record.config:  # stored before rooms had the setting
+            self.config.archiving = self.service.settings.archive_by_default
         self.history.resize(min(self.config.history_length, self.service.max_history))
         self.subject = record.subject
         self.subject_from = record.subject_from

@@ -26,6 +26,7 @@ from component.stats import Sample
 from component.storage import Storage
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.archive import HistoryWriter
+from services.muc.archive_store import ArchiveStore
 from services.muc.commands import muc_commands
 from services.muc.feature import Registry
 from services.muc.features import FEATURES
@@ -33,6 +34,7 @@ from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
 from services.muc.occupant_id import OCCUPANT_ID, SECRET_MIGRATIONS, OccupantIds, load_secret
 from services.muc.protocol import MUC
+from services.muc.retention import Retention
 from services.muc.room import Room
 from services.muc.settings import MucSettings
 from services.muc.store import MUC_MIGRATIONS, MucStore
@@ -60,6 +62,9 @@ class MucService(Service):
         self.admins = self.settings.admins
         self.limits = MucLimits(self.settings, component.clock.seconds, self.is_admin)
         self.store: MucStore | None = None
+        #: The rooms' archives, to query (with a store).
+        self.archive: ArchiveStore | None = None
+        self.retention: Retention | None = None
         #: Every room's history rows, written together (with a store).
         self.history_writer: HistoryWriter | None = None
         #: Public rooms for disco#items: node → name; stored ones even while unloaded.
@@ -116,6 +121,11 @@ class MucService(Service):
         return self.settings.max_vcard_bytes
 
     @property
+    def archive_max_results(self) -> int:
+        """Messages one archive query answers at most."""
+        return self.settings.archive_max_results
+
+    @property
     def local_domains(self) -> frozenset[str]:
         """The domains whose users ``creation = "local"`` lets create rooms (the server's, unless set)."""
         domains = self.settings.local_domains
@@ -136,6 +146,10 @@ class MucService(Service):
                     occupant.changed()  # the presences kept serialised gain or lose their occupant-id
         if self.history_writer is not None:
             self.history_writer.rows = self.history_batch
+        if self.retention is not None:
+            self.retention.stop()
+            self.retention.settings = self.settings
+            self.retention.start()
         limits = MucLimits(self.settings, self.component.clock.seconds, self.is_admin)
         limits.carry_over(self.limits)
         self.limits = limits
@@ -146,6 +160,9 @@ class MucService(Service):
             self.store = MucStore(storage, clock=self.component.clock.seconds)
             store = self.store
             self.occupant_ids = OccupantIds(await load_secret(storage))
+            self.archive = ArchiveStore(storage)
+            self.retention = Retention(self.archive, self.settings, self.component.clock)
+            self.retention.start()
             self.history_writer = HistoryWriter(
                 lambda batches: self.track(store.append_rooms_histories(batches)), rows=self.history_batch
             )
@@ -162,6 +179,8 @@ class MucService(Service):
         return defer.ensureDeferred(self._start(storage))
 
     def stop(self) -> defer.Deferred[Any]:
+        if self.retention is not None:
+            self.retention.stop()
         for command in muc_commands(self):
             self.component.commands.remove(command.node)
         return self.drained()
@@ -197,7 +216,7 @@ class MucService(Service):
                 room.affiliations.set(affiliated, entry.affiliation, entry.reason, entry.nick)
         for stored in await self.store.recent_history(node, room.config.history_length):
             try:
-                room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp, str(jid)))
+                room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp, str(jid), stored.stanza_id))
             except Exception:
                 log.warn("{room}: skipped an unreadable archived message", room=str(jid))
         return room

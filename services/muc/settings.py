@@ -2,7 +2,8 @@
 
 Its own settings are here; those of its features are declared by the
 feature's module and inherited (the quotas and rates of
-:class:`services.muc.limits.LimitSettings`). Everything here applies on a
+:class:`services.muc.limits.LimitSettings`, the archive's of
+:class:`services.muc.retention.ArchiveSettings`). Everything here applies on a
 configuration reload without reconnecting (see ``MucService.reconfigure``).
 """
 
@@ -14,6 +15,7 @@ from component.jid import JID
 from component.options import BARE_JIDS, DOMAINS, setting
 from services.muc.limits import LimitSettings
 from services.muc.nicks import DEFAULT_MAX_LENGTH
+from services.muc.retention import ArchiveSettings
 from services.muc.vcard import DEFAULT_MAX_VCARD_BYTES
 
 __all__ = ["CREATION_POLICIES", "MucSettings"]
@@ -23,7 +25,7 @@ CREATION_POLICIES = ("anyone", "local", "admins")
 
 
 @attrs.frozen
-class MucSettings(LimitSettings):
+class MucSettings(LimitSettings, ArchiveSettings):
     """Every setting of the MUC service; each name is its key in the service's table."""
 
     admins: frozenset[JID] = setting(
