@@ -198,6 +198,9 @@ class Feature:
 
     #: A short name, for logs and for the registry's checks (unique).
     name: str = ""
+    #: Whether the namespaces of :meth:`iq_handlers` go into every room's disco#info; a
+    #: feature that answers them in rooms that do not offer it lists them in :meth:`disco_features`.
+    announces_iq_namespaces: bool = True
 
     # -- discovery -----------------------------------------------------------------
 
@@ -385,8 +388,12 @@ class Registry:
                 self.info_nodes[node] = handler
             for tag, on_message in feature.message_handlers().items():
                 self.messages.setdefault(tag, []).append(on_message)
-        #: The namespaces of the IQs the features answer, for disco#info.
-        self.namespaces = frozenset(etree.QName(tag).namespace or "" for _, tag in self.iq)
+        #: The namespaces of the IQs the features answer, for disco#info (unless a feature says itself).
+        self.namespaces = frozenset(
+            etree.QName(tag).namespace or ""
+            for feature in self.features if feature.announces_iq_namespaces
+            for _, tag in feature.iq_handlers()
+        )
 
     # -- what the hooks make together ------------------------------------------------------
 

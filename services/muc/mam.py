@@ -168,7 +168,7 @@ def result(
     *real_jid*, for a querier who may see it, goes into the forwarded message
     as a muc#user item, as in the room's live presence.
     """
-    forwarded = record.stanza.encode().replace(_COMPONENT_NS, _CLIENT_NS, 1)
+    forwarded = _client_message(record.stanza.encode())
     if real_jid is not None:
         close = forwarded.rindex(b"</")
         forwarded = (
@@ -180,12 +180,26 @@ def result(
         )
     queryid = b"" if query.queryid is None else b' queryid="' + address(query.queryid) + b'"'
     return b"".join((
-        b'<message xmlns="jabber:component:accept" from="', room, b'" to="', to, b'">',
+        b'<message from="', room, b'" to="', to, b'">',
         b'<result xmlns="', query.namespace.encode(), b'"', queryid, b' id="', address(record.stanza_id), b'">',
         b'<forwarded xmlns="urn:xmpp:forward:0"><delay xmlns="urn:xmpp:delay" stamp="',
         stamp(record.timestamp).encode(), b'"/>', forwarded,
         b"</forwarded></result></message>",
     ))
+
+
+def _client_message(stored: bytes) -> bytes:
+    """The stored message in ``jabber:client``, as XEP-0297 forwards it.
+
+    Stored as sent, it declares no namespace (the stream's is
+    ``jabber:component:accept``); rows stored earlier declare that one.
+    """
+    name_end = stored.find(b" ")
+    if name_end < 0:
+        return stored
+    if stored.startswith(_COMPONENT_NS, name_end + 1):
+        return stored[: name_end + 1] + _CLIENT_NS + stored[name_end + 1 + len(_COMPONENT_NS) :]
+    return stored[:name_end] + b" " + _CLIENT_NS + stored[name_end:]
 
 
 def fin(query: ArchiveQuery, page: ArchivePage) -> etree._Element:

@@ -21,7 +21,7 @@ from component.storage import StorageError
 from services.muc.affiliations import Affiliations
 from services.muc.config import RoomConfig
 from services.muc.history import History
-from services.muc.store import AffiliationChange
+from services.muc.store import AffiliationChange, HistoryRecord
 from services.muc.writes import refusal
 
 if TYPE_CHECKING:
@@ -108,10 +108,10 @@ class RoomStorage:
         if store is not None and self.stored and changes:
             await self.write("affiliations", store.set_affiliations(self.node, changes))
 
-    async def store_subject(self, subject: str, nick: str) -> bool:
-        """Write a new subject when the room is stored; whether it was written."""
+    async def store_subject(self, subject: str, nick: str, record: HistoryRecord | None = None) -> bool:
+        """Write a new subject when the room is stored, archiving *record* (the message that set it) with it; whether it was written."""
         store = self._service.store
         if store is None or not self.stored:
             return False
-        await self.write("subject", store.set_subject(self.node, subject, nick))
+        await self.write("subject", store.set_subject(self.node, subject, nick, record))
         return True

@@ -30,7 +30,7 @@ log = Logger()
 _DAY = 86400.0
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # a second base of MucSettings beside the slotted LimitSettings
 class ArchiveSettings:
     """The archive's settings, inherited by :class:`services.muc.settings.MucSettings`."""
 

@@ -64,7 +64,7 @@ from services.muc.protocol import (
     item,
     user_x,
 )
-from services.muc.store import AffiliationChange, HistoryRecord, RoomRecord
+from services.muc.store import MESSAGE, SUBJECT, AffiliationChange, HistoryRecord, RoomRecord
 
 if TYPE_CHECKING:
     from services.muc.service import MucService
@@ -82,6 +82,7 @@ KICKABLE_ERRORS = frozenset({
     "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable",
 })
 _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
+_OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
 _SUBJECT = f"{{{ns.COMPONENT}}}subject"
 _BODY = f"{{{ns.COMPONENT}}}body"
 _THREAD = f"{{{ns.COMPONENT}}}thread"
@@ -106,7 +107,7 @@ class Room(Entity):
         self.service = service
         #: The features whose hooks the room fires (the service's).
         self.room_features = service.room_features
-        self.config = RoomConfig(history_length=min(20, service.max_history))
+        self.config = RoomConfig(history_length=min(20, service.max_history), archiving=service.settings.archive_by_default)
         self.affiliations = Affiliations()
         self.occupants = Occupants()
         self.history = History(self.config.history_length)
@@ -603,9 +604,7 @@ class Room(Entity):
         element.set("from", self.occupant_jid(occupant.nick))
         for feature in self.room_features.message_decorators:
             feature.decorate_message(self, occupant, element)
-        stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
-        # The id is ours (hex and a dash) and needs no escaping; the room's address may.
-        mark = b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(room) + b'" id="' + stanza_id.encode() + b'"/>'
+        stanza_id, mark = self._stanza_id()
         reflection = Broadcast(element, mark, restore=False)
         if reflection.size + _LONGEST_ADDRESS > self.component.max_outgoing_bytes:
             element.set("to", room)  # for the log line that fits() writes
@@ -613,7 +612,7 @@ class Room(Entity):
             limit = self.component.max_outgoing_bytes
             raise StanzaError("policy-violation", text=f"the message is too large to reflect (limit {limit} bytes)")
         if self.history.length and _BODY in tags:
-            entry = HistoryEntry(reflection, self.component.clock.seconds(), room)
+            entry = HistoryEntry(reflection, self.component.clock.seconds(), room, stanza_id)
             if self.stored and self.service.store is not None:
                 return self._archive_then_reflect(stanza, entry, occupant.nick, stanza_id)
             self.history.add(entry)
@@ -623,6 +622,20 @@ class Room(Entity):
             return self._archive.after(lambda: self._reflect(reflection))
         self._reflect(reflection)
         return None
+
+    def _stanza_id(self) -> tuple[str, bytes]:
+        """A new XEP-0359 stanza-id (the archive id of a stored room's message) and its element, serialised."""
+        stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
+        # The id is ours (hex and a dash) and needs no escaping; the room's address may.
+        return stanza_id, b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(self.jid) + b'" id="' + stanza_id.encode() + b'"/>'
+
+    def _record(self, stanza: Stanza, entry: HistoryEntry, nick: str, kind: int = MESSAGE) -> HistoryRecord:
+        """The archive's row of a message the room reflects: who sent it, as whom, and whether the room showed who."""
+        found = stanza.element.find(_OCCUPANT_ID)
+        return HistoryRecord(
+            entry.stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds, kind=kind,
+            occupant_id=found.get("id") if found is not None else None, jid_public=not self.config.anonymous,
+        )
 
     def _reflect(self, reflection: Broadcast) -> None:
         addresses = self.occupants.addresses()
@@ -637,7 +650,7 @@ class Room(Entity):
         Messages that come while a write is in flight go in the next one.
         """
         stanza.keep()  # the error reply, should the write fail, is built after the handler returns
-        record = HistoryRecord(stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds)
+        record = self._record(stanza, entry, nick)
         if self._archive is None:
             writer = self.service.history_writer
             assert writer is not None
@@ -660,19 +673,24 @@ class Room(Entity):
         subject = text_of(stanza.element, "subject") or ""
         for feature in self.room_features.subject_checks:
             feature.check_subject_change(self, occupant, subject)
-        if self.stored:
-            stanza.keep()  # reflected after the write
-            await self.storage.store_subject(subject, occupant.nick)
-        self.subject = subject
-        self.subject_from = occupant.nick
-        self._subject_message = None
         element = stanza.element
         element.set("from", self.occupant_jid(occupant.nick))
         element.attrib.pop("to", None)
         strip_claims(element, {child.tag for child in element}, self.jid)
         for feature in self.room_features.message_decorators:
             feature.decorate_message(self, occupant, element)
-        self.broadcast(element)
+        stanza_id, mark = self._stanza_id()
+        reflection = Broadcast(element, mark)
+        if self.stored:
+            stanza.keep()  # reflected after the write
+            # Archived (XEP-0313) with the subject it sets, in one transaction.
+            entry = HistoryEntry(reflection, self.component.clock.seconds(), str(self.jid), stanza_id)
+            record = self._record(stanza, entry, occupant.nick, SUBJECT) if self.config.archiving else None
+            await self.storage.store_subject(subject, occupant.nick, record)
+        self.subject = subject
+        self.subject_from = occupant.nick
+        self._subject_message = None
+        self._reflect(reflection)
 
     def _private(self, stanza: Stanza) -> None:
         if stanza.type == "groupchat":

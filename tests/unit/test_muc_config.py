@@ -213,7 +213,10 @@ def test_room_disco_info_shows_features_and_roominfo(harness) -> None:
             <feature var='muc_nonanonymous'/>
             <feature var='muc_passwordprotected'/>
             <feature var='muc_persistent'/>
+            <feature var='urn:xmpp:mam:2'/>
+            <feature var='urn:xmpp:mam:2#extended'/>
             <feature var='urn:xmpp:ping'/>
+            <feature var='urn:xmpp:sid:0'/>
             <feature var='vcard-temp'/>
             <x xmlns='jabber:x:data' type='result'>
               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roominfo</value></field>

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from lxml import etree
 
 from component.errors import StanzaError
 from component.jid import JID
+from component.stanza import parse_sent
 from component.testing import assert_xml_equal
 from services.muc.archive_store import ArchiveEnds, ArchivePage, Selection
 from services.muc.mam import ArchiveQuery, fin, metadata, parse_query, query_form, result
@@ -87,7 +89,8 @@ RECORD = HistoryRecord(
     stanza_id="34482-21985-73620",
     nick="firstwitch",
     sender_jid="crone1@shakespeare.lit",
-    stanza='<message xmlns="jabber:component:accept" from="coven@chat.shakespeare.lit/firstwitch"'
+    # As the room sends it: the stream declares jabber:component:accept.
+    stanza='<message from="coven@chat.shakespeare.lit/firstwitch"'
     ' type="groupchat" id="162BEBB1-F6DB-4D9A-9BD8-CFDCC801A0B2"><body>Thrice the brinded cat hath mew\'d.</body></message>',
     timestamp=1034553517.0,
 )
@@ -97,8 +100,11 @@ def test_a_result_forwards_the_message_with_its_delay() -> None:
     # XEP-0313 Example 4 (a MUC archive's result, §6.2.1).
     q = query("<query xmlns='urn:xmpp:mam:2' queryid='g27'/>")
     data = result(RECORD, q, room=b"coven@chat.shakespeare.lit", to=b"hag66@shakespeare.lit/pda")
+    # A row stored before stanzas went out without the declaration gives the same result.
+    declared = attrs.evolve(RECORD, stanza=RECORD.stanza.replace("<message ", '<message xmlns="jabber:component:accept" ', 1))
+    assert result(declared, q, room=b"coven@chat.shakespeare.lit", to=b"hag66@shakespeare.lit/pda") == data
     assert_xml_equal(
-        etree.fromstring(data),
+        parse_sent(data),
         "<message xmlns='jabber:component:accept' from='coven@chat.shakespeare.lit' to='hag66@shakespeare.lit/pda'>"
         "<result xmlns='urn:xmpp:mam:2' queryid='g27' id='34482-21985-73620'>"
         "<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2002-10-13T23:58:37Z'/>"
@@ -111,9 +117,9 @@ def test_a_result_forwards_the_message_with_its_delay() -> None:
 def test_a_result_shows_the_real_jid_to_who_may_see_it() -> None:
     q = query("<query xmlns='urn:xmpp:mam:1'/>")
     data = result(RECORD, q, room=b"coven@chat.shakespeare.lit", to=b"crone1@shakespeare.lit/desktop", real_jid="crone1@shakespeare.lit")
-    forwarded = etree.fromstring(data).find(".//{jabber:client}message")
+    forwarded = parse_sent(data).find(".//{jabber:client}message")
     assert forwarded.find("{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}item").get("jid") == "crone1@shakespeare.lit"
-    assert etree.fromstring(data).find("{urn:xmpp:mam:1}result").get("queryid") is None
+    assert parse_sent(data).find("{urn:xmpp:mam:1}result").get("queryid") is None
 
 
 def test_fin_gives_first_last_and_count() -> None:

@@ -135,11 +135,12 @@ def test_direct_invitation_passes_through_a_private_message_untouched(harness) -
 def test_subject_change_by_a_moderator(harness) -> None:
     h = harness
     h.receive(f"<message from='{CRONE}' id='lh2bs617' to='{ROOM}' type='groupchat'><subject>Fire Burn and Cauldron Bubble!</subject></message>")
+    # Like every groupchat the room reflects, it carries the room's XEP-0359 stanza-id.
     h.expect(
         f"""<message from='{ROOM}/firstwitch' id='lh2bs617' to='{CRONE}' type='groupchat'>
-          <subject>Fire Burn and Cauldron Bubble!</subject></message>""",
+          <subject>Fire Burn and Cauldron Bubble!</subject><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
         f"""<message from='{ROOM}/firstwitch' id='lh2bs617' to='{WICCA}' type='groupchat'>
-          <subject>Fire Burn and Cauldron Bubble!</subject></message>""",
+          <subject>Fire Burn and Cauldron Bubble!</subject><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
     )
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
     last = h.sent()[-1]

@@ -219,7 +219,8 @@ def test_private_messages_and_subject_changes_carry_the_senders_id(harness) -> N
     )
     h.receive(f"<message from='{CRONE}' id='s' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
     h.expect(*[
-        f"<message from='{ROOM}/firstwitch' id='s' to='{to}' type='groupchat'><subject>Fire Burn</subject>{tag(h, CRONE)}</message>"
+        f"<message from='{ROOM}/firstwitch' id='s' to='{to}' type='groupchat'><subject>Fire Burn</subject>{tag(h, CRONE)}"
+        f"<stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>"
         for to in (CRONE, WICCA)
     ])
 

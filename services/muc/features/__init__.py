@@ -11,6 +11,7 @@ from __future__ import annotations
 from services.muc.feature import Registry
 from services.muc.features.admin import AdminLists
 from services.muc.features.anonymity import Anonymity
+from services.muc.features.archive import Archiving
 from services.muc.features.avatar import Avatar
 from services.muc.features.bans import Bans
 from services.muc.features.hidden import Hidden
@@ -48,6 +49,7 @@ FEATURES = Registry([
     OccupantLimit(),
     HistoryLength(),
     Logging(),
+    Archiving(),
     AdminLists(),
     Owner(),
     OccupantIdentifiers(),
