@@ -1,4 +1,4 @@
-"""A harness for testing entities and services in memory, the way the XEPs show them.
+"""A harness for testing entities and services over the real wire, the way the XEPs show them.
 
 Feed a stanza written as in a XEP example, then assert the exact stanzas that
 went out::
@@ -9,28 +9,50 @@ went out::
     harness.expect("<message from='echo@echo.example.org' to='juliet@example.com/balcony' type='chat'>"
                    "<body>Hi</body></message>")
 
+The component runs behind its real :class:`~component.connection.ComponentProtocol`
+on a Twisted ``StringTransport``: what a test feeds goes in as bytes through the
+hardened stream parser, one read per :meth:`Harness.receive`, and what the
+component wrote is parsed from the transport's bytes again, as the server would
+(:class:`ServerView`). So a stanza used after the stream let go of it, which
+serialises with invented prefixes (``<ns0:message>``), or one without a ``to``,
+fails the test that sends it.
+
 Expected XML may use ``*`` for an attribute value or text that varies (ids,
 timestamps). Whitespace-only text is ignored on both sides, so examples can
-be indented. Time is a ``task.Clock``: ``harness.clock.advance(seconds)``.
+be indented; prefixes must match (none, unless the example writes one). Time is
+a ``task.Clock``: ``harness.clock.advance(seconds)``.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, cast
 
 from lxml import etree
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 
 from component import namespaces as ns
 from component.component import Component
+from component.connection import ComponentProtocol
+from component.errors import StreamError
 from component.output import Piece, whole
 from component.service import Service
+from component.stream import StreamParser
 
-__all__ = ["Harness", "LogCapture", "RecordingLink", "assert_xml_equal", "parse_stanzas"]
+__all__ = ["Harness", "LogCapture", "RecordingLink", "ServerView", "StreamClosed", "assert_xml_equal", "parse_stanzas"]
 
 _WRAP_OPEN = f"<stream:stream xmlns='{ns.COMPONENT}' xmlns:stream='{ns.STREAMS}'>"
 _WRAP_CLOSE = "</stream:stream>"
+_HANDSHAKE = f"{{{ns.COMPONENT}}}handshake"
+_STREAM_ERROR = f"{{{ns.STREAMS}}}error"
+_SECRET = "s3cret"
+_STREAM_ID = "3BF96D32"
+# Prosody and ejabberd take deeper stanzas than the component does.
+_SERVER_DEPTH = 256
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
 
@@ -54,6 +76,10 @@ def _describe(element: etree._Element) -> str:
 def _mismatch(actual: etree._Element, expected: etree._Element, path: str) -> str | None:
     if actual.tag != expected.tag:
         return f"{path}: tag {actual.tag} != {expected.tag}"
+    if actual.prefix != expected.prefix:
+        # Same name to a namespace-aware parser, but an invented prefix
+        # ("ns0:") is what a stanza the stream let go of serialises to.
+        return f"{path}: prefix {actual.prefix!r} != {expected.prefix!r}"
     if set(actual.attrib) != set(expected.attrib):
         return f"{path}: attributes {sorted(actual.attrib)} != {sorted(expected.attrib)}"
     for name, wanted in expected.attrib.items():
@@ -119,8 +145,91 @@ class RecordingLink:
         self.aborted = True
 
 
+class StreamClosed(AssertionError):
+    """The component ended the stream while reading what a test fed it: a stanza must never do that."""
+
+    def __init__(self, condition: str, text: str | None) -> None:
+        super().__init__(f"the component closed the stream with {condition}" + (f": {text}" if text else ""))
+        #: The stream error's condition ("not-well-formed", ...).
+        self.condition = condition
+        #: The stream error's text, if any.
+        self.text = text
+
+
+class ServerView:
+    """What the component wrote, read as the server reads it: with the hardened stream parser.
+
+    A fresh view reads one connection: the component's stream header, its
+    handshake, then stanzas. Each stanza must carry a ``to`` and a ``from``
+    in the component's domain and fit in ``max_stanza_bytes``, or the view
+    raises :class:`AssertionError`, as either server would close the stream.
+    Stanzas are kept as parsed, prefixes included, in :attr:`stanzas`.
+    """
+
+    def __init__(self, domain: str, max_stanza_bytes: int) -> None:
+        self.domain = domain
+        self.max_stanza_bytes = max_stanza_bytes
+        #: The stanzas read and not yet taken.
+        self.stanzas: list[etree._Element] = []
+        #: Whether the component sent ``<handshake>``.
+        self.handshake = False
+        #: The stream error the component sent, if it sent one.
+        self.error: StreamError | None = None
+        #: Whether the component closed its stream.
+        self.closed = False
+        self._parser = StreamParser(
+            self._header,
+            self._element,
+            self._close,
+            on_refused=self._refused,
+            # The server refuses what is over its limit; its depth limit is its own.
+            max_stanza_bytes=max_stanza_bytes,
+            max_depth=_SERVER_DEPTH,
+        )
+
+    def read(self, data: bytes) -> None:
+        """Read more of what the component wrote."""
+        try:
+            self._parser.feed(data)
+        except StreamError as error:
+            raise AssertionError(f"the component wrote what a server would refuse ({error}):\n  {data[-400:]!r}") from None
+
+    def _header(self, header: etree._Element) -> None:
+        if header.get("to") != self.domain or header.nsmap.get(None) != ns.COMPONENT:
+            raise AssertionError(f"the component opened a stream for {header.get('to')!r} in {header.nsmap.get(None)!r}")
+
+    def _element(self, element: etree._Element) -> None:
+        if element.tag == _HANDSHAKE:
+            self.handshake = True
+            return
+        if element.tag == _STREAM_ERROR:
+            self.error = StreamError.from_element(element)
+            return
+        if self.closed or not self.handshake:
+            raise AssertionError(f"the component wrote a stanza outside an authenticated stream: {_describe(element)}")
+        sender, recipient = element.get("from"), element.get("to")
+        if not recipient or sender is None or sender.partition("/")[0].rpartition("@")[2] != self.domain:
+            # ejabberd closes the stream on a missing address, both servers on a from outside the domain.
+            raise AssertionError(f"the server would close the stream on this stanza's addresses: {_describe(element)}")
+        # A copy made while the element is in the stream keeps its prefixes as they were written.
+        self.stanzas.append(copy.deepcopy(element))
+
+    def _refused(self, element: etree._Element, reason: str) -> None:
+        raise AssertionError(f"the component wrote a stanza the server would refuse ({reason}): {_describe(element)}")
+
+    def _close(self) -> None:
+        self.closed = True
+
+
 class Harness:
-    """A component with its services, attached to an in-memory link."""
+    """A component with its services, connected through its real protocol to an in-memory transport.
+
+    What a test feeds goes in as bytes through :class:`ComponentProtocol` and
+    the hardened stream parser, as the server's socket would deliver it; what
+    the component wrote is parsed from the transport's bytes again, as the
+    server would parse it. A stanza that would serialise badly on the wire
+    (an invented prefix, a missing address) fails the test that sends it.
+    """
 
     def __init__(
         self,
@@ -139,30 +248,69 @@ class Harness:
         #: The storage the services that declare migrations were given.
         self.storage = storage
         self.started = self.component.start_services(storage)
-        self.link = RecordingLink()
+        #: The connection of the current (or last) link, and its transport.
+        self.protocol: ComponentProtocol | None = None
+        self.transport = StringTransport()
+        self.server = ServerView(domain, self.component.max_outgoing_bytes)
         if connected:
             self.connect()
 
     def connect(self) -> None:
-        """Bring the link up (as after a handshake)."""
-        self.link = RecordingLink()
-        self.component.link_up(self.link)
+        """Open a new connection and complete the handshake; what waited in the queue goes out on it."""
+        self._read()
+        self.transport = StringTransport()
+        self.server = ServerView(str(self.component.jid), self.component.max_outgoing_bytes)
+        self.protocol = ComponentProtocol(self.component, _SECRET, address="harness")
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(
+            f"<?xml version='1.0'?><stream:stream xmlns:stream='{ns.STREAMS}' xmlns='{ns.COMPONENT}' "
+            f"from='{self.component.jid}' id='{_STREAM_ID}'><handshake/>".encode()
+        )
+        if not self.protocol.authenticated:
+            raise AssertionError("the handshake did not complete")
+        self._read()
 
     def disconnect(self) -> None:
-        """Take the link down; sends queue from now on."""
-        self.component.link_down(self.link)
+        """The connection drops (the server went away); sends queue from now on."""
+        self._read()
+        if self.protocol is not None:
+            self.protocol.connectionLost(Failure(ConnectionDone("the harness closed the connection")))
 
-    def receive(self, xml: str | etree._Element) -> None:
-        """Hand stanzas to the component as if the server had sent them."""
-        elements = parse_stanzas(xml) if isinstance(xml, str) else [xml]
-        for element in elements:
-            self.component.receive(element)
+    @property
+    def aborted(self) -> bool:
+        """Whether the component dropped the connection (a dead link)."""
+        return bool(self.transport.disconnected)
+
+    def receive(self, xml: str | bytes | etree._Element) -> None:
+        """What the server sends: stanzas written as in the XEP's examples, in one read.
+
+        Raises :class:`StreamClosed` if the component ended the stream over it.
+        """
+        if self.protocol is None or not self.protocol.authenticated:
+            raise AssertionError("the component is not connected")
+        if isinstance(xml, str):
+            data = xml.encode("utf-8")
+        elif isinstance(xml, bytes):
+            data = xml
+        else:
+            data = etree.tostring(xml, encoding="utf-8")
+        self.protocol.dataReceived(data)
+        self._read()
+        error = self.server.error
+        if error is not None or self.server.closed:
+            raise StreamClosed(error.condition if error else "a closing tag", error.text if error else None)
+
+    def _read(self) -> None:
+        data = self.transport.value()
+        if data:
+            self.transport.clear()
+            self.server.read(data)
 
     def sent(self) -> list[etree._Element]:
-        """Every stanza sent since the last call, parsed."""
-        data = b"".join(self.link.written)
-        self.link.written.clear()
-        return parse_stanzas(data) if data else []
+        """Every stanza written on the wire since the last call, parsed again from the bytes."""
+        self._read()
+        stanzas, self.server.stanzas = self.server.stanzas, []
+        return stanzas
 
     def _sent_and_wanted(self, expected: tuple[str, ...]) -> tuple[list[etree._Element], list[etree._Element]]:
         sent = self.sent()

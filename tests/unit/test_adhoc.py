@@ -246,7 +246,7 @@ def test_expired_sessions_are_forgotten_when_one_starts(h):
 def test_status_of_the_component(h):
     h.clock.advance(3 * 86400 + 3723)
     h.disconnect()
-    h.component.send_bytes(b"<message/>")
+    h.component.send_bytes(f"<message from='{DOMAIN}' to='{ADMIN}'/>".encode())
     h.component.refused["oversized-in"] += 2
     h.clock.advance(5)
     h.connect()

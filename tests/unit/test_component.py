@@ -510,7 +510,7 @@ def test_keepalive_ping_drops_a_dead_link():
     harness.clock.advance(60)
     harness.expect(f"<iq from='{DOMAIN}' to='example.org' type='get' id='*'><ping xmlns='urn:xmpp:ping'/></iq>")
     harness.clock.advance(10)
-    assert harness.link.aborted
+    assert harness.aborted
 
 
 def test_keepalive_answered_keeps_the_link():
@@ -523,7 +523,7 @@ def test_keepalive_answered_keeps_the_link():
         "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
     )
     harness.clock.advance(30)
-    assert not harness.link.aborted
+    assert not harness.aborted
 
 
 def test_goodbye_sends_unavailable_to_everyone_who_saw_available():

@@ -140,17 +140,17 @@ class _Probe(Feature):
         self.calls.append(f"leave {occupant.nick}")
 
     def decorate_presence(self, room, occupant, presence) -> None:
-        presence.append(etree.Element(f"{{{PROBE}}}mark", nick=occupant.nick))
+        presence.append(etree.Element(f"{{{PROBE}}}mark", nsmap={None: PROBE}, nick=occupant.nick))
 
     def decorate_message(self, room, occupant, message) -> None:
-        message.append(etree.Element(f"{{{PROBE}}}mark", nick=occupant.nick))
+        message.append(etree.Element(f"{{{PROBE}}}mark", nsmap={None: PROBE}, nick=occupant.nick))
 
     def on_config_change(self, room, old, new):
         self.calls.append(f"config {old.name!r} -> {new.name!r}")
         return (198,) if new.name != old.name else ()
 
     def iq_handlers(self):
-        return {("get", f"{{{PROBE}}}query"): lambda room, stanza: etree.Element(f"{{{PROBE}}}query", count=str(len(room.occupants)))}
+        return {("get", f"{{{PROBE}}}query"): lambda room, stanza: etree.Element(f"{{{PROBE}}}query", nsmap={None: PROBE}, count=str(len(room.occupants)))}
 
 
 def _probe_harness() -> tuple[Any, _Probe]:
