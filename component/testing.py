@@ -21,12 +21,20 @@ Expected XML may use ``*`` for an attribute value or text that varies (ids,
 timestamps). Whitespace-only text is ignored on both sides, so examples can
 be indented; prefixes must match (none, unless the example writes one). Time is
 a ``task.Clock``: ``harness.clock.advance(seconds)``.
+
+:class:`ImmediateStorage` runs a service's real SQL on SQLite (in memory, or
+a file to restart on) on the calling thread, with Deferreds that have already
+fired, so tests stay synchronous; :func:`migrated` puts a service's tables in
+place. :class:`HeldStorage` holds its answers until released, as a slow
+database would, and :class:`FailingStorage` refuses statements on demand.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, cast
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Concatenate, cast
 
 from lxml import etree
 from twisted.internet import defer, task
@@ -41,9 +49,15 @@ from component.connection import ComponentProtocol
 from component.errors import StreamError
 from component.output import Piece, whole
 from component.service import Service
+from component.storage import Migrations, Storage, StorageError, Transaction
+from component.storage.base import P, T
+from component.storage.migrations import apply_migrations
 from component.stream import StreamParser
 
-__all__ = ["Harness", "LogCapture", "RecordingLink", "ServerView", "StreamClosed", "assert_xml_equal", "parse_stanzas"]
+__all__ = [
+    "FailingStorage", "Harness", "HeldStorage", "ImmediateStorage", "LogCapture", "RecordingLink", "ServerView",
+    "StreamClosed", "assert_xml_equal", "migrated", "parse_stanzas",
+]
 
 _WRAP_OPEN = f"<stream:stream xmlns='{ns.COMPONENT}' xmlns:stream='{ns.STREAMS}'>"
 _WRAP_CLOSE = "</stream:stream>"
@@ -353,3 +367,114 @@ class Harness:
         if hasattr(value, "raiseException"):
             value.raiseException()
         return value
+
+
+# -- storage that answers at once ---------------------------------------------
+
+
+class ImmediateStorage(Storage):
+    """A :class:`~component.storage.Storage` on an in-memory SQLite database (or the file *path*), without threads."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.url = f"sqlite:///{path}"
+        self._connection: sqlite3.Connection | None = sqlite3.connect(path, isolation_level=None)
+        self._connection.execute("PRAGMA foreign_keys=ON")
+        self.transactions = 0
+
+    def transaction(
+        self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> defer.Deferred[T]:
+        connection = self._connection
+        if connection is None:
+            return defer.fail(StorageError("the database is closed"))
+        self.transactions += 1
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            result = fn(Transaction(connection.cursor(), "sqlite", self.statement), *args, **kwargs)
+            connection.execute("COMMIT")
+        except Exception as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                return defer.fail(StorageError(f"SQLite error: {exc}"))
+            return defer.fail(exc)
+        return defer.succeed(result)
+
+    def statement(self, sql: str) -> str:
+        """The SQL to run for *sql*: itself (``?`` is SQLite's own placeholder)."""
+        return sql
+
+    def close(self) -> defer.Deferred[None]:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        return defer.succeed(None)
+
+
+class FailingStorage(ImmediateStorage):
+    """Immediate storage that refuses statements on demand, as a full disk or a lost server would.
+
+    A refused statement fails its whole transaction, which SQLite rolls back:
+    what the service stored before and what it tries after are real.
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        super().__init__(path)
+        self._matching: str | None = None
+        self._passes = 0
+        #: How many statements were refused so far.
+        self.refused = 0
+
+    def refuse(self, matching: str = "", *, after: int = 0) -> None:
+        """Refuse every statement containing *matching*, once *after* of them have gone through."""
+        self._matching = matching
+        self._passes = after
+
+    def accept(self) -> None:
+        """Run every statement again."""
+        self._matching = None
+
+    def statement(self, sql: str) -> str:
+        if self._matching is not None and self._matching in sql:
+            if self._passes:
+                self._passes -= 1
+            else:
+                self.refused += 1
+                raise sqlite3.OperationalError("database or disk is full")
+        return sql
+
+
+class HeldStorage(ImmediateStorage):
+    """Immediate storage whose answers wait until released, as a slow database's would."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        super().__init__(path)
+        #: The answers waiting for `release`; None while answers are immediate.
+        self.held: list[tuple[defer.Deferred[Any], defer.Deferred[Any]]] | None = None
+
+    def transaction(
+        self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> defer.Deferred[T]:
+        done = super().transaction(fn, *args, **kwargs)
+        if self.held is None:
+            return done
+        waiting: defer.Deferred[T] = defer.Deferred()
+        self.held.append((done, waiting))
+        return waiting
+
+    def release(self) -> None:
+        """Give every held answer, in order; answers are immediate again."""
+        held, self.held = self.held or [], None
+        for done, waiting in held:
+            done.chainDeferred(waiting)
+
+
+def migrated(storage: ImmediateStorage, *migrations: Migrations) -> ImmediateStorage:
+    """``storage`` with the tables of ``migrations`` in place (run at once, as a service's start would find them)."""
+    outcome: list[Any] = []
+    apply_migrations(storage, list(migrations)).addBoth(outcome.append)
+    if outcome and hasattr(outcome[0], "raiseException"):
+        outcome[0].raiseException()
+    return storage
