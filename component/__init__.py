@@ -27,8 +27,9 @@ Entities and services reach the component only through ``host.Host`` (a
 typing Protocol); directed presence is kept in ``directed``, ordered
 per-entity work in ``ordering``.
 
-``testing.Harness`` starts at step 3: ``harness.receive`` calls
-``Component.receive`` with parsed elements.
+``testing.Harness`` starts at step 1: ``harness.receive`` feeds bytes to a
+real ``ComponentProtocol`` on a ``StringTransport``, and ``harness.expect``
+parses what it wrote there again, as the server would.
 """
 
 __version__ = "0.1.0"
