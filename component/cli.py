@@ -26,14 +26,13 @@ def check(path: str) -> list[Exception]:
     import attrs
 
     from component.app import Netherfield
-    from component.config import ConfigError, load_config
+    from component.config import ConfigError, read_config
     from component.storage import StorageError, check_storage
 
-    try:
-        config = load_config(path)
-    except ConfigError as error:
-        return list(error.every())
-    problems: list[Exception] = []
+    config, mistakes = read_config(path)
+    problems: list[Exception] = list(mistakes.found)
+    if config is None:
+        return problems
     needs_storage = False
     # Each service is built on its own, so that every one's problem is told,
     # not only the first.
@@ -52,7 +51,8 @@ def check(path: str) -> list[Exception]:
             needs_storage = needs_storage or any(
                 service.migrations for component in app.components for service in component.services
             )
-    if needs_storage:
+    # With a mistake in the file, the storage it names may not be the one meant.
+    if needs_storage and not mistakes.found:
         try:
             check_storage(config.storage.url, config.storage.password)
         except StorageError as error:

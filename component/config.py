@@ -43,7 +43,7 @@ from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
 
 __all__ = [
     "ComponentConfig", "Config", "ConfigError", "LogConfig", "MetricsConfig", "ServerConfig", "StorageConfig",
-    "load_config",
+    "load_config", "read_config",
 ]
 
 #: Where the XMPP server listens for components, unless the config says otherwise.
@@ -205,21 +205,39 @@ _KIND_NAMES = {str: "a string", list: "a list", dict: "a table", bool: "true or 
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
-    """Read and validate the configuration file at ``path``."""
+    """Read and validate the configuration file at ``path``.
+
+    A mistake raises a :class:`ConfigError`: the first one, carrying the others.
+    """
+    config, mistakes = read_config(path, environ)
+    mistakes.raise_any()
+    assert config is not None
+    return config
+
+
+def read_config(
+    path: str | os.PathLike[str], environ: dict[str, str] | None = None
+) -> tuple[Config | None, Mistakes]:
+    """The configuration file at ``path`` as far as it reads, and its mistakes.
+
+    Each table is read even after a mistake in another, so that every
+    mistake is told: the defaults stand in for a table with one, and a
+    component with one is left out. None when the file itself does not read.
+    """
     environ = dict(os.environ) if environ is None else environ
+    mistakes = Mistakes()
     try:
         with open(path, "rb") as handle:
             raw = tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
+        mistakes.add(f"cannot read the configuration file {path}: {exc.strerror}")
+        return None, mistakes
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}") from None
+        mistakes.add(f"the configuration file {path} is not valid TOML: {exc}")
+        return None, mistakes
     base = Path(path).resolve().parent
     top = _Table(raw, "")
     top.used.update({"server", "storage", "components", "metrics", "log"})
-    # Each table is read even after a mistake in another, so that every mistake is told
-    # (the defaults stand in for a table that has one).
-    mistakes = Mistakes()
     server = mistakes.attempt(lambda: read(ServerConfig, raw.get("server", {}), "server"), ServerConfig())
     storage = mistakes.attempt(lambda: _storage(top.table("storage"), environ, base), StorageConfig())
     components_table = mistakes.attempt(lambda: top.table("components"), _Table({}, "components"))
@@ -232,9 +250,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     metrics = mistakes.attempt(lambda: _metrics(raw.get("metrics", {})), MetricsConfig())
     log = mistakes.attempt(lambda: read(LogConfig, raw.get("log", {}), "log"), LogConfig())
     mistakes.attempt(top.reject_unknown, None)
-    mistakes.raise_any()
     components = tuple(component for component in read_components if component is not None)
-    return Config(server, storage, components, base, metrics, log)
+    return Config(server, storage, components, base, metrics, log), mistakes
 
 
 def _metrics(table: Any) -> MetricsConfig:

@@ -143,6 +143,7 @@ def test_check_tells_every_mistake_in_every_table_not_only_the_first(capsys, tmp
         '[server]\nport = 0\nping_timeout = "soon"\n'
         '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\nqueue_limit = 0\ncolour = "red"\n'
         '[components."d.localhost"]\nservices = ["echo"]\n'
+        '[components."e.localhost"]\nsecret = "s"\nservices = ["muc"]\n[components."e.localhost".muc]\nlock_seconds = "x"\n'
         '[log]\nlevel = "loud"\n',
     )
     assert status == 1
@@ -153,6 +154,8 @@ def test_check_tells_every_mistake_in_every_table_not_only_the_first(capsys, tmp
         'netherfield: components."c.localhost".queue_limit must be at least 1, not 0',
         'netherfield: components."d.localhost" needs a secret: set secret, secret_file or secret_env',
         "netherfield: log.level must be one of debug, info, warn, error, critical, not 'loud'",
+        # The services of the components that read are checked too.
+        'netherfield: components."e.localhost".muc.lock_seconds must be a number, not \'x\'',
     ]
 
 
