@@ -118,6 +118,9 @@ class Bench:
         if args.baseline:
             self.mucs["base"] = BASELINE
         components = {domain: self.secret for domain in self.mucs.values() if domain != BUILTIN_MUC}
+        if cls is LoadEjabberd:
+            LoadEjabberd.separate = {domain: secret for domain, secret in components.items() if domain != COMPONENT}
+            components = {COMPONENT: self.secret}
         self.server: LoadProsody | LoadEjabberd = cls(directory / name, components)
         #: Our component processes, by target.
         self.components: dict[str, ComponentProcess] = {}
@@ -146,7 +149,7 @@ class Bench:
     def _start_component(self, target: str, domain: str) -> ComponentProcess:
         args = self.args
         config = {
-            "server": {"host": self.server.host, "port": self.server.component_port},
+            "server": {"host": self.server.host, "port": self.server.port_of(domain)},
             "storage": {"url": f"sqlite:///{self.directory / f'{self.name}-{target}-muc.db'}"},
             "components": {
                 domain: {
@@ -492,6 +495,9 @@ def _run(args: argparse.Namespace, rates: list[float]) -> int:
         prioritise(os.getpid(), args.nice)  # the load workers are forked from here
     RESULTS.mkdir(exist_ok=True)
     began = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = RESULTS / f"e2e-{stamp}.json"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     for name in args.servers.split(","):
         with tempfile.TemporaryDirectory(prefix=f"nf-e2e-{name}-") as scratch:
             bench = Bench(args, name, Path(scratch))
@@ -509,8 +515,17 @@ def _run(args: argparse.Namespace, rates: list[float]) -> int:
                             row = bench.measure(target, rate)
                             rows.append(row)
                             print_table([row], header=not rows[:-1])
+            except ServerError as error:
+                # The other server's figures are still worth having.
+                print(f"# {name} failed: {error}", file=sys.stderr, flush=True)
+                for target, process in bench.components.items():
+                    print(f"# {target}'s log ends:\n{process.log_text()[-3000:]}", file=sys.stderr, flush=True)
+                print(f"# {name}'s log ends:\n{bench.server.log_tail(30)}", file=sys.stderr, flush=True)
             finally:
                 bench.stop()
+                settings = {key: str(value) for key, value in vars(args).items()}
+                out.write_text(json.dumps({"args": settings, "commit": commit, "machine": platform.node(),
+                                           "cpus": os.cpu_count(), "rows": rows}, indent=1))
     print(f"\n## End to end: rooms of {args.occupants}, {args.rooms} rooms, {args.seconds:g} s runs"
           f" ({time.monotonic() - began:.0f} s in all)\n")
     print_table(rows)
@@ -518,11 +533,6 @@ def _run(args: argparse.Namespace, rates: list[float]) -> int:
           " cores: cores' worth of CPU that other processes used on the server core and on the load core. waited:"
           " seconds a second that the server and the component, and the load, were runnable but not running"
           f" (disturbed above {DISTURBED}). p50/p99: send to receipt, for messages sent in the measured window.")
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
-    out = RESULTS / f"e2e-{stamp}.json"
-    out.write_text(json.dumps({"args": vars(args), "commit": commit, "machine": platform.node(),
-                               "cpus": os.cpu_count(), "rows": rows}, indent=1))
     print(f"\nJSON: {out}")
     return 0
 

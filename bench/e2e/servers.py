@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from tests.integration.servers import EjabberdServer, ProsodyServer, _lua_string, _yaml_string
+from tests.integration.servers import EjabberdServer, ProsodyServer, _lua_string, _yaml_string, free_port
 
 __all__ = ["BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
 
@@ -90,6 +90,10 @@ class LoadProsody(ProsodyServer):
         assert self.process is not None
         return [self.process.pid]
 
+    def port_of(self, domain: str) -> int:
+        """The component port ``domain`` attaches to."""
+        return self.component_port
+
     def lua_profile_counts(self) -> dict[str, int]:
         """The cumulative counts ``mod_lua_profile`` last wrote, by function and caller."""
         counts: dict[str, int] = {}
@@ -105,15 +109,32 @@ class LoadProsody(ProsodyServer):
 
 
 class LoadEjabberd(EjabberdServer):
-    """ejabberd 23.01 with ``mod_muc`` on ``conference.localhost`` and a component port."""
+    """ejabberd 23.01 with ``mod_muc`` on ``conference.localhost`` and a component port.
+
+    Each domain of ``separate`` gets a listener of its own: ejabberd routes every host
+    of a listener to each component attached to it, picking one at random per stanza.
+    """
 
     core: int | None = None
+    #: Component domains, and their secrets, each on its own listener (see ``ports``).
+    separate: dict[str, str] = {}
+
+    def __init__(self, directory: Path | str, components: dict[str, str]) -> None:
+        self.ports = {domain: free_port() for domain in self.separate}
+        super().__init__(directory, components)
+        self.ports.update((domain, self.component_port) for domain in components)
 
     def write_config(self) -> None:
         super().write_config()
         path = self.directory / "ejabberd.yml"
         config = path.read_text(encoding="utf-8")
         config = config.replace("loglevel: info", "loglevel: warning")
+        listeners = "".join(
+            f"  - port: {self.ports[domain]}\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n    hosts:\n"
+            f"      {_yaml_string(domain)}:\n        password: {_yaml_string(secret)}\n"
+            for domain, secret in self.separate.items()
+        )
+        config = config.replace("\nmodules:\n", "\n" + listeners + "modules:\n", 1)
         config += (
             "  mod_muc:\n"
             f"    host: {_yaml_string(BUILTIN_MUC)}\n"
@@ -126,6 +147,10 @@ class LoadEjabberd(EjabberdServer):
     def command(self) -> list[str]:
         return pinned(self.core, super().command())
 
+    def port_of(self, domain: str) -> int:
+        """The component port ``domain`` attaches to."""
+        return self.ports[domain]
+
     def add_users(self, users: list[str], password: str) -> None:
         """All accounts in one ``import_piefxis`` (XEP-0227): one ``register`` each takes 0.6 CPU s."""
         rows = "".join(f"<user name={quoteattr(user)} password={quoteattr(password)}/>" for user in users)
@@ -135,7 +160,7 @@ class LoadEjabberd(EjabberdServer):
             f"<server-data xmlns='urn:xmpp:pie:0'><host jid={quoteattr(self.domain)}>{rows}</host></server-data>",
             encoding="utf-8",
         )
-        self._run_tool([*self._ctl(), "import_piefxis", str(path)], timeout=300)
+        self.run_account_tool(["import_piefxis", str(path)], timeout=300)
 
     def cpu_pids(self) -> list[int]:
         return [pid for pid in self.server_pids() if Path(f"/proc/{pid}/exe").resolve().name == "beam.smp"]

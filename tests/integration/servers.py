@@ -516,7 +516,24 @@ modules:
         """Add the account with `ejabberdctl register`; ejabberd must be running."""
         if not self.running:
             raise ServerError("ejabberd must be running to register users")
-        self._run_tool([*self._ctl(), "register", user, self.domain, password])
+        self.run_account_tool(["register", user, self.domain, password])
+
+    def run_account_tool(self, args: list[str], timeout: float = 60.0) -> None:
+        """Run an ``ejabberdctl`` command that writes accounts, once ejabberd's account table exists.
+
+        ejabberd listens before Mnesia has created its tables: a command that
+        soon after the start fails with ``no_exists`` for ``passwd``, and is
+        tried again for up to 30 s.
+        """
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._run_tool([*self._ctl(), *args], timeout=timeout)
+                return
+            except ServerError as error:
+                if "no_exists" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
 
 
 SERVER_CLASSES: dict[str, type[XMPPServer]] = {
