@@ -119,6 +119,7 @@ class Bench:
             self.mucs["base"] = BASELINE
         components = {domain: self.secret for domain in self.mucs.values() if domain != BUILTIN_MUC}
         if cls is LoadEjabberd:
+            LoadEjabberd.perf_map = args.perf
             LoadEjabberd.separate = {domain: secret for domain, secret in components.items() if domain != COMPONENT}
             components = {COMPONENT: self.secret}
         self.server: LoadProsody | LoadEjabberd = cls(directory / name, components)

@@ -118,6 +118,8 @@ class LoadEjabberd(EjabberdServer):
     core: int | None = None
     #: Component domains, and their secrets, each on its own listener (see ``ports``).
     separate: dict[str, str] = {}
+    #: Have the JIT write /tmp/perf-PID.map, so that ``perf`` names Erlang functions.
+    perf_map = False
 
     def __init__(self, directory: Path | str, components: dict[str, str]) -> None:
         self.ports = {domain: free_port() for domain in self.separate}
@@ -126,6 +128,9 @@ class LoadEjabberd(EjabberdServer):
 
     def write_config(self) -> None:
         super().write_config()
+        if self.perf_map:
+            ctl = self.directory / "ejabberdctl.cfg"
+            ctl.write_text(ctl.read_text().replace('ERL_OPTIONS="', 'ERL_OPTIONS="+JPperf true '), encoding="utf-8")
         path = self.directory / "ejabberd.yml"
         config = path.read_text(encoding="utf-8")
         config = config.replace("loglevel: info", "loglevel: warning")
