@@ -28,7 +28,14 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from component.storage import Param, Storage, Transaction
-from services.muc.store import HISTORY_COLUMNS, TOMBSTONE, HistoryRecord, count_archived, history_record
+from services.muc.store import (
+    HISTORY_COLUMNS,
+    TOMBSTONE,
+    HistoryRecord,
+    append_history_row,
+    count_archived,
+    history_record,
+)
 
 __all__ = ["ArchiveEnds", "ArchivePage", "ArchiveStore", "NotInArchive", "Selection"]
 
@@ -189,11 +196,13 @@ def _find(txn: Transaction, node: str, stanza_id: str) -> HistoryRecord | None:
     return None if row is None else history_record(row)
 
 
-def _replace(txn: Transaction, node: str, stanza_id: str, stanza: str) -> bool:
+def _replace(txn: Transaction, node: str, stanza_id: str, stanza: str, notice: HistoryRecord | None) -> bool:
     changed = txn.execute(
         "UPDATE muc_history SET stanza = ?, kind = ? WHERE room = ? AND stanza_id = ?",
         (stanza, TOMBSTONE, node, stanza_id),
     )
+    if notice is not None:
+        append_history_row(txn, node, notice)
     return changed > 0
 
 
@@ -256,13 +265,15 @@ class ArchiveStore:
         """The archived row whose stanza-id (archive id) is *stanza_id*, or None."""
         return self.storage.transaction(_find, node, stanza_id)
 
-    def replace(self, node: str, stanza_id: str, stanza: str) -> Deferred[bool]:
+    def replace(self, node: str, stanza_id: str, stanza: str, notice: HistoryRecord | None = None) -> Deferred[bool]:
         """Replace the archived message *stanza_id* by the tombstone *stanza* (a serialised message without ``to``).
 
         The row keeps its archive id, time, sender and place; the join history
-        skips it from now on. Fires with whether the room had that message.
+        skips it from now on. *notice*, the room's announcement of the change,
+        is archived in the same transaction. Fires with whether the room had
+        that message.
         """
-        return self.storage.transaction(_replace, node, stanza_id, stanza)
+        return self.storage.transaction(_replace, node, stanza_id, stanza, notice)
 
     def rooms(self) -> Deferred[list[tuple[str, int, dict[str, Any]]]]:
         """Every stored room with archived rows: its node, how many rows, its configuration."""

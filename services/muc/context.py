@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from component.forms import Form
 from component.jid import JID
-from component.stanza import Broadcast
+from component.stanza import Broadcast, Stanza
 from services.muc.affiliations import Affiliations
 from services.muc.config import RoomConfig
 from services.muc.history import History
@@ -137,6 +137,13 @@ class RoomContext(Protocol):
 
     async def configure(self, x: etree._Element) -> None:
         """Apply a submitted configuration form: every feature reads it, the result is stored, then applied and announced."""
+
+    def reflect_groupchat(self, stanza: Stanza) -> Any:
+        """Reflect a groupchat message from an occupant as the room reflects any (checks, stanza-id, archive, history).
+
+        For a feature's groupchat handler, once what the message changes is
+        stored; await the result: it fires once the message is archived and sent.
+        """
 
     async def change_settings(self, **changes: Any) -> None:
         """Change settings no form field holds (``RoomConfig`` fields by name): stored first when the room is stored.

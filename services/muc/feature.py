@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from services.muc.occupants import Occupant
 
 __all__ = [
-    "NOT_MINE", "ConfigSubmission", "Feature", "FieldsAt", "IQHandler", "Join", "MessageHandler", "Registry",
+    "NOT_MINE", "ConfigSubmission", "Feature", "FieldsAt", "GroupchatHandler", "IQHandler", "Join", "MessageHandler",
+    "Registry",
 ]
 
 #: Answers an IQ to the room (the payload's (type, tag) it is registered for): a
@@ -56,6 +57,10 @@ IQHandler: TypeAlias = Callable[["RoomContext", Stanza], "IQResult | Awaitable[A
 #: Handles a non-groupchat message to the room carrying the child it is
 #: registered for; returns :data:`NOT_MINE` to let the next registered child try.
 MessageHandler: TypeAlias = Callable[["RoomContext", Stanza, etree._Element], Any]
+#: Handles a groupchat message to the room carrying the child it is registered
+#: for, as a write of its own (a coroutine): it checks, stores what the message
+#: changes, then has the room reflect it (``RoomContext.reflect_groupchat``).
+GroupchatHandler: TypeAlias = Callable[["RoomContext", Stanza, etree._Element], Awaitable[Any]]
 
 
 class _NotMine:
@@ -332,6 +337,16 @@ class Feature:
         """The disco#info nodes of the room this feature answers (§7.12's ``x-roomuser-item``), by node."""
         return {}
 
+    def groupchat_handlers(self) -> Mapping[str, GroupchatHandler]:
+        """The groupchat messages this feature handles, by child tag (a retraction, say), before the room reflects them.
+
+        Such a message is not reflected in line with the others: it waits,
+        like a subject change, for the writes before it, and the handler's
+        writes are done before anyone hears of it. Two features may not
+        claim one tag.
+        """
+        return {}
+
     def message_handlers(self) -> Mapping[str, MessageHandler]:
         """The messages to the room (not groupchat, not to an occupant) this feature handles, by child tag.
 
@@ -377,6 +392,8 @@ class Registry:
         self.info_nodes: dict[str, IQHandler] = {}
         #: Child tag → its handlers, in the order of the features.
         self.messages: dict[str, list[MessageHandler]] = {}
+        #: Child tag → the handler of groupchat messages carrying it.
+        self.groupchat: dict[str, GroupchatHandler] = {}
         for feature in self.features:
             for key, handler in feature.iq_handlers().items():
                 if key in self.iq:
@@ -388,6 +405,10 @@ class Registry:
                 self.info_nodes[node] = handler
             for tag, on_message in feature.message_handlers().items():
                 self.messages.setdefault(tag, []).append(on_message)
+            for tag, on_groupchat in feature.groupchat_handlers().items():
+                if tag in self.groupchat:
+                    raise ValueError(f"two room features handle groupchat messages with {tag}")
+                self.groupchat[tag] = on_groupchat
         #: The namespaces of the IQs the features answer, for disco#info (unless a feature says itself).
         self.namespaces = frozenset(
             etree.QName(tag).namespace or ""

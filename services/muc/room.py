@@ -49,7 +49,7 @@ from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig
-from services.muc.feature import NOT_MINE, ConfigSubmission, Join
+from services.muc.feature import NOT_MINE, ConfigSubmission, Join, Registry
 from services.muc.history import History, HistoryEntry, HistoryRequest, parse_request
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant, Occupants, presence_template
@@ -158,7 +158,7 @@ class Room(Entity):
 
     def _blocked(self, stanza: object) -> bool:
         """Whether a stanza waits although nothing runs: messages wait for their rows, and it may not join them."""
-        return bool(self._archive) and not _joins_line(stanza)  # type: ignore[arg-type]
+        return bool(self._archive) and not _joins_line(stanza, self.room_features)  # type: ignore[arg-type]
 
     def _handle(self, work: _Work, stanza: Stanza) -> Any:
         """Handle a stanza in its turn; handled while messages before it wait for their rows, what it causes waits behind them."""
@@ -581,6 +581,10 @@ class Room(Entity):
             tags = {child.tag for child in element}
             if _changes_subject(tags):
                 return defer.ensureDeferred(self._change_subject(stanza))
+            claimed = _claimed(tags, self.room_features)
+            if claimed is not None:
+                handler = self.room_features.groupchat[claimed]
+                return defer.ensureDeferred(handler(self, stanza, stanza.element.find(claimed)))
             return self._groupchat(stanza, tags)
         for tag, handlers in self.room_features.messages.items():
             child = element.find(tag)
@@ -842,6 +846,10 @@ class Room(Entity):
         """True while the room is in storage (persistent rooms, with a store)."""
         return self.storage.stored
 
+    def reflect_groupchat(self, stanza: Stanza) -> Any:
+        """Reflect (and archive) a groupchat message from an occupant as any other; await what it returns."""
+        return self._groupchat(stanza, {child.tag for child in stanza.element})
+
     async def change_settings(self, **changes: Any) -> None:
         """Change settings that no form field holds (the room's vCard): stored first when the room is, then in effect."""
         new = attrs.evolve(self.config, **changes)
@@ -962,15 +970,25 @@ def _changes_subject(tags: set[Any]) -> bool:
     return _SUBJECT in tags and _BODY not in tags and _THREAD not in tags
 
 
-def _joins_line(stanza: Stanza) -> bool:
+def _joins_line(stanza: Stanza, features: Registry) -> bool:
     """Whether a stanza is handled while messages wait for their history rows, rather than after.
 
     A groupchat message to the room changes nothing but the history (which
-    waits in line anyway); a subject change is a write of its own.
+    waits in line anyway); a subject change is a write of its own, and so is
+    a message a feature handles itself (``groupchat_handlers``).
     """
     if stanza.kind != "message" or stanza.type != "groupchat" or stanza.recipient.resource is not None:
         return False
-    return not _changes_subject({child.tag for child in stanza.element})
+    tags = {child.tag for child in stanza.element}
+    return not _changes_subject(tags) and _claimed(tags, features) is None
+
+
+def _claimed(tags: set[Any], features: Registry) -> str | None:
+    """The child tag of a groupchat message that a feature handles as a write of its own."""
+    claimed = features.groupchat
+    if not claimed:
+        return None
+    return next((tag for tag in claimed if tag in tags), None)
 
 
 def _holds_turn(result: defer.Deferred[Any]) -> bool:

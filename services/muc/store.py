@@ -90,7 +90,9 @@ SUBJECT = 1
 """A subject change: in the archive only (the subject itself is the room's)."""
 TOMBSTONE = 2
 """A message retracted or moderated away: in the archive as what replaced it, never replayed."""
-KINDS = (MESSAGE, SUBJECT, TOMBSTONE)
+NOTICE = 3
+"""A message from the room itself that clients catching up need (a moderation): in the archive only."""
+KINDS = (MESSAGE, SUBJECT, TOMBSTONE, NOTICE)
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -257,6 +259,11 @@ _INSERT_COLUMNS = "room, stanza_id, nick, sender_jid, stanza, timestamp, kind, o
 
 def _values(node: str, r: HistoryRecord) -> tuple[Param, ...]:
     return (node, r.stanza_id, r.nick, r.sender_jid, r.stanza, r.timestamp, r.kind, r.occupant_id, r.jid_public)
+
+
+def append_history_row(txn: Transaction, node: str, record: HistoryRecord) -> int | None:
+    """Archive *record* in the room within *txn*: its seq, None when the room already has its stanza-id."""
+    return _append_history(txn, node, record)
 
 
 def _append_history(txn: Transaction, node: str, record: HistoryRecord) -> int | None:

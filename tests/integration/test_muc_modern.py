@@ -8,6 +8,7 @@ and XEP-0153, ``xep_0054``), self-ping (XEP-0410) and unique room names
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,9 @@ from tests.integration.test_muc import SERVICE, create, join, muc, muc_config, n
 
 PLUGINS = ("xep_0030", "xep_0045", "xep_0004", "xep_0199", "xep_0359", "xep_0421", "xep_0054")
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+SID = "urn:xmpp:sid:0"
+MAM = "urn:xmpp:mam:2"
+FORWARD = "urn:xmpp:forward:0"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
 
 
@@ -152,3 +156,54 @@ def _element(xml: str) -> Any:
     import xml.etree.ElementTree as ET
 
     return ET.fromstring(xml)
+
+
+def test_a_moderator_removes_a_message_and_the_archive_keeps_a_tombstone(
+    xmpp_server: XMPPServer, component_process: ComponentLauncher, tmp_path: Path
+) -> None:
+    component_process(xmpp_server, muc_config(tmp_path / "muc.db"))
+    crone, crone_pw = new_user(xmpp_server, "crone")
+    wicca, wicca_pw = new_user(xmpp_server, "wicca")
+    hag, hag_pw = new_user(xmpp_server, "hag")
+    room = new_room("coven")
+    plugins = (*PLUGINS, "xep_0059", "xep_0313", "xep_0424", "xep_0425")
+
+    async def scenario() -> None:
+        async with (
+            client(xmpp_server, crone, crone_pw, plugins=plugins) as a,
+            client(xmpp_server, wicca, wicca_pw, plugins=plugins) as b,
+        ):
+            await create(a, room, "firstwitch", persistentroom=True)
+            info = (await a.plugin["xep_0030"].get_info(jid=JID(room), timeout=10))["disco_info"]
+            assert {"urn:xmpp:message-moderate:1", "urn:xmpp:message-moderate:0"} <= set(info["features"])
+            await join(b, room, "secondwitch")
+            b.send_message(mto=JID(room), mbody="DM me for free magic potions!", mtype="groupchat")
+            spam = await a.next_message(lambda m: m["body"] == "DM me for free magic potions!")
+            stanza_id = spam.xml.find(f"{{{SID}}}stanza-id").get("id")
+            b.send_message(mto=JID(room), mbody="Fair is foul", mtype="groupchat")
+            await a.next_message(lambda m: m["body"] == "Fair is foul")
+
+            await a.plugin["xep_0425"].moderate(JID(room), stanza_id, "spam", timeout=10)
+            notice = await b.next_message(lambda m: m["retract"]["id"] == stanza_id)
+            assert notice["from"].full == room
+            assert notice["retract"]["moderated"]["by"] == f"{room}/firstwitch"
+            assert notice["retract"]["reason"] == "spam"
+
+        # Someone who queries the archive afterwards sees the tombstone, not the message.
+        async with client(xmpp_server, hag, hag_pw, plugins=plugins) as c:
+            await join(c, room, "thirdwitch")
+            reply = await c.plugin["xep_0313"].retrieve(jid=JID(room), timeout=10)
+            forwarded = {
+                result.xml.find(f"{{{MAM}}}result").get("id"): result.xml.find(f"{{{MAM}}}result/{{{FORWARD}}}forwarded/{{jabber:client}}message")
+                for result in reply["mam"]["results"]
+            }
+            tomb = forwarded[stanza_id]
+            assert tomb.find("{jabber:client}body") is None
+            retracted = tomb.find("{urn:xmpp:message-retract:1}retracted")
+            assert retracted is not None and retracted.get("stamp")
+            assert retracted.find("{urn:xmpp:message-moderate:1}moderated").get("by") == f"{room}/firstwitch"
+            assert tomb.get("from") == f"{room}/secondwitch"
+            bodies = [m.findtext("{jabber:client}body") for m in forwarded.values()]
+            assert "Fair is foul" in bodies and "DM me for free magic potions!" not in bodies
+
+    run(scenario())

@@ -215,6 +215,10 @@ def test_room_disco_info_shows_features_and_roominfo(harness) -> None:
             <feature var='muc_persistent'/>
             <feature var='urn:xmpp:mam:2'/>
             <feature var='urn:xmpp:mam:2#extended'/>
+            <feature var='urn:xmpp:message-moderate:0'/>
+            <feature var='urn:xmpp:message-moderate:1'/>
+            <feature var='urn:xmpp:message-retract:1'/>
+            <feature var='urn:xmpp:message-retract:1#tombstone'/>
             <feature var='urn:xmpp:ping'/>
             <feature var='urn:xmpp:sid:0'/>
             <feature var='vcard-temp'/>

@@ -20,6 +20,7 @@ from services.muc.features.invitations import Invitations
 from services.muc.features.logging import Logging
 from services.muc.features.members_only import MembersOnly
 from services.muc.features.moderated import Moderated
+from services.muc.features.moderation import Moderation
 from services.muc.features.naming import Naming
 from services.muc.features.occupant_ids import OccupantIdentifiers
 from services.muc.features.occupant_limit import OccupantLimit
@@ -54,4 +55,5 @@ FEATURES = Registry([
     Owner(),
     OccupantIdentifiers(),
     Avatar(),
+    Moderation(),
 ])

@@ -71,17 +71,20 @@ def find(room: RoomContext, stanza_id: str) -> defer.Deferred[HistoryRecord | No
     return archive.find(room.node, stanza_id)
 
 
-async def tombstone(room: RoomContext, stanza_id: str, stanza: str) -> bool:
+async def tombstone(room: RoomContext, stanza_id: str, stanza: str, notice: HistoryRecord | None = None) -> bool:
     """Put the tombstone *stanza* (a serialised message, without ``to``) in place of the message *stanza_id*.
 
     Stored first (a refusal raises the requester's error), then the message
-    leaves the join history. Returns whether the room had the message.
+    leaves the join history. *notice* (the room's announcement of it) is
+    archived with the tombstone, where the room archives. Returns whether
+    the room had the message.
     """
     archive = room.service.archive
     found = False
     if archive is not None and room.stored:
+        kept = notice if archives(room) else None
         try:
-            found = await room.service.track(archive.replace(room.node, stanza_id, stanza))
+            found = await room.service.track(archive.replace(room.node, stanza_id, stanza, kept))
         except StorageError as error:
             room.service.write_failures.failed(str(room.jid), "tombstone", error)
             raise StanzaError("resource-constraint", "wait", text="the archive could not be changed; try again shortly") from None
