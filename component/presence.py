@@ -38,8 +38,9 @@ from component import namespaces as ns
 from component.entity import Entity
 from component.errors import StanzaError
 from component.jid import JID
-from component.roster import Change, Roster, RosterView, Subscription
+from component.roster import Roster, RosterView
 from component.stanza import Stanza, presence, text_of
+from component.subscription import Change, Subscription
 
 if TYPE_CHECKING:
     from component.host import Host

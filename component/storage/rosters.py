@@ -42,6 +42,9 @@ ROSTER_MIGRATIONS = Migrations(
             " request TEXT NOT NULL,"
             " PRIMARY KEY (owner, contact))",
         ],
+        # Whether the contact waits for an answer is whether its request is
+        # kept in roster_requests; the copy in this column was never read.
+        ["ALTER TABLE roster_items DROP COLUMN ask_in"],
     ],
 )
 
@@ -62,21 +65,18 @@ class RosterRow:
     groups: tuple[str, ...] = attrs.field(default=(), converter=_groups)
     ask_out: bool = False
     """We asked the contact for a subscription and wait for the answer."""
-    ask_in: bool = False
-    """The contact asked for a subscription and waits for the owner's answer."""
 
 
-_COLUMNS = "contact, name, subscription, ask_out, ask_in, groups"
+_COLUMNS = "contact, name, subscription, ask_out, groups"
 
 
 def _row(row: Row) -> RosterRow:
-    contact, name, subscription, ask_out, ask_in, groups = row
+    contact, name, subscription, ask_out, groups = row
     return RosterRow(
         contact=contact,
         name=name,
         subscription=subscription,
         ask_out=bool(ask_out),
-        ask_in=bool(ask_in),
         groups=json.loads(groups),
     )
 
@@ -85,20 +85,12 @@ def _rows(rows: list[Row]) -> dict[str, RosterRow]:
     return {item.contact: item for item in map(_row, rows)}
 
 
-def _first_column(rows: list[Row]) -> list[str]:
-    return [row[0] for row in rows]
-
-
-def _changed(rowcount: int) -> bool:
-    return rowcount > 0
-
-
 _UPSERT_ITEM = (
     f"INSERT INTO roster_items (owner, {_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (owner, contact) DO UPDATE SET"
     " name = excluded.name, subscription = excluded.subscription,"
-    " ask_out = excluded.ask_out, ask_in = excluded.ask_in,"
+    " ask_out = excluded.ask_out,"
     " groups = excluded.groups"
 )
 _UPSERT_REQUEST = (
@@ -114,7 +106,6 @@ def _item_params(owner: str, row: RosterRow) -> tuple[str | bool | None, ...]:
         row.name,
         row.subscription,
         row.ask_out,
-        row.ask_in,
         json.dumps(list(row.groups)),
     )
 
@@ -149,38 +140,6 @@ class RosterStore:
         )
         return d.addCallback(_rows)
 
-    def get(self, owner: str, contact: str) -> Deferred[RosterRow | None]:
-        """One roster row, or None when *contact* is not on *owner*'s roster."""
-        d = self.storage.fetchone(
-            f"SELECT {_COLUMNS} FROM roster_items WHERE owner = ? AND contact = ?",
-            (owner, contact),
-        )
-        return d.addCallback(lambda row: None if row is None else _row(row))
-
-    def save(self, owner: str, row: RosterRow) -> Deferred[None]:
-        """Insert or replace *row* on *owner*'s roster."""
-        d = self.storage.execute(_UPSERT_ITEM, _item_params(owner, row))
-        return d.addCallback(lambda _: None)
-
-    def delete(self, owner: str, contact: str) -> Deferred[bool]:
-        """Remove *contact* from *owner*'s roster; fire with whether it was there."""
-        d = self.storage.execute(
-            "DELETE FROM roster_items WHERE owner = ? AND contact = ?", (owner, contact)
-        )
-        return d.addCallback(_changed)
-
-    def owners(self) -> Deferred[list[str]]:
-        """Every owner with at least one roster row, sorted."""
-        d = self.storage.fetchall(
-            "SELECT DISTINCT owner FROM roster_items ORDER BY owner"
-        )
-        return d.addCallback(_first_column)
-
-    def save_request(self, owner: str, contact: str, request: str) -> Deferred[None]:
-        """Keep *contact*'s pending subscription request to *owner*, replacing any."""
-        d = self.storage.execute(_UPSERT_REQUEST, (owner, contact, request))
-        return d.addCallback(lambda _: None)
-
     def requests(self, owner: str) -> Deferred[dict[str, str]]:
         """The pending subscription requests to *owner*, keyed by contact."""
         d = self.storage.fetchall(
@@ -189,14 +148,6 @@ class RosterStore:
             (owner,),
         )
         return d.addCallback(lambda rows: {contact: text for contact, text in rows})
-
-    def delete_request(self, owner: str, contact: str) -> Deferred[bool]:
-        """Drop *contact*'s pending request to *owner*; fire with whether there was one."""
-        d = self.storage.execute(
-            "DELETE FROM roster_requests WHERE owner = ? AND contact = ?",
-            (owner, contact),
-        )
-        return d.addCallback(_changed)
 
     def write(
         self, owner: str, contact: str, row: RosterRow | None, request: str | None

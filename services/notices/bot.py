@@ -25,8 +25,9 @@ from component.disco import Identity
 from component.host import Host
 from component.jid import JID, InvalidJID, parse_jid
 from component.presence import Policy, PresenceEntity
-from component.roster import Roster, Subscription
+from component.roster import Roster
 from component.stanza import Broadcast, Stanza, address, message, text_of
+from component.subscription import Subscription
 
 __all__ = ["NoticesBot"]
 

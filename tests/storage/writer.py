@@ -2,7 +2,7 @@
 
 Run as ``python -m tests.storage.writer URL OWNER``: it opens the storage
 (a PostgreSQL password comes from ``NETHERFIELD_STORAGE_PASSWORD``), then
-saves rows ``contact-0``, ``contact-1``, ... on
+writes rows ``contact-0``, ``contact-1``, ... on
 OWNER's roster, one after the other, and prints ``acknowledged N`` as soon as
 the Deferred of row N fired. It never stops by itself: the test kills it.
 """
@@ -27,7 +27,8 @@ async def write_forever(reactor: object, url: str, owner: str) -> None:
     store = RosterStore(storage)
     print("ready", flush=True)
     for n in count():
-        await store.save(owner, RosterRow(f"contact-{n}", "both", name=f"Contact {n}"))
+        contact = f"contact-{n}"
+        await store.write(owner, contact, RosterRow(contact, "both", name=f"Contact {n}"), None)
         print(f"acknowledged {n}", flush=True)
 
 

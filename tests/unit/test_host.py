@@ -18,7 +18,7 @@ def test_the_component_is_a_host() -> None:
     assert isinstance(Component("muc.example.org"), Host)
 
 
-@pytest.mark.parametrize("module", ["entity.py", "service.py", "presence.py", "roster.py", "directed.py", "host.py"])
+@pytest.mark.parametrize("module", ["entity.py", "service.py", "presence.py", "roster.py", "subscription.py", "directed.py", "host.py"])
 def test_entities_and_services_are_written_against_the_host_not_the_component(module: str) -> None:
     tree = ast.parse((PACKAGE / module).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}

@@ -2,7 +2,7 @@
 
 The expected tables below are copied from RFC 6121 Appendix A.2 (outbound)
 and A.3 (inbound), one tuple per row, independently of the tables in
-``component.roster``: (existing state, routed or delivered, new state or
+``component.subscription``: (existing state, routed or delivered, new state or
 None for "no state change", auto-reply).
 """
 
@@ -16,19 +16,11 @@ import pytest_twisted
 from twisted.internet import defer
 
 from component.jid import parse_jid
-from component.roster import (
-    INBOUND,
-    OUTBOUND,
-    STATES,
-    Roster,
-    RosterItem,
-    RosterView,
-    Subscription,
-    inbound,
-    outbound,
-)
+from component.roster import Roster, RosterItem, RosterView
 from component.storage import StorageError, open_storage
+from component.storage.migrations import Migrations
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
+from component.subscription import INBOUND, OUTBOUND, STATES, Subscription, inbound, outbound
 from component.testing import LogCapture
 
 N = "None"
@@ -371,10 +363,9 @@ async def test_rosters_and_requests_survive_a_crash(tmp_path: Path) -> None:
 async def test_loading_heals_a_request_left_beside_an_approved_subscription(tmp_path: Path) -> None:
     storage = await open_storage(f"sqlite:///{tmp_path / 'rosters.db'}", migrations=[ROSTER_MIGRATIONS])
     store = RosterStore(storage)
-    await store.save(str(BOT), RosterRow(str(JULIET), "from"))
-    await store.save_request(str(BOT), str(JULIET), "<presence/>")
-    await store.save(str(BOT), RosterRow(str(ROMEO), "both", ask_out=True, ask_in=True))
-    await store.save(str(BOT), RosterRow("not a jid@", "both"))
+    await store.write(str(BOT), str(JULIET), RosterRow(str(JULIET), "from"), "<presence/>")
+    await store.write(str(BOT), str(ROMEO), RosterRow(str(ROMEO), "both", ask_out=True), None)
+    await store.write(str(BOT), "not a jid@", RosterRow("not a jid@", "both"), None)
     roster = await Roster.load(BOT, store)
     assert roster.state(JULIET) == Subscription("from")
     assert roster.requests() == {}
@@ -387,9 +378,9 @@ async def test_loading_heals_a_request_left_beside_an_approved_subscription(tmp_
 async def test_a_stored_contact_that_is_not_a_jid_is_skipped_with_a_warning_naming_its_row(tmp_path: Path) -> None:
     storage = await open_storage(f"sqlite:///{tmp_path / 'rosters.db'}", migrations=[ROSTER_MIGRATIONS])
     store = RosterStore(storage)
-    await store.save(str(BOT), RosterRow(str(JULIET), "both"))
-    await store.save(str(BOT), RosterRow("romeo@@example.net", "both"))
-    await store.save_request(str(BOT), "nurse@exa mple.com", "<presence/>")
+    await store.write(str(BOT), str(JULIET), RosterRow(str(JULIET), "both"), None)
+    await store.write(str(BOT), "romeo@@example.net", RosterRow("romeo@@example.net", "both"), None)
+    await store.write(str(BOT), "nurse@exa mple.com", None, "<presence/>")
     with LogCapture() as logs:
         roster = await Roster.load(BOT, store)
     assert list(roster) == [JULIET] and roster.requests() == {}
@@ -407,10 +398,44 @@ async def test_store_write_is_one_transaction(tmp_path: Path) -> None:
     storage = await open_storage(f"sqlite:///{tmp_path / 'rosters.db'}", migrations=[ROSTER_MIGRATIONS])
     store = RosterStore(storage)
     owner, contact = str(BOT), str(JULIET)
-    await store.write(owner, contact, RosterRow(contact, "to", ask_in=True), "<presence/>")
-    assert await store.get(owner, contact) == RosterRow(contact, "to", ask_in=True)
+    await store.write(owner, contact, RosterRow(contact, "to"), "<presence/>")
+    assert await store.load(owner) == {contact: RosterRow(contact, "to")}
     assert await store.requests(owner) == {contact: "<presence/>"}
     await store.write(owner, contact, None, None)
     assert await store.load(owner) == {}
     assert await store.requests(owner) == {}
     await storage.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_roster_stored_before_the_ask_in_column_went_loads_as_it_was(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'rosters.db'}"
+    first = Migrations("rosters", ROSTER_MIGRATIONS.steps[:1])
+    old = await open_storage(url, migrations=[first])
+    await old.execute(
+        "INSERT INTO roster_items (owner, contact, subscription, ask_out, ask_in, groups)"
+        " VALUES (?, ?, 'to', 0, 1, '[\"Capulets\"]')",
+        (str(BOT), str(JULIET)),
+    )
+    await old.execute("INSERT INTO roster_requests (owner, contact, request) VALUES (?, ?, '<presence/>')",
+                      (str(BOT), str(JULIET)))
+    await old.close()
+    storage = await open_storage(url, migrations=[ROSTER_MIGRATIONS])
+    roster = await Roster.load(BOT, RosterStore(storage))
+    assert roster.state(JULIET) == Subscription.named(TI)
+    assert roster[JULIET].groups == ("Capulets",)
+    assert roster.requests() == {JULIET: "<presence/>"}
+    columns = [row[1] for row in await storage.fetchall("PRAGMA table_info(roster_items)")]
+    assert "ask_in" not in columns
+    await storage.close()
+
+
+def test_the_subscription_tables_are_pure_values_that_import_no_storage() -> None:
+    import ast
+
+    import component.subscription as tables
+
+    tree = ast.parse(Path(tables.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert imported <= {"__future__", "typing", "attrs", "component.jid"}
