@@ -322,13 +322,13 @@ class Netherfield(TwistedService):
             self._started.remove(service)
 
     def setServiceParent(self, parent: Any) -> None:
-        super().setServiceParent(parent)
+        TwistedService.setServiceParent(self, parent)
         # twistd starts logging to the application's ILogObserver, if it has one.
         if self.log_observer is not None and isinstance(parent, Componentized):
             parent.setComponent(ILogObserver, self.log_observer)
 
     def startService(self) -> None:
-        super().startService()
+        TwistedService.startService(self)
         self._starting = defer.ensureDeferred(self._start()).addErrback(self._start_failed)
 
     async def _start(self) -> None:
@@ -400,7 +400,7 @@ class Netherfield(TwistedService):
             self.reactor.stop()
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()
+        TwistedService.stopService(self)
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lxml import etree
 from twisted.internet import defer, task
@@ -99,7 +99,7 @@ class DomainEntity(Entity):
     def handle_iq(self, stanza: Stanza) -> IQResult:
         payload = stanza.payload()
         if payload is not None and payload.getnext() is None:
-            key = (stanza.element.get("type", ""), payload.tag)
+            key = (stanza.element.get("type", ""), cast(str, payload.tag))
             if key not in self.iq_handlers:
                 handler = self.service_handlers().get(key)
                 if handler is not None:
@@ -164,8 +164,7 @@ class Component:
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
-        assert clock is not None
+            clock = cast(IReactorTime, reactor)
         self.jid = parse_jid(domain)
         if self.jid.node is not None or self.jid.resource is not None:
             raise ValueError(f"{domain} is not a domain")
@@ -336,9 +335,11 @@ class Component:
 
     def receive(self, element: etree._Element) -> None:
         """Handle one top-level element from the server."""
-        kind = KINDS.get(element.tag)
+        # lxml gives a str for every element it parsed or built (its stubs allow QName and bytes).
+        tag = cast(str, element.tag)
+        kind = KINDS.get(tag)
         if kind is None:
-            raise StreamError("unsupported-stanza-type", f"unexpected element {element.tag}")
+            raise StreamError("unsupported-stanza-type", f"unexpected element {tag}")
         self.received[kind] += 1
         stanza_type = element.get("type")
         sender = self._sender(element, kind)
@@ -373,9 +374,11 @@ class Component:
         ``policy-violation`` error; the stream, and everyone else's
         traffic on it, goes on.
         """
-        kind = KINDS.get(element.tag)
+        # lxml gives a str for every element it parsed or built (its stubs allow QName and bytes).
+        tag = cast(str, element.tag)
+        kind = KINDS.get(tag)
         if kind is None:
-            raise StreamError("unsupported-stanza-type", f"unexpected element {element.tag}")
+            raise StreamError("unsupported-stanza-type", f"unexpected element {tag}")
         self.refused["oversized-in"] += 1
         log.warn(
             "{domain}: refused a {kind} from {sender!r} to {to!r}: {reason}",
@@ -645,7 +648,7 @@ def _handler_name(entity: Entity, stanza: Stanza) -> str:
     method: Any = getattr(entity, f"handle_{kind}")
     payload = stanza.payload() if kind == "iq" else None
     if payload is not None:
-        name = entity.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
+        name = entity.iq_handlers.get((stanza.element.get("type", ""), cast(str, payload.tag)))
         if name is not None:
             method = getattr(entity, name, method)
     return str(getattr(method, "__qualname__", method))

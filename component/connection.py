@@ -496,11 +496,11 @@ class ComponentConnector(Service):
         return delay
 
     def startService(self) -> None:
-        super().startService()
+        Service.startService(self)
         self._client.startService()
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()
+        Service.stopService(self)
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:

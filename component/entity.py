@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
 
 from lxml import etree
 from twisted.internet import defer
@@ -107,7 +107,7 @@ class Entity:
         if payload is None or payload.getnext() is not None:
             # RFC 6120 §8.2.3: exactly one child element.
             raise StanzaError("bad-request", text="an iq request needs one payload element")
-        name = self.iq_handlers.get((stanza.element.get("type", ""), payload.tag))
+        name = self.iq_handlers.get((stanza.element.get("type", ""), cast(str, payload.tag)))
         if name is None:
             raise StanzaError("service-unavailable")
         handler: Callable[[Stanza], IQResult] = getattr(self, name)

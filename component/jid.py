@@ -97,7 +97,8 @@ _LABEL_SEPARATORS = frozenset(".\u3002\uff0e\uff61")
 def _prep_node(node: str) -> str:
     if _FAST_NODE.fullmatch(node):
         return node.lower()
-    return nodeprep.prepare(node)
+    prepped: str = nodeprep.prepare(node)
+    return prepped
 
 
 def _prep_domain(domain: str) -> str:
@@ -105,7 +106,8 @@ def _prep_domain(domain: str) -> str:
     if _FAST_DOMAIN.fullmatch(lowered):
         return lowered
     try:
-        return nameprep.prepare(domain).lower()
+        prepped: str = nameprep.prepare(domain)
+        return prepped.lower()
     except IndexError:
         # Twisted's nameprep reads each label's first character: a label
         # between ideographic full stops, or made only of characters mapped

@@ -185,7 +185,7 @@ class MetricsPage(Resource):
     isLeaf = True
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self.registry = registry
 
     def render_GET(self, request: Request) -> bytes:
@@ -197,11 +197,17 @@ class _QuietSite(Site):
     # A scrape every few seconds would put an access line in the log each time.
     noisy = False
 
+    def __init__(self, root: IResource) -> None:
+        Site.__init__(self, root)
+
     def log(self, request: Any) -> None:
         pass
 
 
 class _Root(Resource):
+    def __init__(self) -> None:
+        Resource.__init__(self)
+
     def getChild(self, path: bytes, request: Request) -> IResource:
         return pages.notFound()
 

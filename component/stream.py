@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Literal, cast
 from xml.sax.saxutils import quoteattr
 
 from lxml import etree
@@ -318,7 +319,7 @@ class StreamParser:
         return dropped
 
 
-def _pull_parser(events: tuple[str, ...]) -> etree.XMLPullParser:
+def _pull_parser(events: tuple[Literal["start", "end", "comment", "pi"], ...]) -> etree.XMLPullParser:
     return etree.XMLPullParser(
         events=events,
         # No DTD ever reaches the parser (see _check_prolog), so the only
@@ -336,7 +337,7 @@ def _breaks_namespaces(stanza: etree._Element) -> bool:
     """Whether lxml kept a "prefix:name" it found no namespace for, or one attribute twice
     (under two prefixes of one namespace): what would make the stanza unsendable."""
     for element in stanza.iter():
-        if ":" in element.tag.rpartition("}")[2]:
+        if ":" in cast(str, element.tag).rpartition("}")[2]:
             return True
         names = element.keys()
         if len(set(names)) != len(names):

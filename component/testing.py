@@ -39,6 +39,7 @@ from typing import Any, Concatenate, cast
 from lxml import etree
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -89,7 +90,7 @@ def _describe(element: etree._Element) -> str:
 
 def _mismatch(actual: etree._Element, expected: etree._Element, path: str) -> str | None:
     if actual.tag != expected.tag:
-        return f"{path}: tag {actual.tag} != {expected.tag}"
+        return f"{path}: tag {cast(str, actual.tag)} != {cast(str, expected.tag)}"
     if actual.prefix != expected.prefix:
         # Same name to a namespace-aware parser, but an invented prefix
         # ("ns0:") is what a stanza the stream let go of serialises to.
@@ -275,7 +276,8 @@ class Harness:
         self.transport = StringTransport()
         self.server = ServerView(str(self.component.jid), self.component.max_outgoing_bytes)
         self.protocol = ComponentProtocol(self.component, _SECRET, address="harness")
-        self.protocol.makeConnection(self.transport)
+        # Twisted's own method, which it leaves unannotated.
+        Protocol.makeConnection(self.protocol, self.transport)
         self.protocol.dataReceived(
             f"<?xml version='1.0'?><stream:stream xmlns:stream='{ns.STREAMS}' xmlns='{ns.COMPONENT}' "
             f"from='{self.component.jid}' id='{_STREAM_ID}'><handshake/>".encode()
