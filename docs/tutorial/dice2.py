@@ -15,10 +15,10 @@ from component.disco import Identity, Item
 from component.host import Host
 from component.jid import JID
 from component.presence import Policy, PresenceEntity
-from component.roster import Subscription
 from component.service import Service
 from component.stanza import Stanza
 from component.storage import Storage
+from component.subscription import Subscription
 
 READY = "Ready to roll"
 

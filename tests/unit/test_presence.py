@@ -22,10 +22,11 @@ from component.config import ConfigError
 from component.jid import JID, parse_jid
 from component.options import setting
 from component.presence import PresenceEntity, PresenceInfo
-from component.roster import Roster, Subscription
+from component.roster import Roster
 from component.service import Service
 from component.storage import Storage, open_storage
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterStore
+from component.subscription import Subscription
 from component.testing import Harness
 from services.notices import NoticesBot, NoticesService
 
