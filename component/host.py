@@ -31,37 +31,24 @@ __all__ = ["Host"]
 class Host(Protocol):
     """A component domain, as the entities and services it hosts see it."""
 
-    @property
-    def jid(self) -> JID:
-        """The domain's own address."""
-
-    @property
-    def server_domain(self) -> str:
-        """The domain of the server the component attaches to (its local users' domain)."""
-
-    @property
-    def clock(self) -> IReactorTime:
-        """The time and timers (a ``task.Clock`` in tests)."""
-
-    @property
-    def router(self) -> Router:
-        """Addresses to entities: services register theirs here."""
-
-    @property
-    def commands(self) -> Commands:
-        """The ad-hoc commands (XEP-0050) the domain offers."""
-
-    @property
-    def directed(self) -> DirectedPresence:
-        """Whom each hosted address told it is available (kept by :meth:`send_presence`)."""
+    #: The domain's own address.
+    jid: JID
+    #: The domain of the server the component attaches to (its local users' domain).
+    server_domain: str
+    #: The time and timers (a ``task.Clock`` in tests).
+    clock: IReactorTime
+    #: Addresses to entities: services register theirs here.
+    router: Router
+    #: The ad-hoc commands (XEP-0050) the domain offers.
+    commands: Commands
+    #: Whom each hosted address told it is available (kept by :meth:`send_presence`).
+    directed: DirectedPresence
+    #: The largest stanza the domain sends.
+    max_outgoing_bytes: int
 
     @property
     def online(self) -> bool:
         """Whether the link to the server is up (what is sent meanwhile waits in a queue)."""
-
-    @property
-    def max_outgoing_bytes(self) -> int:
-        """The largest stanza the domain sends."""
 
     def send(self, element: etree._Element) -> None:
         """Send a stanza, or queue it while the link is down."""

@@ -103,11 +103,26 @@ class Turns:
             return waiter
         return self._start(work, None)
 
-    def submit(self, work: Callable[[], Any], what: str, tag: object = None) -> None:
-        """Run ``work`` in its turn for what it does alone: a failure is logged, naming ``what``, never raised."""
+    def submit(
+        self,
+        work: Callable[[], Any],
+        what: str,
+        tag: object = None,
+        outcome: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Run ``work`` in its turn for what it does alone: a failure is logged, naming ``what``, never raised.
+
+        ``outcome``, when given, is told whether ``work`` (or the Deferred it returned) succeeded.
+        """
 
         def failed(failure: Failure) -> None:
             log.failure("{what} failed", failure, what=what)
+            if outcome is not None:
+                outcome(False)
+
+        def succeeded(_: object) -> None:
+            if outcome is not None:
+                outcome(True)
 
         def guarded() -> Any:
             try:
@@ -116,7 +131,8 @@ class Turns:
                 failed(Failure())
                 return None
             if isinstance(result, defer.Deferred):
-                return result.addErrback(failed)
+                return result.addCallbacks(succeeded, failed)
+            succeeded(result)
             return None
 
         self.run(guarded, tag)

@@ -19,7 +19,6 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from component.jid import JID, parse_stored_jid
 from component.ordering import Turns
@@ -254,30 +253,17 @@ class Roster(Mapping[JID, RosterItem]):
     def _enqueue(self, call: Callable[[], Any], what: str, *, write: bool | None) -> None:
         """Queue ``call``: a write (``True``), a step that needs the writes before it (``False``), or neither."""
 
-        def stored(_: object) -> None:
-            if write:
-                self._unstored = False
-
-        def failed(failure: Failure) -> None:
-            if write:
-                self._unstored = True
-            log.failure("roster: {what} failed", failure, what=what)
-
-        def step() -> defer.Deferred[None] | None:
+        def step() -> Any:
             if write is False and self._unstored:
                 log.warn("roster: {what} skipped, an earlier write failed", what=what)
                 return None
-            try:
-                result = call()
-            except Exception:
-                failed(Failure())
-                return None
-            if isinstance(result, defer.Deferred):
-                return result.addCallbacks(stored, failed)
-            stored(result)
-            return None
+            return call()
 
-        self._turns.run(step)
+        def stored(succeeded: bool) -> None:
+            if write:
+                self._unstored = not succeeded
+
+        self._turns.submit(step, f"roster: {what}", outcome=stored)
 
 
 class RosterView(Mapping[JID, RosterItem]):

@@ -108,6 +108,18 @@ def _stanza(
     return element
 
 
+def _filled(
+    element: etree._Element, children: Iterable[tuple[str, str | None]], payload: Iterable[etree._Element]
+) -> etree._Element:
+    """``element`` with a child for each (name, text) whose text is not None, in order, then ``payload``."""
+    for name, text in children:
+        if text is not None:
+            child(element, name, text)
+    for item in payload:
+        element.append(item)
+    return element
+
+
 def child(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
     """Append a ``jabber:component:accept`` child such as ``body`` or ``status``."""
     element = etree.SubElement(parent, f"{{{ns.COMPONENT}}}{name}")
@@ -139,16 +151,7 @@ def message(
     payload: Iterable[etree._Element] = (),
 ) -> etree._Element:
     """A ``<message/>`` element."""
-    element = _stanza(MESSAGE, sender, recipient, type, id)
-    if subject is not None:
-        child(element, "subject", subject)
-    if body is not None:
-        child(element, "body", body)
-    if thread is not None:
-        child(element, "thread", thread)
-    for item in payload:
-        element.append(item)
-    return element
+    return _filled(_stanza(MESSAGE, sender, recipient, type, id), (("subject", subject), ("body", body), ("thread", thread)), payload)
 
 
 def presence(
@@ -163,16 +166,8 @@ def presence(
     payload: Iterable[etree._Element] = (),
 ) -> etree._Element:
     """A ``<presence/>`` element (available when ``type`` is None)."""
-    element = _stanza(PRESENCE, sender, recipient, type, id)
-    if show is not None:
-        child(element, "show", show)
-    if status is not None:
-        child(element, "status", status)
-    if priority is not None:
-        child(element, "priority", str(priority))
-    for item in payload:
-        element.append(item)
-    return element
+    children = (("show", show), ("status", status), ("priority", None if priority is None else str(priority)))
+    return _filled(_stanza(PRESENCE, sender, recipient, type, id), children, payload)
 
 
 def iq(

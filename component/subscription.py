@@ -150,6 +150,21 @@ def _tables(tables: dict[SubscriptionType, str]) -> dict[tuple[Subscription, str
     return {(state, kind): row for kind, rows in tables.items() for state, row in _table(rows).items()}
 
 
+# A.2.4 (the entity cancels or refuses) and A.3.2 (the contact unsubscribes)
+# are one table in the RFC's two appendices: either side ends the contact's
+# subscription to the entity, or a request for it.
+_FROM_ENDS = """
+    "None"                  | no  | no state change
+    "None + Pending Out"    | no  | no state change
+    "None + Pending In"     | yes | "None"
+    "None + Pending Out/In" | yes | "None + Pending Out"
+    "To"                    | no  | no state change
+    "To + Pending In"       | yes | "To"
+    "From"                  | yes | "None"
+    "From + Pending Out"    | yes | "None + Pending Out"
+    "Both"                  | yes | "To"
+"""
+
 #: RFC 6121 Appendix A.2: stanzas the entity sends (ROUTE? and NEW STATE).
 #: Pre-approval (§3.4) is not offered, so an unrequested ``subscribed`` is dropped.
 OUTBOUND: dict[tuple[Subscription, str], Transition] = _tables(
@@ -191,17 +206,7 @@ OUTBOUND: dict[tuple[Subscription, str], Transition] = _tables(
             "Both"                  | no  | no state change
         """,
         # A.2.4
-        "unsubscribed": """
-            "None"                  | no  | no state change
-            "None + Pending Out"    | no  | no state change
-            "None + Pending In"     | yes | "None"
-            "None + Pending Out/In" | yes | "None + Pending Out"
-            "To"                    | no  | no state change
-            "To + Pending In"       | yes | "To"
-            "From"                  | yes | "None"
-            "From + Pending Out"    | yes | "None + Pending Out"
-            "Both"                  | yes | "To"
-        """,
+        "unsubscribed": _FROM_ENDS,
     }
 )
 
@@ -222,17 +227,7 @@ INBOUND: dict[tuple[Subscription, str], Transition] = _tables(
             "Both"                  | no * | no state change
         """,
         # A.3.2
-        "unsubscribe": """
-            "None"                  | no  | no state change
-            "None + Pending Out"    | no  | no state change
-            "None + Pending In"     | yes | "None"
-            "None + Pending Out/In" | yes | "None + Pending Out"
-            "To"                    | no  | no state change
-            "To + Pending In"       | yes | "To"
-            "From"                  | yes | "None"
-            "From + Pending Out"    | yes | "None + Pending Out"
-            "Both"                  | yes | "To"
-        """,
+        "unsubscribe": _FROM_ENDS,
         # A.3.3
         "subscribed": """
             "None"                  | no  | no state change

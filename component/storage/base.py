@@ -178,6 +178,14 @@ class ThreadedStorage(Storage):
         self._closed = False
         self.latency = Latency()
 
+    async def connect_with(self, connect: Callable[[], object]) -> None:
+        """Run ``connect`` in this storage's threads; if it fails, the storage is closed and the error raised."""
+        try:
+            await self.in_thread(connect)
+        except BaseException:
+            await self.close()
+            raise
+
     def in_thread(
         self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> Deferred[T]:

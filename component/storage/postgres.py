@@ -238,10 +238,6 @@ async def open_postgres(
     storage = PostgresStorage(
         reactor, url, password, pool_size=pool_size, timeout=timeout
     )
-    try:
-        await storage.in_thread(storage.current_pool)
-    except BaseException:
-        await storage.close()
-        raise
+    await storage.connect_with(storage.current_pool)
     log.info("storage: opened PostgreSQL database {url}", url=storage.url)
     return storage

@@ -142,11 +142,7 @@ class SqliteStorage(ThreadedStorage):
 async def open_sqlite(url: str, reactor: Any) -> SqliteStorage:
     """Open the SQLite database named by *url*."""
     storage = SqliteStorage(reactor, url)
-    try:
-        await storage.in_thread(storage.connect)
-    except BaseException:
-        await storage.close()
-        raise
+    await storage.connect_with(storage.connect)
     log.info("storage: opened SQLite database {path}", path=storage.path)
     return storage
 
