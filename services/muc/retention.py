@@ -63,6 +63,18 @@ class Retention:
             self._loop.clock = self._clock
             self._loop.start(every, now=False)
 
+    def reconfigure(self, settings: ArchiveSettings) -> None:
+        """Take reloaded settings; the schedule starts over only when its period changed.
+
+        Restarted at every reload, a schedule would never come round on a
+        service whose configuration is reloaded more often than it sweeps.
+        """
+        changed = settings.archive_sweep_seconds != self.settings.archive_sweep_seconds
+        self.settings = settings
+        if changed:
+            self.stop()
+            self.start()
+
     def stop(self) -> None:
         """No more sweeps (one in progress finishes its batch)."""
         if self._loop is not None and self._loop.running:

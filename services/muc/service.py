@@ -147,9 +147,7 @@ class MucService(Service):
         if self.history_writer is not None:
             self.history_writer.rows = self.history_batch
         if self.retention is not None:
-            self.retention.stop()
-            self.retention.settings = self.settings
-            self.retention.start()
+            self.retention.reconfigure(self.settings)
         limits = MucLimits(self.settings, self.component.clock.seconds, self.is_admin)
         limits.carry_over(self.limits)
         self.limits = limits

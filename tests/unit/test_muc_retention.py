@@ -75,6 +75,25 @@ def test_no_limit_keeps_everything_and_sweeps_run_on_schedule() -> None:
     assert retention.deleted == 18
 
 
+def test_a_reload_keeps_the_schedule_unless_its_period_changes() -> None:
+    storage = immediate_storage()
+    clock = task.Clock()
+    _fill(storage, "coven", {}, [float(n) for n in range(30)])
+    settings = ArchiveSettings(archive_expires_days=0, archive_max_messages=0, archive_sweep_seconds=60)
+    retention = Retention(ArchiveStore(storage), settings, clock)
+    retention.start()
+    clock.advance(40)
+    retention.reconfigure(ArchiveSettings(archive_expires_days=0, archive_max_messages=20, archive_sweep_seconds=60))
+    clock.advance(20)  # the sweep due at 60 s still comes, with the new cap
+    assert len(_left(storage, "coven")) == 20
+    retention.reconfigure(ArchiveSettings(archive_expires_days=0, archive_max_messages=10, archive_sweep_seconds=100))
+    clock.advance(99)
+    assert len(_left(storage, "coven")) == 20
+    clock.advance(1)
+    assert len(_left(storage, "coven")) == 10
+    retention.stop()
+
+
 def test_a_service_takes_retention_settings_and_refuses_bad_ones() -> None:
     harness = muc_harness({"archive_expires_days": 30, "archive_max_messages": 500, "archive_delete_batch": 50})
     service = next(s for s in harness.component.services if isinstance(s, MucService))
