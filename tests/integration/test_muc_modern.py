@@ -181,7 +181,16 @@ def test_a_moderator_removes_a_message_and_the_archive_keeps_a_tombstone(
             spam = await a.next_message(lambda m: m["body"] == "DM me for free magic potions!")
             stanza_id = spam.xml.find(f"{{{SID}}}stanza-id").get("id")
             b.send_message(mto=JID(room), mbody="Fair is foul", mtype="groupchat")
-            await a.next_message(lambda m: m["body"] == "Fair is foul")
+            fair = await a.next_message(lambda m: m["body"] == "Fair is foul")
+            b.send_message(mto=JID(room), mbody="and foul is fair", mtype="groupchat")
+            mine = await a.next_message(lambda m: m["body"] == "and foul is fair")
+            mine_id = mine.xml.find(f"{{{SID}}}stanza-id").get("id")
+            assert fair.xml.find(f"{{{SID}}}stanza-id").get("id") != mine_id
+
+            # The author retracts her own message (XEP-0424): everyone gets the retraction.
+            b.plugin["xep_0424"].send_retraction(JID(room), mine_id, mtype="groupchat")
+            retraction = await a.next_message(lambda m: m["retract"]["id"] == mine_id)
+            assert retraction["from"].full == f"{room}/secondwitch"
 
             await a.plugin["xep_0425"].moderate(JID(room), stanza_id, "spam", timeout=10)
             notice = await b.next_message(lambda m: m["retract"]["id"] == stanza_id)
@@ -205,5 +214,8 @@ def test_a_moderator_removes_a_message_and_the_archive_keeps_a_tombstone(
             assert tomb.get("from") == f"{room}/secondwitch"
             bodies = [m.findtext("{jabber:client}body") for m in forwarded.values()]
             assert "Fair is foul" in bodies and "DM me for free magic potions!" not in bodies
+            assert "and foul is fair" not in bodies
+            retracted = forwarded[mine_id].find("{urn:xmpp:message-retract:1}retracted")
+            assert retracted is not None and forwarded[mine_id].find("{jabber:client}body") is None
 
     run(scenario())

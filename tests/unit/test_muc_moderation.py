@@ -220,3 +220,25 @@ def test_nobody_retracts_someone_elses_message(harness) -> None:
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
     replayed = [s.findtext("{jabber:component:accept}body") for s in h.sent() if s.find("{jabber:component:accept}body") is not None]
     assert replayed == ["Have not saints lips?"]
+
+
+def test_an_authors_retraction_leaves_a_tombstone_in_the_archive(tmp_path: Path) -> None:
+    h = room(tmp_path / "muc.db")
+    stanza_id = say(h, "Have not saints lips?")
+    h.receive(
+        f"""<message type='groupchat' from='{WICCA}' to='{ROOM}' id='retract-message-1'>
+          <retract id='{stanza_id}' xmlns='urn:xmpp:message-retract:1'/>
+          <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/>
+          <body>This person attempted to retract a previous message, but it's unsupported by your client.</body></message>"""
+    )
+    h.sent()
+    h.receive(f"<iq from='{CRONE}' id='q' to='{ROOM}' type='set'><query xmlns='urn:xmpp:mam:2' queryid='f27'/></iq>")
+    results = [s.find("{urn:xmpp:mam:2}result") for s in h.sent() if s.find("{urn:xmpp:mam:2}result") is not None]
+    # XEP-0424 §5: the tombstone in the message's place, then the retraction itself.
+    assert len(results) == 2 and results[0].get("id") == stanza_id
+    tomb, retraction = (r.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message") for r in results)
+    assert tomb.find("{jabber:client}body") is None
+    retracted = tomb.find("{urn:xmpp:message-retract:1}retracted")
+    assert retracted.get("id") == "retract-message-1" and retracted.get("stamp")
+    assert retraction.find("{urn:xmpp:message-retract:1}retract").get("id") == stanza_id
+    assert b"saints" not in etree.tostring(results[0])

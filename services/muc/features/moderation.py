@@ -112,6 +112,7 @@ def _moderate_legacy(room: RoomContext, stanza: Stanza) -> Any:
 
 
 async def _apply(room: RoomContext, stanza: Stanza, request: _Request) -> None:
+    stanza.keep()  # an error reply, after the archive is read, echoes the request
     moderator = room.occupants.by_real(stanza.sender)
     affiliation = room.affiliation_of(stanza.sender)
     role = moderator.role if moderator is not None else room.role_for(affiliation)
@@ -167,6 +168,7 @@ def _notice(room: RoomContext, request: _Request, by: str, moderated: etree._Ele
 
 
 async def _retract(room: RoomContext, stanza: Stanza, retract: etree._Element) -> Any:
+    stanza.keep()  # reflected, or answered with an error, after the archive is read
     author = room.occupants.by_real(stanza.sender)
     if author is None:
         raise StanzaError("not-acceptable", text="only occupants may speak in the room")
