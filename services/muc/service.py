@@ -78,7 +78,8 @@ class MucService(Service):
         self.occupant_ids = OccupantIds.unstored()
 
     # -- settings --------------------------------------------------------------
-    # What the rooms read, from the settings in force.
+    # What room.py reads, from the settings in force; features and the
+    # service itself read self.settings, and so should new code.
 
     @property
     def max_history(self) -> int:
@@ -101,29 +102,9 @@ class MucService(Service):
         return self.settings.max_nick_length
 
     @property
-    def history_batch(self) -> int:
-        """History rows one transaction stores at most (messages that came while a write was in flight)."""
-        return self.settings.history_batch
-
-    @property
     def max_waiting_messages(self) -> int:
         """Stanzas a room may hold waiting for its writes; past them, a groupchat message is refused."""
         return self.settings.max_waiting_messages
-
-    @property
-    def occupant_id(self) -> bool:
-        """Whether rooms give occupant ids (XEP-0421)."""
-        return self.settings.occupant_id
-
-    @property
-    def max_vcard_bytes(self) -> int:
-        """Bytes of a room's vCard at most (0: no limit)."""
-        return self.settings.max_vcard_bytes
-
-    @property
-    def archive_max_results(self) -> int:
-        """Messages one archive query answers at most."""
-        return self.settings.archive_max_results
 
     @property
     def local_domains(self) -> frozenset[str]:
@@ -137,7 +118,7 @@ class MucService(Service):
         """Every MUC setting applies without reconnecting: rooms stay, occupants stay."""
         if not isinstance(replacement, MucService):
             return False
-        ids_changed = replacement.occupant_id != self.occupant_id
+        ids_changed = replacement.settings.occupant_id != self.settings.occupant_id
         self.settings = replacement.settings
         self.admins = self.settings.admins
         if ids_changed:
@@ -145,7 +126,7 @@ class MucService(Service):
                 for occupant in room.occupants:
                     occupant.changed()  # the presences kept serialised gain or lose their occupant-id
         if self.history_writer is not None:
-            self.history_writer.rows = self.history_batch
+            self.history_writer.rows = self.settings.history_batch
         if self.retention is not None:
             self.retention.reconfigure(self.settings)
         limits = MucLimits(self.settings, self.component.clock.seconds, self.is_admin)
@@ -162,7 +143,7 @@ class MucService(Service):
             self.retention = Retention(self.archive, self.settings, self.component.clock)
             self.retention.start()
             self.history_writer = HistoryWriter(
-                lambda batches: self.track(store.append_rooms_histories(batches)), rows=self.history_batch
+                lambda batches: self.track(store.append_rooms_histories(batches)), rows=self.settings.history_batch
             )
             for record in await self.store.list_rooms(public_only=True):
                 self.public_rooms[record.node] = str(record.config.get("name") or "")
@@ -291,7 +272,7 @@ class MucService(Service):
 
     def domain_features(self) -> frozenset[str]:
         # Every room gives occupant ids: XEP-0421 §4 has the service say so too.
-        return frozenset({MUC, OCCUPANT_ID}) if self.occupant_id else frozenset({MUC})
+        return frozenset({MUC, OCCUPANT_ID}) if self.settings.occupant_id else frozenset({MUC})
 
     def domain_iq_handlers(self) -> Mapping[tuple[str, str], Callable[[Stanza], IQResult]]:
         return {("get", UNIQUE): unique_name}

@@ -57,8 +57,8 @@ def test_admins_are_bare_jids() -> None:
 
 
 def test_occupant_id_is_a_boolean() -> None:
-    assert build({}).occupant_id is True
-    assert build({"occupant_id": False}).occupant_id is False
+    assert build({}).settings.occupant_id is True
+    assert build({"occupant_id": False}).settings.occupant_id is False
     with pytest.raises(ConfigError) as error:
         build({"occupant_id": "yes"})
     assert 'components."conference.localhost".muc.occupant_id' in str(error.value)

@@ -179,7 +179,7 @@ async def _page(room: RoomContext, query: ArchiveQuery, viewer: _Viewer) -> Arch
 async def _query(room: RoomContext, stanza: Stanza) -> etree._Element:
     viewer = _Viewer(room, stanza.sender)
     stanza.keep()  # the reply is built after the read
-    query = parse_query(stanza.element[0], room.jid, room.service.archive_max_results)
+    query = parse_query(stanza.element[0], room.jid, room.service.settings.archive_max_results)
     page = await _page(room, query, viewer)
     rows = reversed(page.rows) if query.flip else page.rows
     here, to = address(room.jid), address(stanza.sender)

@@ -54,7 +54,7 @@ def _get(room: RoomContext, stanza: Stanza) -> etree._Element:
 async def _set(room: RoomContext, stanza: Stanza) -> None:
     if room.affiliation_of(stanza.sender) != "owner":
         raise StanzaError("forbidden", "auth", text="only owners may set the room's vCard")
-    vcard = parse_vcard(stanza.element[0], room.service.max_vcard_bytes)
+    vcard = parse_vcard(stanza.element[0], room.service.settings.max_vcard_bytes)
     xml, photo_hash = ("", "") if vcard is None else (vcard.xml.decode("utf-8"), vcard.photo_hash)
     await room.change_settings(vcard=xml, avatar_hash=photo_hash)
     room.broadcast(_presence(room, photo_hash))

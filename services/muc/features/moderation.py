@@ -128,7 +128,7 @@ async def _apply(room: RoomContext, stanza: Stanza, request: _Request) -> None:
         entry = room.affiliations.entry(stanza.sender.bare)
         by = room.occupant_jid(entry.nick) if entry is not None and entry.nick else str(room.jid)
     moderated = etree.Element(f"{{{MODERATE}}}moderated", {"by": by}, nsmap={None: MODERATE})
-    if room.service.occupant_id:
+    if room.service.settings.occupant_id:
         moderated.append(room.service.occupant_ids.element(room.jid, stanza.sender))
     retracted = _tombstone_marker(room)
     retracted.append(moderated)

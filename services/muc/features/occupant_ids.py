@@ -28,7 +28,7 @@ class OccupantIdentifiers(Feature):
     name = "occupant-id"
 
     def disco_features(self, room: RoomContext) -> Iterable[str]:
-        return (OCCUPANT_ID,) if room.service.occupant_id else ()
+        return (OCCUPANT_ID,) if room.service.settings.occupant_id else ()
 
     def decorate_presence(self, room: RoomContext, occupant: Occupant, presence: etree._Element) -> None:
         _add(room, occupant, presence)
@@ -42,5 +42,5 @@ class OccupantIdentifiers(Feature):
 
 def _add(room: RoomContext, occupant: Occupant, stanza: etree._Element) -> None:
     service = room.service
-    if service.occupant_id:
+    if service.settings.occupant_id:
         stanza.append(service.occupant_ids.element(room.jid, occupant.bare))
