@@ -32,6 +32,7 @@ database would, and :class:`FailingStorage` refuses statements on demand.
 from __future__ import annotations
 
 import copy
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any, Concatenate, cast
@@ -65,6 +66,7 @@ _WRAP_CLOSE = "</stream:stream>"
 _HANDSHAKE = f"{{{ns.COMPONENT}}}handshake"
 _STREAM_ERROR = f"{{{ns.STREAMS}}}error"
 _SECRET = "s3cret"
+_INVENTED_PREFIX = re.compile(r"ns\d+")
 _STREAM_ID = "3BF96D32"
 # Prosody and ejabberd take deeper stanzas than the component does.
 _SERVER_DEPTH = 256
@@ -178,7 +180,9 @@ class ServerView:
     handshake, then stanzas. Each stanza must carry a ``to`` and a ``from``
     in the component's domain and fit in ``max_stanza_bytes``, or the view
     raises :class:`AssertionError`, as either server would close the stream.
-    Stanzas are kept as parsed, prefixes included, in :attr:`stanzas`.
+    An element with a prefix lxml invents (``ns0``) fails too: it is what a
+    received element serialises to once the stream let go of it. Stanzas are
+    kept as parsed, prefixes included, in :attr:`stanzas`.
     """
 
     def __init__(self, domain: str, max_stanza_bytes: int) -> None:
@@ -226,6 +230,11 @@ class ServerView:
         if not recipient or sender is None or sender.partition("/")[0].rpartition("@")[2] != self.domain:
             # ejabberd closes the stream on a missing address, both servers on a from outside the domain.
             raise AssertionError(f"the server would close the stream on this stanza's addresses: {_describe(element)}")
+        for node in element.iter():
+            if isinstance(node.tag, str) and node.prefix is not None and _INVENTED_PREFIX.fullmatch(node.prefix):
+                # lxml's own prefixes: an element serialised after the stream let go of it
+                # (call stanza.keep() first), or one built without its nsmap.
+                raise AssertionError(f"the component wrote an invented prefix {node.prefix}: {_describe(element)}")
         # A copy made while the element is in the stream keeps its prefixes as they were written.
         self.stanzas.append(copy.deepcopy(element))
 

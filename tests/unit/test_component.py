@@ -459,7 +459,7 @@ def test_entity_disco_lists_its_handled_namespaces(harness):
 
 def test_request_matches_reply_by_id_and_address():
     harness = Harness(DOMAIN)
-    request = iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q"), id="r1")
+    request = iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q", nsmap={None: "urn:x"}), id="r1")
     reply = harness.component.request(request)
     harness.sent()
     # The same id from someone else is not the answer.
@@ -472,7 +472,7 @@ def test_request_matches_reply_by_id_and_address():
 
 def test_request_fails_with_the_error_reply():
     harness = Harness(DOMAIN)
-    reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q"), id="r2"))
+    reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q", nsmap={None: "urn:x"}), id="r2"))
     harness.receive(
         f"<iq from='juliet@example.com' to='bot@{DOMAIN}' type='error' id='r2'>"
         "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
@@ -484,7 +484,7 @@ def test_request_fails_with_the_error_reply():
 
 def test_request_times_out():
     harness = Harness(DOMAIN, iq_timeout=5)
-    reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q")))
+    reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q", nsmap={None: "urn:x"})))
     harness.clock.advance(4.9)
     assert not reply.called
     harness.clock.advance(0.2)
@@ -646,9 +646,9 @@ def test_a_reply_to_a_request_stays_whole_after_the_stream_lets_go_of_it():
     from component.stream import StreamParser
 
     harness = Harness(DOMAIN)
-    request = iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q"), id="r1")
+    request = iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q", nsmap={None: "urn:x"}), id="r1")
     replies = [harness.component.request(request)]
-    harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q"), id="r2")).addErrback(replies.append)
+    harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com/balcony", "get", etree.Element("{urn:x}q", nsmap={None: "urn:x"}), id="r2")).addErrback(replies.append)
     parser = StreamParser(lambda header: None, harness.component.receive, lambda: None, on_refused=lambda element, reason: None)
     parser.feed(
         b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
