@@ -6,7 +6,7 @@ from lxml import etree
 
 from component import namespaces as ns
 
-__all__ = ["StanzaError", "StreamError", "DEFAULT_ERROR_TYPES", "STREAM_CONDITIONS"]
+__all__ = ["StanzaError", "StreamError", "whole_number", "DEFAULT_ERROR_TYPES", "STREAM_CONDITIONS"]
 
 #: Every defined condition of RFC 6120 §8.3.3 with the error type it usually takes.
 DEFAULT_ERROR_TYPES: dict[str, str] = {
@@ -114,6 +114,17 @@ class StanzaError(Exception):
         if error_type not in ERROR_TYPES:
             error_type = None
         return cls(condition, error_type, text, app_condition=app, by=error.get("by"))
+
+
+def whole_number(text: str, what: str, condition: str) -> int:
+    """``text`` read as a whole number, at least 0; else a ``condition`` error naming ``what``."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise StanzaError(condition, text=f"{what} must be a number") from None
+    if number < 0:
+        raise StanzaError(condition, text=f"{what} must not be negative")
+    return number
 
 
 class StreamError(Exception):

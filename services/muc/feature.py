@@ -35,7 +35,7 @@ import attrs
 from lxml import etree
 
 from component.entity import IQResult
-from component.errors import StanzaError
+from component.errors import StanzaError, whole_number
 from component.forms import Field, Form, as_bool, parse_form
 from component.jid import JID
 from component.stanza import Stanza
@@ -149,13 +149,7 @@ class ConfigSubmission:
         text = self.text(var, str(default)).strip()
         if none_value is not None and text in ("none", "", "0"):
             return none_value
-        try:
-            number = int(text)
-        except ValueError:
-            raise StanzaError("not-acceptable", text=f"{var} must be a number") from None
-        if number < 0:
-            raise StanzaError("not-acceptable", text=f"{var} must not be negative")
-        return number
+        return whole_number(text, var, "not-acceptable")
 
 
 class FieldsAt:

@@ -14,7 +14,7 @@ from datetime import datetime
 from lxml import etree
 
 from component import namespaces as ns
-from component.errors import StanzaError
+from component.errors import StanzaError, whole_number
 from component.jid import JID
 from component.output import EAGER_BYTES, Piece, Rendered
 from component.stanza import Broadcast, address, parse_sent
@@ -107,13 +107,7 @@ def _number(history: etree._Element, name: str) -> int | None:
     value = history.get(name)
     if value is None:
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise StanzaError("bad-request", text=f"history {name} must be a number") from None
-    if number < 0:
-        raise StanzaError("bad-request", text=f"history {name} must not be negative")
-    return number
+    return whole_number(value, f"history {name}", "bad-request")
 
 
 def parse_request(history: etree._Element | None, now: float) -> HistoryRequest:
