@@ -242,3 +242,44 @@ def test_an_authors_retraction_leaves_a_tombstone_in_the_archive(tmp_path: Path)
     assert retracted.get("id") == "retract-message-1" and retracted.get("stamp")
     assert retraction.find("{urn:xmpp:message-retract:1}retract").get("id") == stanza_id
     assert b"saints" not in etree.tostring(results[0])
+
+
+@pytest.mark.parametrize(
+    ("request_xml", "condition", "text"),
+    [
+        (
+            "<moderate xmlns='urn:xmpp:message-moderate:1'><retract xmlns='urn:xmpp:message-retract:1'/></moderate>",
+            "bad-request",
+            "which message? &lt;moderate/&gt; needs the message's stanza-id",
+        ),
+        (
+            "<moderate id='m1' xmlns='urn:xmpp:message-moderate:1'><reason>spam</reason></moderate>",
+            "feature-not-implemented",
+            "a moderator may only retract a message",
+        ),
+        (
+            "<apply-to xmlns='urn:xmpp:fasten:0'><moderate xmlns='urn:xmpp:message-moderate:0'>"
+            "<retract xmlns='urn:xmpp:message-retract:0'/></moderate></apply-to>",
+            "bad-request",
+            "which message? &lt;apply-to/&gt; needs the message's stanza-id",
+        ),
+        (
+            "<apply-to id='m1' xmlns='urn:xmpp:fasten:0'><moderate xmlns='urn:xmpp:message-moderate:0'/></apply-to>",
+            "feature-not-implemented",
+            "a moderator may only retract a message",
+        ),
+        (
+            "<apply-to id='m1' xmlns='urn:xmpp:fasten:0'><retract xmlns='urn:xmpp:message-retract:0'/></apply-to>",
+            "feature-not-implemented",
+            "the room applies only moderation to messages",
+        ),
+    ],
+)
+def test_a_request_of_either_form_that_asks_no_retraction_is_refused(harness, request_xml, condition, text) -> None:
+    h = harness
+    h.receive(f"<iq type='set' from='{CRONE}' to='{ROOM}' id='retract-request-1'>{request_xml}</iq>")
+    error_type = "modify" if condition == "bad-request" else "cancel"
+    h.expect(
+        f"""<iq type='error' from='{ROOM}' to='{CRONE}' id='retract-request-1'>{request_xml}
+          <error type='{error_type}'><{condition} {ERR}/><text {ERR}>{text}</text></error></iq>"""
+    )

@@ -83,19 +83,9 @@ class Moderation(Feature):
         return {f"{{{RETRACT}}}retract": _retract}
 
 
-def _reason(element: etree._Element, namespace: str) -> str | None:
-    reason = element.findtext(f"{{{namespace}}}reason")
-    return reason.strip() or None if reason is not None else None
-
-
 def _moderate(room: RoomContext, stanza: Stanza) -> Any:
     moderate = stanza.element[0]
-    if moderate.find(f"{{{RETRACT}}}retract") is None:
-        raise StanzaError("feature-not-implemented", text="a moderator may only retract a message")
-    stanza_id = moderate.get("id")
-    if not stanza_id:
-        raise StanzaError("bad-request", text="which message? <moderate/> needs the message's stanza-id")
-    return _apply(room, stanza, _Request(stanza_id, _reason(moderate, MODERATE)))
+    return _apply(room, stanza, _request(moderate, RETRACT, moderate))
 
 
 def _moderate_legacy(room: RoomContext, stanza: Stanza) -> Any:
@@ -103,12 +93,19 @@ def _moderate_legacy(room: RoomContext, stanza: Stanza) -> Any:
     moderate = apply_to.find(f"{{{MODERATE_0}}}moderate")
     if moderate is None:
         raise StanzaError("feature-not-implemented", text="the room applies only moderation to messages")
-    if moderate.find(f"{{{RETRACT_0}}}retract") is None:
+    return _apply(room, stanza, _request(moderate, RETRACT_0, apply_to))
+
+
+def _request(moderate: etree._Element, retract: str, target: etree._Element) -> _Request:
+    """What ``<moderate/>`` of either form asks: the ``retract`` namespace's retraction of the message ``target`` names."""
+    if moderate.find(f"{{{retract}}}retract") is None:
         raise StanzaError("feature-not-implemented", text="a moderator may only retract a message")
-    stanza_id = apply_to.get("id")
+    stanza_id = target.get("id")
     if not stanza_id:
-        raise StanzaError("bad-request", text="which message? <apply-to/> needs the message's stanza-id")
-    return _apply(room, stanza, _Request(stanza_id, _reason(moderate, MODERATE_0)))
+        holder = etree.QName(target).localname
+        raise StanzaError("bad-request", text=f"which message? <{holder}/> needs the message's stanza-id")
+    reason = moderate.findtext(f"{{{etree.QName(moderate).namespace}}}reason")
+    return _Request(stanza_id, reason.strip() or None if reason is not None else None)
 
 
 async def _apply(room: RoomContext, stanza: Stanza, request: _Request) -> None:
