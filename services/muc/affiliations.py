@@ -69,14 +69,20 @@ class Affiliations:
         return "none"
 
     def set(self, jid: JID, affiliation: str, reason: str = "", nick: str | None = None) -> None:
-        """Give ``jid`` an affiliation (keeping its registered nick unless given one); 'none' removes it."""
+        """Give ``jid`` an affiliation (keeping its registered nick unless given one); 'none' removes it.
+
+        A ban takes the registered nick away (§9.1): the nick is free for others.
+        """
         bare = jid.bare
         old = self._entries.pop(bare, None)
         if old is not None and old.nick is not None:
             self._unreserve(old.nick, bare)
         if affiliation == "none":
             return
-        nick = nick if nick is not None else (old.nick if old is not None else None)
+        if affiliation == "outcast":
+            nick = None
+        elif nick is None and old is not None:
+            nick = old.nick
         self._entries[bare] = AffiliationEntry(affiliation, reason, nick)
         if nick is not None:
             self._nicks[nick_key(nick)] = bare

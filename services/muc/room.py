@@ -408,8 +408,11 @@ class Room(Entity):
 
     def _presence(self, stanza: Stanza) -> Any:
         kind = stanza.type
+        if kind == "probe" and stanza.recipient.resource is not None:
+            self._probe(stanza)
+            return None
         if kind not in (None, "unavailable"):
-            return None  # subscriptions and probes mean nothing to a room
+            return None  # subscriptions mean nothing to a room
         sender = stanza.sender
         if kind is None:
             self.service.limits.check_presence(self.jid.node or "", sender)
@@ -432,6 +435,21 @@ class Room(Entity):
             self._update(occupant, sender, stanza)
             return None
         return self._change_nick(occupant, sender, stanza, nick)
+
+    def _probe(self, stanza: Stanza) -> None:
+        """A probe to an occupant JID: that occupant's presence, to the occupant who asked (as Prosody)."""
+        viewer = self.occupants.by_real(stanza.sender)
+        if viewer is None:
+            raise StanzaError("not-acceptable", "cancel", text="you are not in this room")
+        nick = stanza.recipient.resource or ""
+        target = self.occupants.by_nick(nick)
+        if target is None:
+            gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
+            gone.set("from", self.occupant_jid(nick))
+            gone.append(user_x([item("none", "none")]))
+            self.component.send_bytes(Broadcast(gone).to(stanza.sender))
+            return
+        self.component.send_bytes(self.shown(target, with_jid=self.sees_real_jids(viewer)).to(stanza.sender))
 
     def _check_nick(self, nick: str, sender: JID) -> None:
         for feature in self.room_features.nick_checks:

@@ -44,6 +44,9 @@ class MucSettings(LimitSettings, ArchiveSettings):
     history_batch: int = setting(
         100, "history rows one transaction stores at most (messages that came during a write)", minimum=1
     )
+    allow_unaffiliated_register: bool = setting(
+        False, "whether users with no affiliation may register with a room, and so become members"
+    )
     max_waiting_messages: int = setting(
         1000, "stanzas a room holds waiting for its writes; past them a groupchat message is refused", minimum=1
     )

@@ -149,9 +149,10 @@ def test_membership_in_a_members_only_room(harness) -> None:
     )
     h.sent()  # a member stays
     admin_get(h, "<item affiliation='member'/>", id="m2")
+    # The nick of the item is the member's reserved nick (§9.3).
     h.expect(
         f"""<iq from='{ROOM}' id='m2' to='{FLUELLEN}' type='result'><query xmlns='{ADMIN}'>
-          <item affiliation='member' jid='pistol@shakespeare.lit'/></query></iq>"""
+          <item affiliation='member' jid='pistol@shakespeare.lit' nick='pistol'/></query></iq>"""
     )
     admin_set(h, "<item affiliation='none' jid='pistol@shakespeare.lit'/>", id="m3")
     h.expect(
@@ -336,3 +337,37 @@ def test_a_moderator_cannot_silence_someone_of_the_same_affiliation(harness) -> 
     assert error_of(h.sent()[0]) == "not-allowed"
     admin_set(h, "<item nick='gower' role='none'/>", who=PISTOL, id="p3")
     assert h.sent()[-1].get("type") == "result"  # kicking someone of the same level is allowed (§8.2)
+
+
+def announcement(to: str, item: str, codes: str = "") -> str:
+    return f"""<message from='{ROOM}' to='{to}'><x xmlns='http://jabber.org/protocol/muc#user'>{item}{codes}</x></message>"""
+
+
+def test_an_absent_users_new_affiliation_is_told_to_those_who_see_real_jids(harness) -> None:
+    """XEP-0045 1.34 example 195, as Prosody and ejabberd: a message from the room carrying the item."""
+    h = harness
+    admin_set(h, "<item affiliation='member' jid='gower@shakespeare.lit'><reason>A good captain</reason></item>")
+    # Semi-anonymous: only the moderator (Pistol is a participant).
+    h.expect(
+        announcement(FLUELLEN, "<item affiliation='member' jid='gower@shakespeare.lit'><reason>A good captain</reason></item>"),
+        f"<iq from='{ROOM}' id='a' to='{FLUELLEN}' type='result'/>",
+    )
+    h.receive(
+        f"<iq from='{FLUELLEN}' id='c' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>anyone</value></field>"
+        "</x></query></iq>"
+    )
+    h.sent()
+    # Non-anonymous: everyone. A ban says 301.
+    admin_set(h, "<item affiliation='outcast' jid='bardolph@shakespeare.lit'/>", id="b")
+    h.expect(
+        announcement(FLUELLEN, "<item affiliation='outcast' jid='bardolph@shakespeare.lit'/>", "<status code='301'/>"),
+        announcement(PISTOL, "<item affiliation='outcast' jid='bardolph@shakespeare.lit'/>", "<status code='301'/>"),
+        f"<iq from='{ROOM}' id='b' to='{FLUELLEN}' type='result'/>",
+    )
+    admin_set(h, "<item affiliation='none' jid='gower@shakespeare.lit'/>", id="n")
+    h.expect(
+        announcement(FLUELLEN, "<item affiliation='none' jid='gower@shakespeare.lit'/>"),
+        announcement(PISTOL, "<item affiliation='none' jid='gower@shakespeare.lit'/>"),
+        f"<iq from='{ROOM}' id='n' to='{FLUELLEN}' type='result'/>",
+    )

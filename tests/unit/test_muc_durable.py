@@ -368,6 +368,9 @@ def test_a_ban_and_a_membership_in_a_stored_room(path: str) -> None:
         f"""<presence from='{ROOM}/thirdwitch' to='{HAG}' type='unavailable'><x xmlns='{user}'>
           <item affiliation='outcast' jid='{HAG}' role='none'><actor nick='firstwitch'/><reason>Treason</reason></item>
           <status code='110'/><status code='301'/></x></presence>""",
+        # Hecate is not in the room: the moderator is told with a message (XEP-0045 1.34 example 195).
+        f"""<message from='{ROOM}' to='{CRONE}'><x xmlns='{user}'>
+              <item affiliation='member' jid='hecate@shakespeare.lit'/></x></message>""",
         f"<iq from='{ROOM}' id='a' to='{CRONE}' type='result'/>",
     )
     again = restarted(path)
@@ -396,7 +399,8 @@ def test_invitations_whose_memberships_are_refused_are_not_sent(path: str) -> No
     assert stored_affiliations(path) == {"crone1@shakespeare.lit": ("owner", "")}
     storage.accept()
     h.receive(f"<message from='{CRONE}' id='inv' to='{ROOM}'>{invitations}</message>")
-    assert [m.get("to") for m in h.sent()] == ["hecate@shakespeare.lit", "hag66@shakespeare.lit"]
+    # The owner hears of both new members, then both invitations go.
+    assert [m.get("to") for m in h.sent()] == [CRONE, CRONE, "hecate@shakespeare.lit", "hag66@shakespeare.lit"]
     assert stored_affiliations(path) == {
         "crone1@shakespeare.lit": ("owner", ""),
         "hag66@shakespeare.lit": ("member", "Invited by crone1@shakespeare.lit"),

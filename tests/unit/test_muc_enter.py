@@ -363,3 +363,39 @@ def test_entering_again_from_the_same_client_replays_the_entry(harness) -> None:
         f"<message from='{ROOM}' to='{HAG}' type='groupchat'><subject/></message>",
     )
     assert len(h.component.router.loaded("coven").occupants) == 2
+
+
+def test_a_probe_to_an_occupant_is_answered_with_its_presence(harness) -> None:
+    """As Prosody: an occupant probing another occupant JID gets that occupant's current presence."""
+    h = harness
+    enter(h, ROOM, "secondwitch", WICCA)
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'><show>away</show></presence>")
+    h.sent()
+    h.receive(f"<presence from='{CRONE}' to='{ROOM}/secondwitch' type='probe'/>")
+    # The owner is a moderator: it sees the real JID.
+    h.expect(
+        f"""<presence from='{ROOM}/secondwitch' to='{CRONE}'><show>away</show>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='none' jid='{WICCA}' role='participant'/></x></presence>"""
+    )
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/firstwitch' type='probe'/>")
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{WICCA}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>"""
+    )
+    # Nobody by that nick: it is unavailable.
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/thirdwitch' type='probe'/>")
+    h.expect(
+        f"""<presence from='{ROOM}/thirdwitch' to='{WICCA}' type='unavailable'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/></x></presence>"""
+    )
+
+
+def test_a_probe_from_outside_the_room_is_not_acceptable(harness) -> None:
+    h = harness
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/firstwitch' type='probe'/>")
+    h.expect(
+        f"""<presence from='{ROOM}/firstwitch' to='{HAG}' type='error'>
+          <error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+          <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>*</text></error></presence>"""
+    )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from component.jid import parse_jid
-from services.muc.testing import CRONE, ERR, MUC_X, ROOM, WICCA, configure, enter, instant_room, muc_harness
+from services.muc.testing import CRONE, ERR, ROOM, WICCA, configure, enter, instant_room, muc_harness
 
 HECATE = "hecate@shakespeare.lit"
 
@@ -28,66 +27,18 @@ def invite(h, who: str = CRONE, id: str = "nzd143v8") -> None:
 
 
 def test_mediated_invitation(harness) -> None:
+    """§7.8.2: from the room, naming the inviter by occupant JID in a semi-anonymous room, under the inviter's id."""
     h = harness
     invite(h)
     h.expect(
         f"""<message from='{ROOM}' id='nzd143v8' to='{HECATE}'>
           <x xmlns='http://jabber.org/protocol/muc#user'>
-            <invite from='{CRONE}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite>
+            <invite from='{ROOM}/firstwitch'><reason>Hey Hecate, this is the place for all good witches!</reason></invite>
           </x>
-          <body>crone1@shakespeare.lit invited you to the room {ROOM} (Hey Hecate, this is the place for all good witches!)</body>
+          <x xmlns='jabber:x:conference' jid='{ROOM}'>Hey Hecate, this is the place for all good witches!</x>
+          <body>{ROOM}/firstwitch invited you to the room {ROOM} (Hey Hecate, this is the place for all good witches!)</body>
         </message>"""
     )
-
-
-def test_invitation_to_a_password_room_carries_the_password(harness) -> None:
-    h = harness
-    configure(
-        h,
-        "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
-        "<field var='muc#roomconfig_roomsecret'><value>cauldronburn</value></field>",
-    )
-    invite(h)
-    (sent,) = h.sent()
-    assert sent.findtext("{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}password") == "cauldronburn"
-
-
-def test_invitation_to_a_members_only_room_makes_the_invitee_a_member(harness) -> None:
-    h = harness
-    configure(h, "<field var='muc#roomconfig_membersonly'><value>1</value></field>")
-    invite(h)
-    (sent,) = h.sent()
-    assert sent.get("to") == HECATE
-    h.receive(f"<presence from='{HECATE}/broom' to='{ROOM}/hecate'>{MUC_X}</presence>")
-    own = next(p for p in h.sent() if p.get("to") == f"{HECATE}/broom" and p.get("from") == f"{ROOM}/hecate")
-    assert own.find(".//{http://jabber.org/protocol/muc#user}item").get("affiliation") == "member"
-
-
-def test_only_admins_invite_to_members_only_rooms_unless_the_room_allows_it(harness) -> None:
-    h = harness
-    h.receive(
-        f"<iq from='{CRONE}' id='m' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
-        "<item affiliation='member' jid='wiccarocks@shakespeare.lit'/></query></iq>"
-    )
-    configure(h, "<field var='muc#roomconfig_membersonly'><value>1</value></field>")
-    invite(h, WICCA, "i1")
-    h.expect(
-        f"""<message from='{ROOM}' to='{WICCA}' id='i1' type='error'>
-          <x xmlns='http://jabber.org/protocol/muc#user'>
-            <invite to='{HECATE}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite></x>
-          <error type='auth'><forbidden {ERR}/><text {ERR}>*</text></error></message>"""
-    )
-    configure(h, "<field var='muc#roomconfig_allowinvites'><value>1</value></field>")
-    invite(h, WICCA, "i2")
-    (sent,) = h.sent()
-    assert sent.get("to") == HECATE
-    assert h.component.router.loaded("coven").affiliations.get(parse_jid(HECATE)) == "member"
-
-
-def test_decline(harness) -> None:
-    h = harness
-    invite(h)
-    h.sent()
     h.receive(
         f"""<message from='{HECATE}/broom' id='jk2vs61v' to='{ROOM}'>
           <x xmlns='http://jabber.org/protocol/muc#user'>
@@ -98,7 +49,46 @@ def test_decline(harness) -> None:
         f"""<message from='{ROOM}' id='jk2vs61v' to='crone1@shakespeare.lit'>
           <x xmlns='http://jabber.org/protocol/muc#user'>
             <decline from='{HECATE}'><reason>Sorry, I'm too busy right now.</reason></decline>
-          </x></message>"""
+          </x>
+          <body>{HECATE} declined your invitation to the room {ROOM} (Sorry, I'm too busy right now.)</body></message>"""
+    )
+
+
+def test_an_invitation_without_reason_carries_an_empty_one(harness) -> None:
+    h = harness
+    h.receive(
+        f"<message from='{CRONE}' id='i0' to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'>"
+        f"<invite to='{HECATE}'/></x></message>"
+    )
+    h.expect(
+        f"""<message from='{ROOM}' id='i0' to='{HECATE}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><invite from='{ROOM}/firstwitch'><reason/></invite></x>
+          <x xmlns='jabber:x:conference' jid='{ROOM}'/>
+          <body>{ROOM}/firstwitch invited you to the room {ROOM}</body></message>"""
+    )
+
+
+def test_a_non_anonymous_room_names_the_inviter_by_real_jid(harness) -> None:
+    h = harness
+    configure(h, "<field var='muc#roomconfig_whois'><value>anyone</value></field>")
+    invite(h)
+    (sent,) = h.sent()
+    assert sent.find("{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}invite").get("from") == CRONE
+
+
+def test_a_decline_to_the_inviters_occupant_jid_reaches_its_client(harness) -> None:
+    """The invitation named the inviter by occupant JID: the invitee declines to that."""
+    h = harness
+    invite(h)
+    h.sent()
+    h.receive(
+        f"""<message from='{HECATE}/broom' id='jk2vs61v' to='{ROOM}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><decline to='{ROOM}/firstwitch'/></x></message>"""
+    )
+    h.expect(
+        f"""<message from='{ROOM}' id='jk2vs61v' to='{CRONE}'>
+          <x xmlns='http://jabber.org/protocol/muc#user'><decline from='{HECATE}'/></x>
+          <body>{HECATE} declined your invitation to the room {ROOM}</body></message>"""
     )
 
 

@@ -30,7 +30,7 @@ LOOK_ALIKES = [
 
 @pytest.fixture
 def harness():
-    h = muc_harness()
+    h = muc_harness({"allow_unaffiliated_register": True})
     instant_room(h, ROOM, CRONE, "firstwitch")
     return h
 
@@ -201,7 +201,12 @@ def test_a_look_alike_of_a_nick_left_behind_is_free(harness) -> None:
 def test_a_look_alike_of_a_registered_nick_is_a_conflict(harness, nick) -> None:
     h = harness
     register(h, HAG, "thirdwitch")
-    h.expect(f"<iq from='{ROOM}' id='reg' to='{HAG}' type='result'/>")
+    h.expect(
+        # The owner learns of the new member, who is not in the room (XEP-0045 1.34 example 195).
+        f"""<message from='{ROOM}' to='{CRONE}'><x xmlns='http://jabber.org/protocol/muc#user'>
+          <item affiliation='member' jid='hag66@shakespeare.lit'/></x></message>""",
+        f"<iq from='{ROOM}' id='reg' to='{HAG}' type='result'/>",
+    )
     h.receive(f"<presence from='{WICCA}' to='{ROOM}/{nick}'>{MUC_X}</presence>")
     h.expect(refused(nick, "conflict", "cancel", joiner=WICCA))
     # Nor may anyone change to it, or register it.

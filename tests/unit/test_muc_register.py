@@ -28,11 +28,43 @@ def register(h, who: str, nick: str, id: str = "reg2") -> None:
     )
 
 
+#: A service where anyone may register, as Prosody's allow_unaffiliated_register.
+OPEN = {"allow_unaffiliated_register": True}
+
+
 @pytest.fixture
 def harness():
-    h = muc_harness()
+    h = muc_harness(OPEN)
     instant_room(h, ROOM, CRONE, "firstwitch")
     return h
+
+
+def test_an_unaffiliated_user_may_not_register_by_default() -> None:
+    """Like Prosody: registering would make anybody a member (and give a visitor voice)."""
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    h.receive(f"<iq from='{HAG}' id='reg1' to='{ROOM}' type='get'><query xmlns='jabber:iq:register'/></iq>")
+    h.expect(
+        f"""<iq from='{ROOM}' id='reg1' to='{HAG}' type='error'><query xmlns='jabber:iq:register'/>
+          <error type='auth'><registration-required {ERR}/><text {ERR}>*</text></error></iq>"""
+    )
+    register(h, HAG, "thirdwitch")
+    h.expect(
+        f"""<iq from='{ROOM}' id='reg2' to='{HAG}' type='error'><query xmlns='jabber:iq:register'>
+          <x xmlns='jabber:x:data' type='submit'>
+            <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>
+            <field var='muc#register_roomnick'><value>thirdwitch</value></field>
+          </x></query>
+          <error type='auth'><registration-required {ERR}/><text {ERR}>*</text></error></iq>"""
+    )
+    # Once a member, the same user may.
+    h.receive(
+        f"<iq from='{CRONE}' id='m' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='member' jid='hag66@shakespeare.lit'/></query></iq>"
+    )
+    h.sent()
+    register(h, HAG, "thirdwitch", "reg3")
+    h.expect(f"<iq from='{ROOM}' id='reg3' to='{HAG}' type='result'/>")
 
 
 def test_registration_form(harness) -> None:
@@ -53,7 +85,12 @@ def test_registration_form(harness) -> None:
 def test_registering_makes_a_member_and_reserves_the_nick(harness) -> None:
     h = harness
     register(h, HAG, "thirdwitch")
-    h.expect(f"<iq from='{ROOM}' id='reg2' to='{HAG}' type='result'/>")
+    h.expect(
+        # The owner learns of the new member, who is not in the room (XEP-0045 1.34 example 195).
+        f"""<message from='{ROOM}' to='{CRONE}'><x xmlns='http://jabber.org/protocol/muc#user'>
+          <item affiliation='member' jid='hag66@shakespeare.lit'/></x></message>""",
+        f"<iq from='{ROOM}' id='reg2' to='{HAG}' type='result'/>",
+    )
     h.receive(f"<iq from='{HAG}' id='reg3' to='{ROOM}' type='get'><query xmlns='jabber:iq:register'/></iq>")
     h.expect(
         f"""<iq from='{ROOM}' id='reg3' to='{HAG}' type='result'><query xmlns='jabber:iq:register'>
@@ -124,13 +161,42 @@ def test_cancelling_a_registration_frees_the_nick(harness) -> None:
 
 def test_a_registered_nick_survives_a_restart() -> None:
     storage = immediate_storage()
-    first = muc_harness(storage=storage)
+    first = muc_harness(OPEN, storage=storage)
     instant_room(first, ROOM, CRONE, "firstwitch")
     first.receive(
         f"<iq from='{CRONE}' id='c' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
         "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>"
     )
     register(first, HAG, "thirdwitch")
-    second = muc_harness(storage=storage)
+    second = muc_harness(OPEN, storage=storage)
     second.receive(f"<presence from='{WICCA}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
     assert second.sent()[0].get("type") == "error"
+
+
+def test_an_admins_item_with_a_nick_reserves_it_and_a_ban_frees_it(harness) -> None:
+    """§9.3: an admin may give the member's nick with the item; §9.1: a banned user keeps no nick."""
+    h = harness
+    h.receive(
+        f"<iq from='{CRONE}' id='m' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='member' jid='hag66@shakespeare.lit' nick='thirdwitch'/></query></iq>"
+    )
+    h.sent()
+    h.receive(f"<presence from='{WICCA}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert h.sent()[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}conflict") is not None
+    # A nick that someone else holds is refused.
+    h.receive(
+        f"<iq from='{CRONE}' id='m2' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='member' jid='wiccarocks@shakespeare.lit' nick='ThirdWitch'/></query></iq>"
+    )
+    h.expect(
+        f"""<iq from='{ROOM}' id='m2' to='{CRONE}' type='error'><query xmlns='http://jabber.org/protocol/muc#admin'>
+          <item affiliation='member' jid='wiccarocks@shakespeare.lit' nick='ThirdWitch'/></query>
+          <error type='cancel'><conflict {ERR}/><text {ERR}>*</text></error></iq>"""
+    )
+    h.receive(
+        f"<iq from='{CRONE}' id='b' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        "<item affiliation='outcast' jid='hag66@shakespeare.lit'/></query></iq>"
+    )
+    h.sent()
+    enter(h, ROOM, "thirdwitch", WICCA)
+    assert h.component.router.loaded("coven").occupants.by_nick("thirdwitch") is not None

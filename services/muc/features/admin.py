@@ -14,9 +14,10 @@ from collections.abc import Mapping
 import attrs
 from lxml import etree
 
+from component import namespaces as ns
 from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid
-from component.stanza import Stanza, text_of
+from component.stanza import Broadcast, Stanza, text_of
 from services.muc.affiliations import (
     AFFILIATION_RANK,
     ROLE_RANK,
@@ -25,11 +26,15 @@ from services.muc.affiliations import (
 )
 from services.muc.context import RoomContext
 from services.muc.feature import Feature, IQHandler
+from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant
-from services.muc.protocol import MUC_ADMIN, item
+from services.muc.protocol import MUC_ADMIN, item, user_x
 from services.muc.store import AffiliationChange
 
-__all__ = ["AdminItem", "AdminLists", "apply_affiliation", "set_affiliation", "set_affiliations", "set_role", "stored_change"]
+__all__ = [
+    "AdminItem", "AdminLists", "apply_affiliation", "reservable_nick", "set_affiliation", "set_affiliations", "set_role",
+    "stored_change",
+]
 
 _ITEM = f"{{{MUC_ADMIN}}}item"
 _QUERY = f"{{{MUC_ADMIN}}}query"
@@ -118,12 +123,32 @@ class AdminItem:
                 jid = occupant.bare if occupant is not None else None
             if jid is None:
                 raise StanzaError("bad-request", text="an affiliation change needs a jid")
-            return cls("affiliation", affiliation, jid, None, reason)
+            # With a jid, a nick is the one reserved for that user (§9.3, §10.6).
+            reserved = nick if element.get("jid") is not None and affiliation not in ("none", "outcast") else None
+            if reserved is not None:
+                reserved = reservable_nick(room, jid, reserved)
+            return cls("affiliation", affiliation, jid, reserved, reason)
         if role is not None and affiliation is None:
             if nick is None:
                 raise StanzaError("bad-request", text="a role change needs a nick")
             return cls("role", role, None, nick, reason)
         raise StanzaError("bad-request", text="an item changes an affiliation or a role, not both")
+
+
+def reservable_nick(room: RoomContext, jid: JID, nick: str) -> str:
+    """``nick`` as ``jid``'s reserved nick, unless it is no nick or another user holds it (or a look-alike)."""
+    try:
+        nick = room.jid.with_resource(nick).resource or ""
+    except InvalidJID:
+        raise StanzaError("jid-malformed", text="that nick is not valid") from None
+    if not nick.strip():
+        raise StanzaError("not-acceptable", text="a nick is required")
+    key = check_nick(nick, room.service.max_nick_length)
+    holder = room.affiliations.holder_of(nick)
+    occupant = room.occupants.by_key(key)
+    if (holder is not None and holder != jid) or (occupant is not None and occupant.bare != jid):
+        raise StanzaError("conflict", text="that nick is another user's")
+    return nick
 
 
 async def change(room: RoomContext, stanza: Stanza) -> None:
@@ -164,7 +189,11 @@ async def change(room: RoomContext, stanza: Stanza) -> None:
     # Every affiliation of the set is stored in one transaction before any
     # change is applied or told: refused, the set changes nothing at all.
     # (Role changes name a nick and no jid.)
-    rows = [stored_change(room, change.jid, change.value, change.reason) for change in changes if change.jid is not None]
+    rows = [
+        stored_change(room, change.jid, change.value, change.reason, change.nick)
+        for change in changes
+        if change.jid is not None
+    ]
     await room.store_affiliations(rows)
     stored = iter(rows)
     for change in changes:
@@ -198,11 +227,11 @@ def _refresh_view(room: RoomContext, target: Occupant, was_moderator: bool) -> N
 def stored_change(room: RoomContext, jid: JID, affiliation: str, reason: str | None, nick: str | None = None) -> AffiliationChange:
     """The row that gives ``jid`` an affiliation.
 
-    A registered nick stays with the user while it keeps an affiliation;
-    ``nick`` registers a new one.
+    A registered nick stays with the user while it keeps an affiliation
+    (a ban takes it away, §9.1); ``nick`` registers a new one.
     """
     standing = room.affiliations.entry(jid)
-    if nick is None and standing is not None and affiliation != "none":
+    if nick is None and standing is not None and affiliation not in ("none", "outcast"):
         nick = standing.nick
     return AffiliationChange(str(jid), affiliation, reason or "", nick)
 
@@ -232,7 +261,10 @@ def apply_affiliation(room: RoomContext, jid: JID, affiliation: str, actor: str 
         return
     new_role = room.role_for(room.affiliation_of(jid))
     downgrade = AFFILIATION_RANK[affiliation] < AFFILIATION_RANK[previous]
-    for occupant in room.occupants.by_bare(jid):
+    present = room.occupants.by_bare(jid)
+    if not present:
+        _announce_absent(room, jid, affiliation, new_role, reason)
+    for occupant in present:
         if affiliation == "outcast":
             room.remove(occupant, [301], affiliation="outcast", actor=actor, reason=reason)
             continue
@@ -245,3 +277,22 @@ def apply_affiliation(room: RoomContext, jid: JID, affiliation: str, actor: str 
             occupant.role = new_role
         room.publish(occupant, occupant.presence(), actor=actor, reason=reason)
         _refresh_view(room, occupant, was_moderator)
+
+
+def _announce_absent(room: RoomContext, jid: JID, affiliation: str, role: str, reason: str | None) -> None:
+    """Tell the room that someone not in it has a new affiliation (XEP-0045 1.34 example 195).
+
+    A message from the room with the item, to those who may see real JIDs:
+    clients of members-only rooms (and OMEMO, which encrypts to every
+    member) keep their member list by it, as with Prosody and ejabberd.
+    """
+    codes = [] if role != "none" else [301 if affiliation == "outcast" else 321]
+    x = user_x([item(affiliation, jid=str(jid), reason=reason or None)], codes)
+    announce = etree.Element(f"{{{ns.COMPONENT}}}message", {"from": str(room.jid)}, nsmap={None: ns.COMPONENT})
+    announce.append(x)
+    if room.config.anonymous:
+        addresses, _ = room.occupants.addresses_by_role()
+    else:
+        addresses = room.occupants.addresses()
+    if addresses:
+        room.component.send_bytes(Broadcast(announce).to_each(addresses), len(addresses))

@@ -51,6 +51,8 @@ class Invitations(Feature):
 
 _INVITE = f"{{{MUC_USER}}}invite"
 _DECLINE = f"{{{MUC_USER}}}decline"
+#: XEP-0249's element, which clients that predate mediated invitations understand.
+CONFERENCE = "jabber:x:conference"
 
 
 def _address(element: etree._Element) -> JID:
@@ -107,25 +109,46 @@ async def _invite(room: RoomContext, stanza: Stanza, invitations: list[etree._El
 
 
 def _invitation(room: RoomContext, stanza: Stanza, invitee: JID, reason: str | None) -> etree._Element:
+    """The invitation the room sends (§7.8.2), under the id the inviter gave.
+
+    The inviter is named by occupant JID unless the room is non-anonymous:
+    the invitee could otherwise learn a real JID the room keeps from its
+    own occupants. It always carries a ``<reason/>`` (empty if none), a
+    readable body and, for older clients, a ``jabber:x:conference``
+    element (XEP-0249's, as Prosody adds).
+    """
     element = etree.Element(
         f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "to": str(invitee)}, nsmap={None: ns.COMPONENT}
     )
     if stanza.id is not None:
         element.set("id", stanza.id)
+    occupant = room.occupants.by_real(stanza.sender)
+    inviter = str(stanza.sender)
+    if room.config.anonymous and occupant is not None:
+        inviter = room.occupant_jid(occupant.nick)
     x = etree.SubElement(element, f"{{{MUC_USER}}}x", nsmap={None: MUC_USER})
-    invite = etree.SubElement(x, _INVITE, {"from": str(stanza.sender)})
-    if reason is not None:
-        etree.SubElement(invite, f"{{{MUC_USER}}}reason").text = reason
+    invite = etree.SubElement(x, _INVITE, {"from": inviter})
+    etree.SubElement(invite, f"{{{MUC_USER}}}reason").text = reason
     if room.config.needs_password:
         etree.SubElement(x, f"{{{MUC_USER}}}password").text = room.config.password
+    conference = etree.SubElement(element, f"{{{CONFERENCE}}}x", {"jid": str(room.jid)}, nsmap={None: CONFERENCE})
+    conference.text = reason
+    if room.config.needs_password:
+        conference.set("password", room.config.password)
     body = etree.SubElement(element, f"{{{ns.COMPONENT}}}body")
-    body.text = f"{stanza.sender.bare} invited you to the room {room.jid}" + (f" ({reason})" if reason else "")
+    body.text = f"{inviter} invited you to the room {room.jid}" + (f" ({reason})" if reason else "")
     return element
 
 
 def _decline(room: RoomContext, stanza: Stanza, decline: etree._Element) -> None:
+    """Relay a decline to the inviter; one addressed to an occupant JID goes to that occupant's client."""
     inviter = _address(decline)
     occupant = room.occupants.by_real(stanza.sender) is not None
+    if inviter.bare == room.jid:
+        addressed = room.occupants.by_nick(inviter.resource or "")
+        if addressed is None:
+            raise StanzaError("item-not-found", text="no occupant has that nick")
+        inviter = addressed.main
     room.service.limits.check_decline(room.jid.node or "", stanza.sender, inviter, occupant=occupant)
     element = etree.Element(
         f"{{{ns.COMPONENT}}}message", {"from": str(room.jid), "to": str(inviter)}, nsmap={None: ns.COMPONENT}
@@ -137,4 +160,6 @@ def _decline(room: RoomContext, stanza: Stanza, decline: etree._Element) -> None
     reason = text_of(decline, "reason", MUC_USER)
     if reason is not None:
         etree.SubElement(declined, f"{{{MUC_USER}}}reason").text = reason
+    body = etree.SubElement(element, f"{{{ns.COMPONENT}}}body")
+    body.text = f"{stanza.sender.bare} declined your invitation to the room {room.jid}" + (f" ({reason})" if reason else "")
     room.send(element)

@@ -2,8 +2,10 @@
 
 Registering makes the user a member (when it was not affiliated) and
 reserves its nick: nobody else may enter or change to it, nor to a nick that
-looks like it (see :mod:`services.muc.nicks`). In a members-only
-room only those already affiliated may register.
+looks like it (see :mod:`services.muc.nicks`). Only those already affiliated
+may register, as in Prosody, unless the service's
+``allow_unaffiliated_register`` lets anyone: registering made a member of
+anybody who asked, and so gave voice to any visitor of a moderated room.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from lxml import etree
 from component import namespaces as ns
 from component.errors import StanzaError
 from component.forms import Form, parse_form
-from component.jid import JID, InvalidJID
+from component.jid import JID
 from component.stanza import Stanza
 from services.muc.context import RoomContext
 from services.muc.feature import Feature, IQHandler
 from services.muc.features import admin
-from services.muc.nicks import check_nick
 from services.muc.store import AffiliationChange
 
 __all__ = ["MUC_REGISTER", "REGISTER", "RESERVED_NICK_NODE", "Registration"]
@@ -57,10 +58,16 @@ def _query() -> etree._Element:
     return etree.Element(f"{{{REGISTER}}}query", nsmap={None: REGISTER})
 
 
+def _check_may_register(room: RoomContext, affiliation: str) -> None:
+    if affiliation == "outcast":
+        raise StanzaError("forbidden", text="you are banned from this room")
+    if affiliation == "none" and not room.service.settings.allow_unaffiliated_register:
+        raise StanzaError("registration-required", "auth", text="only members of this room may register with it")
+
+
 def _registration_form(room: RoomContext, stanza: Stanza) -> etree._Element:
     """The registration form, or the nick already registered."""
-    if room.affiliations.get(stanza.sender) == "outcast":
-        raise StanzaError("forbidden", text="you are banned from this room")
+    _check_may_register(room, room.affiliations.get(stanza.sender))
     query = _query()
     entry = room.affiliations.entry(stanza.sender)
     if entry is not None and entry.nick is not None:
@@ -80,8 +87,7 @@ async def _register(room: RoomContext, stanza: Stanza) -> None:
     query = stanza.element[0]
     sender = stanza.sender.bare
     current = room.affiliations.get(sender)
-    if current == "outcast":
-        raise StanzaError("forbidden", text="you are banned from this room")
+    _check_may_register(room, current)
     room.service.limits.check_registration(stanza.sender)
     if query.find(f"{{{REGISTER}}}remove") is not None:
         entry = room.affiliations.entry(sender)
@@ -102,18 +108,7 @@ async def _register(room: RoomContext, stanza: Stanza) -> None:
     if form.type != "submit" or form.form_type not in (None, MUC_REGISTER):
         raise StanzaError("bad-request", text="not a submitted registration form")
     field = form.get("muc#register_roomnick")
-    nick = (field.value if field is not None else None) or ""
-    try:
-        nick = room.jid.with_resource(nick).resource or ""
-    except InvalidJID:
-        raise StanzaError("jid-malformed", text="that nick is not valid") from None
-    if not nick.strip():
-        raise StanzaError("not-acceptable", text="a nick is required")
-    key = check_nick(nick, room.service.max_nick_length)
-    holder = room.affiliations.holder_of(nick)
-    occupant = room.occupants.by_key(key)
-    if (holder is not None and holder != sender) or (occupant is not None and occupant.bare != sender):
-        raise StanzaError("conflict", text="that nick is taken")
+    nick = admin.reservable_nick(room, sender, (field.value if field is not None else None) or "")
     if current == "none" and room.config.members_only:
         raise StanzaError("registration-required", text="only members may register with this room")
     affiliation = "member" if current == "none" else current
