@@ -50,7 +50,7 @@ from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig
 from services.muc.feature import NOT_MINE, ConfigSubmission, Join, Registry
-from services.muc.history import History, HistoryEntry, HistoryRequest, parse_request
+from services.muc.history import History, HistoryEntry, HistoryRequest, delay_bytes, parse_request
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant, Occupants, presence_template
 from services.muc.persistence import RoomStorage
@@ -113,6 +113,8 @@ class Room(Entity):
         self.history = History(self.config.history_length)
         self.subject = ""
         self.subject_from = ""
+        #: When the subject was set, if it was since the room was loaded (its <delay/> on entering).
+        self.subject_seconds: float | None = None
         self._subject_message: Broadcast | None = None
         #: False until someone creates the room (or it is loaded from storage).
         self.exists = False
@@ -545,7 +547,11 @@ class Room(Entity):
         if subject is None:
             # No subject: an empty one from the room itself (§7.2.16).
             sender = self.occupant_jid(self.subject_from) if self.subject_from and self.subject else str(self.jid)
-            subject = Broadcast(message(sender, "", type="groupchat", subject=self.subject))
+            # The subject was set earlier: it says when, as a delayed message does (XEP-0203; Prosody too).
+            delay = []
+            if self.subject and self.subject_seconds is not None:
+                delay = [etree.fromstring(delay_bytes(str(self.jid), self.subject_seconds), PARSER)]
+            subject = Broadcast(message(sender, "", type="groupchat", subject=self.subject, payload=delay))
             if len(self.occupants) >= _KEEP_LISTS_FROM:
                 self._subject_message = subject
         entries = self.history.select(request, to)
@@ -711,6 +717,7 @@ class Room(Entity):
             await self.storage.store_subject(subject, occupant.nick, record)
         self.subject = subject
         self.subject_from = occupant.nick
+        self.subject_seconds = self.component.clock.seconds()
         self._subject_message = None
         self._reflect(reflection)
 
@@ -945,12 +952,17 @@ class Room(Entity):
         self._unload()
 
     def clear(self, extra: etree._Element | None = None, codes: Iterable[int] = ()) -> None:
-        """Remove every occupant, each told with its own unavailable presence."""
+        """Remove every occupant, each told with its own unavailable presence.
+
+        It is the occupant's own presence: it says so (110) and carries the
+        occupant's real JID, as any presence of its own does (§7.2.3); the
+        affiliation is 'none', as in XEP-0045's examples (§10.9).
+        """
         for occupant in self.occupants:
             self.occupants.remove(occupant)
             base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
             self._from_occupant(occupant, base)
-            x = user_x([item("none", "none")], codes)
+            x = user_x([item("none", "none", jid=str(occupant.main))], {110, *codes})
             if extra is not None:
                 x.insert(1, extra)
             base.append(x)

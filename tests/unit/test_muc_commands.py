@@ -189,11 +189,11 @@ def test_destroy_tells_the_occupants_as_an_owners_destroy_does(h):
     # XEP-0045 Example 202, to each occupant.
     h.expect(
         f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
-            <destroy jid='{HEATH}'><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{CRONE}' role='none'/>
+            <destroy jid='{HEATH}'><reason>Macbeth doth come.</reason></destroy><status code='110'/></x></presence>""",
         f"""<presence from='{ROOM}/secondwitch' to='{WICCA}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
-            <destroy jid='{HEATH}'><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{WICCA}' role='none'/>
+            <destroy jid='{HEATH}'><reason>Macbeth doth come.</reason></destroy><status code='110'/></x></presence>""",
         f"""<iq from='{SERVICE}' to='{ADMIN}' type='result' id='c2'>
           <command {CMD} node='{DESTROY}' sessionid='*' status='completed'>
             <note type='info'>The following rooms were destroyed:\n{ROOM}</note>

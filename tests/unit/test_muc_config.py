@@ -161,7 +161,7 @@ def test_cancelling_the_first_configuration_destroys_the_room() -> None:
     )
     h.expect(
         f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/><destroy/></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{CRONE}' role='none'/><destroy/><status code='110'/></x></presence>""",
         f"<iq from='{ROOM}' to='{CRONE}' type='result' id='cancel'/>",
     )
     assert h.component.router.loaded("coven") is None

@@ -111,11 +111,11 @@ def test_a_stored_room_is_deleted_then_destroyed(path: str) -> None:
     destroy(h)
     h.expect(
         f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
-            <destroy><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{CRONE}' role='none'/>
+            <destroy><reason>Macbeth doth come.</reason></destroy><status code='110'/></x></presence>""",
         f"""<presence from='{ROOM}/secondwitch' to='{WICCA}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
-            <destroy><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{WICCA}' role='none'/>
+            <destroy><reason>Macbeth doth come.</reason></destroy><status code='110'/></x></presence>""",
         f"<iq from='{ROOM}' id='begone' to='{CRONE}' type='result'/>",
     )
     again = restarted(path)

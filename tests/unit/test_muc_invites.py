@@ -102,11 +102,11 @@ def test_destroy(harness) -> None:
     )
     h.expect(
         f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
-            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{CRONE}' role='none'/>
+            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy><status code='110'/></x></presence>""",
         f"""<presence from='{ROOM}/secondwitch' to='{WICCA}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>
-            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy></x></presence>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{WICCA}' role='none'/>
+            <destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy><status code='110'/></x></presence>""",
         f"<iq from='{ROOM}' id='begone' to='{CRONE}' type='result'/>",
     )
     assert h.component.router.loaded("coven") is None

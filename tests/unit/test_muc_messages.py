@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from component.jid import parse_jid
-from component.stanza import address
+from component.stanza import address, stamp
+from component.testing import assert_xml_equal
 from services.muc.history import HistoryRequest
 from services.muc.testing import (
     CRONE,
@@ -142,10 +143,16 @@ def test_subject_change_by_a_moderator(harness) -> None:
         f"""<message from='{ROOM}/firstwitch' id='lh2bs617' to='{WICCA}' type='groupchat'>
           <subject>Fire Burn and Cauldron Bubble!</subject><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
     )
+    h.clock.advance(90)
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    # XEP-0045 §7.2.15 Example 28, with the <delay/> saying when it was set (as Prosody).
     last = h.sent()[-1]
-    assert last.get("from") == f"{ROOM}/firstwitch"
-    assert last.findtext("{jabber:component:accept}subject") == "Fire Burn and Cauldron Bubble!"
+    assert_xml_equal(
+        last,
+        f"""<message from='{ROOM}/firstwitch' to='{HAG}' type='groupchat'>
+          <subject>Fire Burn and Cauldron Bubble!</subject>
+          <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp(0)}'/></message>""",
+    )
 
 
 def test_subject_change_by_a_participant_is_forbidden_unless_allowed(harness) -> None:

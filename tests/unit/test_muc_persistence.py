@@ -199,7 +199,7 @@ def test_shutdown_tells_occupants_with_332() -> None:
     h.component.say_goodbye()
     h.expect(
         f"""<presence from='{ROOM}/firstwitch' to='{CRONE}' type='unavailable'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/><status code='332'/></x>
+          <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{CRONE}' role='none'/><status code='110'/><status code='332'/></x>
         </presence>"""
     )
 
