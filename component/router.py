@@ -103,5 +103,26 @@ class Router:
             for waiter in waiters:
                 waiter.errback(result)
             return
-        for waiter in waiters:
+        for index, waiter in enumerate(waiters):
+            if isinstance(result, Entity) and self._loaded.get(node) is not result:
+                # Handling an earlier stanza let the entity go (a room that
+                # does not exist, asked about just before someone created
+                # it): the rest must not reach the entity that is gone, or
+                # what they do is lost with it. They are located afresh, in order.
+                self._locate_again(node, waiters[index:])
+                return
             waiter.callback(result)
+
+    def _locate_again(self, node: str, waiters: list[defer.Deferred[Entity | None]]) -> None:
+        pending = self._loading.get(node)
+        if pending is not None:
+            pending[:0] = waiters  # they came before the stanzas already waiting for that load
+            return
+        self._loading[node] = waiters
+        made: Entity | defer.Deferred[Entity | None] | None = self._loaded.get(node)
+        if made is None and self._factory is not None:
+            made = self._factory(node)
+        if isinstance(made, defer.Deferred):
+            made.addBoth(self._loaded_node, node)
+        else:
+            self._loaded_node(made, node)

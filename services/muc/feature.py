@@ -200,6 +200,9 @@ class Feature:
     #: Whether the namespaces of :meth:`iq_handlers` go into every room's disco#info; a
     #: feature that answers them in rooms that do not offer it lists them in :meth:`disco_features`.
     announces_iq_namespaces: bool = True
+    #: The ``RoomConfig`` fields whose change is privacy-related: announced by this
+    #: feature's own status codes (170-173), not by 104 (§10.2.1, Table 6).
+    privacy_settings: tuple[str, ...] = ()
 
     # -- discovery -----------------------------------------------------------------
 
@@ -236,7 +239,8 @@ class Feature:
 
         Act on the occupants (those who may no longer stay are removed here)
         and return the status codes the change announces to the room
-        (§10.2.1: 170 and 171, 172 and 173). The core adds 104 to any change.
+        (§10.2.1: 170 and 171, 172 and 173). The core adds 104 to a change of
+        any setting that is no feature's :attr:`privacy_settings`.
         Called in a form's submission whether or not the settings changed
         (a new room's owner may accept the defaults).
         """
@@ -369,6 +373,7 @@ class Registry:
         self.configure = used("configure")
         self.check_config = used("check_config")
         self.config_changes = used("on_config_change")
+        self.privacy_settings = frozenset(name for feature in self.features for name in feature.privacy_settings)
         self.entry_checks = used("check_entry")
         self.nick_checks = used("check_nick")
         self.seat_checks = used("check_seat")
@@ -435,8 +440,14 @@ class Registry:
         return new
 
     def config_changed(self, room: RoomContext, old: RoomConfig, new: RoomConfig) -> set[int]:
-        """Fire :meth:`Feature.on_config_change`; the status codes to announce (104 for any change)."""
-        codes = {104} if new != old else set()
+        """Fire :meth:`Feature.on_config_change`; the status codes to announce.
+
+        104 says a non-privacy-related setting changed (§10.2.1): a change of
+        who sees real JIDs or of logging alone has only its own code, as in
+        Prosody.
+        """
+        others = (field.name for field in attrs.fields(RoomConfig) if field.name not in self.privacy_settings)
+        codes = {104} if any(getattr(old, name) != getattr(new, name) for name in others) else set()
         for feature in self.config_changes:
             codes.update(feature.on_config_change(room, old, new))
         return codes

@@ -85,6 +85,10 @@ _STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
 _OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
 _SUBJECT = f"{{{ns.COMPONENT}}}subject"
 _BODY = f"{{{ns.COMPONENT}}}body"
+# IQs an occupant sends another about the other's account (vCard-temp, vCard4, PEP).
+_ACCOUNT_NAMESPACES = frozenset({"vcard-temp", "urn:ietf:params:xml:ns:vcard-4.0", "http://jabber.org/protocol/pubsub"})
+# XEP-0334 hints a sender gives for a message the room must not keep in its history (as Prosody).
+_NOT_KEPT = frozenset({"{urn:xmpp:hints}no-store", "{urn:xmpp:hints}no-permanent-store"})
 _THREAD = f"{{{ns.COMPONENT}}}thread"
 # Stanza ids (XEP-0359) must never repeat in a room, across restarts too:
 # a random prefix per process, then a counter.
@@ -639,7 +643,7 @@ class Room(Entity):
         if not self.component.fits(reflection.size + _LONGEST_ADDRESS, element):
             limit = self.component.max_outgoing_bytes
             raise StanzaError("policy-violation", text=f"the message is too large to reflect (limit {limit} bytes)")
-        if self.history.length and _BODY in tags:
+        if self.history.length and _BODY in tags and not tags & _NOT_KEPT:
             entry = HistoryEntry(reflection, self.component.clock.seconds(), room, stanza_id)
             if self.stored and self.service.store is not None:
                 return self._archive_then_reflect(stanza, entry, occupant.nick, stanza_id)
@@ -757,7 +761,8 @@ class Room(Entity):
             raise StanzaError("bad-request", text="an iq request needs one payload element")
         if target is sender and payload.tag == f"{{{ns.PING}}}ping" and stanza.type == "get":
             return None  # XEP-0410: the client is still in the room
-        to = target.bare if etree.QName(payload).namespace == "vcard-temp" else target.main
+        # vCards and PEP belong to the account, not to one client: they go to the bare JID (as Prosody).
+        to = target.bare if etree.QName(payload).namespace in _ACCOUNT_NAMESPACES else target.main
         forwarded = etree.Element(
             stanza.element.tag,
             {"from": self.occupant_jid(sender.nick), "to": str(to), "type": stanza.type or "get", "id": new_id("muc")},

@@ -669,3 +669,32 @@ def test_a_reply_to_a_request_stays_whole_after_the_stream_lets_go_of_it():
     )
     error = replies[1].value
     assert (error.condition, etree.tostring(error.app_condition)) == ("gone", b'<why xmlns="urn:x"/>')
+
+
+def test_stanzas_waiting_for_a_load_go_on_to_a_new_entity_when_an_earlier_one_let_it_go():
+    """A room asked about while it loads, then created: the creation must not go to the room that left memory."""
+    harness = Harness(DOMAIN)
+    loads = [defer.Deferred()]
+    made = []
+
+    class Vanishing(Entity):
+        def handle_message(self, stanza):
+            made.append((self, stanza.id))
+            if stanza.id == "gone":
+                harness.component.router.unload("room")
+
+    def factory(node):
+        loads.append(defer.Deferred())
+        return loads[-2]
+
+    harness.component.router.set_node_factory(factory)
+    for number, id in enumerate(("gone", "after1", "after2")):
+        harness.receive(f"<message from='a@b/c' to='room@{DOMAIN}' type='groupchat' id='{id}'/>")
+        assert len(loads) == 2, number  # one load for all three
+    first = Vanishing(harness.component, parse_jid(f"room@{DOMAIN}"))
+    loads[0].callback(first)
+    assert [id for _, id in made] == ["gone"]  # the other two wait for a new load
+    second = Vanishing(harness.component, parse_jid(f"room@{DOMAIN}"))
+    loads[1].callback(second)
+    assert made == [(first, "gone"), (second, "after1"), (second, "after2")]
+    assert harness.component.router.loaded("room") is second

@@ -207,6 +207,12 @@ def test_admins_and_owners(harness) -> None:
     assert h.sent()[-1].get("type") == "result"
     admin_get(h, "<item affiliation='owner'/>", who=PISTOL, id="a5")
     assert error_of(h.sent()[0]) == "forbidden"
+    # An admin reads the admin list, as Prosody lets it (§10.8 leaves reading open).
+    admin_get(h, "<item affiliation='admin'/>", who=PISTOL, id="a5b")
+    h.expect(
+        f"""<iq from='{ROOM}' id='a5b' to='{PISTOL}' type='result'><query xmlns='{ADMIN}'>
+          <item affiliation='admin' jid='pistol@shakespeare.lit'/></query></iq>"""
+    )
     admin_get(h, "<item affiliation='admin'/>", id="a6")
     h.expect(
         f"""<iq from='{ROOM}' id='a6' to='{FLUELLEN}' type='result'><query xmlns='{ADMIN}'>

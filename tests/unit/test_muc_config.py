@@ -83,11 +83,12 @@ def test_configuration_change_is_announced_with_104(harness) -> None:
 @pytest.mark.parametrize(
     ("fields", "codes"),
     [
-        ("<field var='muc#roomconfig_whois'><value>anyone</value></field>", ["104", "172"]),
-        ("<field var='muc#roomconfig_enablelogging'><value>1</value></field>", ["104", "170"]),
+        ("<field var='muc#roomconfig_whois'><value>anyone</value></field>", ["172"]),
+        ("<field var='muc#roomconfig_enablelogging'><value>1</value></field>", ["170"]),
     ],
 )
 def test_privacy_changes_have_their_status_codes(harness, fields, codes) -> None:
+    """§10.2.1 (Table 6): a privacy-related change has its own code, and no 104 (as Prosody)."""
     h = harness
     submit(h, fields)
     announce = h.sent()[0]
@@ -96,8 +97,12 @@ def test_privacy_changes_have_their_status_codes(harness, fields, codes) -> None
     submit(h, back)
     announce = h.sent()[0]
     assert [s.get("code") for s in announce.iter("{http://jabber.org/protocol/muc#user}status")] == [
-        "104", str(int(codes[1]) + 1)
+        str(int(codes[0]) + 1)
     ]
+    # With another change, 104 too.
+    submit(h, fields + "<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>")
+    announce = h.sent()[0]
+    assert [s.get("code") for s in announce.iter("{http://jabber.org/protocol/muc#user}status")] == ["104", codes[0]]
 
 
 @pytest.mark.parametrize(

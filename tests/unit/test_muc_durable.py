@@ -655,3 +655,29 @@ def test_a_room_whose_rows_are_refused_fails_alone(path: str) -> None:
         LINES[0], LINES[0], LINES[2], LINES[2]
     ]
     assert failures(h) == {"history": 1}
+
+
+def test_a_room_created_while_an_earlier_stanza_loads_it_is_kept(path: str) -> None:
+    """Someone asks about a room that does not exist while someone else creates it: both wait for one load.
+
+    The question is answered (item-not-found) and lets that room go; the
+    creation goes to a new one, which stays, so the creator may configure it.
+    """
+    storage = immediate_storage(HeldStorage(path))
+    h = muc_harness(storage=storage)
+    storage.held = []
+    h.receive(
+        f"<iq from='{HAG}' id='info' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    )
+    h.receive(f"<presence from='{CRONE}' to='{ROOM}/firstwitch'>{MUC_X}</presence>")
+    storage.release()
+    sent = h.sent()
+    assert [(s.get("id"), s.get("type")) for s in sent if s.tag.endswith("}iq")] == [("info", "error")]
+    codes = {s.get("code") for s in sent[1].iter("{http://jabber.org/protocol/muc#user}status")}
+    assert {"110", "201"} <= codes
+    h.receive(
+        f"<iq from='{CRONE}' id='create' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    )
+    assert h.sent()[-1].get("type") == "result"
+    assert h.component.router.loaded("coven").occupants.by_nick("firstwitch") is not None

@@ -101,7 +101,7 @@ def test_non_anonymous_room_says_100_and_shows_jids_to_all(harness) -> None:
     )
     h.expect(
         f"""<message from='{ROOM}' to='{CRONE}' type='groupchat'>
-          <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/><status code='172'/></x></message>""",
+          <x xmlns='http://jabber.org/protocol/muc#user'><status code='172'/></x></message>""",
         f"<iq from='{ROOM}' to='{CRONE}' type='result' id='c2'/>",
     )
     enter(h, ROOM, "secondwitch", WICCA)

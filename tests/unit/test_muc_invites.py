@@ -243,3 +243,18 @@ def test_one_message_cannot_carry_more_than_ten_invitations(harness) -> None:
     sent = h.sent()
     assert len(sent) == 1 and sent[0].get("type") == "error"
     assert sent[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") is not None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "<vCard xmlns='vcard-temp'/>",
+        "<vcard xmlns='urn:ietf:params:xml:ns:vcard-4.0'/>",
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>",
+    ],
+)
+def test_an_iq_about_an_occupants_account_goes_to_its_bare_jid(harness, payload) -> None:
+    """XEP-0045 §7.5 and XEP-0054: a vCard or PEP request is the account's, answered by its server (as Prosody)."""
+    h = harness
+    h.receive(f"<iq from='{WICCA}' id='v' to='{ROOM}/firstwitch' type='get'>{payload}</iq>")
+    h.expect(f"<iq from='{ROOM}/secondwitch' id='*' to='crone1@shakespeare.lit' type='get'>{payload}</iq>")

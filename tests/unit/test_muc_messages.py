@@ -226,6 +226,23 @@ def test_history_keeps_the_configured_length(harness) -> None:
     assert _history_bodies(h, "") == ["line 2", "line 3"]
 
 
+@pytest.mark.parametrize("hint", ["no-store", "no-permanent-store"])
+def test_a_message_hinted_not_to_be_stored_is_reflected_but_not_kept(harness, hint) -> None:
+    """XEP-0334: the room reflects it as any other, and leaves it out of the history (as Prosody)."""
+    h = harness
+    h.receive(
+        f"<message from='{CRONE}' id='h1' to='{ROOM}' type='groupchat'><body>Double, double toil and trouble</body>"
+        f"<{hint} xmlns='urn:xmpp:hints'/></message>"
+    )
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' id='h1' to='{CRONE}' type='groupchat'><body>Double, double toil and trouble</body>
+          <{hint} xmlns='urn:xmpp:hints'/><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
+        f"""<message from='{ROOM}/firstwitch' id='h1' to='{WICCA}' type='groupchat'><body>Double, double toil and trouble</body>
+          <{hint} xmlns='urn:xmpp:hints'/><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
+    )
+    assert _history_bodies(h, "") == []
+
+
 def test_message_to_a_room_that_does_not_exist(harness) -> None:
     h = harness
     h.receive(f"<message from='{HAG}' id='n1' to='nowhere@chat.shakespeare.lit' type='groupchat'><body>hi</body></message>")

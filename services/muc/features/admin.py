@@ -65,7 +65,8 @@ def read_list(room: RoomContext, stanza: Stanza) -> etree._Element:
     if affiliation is not None and role is None:
         if affiliation not in AFFILIATION_RANK or affiliation == "none":
             raise StanzaError("bad-request", text=f"no list of affiliation {affiliation!r}")
-        may = actor == "owner" or (actor == "admin" and affiliation in ("member", "outcast"))
+        # An admin reads the lists up to its own (as Prosody): the owners' is for owners.
+        may = actor == "owner" or (actor == "admin" and affiliation in ("admin", "member", "outcast"))
         # Members of a members-only room may see who else is a member (§9.5),
         # but only where everyone may see real JIDs anyway (as in Prosody):
         # in a semi-anonymous room the list would reveal them to non-moderators.

@@ -22,6 +22,7 @@ class Anonymity(Feature):
     """Moderators only, or anyone, see real JIDs."""
 
     name = "anonymity"
+    privacy_settings = ("whois",)
 
     def disco_features(self, room: RoomContext) -> Iterable[str]:
         return ("muc_semianonymous" if room.config.anonymous else "muc_nonanonymous",)

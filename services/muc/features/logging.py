@@ -18,6 +18,7 @@ class Logging(Feature):
     """Whether the room says its discussion is publicly logged."""
 
     name = "logging"
+    privacy_settings = ("logging",)
 
     def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
         fields.add(160, FIELD, room.config.logging, type="boolean", label="Keep a public log of the discussion")
