@@ -23,7 +23,7 @@ from component import namespaces as ns
 from component.adhoc import Commands
 from component.directed import DirectedPresence
 from component.disco import Identity, Item
-from component.entity import Entity, IQResult, iq_handler
+from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
 from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
@@ -443,6 +443,8 @@ class Component:
         if result is None or isinstance(result, (bytes, etree._Element)):
             if stanza.kind == "iq" and stanza_type != "error":
                 self._handled(result, stanza)
+        elif isinstance(result, AnswerFirst):
+            self._answered_first(result, stanza)
         else:
             self._handled_later(result, entity, stanza)
 
@@ -469,8 +471,18 @@ class Component:
             return
         if result is None or isinstance(result, (bytes, etree._Element)):
             self._handled(result, stanza)
+        elif isinstance(result, AnswerFirst):
+            self._answered_first(result, stanza)
         else:
             self._not_an_answer(entity, stanza, f"a Deferred that fired with a value of type {_type_name(result)}")
+
+    def _answered_first(self, answer: AnswerFirst, stanza: Stanza) -> None:
+        if stanza.kind == "iq" and stanza.element.get("type") != "error":
+            self._handled(answer.payload, stanza)
+        try:
+            answer.then()
+        except Exception:
+            log.failure("{domain}: what follows the answer to an iq to {to} raised", domain=str(self.jid), to=str(stanza.recipient))
 
     def _not_an_answer(self, entity: Entity, stanza: Stanza, what: str) -> None:
         log.error(

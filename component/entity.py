@@ -27,15 +27,34 @@ from component.stanza import Stanza
 if TYPE_CHECKING:
     from component.host import Host
 
-__all__ = ["Entity", "iq_handler", "IQResult", "VERSION"]
+__all__ = ["AnswerFirst", "Entity", "iq_handler", "IQResult", "VERSION"]
 
 VERSION = __version__
 """What software version answers (XEP-0092) say."""
 
+
+
+class AnswerFirst:
+    """An IQ answer (a payload, or None) and what to do right after it is sent.
+
+    For a change the requester must hear of before anyone else does: an
+    owner's configuration is answered, then the room announces it (XEP-0045
+    §10.2, as Prosody). ``then`` runs once the reply is on its way, before
+    the entity's next stanza.
+    """
+
+    __slots__ = ("payload", "then")
+
+    def __init__(self, payload: etree._Element | bytes | None, then: Callable[[], None]) -> None:
+        self.payload = payload
+        self.then = then
+
+
 #: What an IQ handler may return: a payload element, an already serialised
-#: payload, nothing, or a Deferred of one of those (an ``async def`` handler's
-#: coroutine is run as one). Anything else is answered with internal-server-error.
-IQResult: TypeAlias = etree._Element | bytes | defer.Deferred[Any] | None
+#: payload, nothing, an :class:`AnswerFirst`, or a Deferred of one of those (an
+#: ``async def`` handler's coroutine is run as one). Anything else is answered
+#: with internal-server-error.
+IQResult: TypeAlias = etree._Element | bytes | AnswerFirst | defer.Deferred[Any] | None
 _Handler = Callable[[Any, Stanza], IQResult]
 _F = TypeVar("_F", bound=_Handler)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from lxml import etree
 from twisted.internet import defer
 
+from component.entity import AnswerFirst
 from component.forms import Form
 from component.jid import JID
 from component.stanza import Broadcast, Stanza
@@ -135,8 +136,11 @@ class RoomContext(Protocol):
     def config_form(self) -> Form:
         """The configuration form (§10.1.2), filled with the current settings."""
 
-    async def configure(self, x: etree._Element) -> None:
-        """Apply a submitted configuration form: every feature reads it, the result is stored, then applied and announced."""
+    async def configure(self, x: etree._Element) -> AnswerFirst:
+        """Apply a submitted configuration form: every feature reads it, the result is stored, then applied.
+
+        The answer to the owner carries the announcement, which follows it.
+        """
 
     def reflect_groupchat(self, stanza: Stanza) -> Any:
         """Reflect a groupchat message from an occupant as the room reflects any (checks, stanza-id, archive, history).

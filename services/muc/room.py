@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from component import namespaces as ns
 from component.disco import Identity, Item
-from component.entity import Entity, IQResult, iq_handler
+from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.forms import Form
 from component.iq import IQTimeout
@@ -841,11 +841,13 @@ class Room(Entity):
         """The configuration form, filled with the current settings (each feature's fields)."""
         return self.room_features.config_form(self)
 
-    async def configure(self, x: etree._Element) -> None:
-        """Apply a submitted configuration form (§10.2): read by every feature, stored, then applied and announced.
+    async def configure(self, x: etree._Element) -> AnswerFirst:
+        """Apply a submitted configuration form (§10.2): read by every feature, stored, then applied.
 
         Stored first: should the database refuse, the room goes on with the
-        settings it had, as the owner's error reply says.
+        settings it had, as the owner's error reply says. The answer carries
+        the announcement of the change (its status codes), which goes to the
+        room once the owner has its reply, as in Prosody.
         """
         old = self.config
         submission = ConfigSubmission.parse(x)
@@ -862,12 +864,11 @@ class Room(Entity):
             self._cancel_timer()
         codes = self.room_features.config_changed(self, old, new)
         self.service.room_configured(self)
-        if codes:
-            announce = etree.Element(
-                f"{{{ns.COMPONENT}}}message", {"from": str(self.jid), "type": "groupchat"}, nsmap={None: ns.COMPONENT}
-            )
-            announce.append(user_x(codes=codes))
-            self.broadcast(announce)
+        announce = etree.Element(
+            f"{{{ns.COMPONENT}}}message", {"from": str(self.jid), "type": "groupchat"}, nsmap={None: ns.COMPONENT}
+        )
+        announce.append(user_x(codes=codes))
+        return AnswerFirst(None, (lambda: self.broadcast(announce)) if codes else _nothing)
 
     # -- persistence -------------------------------------------------------------
 
@@ -998,6 +999,10 @@ class Room(Entity):
 
     def on_shutdown(self) -> None:
         self.clear(codes=[332])
+
+
+def _nothing() -> None:
+    """Nothing follows the answer."""
 
 
 def _changes_subject(tags: set[Any]) -> bool:

@@ -68,12 +68,13 @@ def test_configuration_change_is_announced_with_104(harness) -> None:
     h = harness
     enter(h, ROOM, "secondwitch", WICCA)
     submit(h, "<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>")
+    # §10.2 Examples 166 and 167: the owner's result, then the room's notice (as Prosody).
     h.expect(
+        f"<iq from='{ROOM}' to='{CRONE}' type='result' id='cfg'/>",
         f"""<message from='{ROOM}' to='{CRONE}' type='groupchat'>
           <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/></x></message>""",
         f"""<message from='{ROOM}' to='{WICCA}' type='groupchat'>
           <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/></x></message>""",
-        f"<iq from='{ROOM}' to='{CRONE}' type='result' id='cfg'/>",
     )
     # Submitting the same settings again changes nothing and announces nothing.
     submit(h, "<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>", id="again")
@@ -91,17 +92,17 @@ def test_privacy_changes_have_their_status_codes(harness, fields, codes) -> None
     """§10.2.1 (Table 6): a privacy-related change has its own code, and no 104 (as Prosody)."""
     h = harness
     submit(h, fields)
-    announce = h.sent()[0]
+    announce = h.sent()[1]  # after the owner's result
     assert [s.get("code") for s in announce.iter("{http://jabber.org/protocol/muc#user}status")] == codes
     back = fields.replace(">anyone<", ">moderators<").replace("<value>1</value>", "<value>0</value>")
     submit(h, back)
-    announce = h.sent()[0]
+    announce = h.sent()[1]
     assert [s.get("code") for s in announce.iter("{http://jabber.org/protocol/muc#user}status")] == [
         str(int(codes[0]) + 1)
     ]
     # With another change, 104 too.
     submit(h, fields + "<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>")
-    announce = h.sent()[0]
+    announce = h.sent()[1]
     assert [s.get("code") for s in announce.iter("{http://jabber.org/protocol/muc#user}status")] == ["104", codes[0]]
 
 
@@ -151,9 +152,9 @@ def test_becoming_members_only_removes_non_members_with_322(harness) -> None:
         f"""<presence from='{ROOM}/secondwitch' to='{WICCA}' type='unavailable'>
           <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{WICCA}' role='none'/>
           <status code='110'/><status code='322'/></x></presence>""",
+        f"<iq from='{ROOM}' to='{CRONE}' type='result' id='cfg'/>",
         f"""<message from='{ROOM}' to='{CRONE}' type='groupchat'>
           <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/></x></message>""",
-        f"<iq from='{ROOM}' to='{CRONE}' type='result' id='cfg'/>",
     )
 
 

@@ -274,12 +274,12 @@ def test_a_room_that_cannot_be_stored_whole_stays_temporary(path: str) -> None:
     storage.accept()
     submit(h, PERSISTENT + name)
     h.expect(
+        f"<iq from='{ROOM}' id='cfg' to='{CRONE}' type='result'/>",
         *[
             f"""<message from='{ROOM}' to='{to}' type='groupchat'>
               <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/></x></message>"""
             for to in (CRONE, WICCA)
         ],
-        f"<iq from='{ROOM}' id='cfg' to='{CRONE}' type='result'/>",
     )
     assert stored_rooms(path) == ["coven"]
     owners: list[Any] = []
@@ -417,7 +417,7 @@ def test_the_lock_does_not_expire_under_a_configuration_on_its_way_to_the_databa
     h.clock.advance(61)
     h.expect_nothing()
     storage.release()
-    assert [m.get("type") for m in h.sent()] == ["groupchat", "result"]  # the announcement, then the reply
+    assert [m.get("type") for m in h.sent()] == ["result", "groupchat"]  # the reply, then the announcement
     h.clock.advance(61)
     h.expect_nothing()
     room = h.component.router.loaded("coven")

@@ -100,9 +100,9 @@ def test_non_anonymous_room_says_100_and_shows_jids_to_all(harness) -> None:
             <field var='muc#roomconfig_whois'><value>anyone</value></field></x></query></iq>"""
     )
     h.expect(
+        f"<iq from='{ROOM}' to='{CRONE}' type='result' id='c2'/>",
         f"""<message from='{ROOM}' to='{CRONE}' type='groupchat'>
           <x xmlns='http://jabber.org/protocol/muc#user'><status code='172'/></x></message>""",
-        f"<iq from='{ROOM}' to='{CRONE}' type='result' id='c2'/>",
     )
     enter(h, ROOM, "secondwitch", WICCA)
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")

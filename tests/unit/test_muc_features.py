@@ -213,9 +213,9 @@ def test_a_feature_adds_its_field_disco_feature_iq_and_status_code() -> None:
         "</query></iq>"
     )
     h.expect(
+        f"<iq from='{ROOM}' id='c2' to='{CRONE}' type='result'/>",  # the owner's answer, then the announcement
         f"""<message from='{ROOM}' to='{CRONE}' type='groupchat'><x xmlns='http://jabber.org/protocol/muc#user'>
               <status code='104'/><status code='198'/></x></message>""",
-        f"<iq from='{ROOM}' id='c2' to='{CRONE}' type='result'/>",
     )
     assert probe.calls[-1] == "config '' -> 'Cave'"
     h.receive(f"<iq from='{HAG}' id='d1' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")

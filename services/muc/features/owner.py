@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from lxml import etree
 
 from component import namespaces as ns
+from component.entity import AnswerFirst
 from component.errors import StanzaError
 from component.jid import InvalidJID, parse_jid
 from component.stanza import Stanza, text_of
@@ -42,7 +43,7 @@ def _config_form(room: RoomContext, stanza: Stanza) -> etree._Element:
     return query
 
 
-async def _configure_or_destroy(room: RoomContext, stanza: Stanza) -> None:
+async def _configure_or_destroy(room: RoomContext, stanza: Stanza) -> AnswerFirst | None:
     """A submitted or cancelled form, or a request to destroy the room."""
     _owner_only(room, stanza)
     query = stanza.element[0]
@@ -68,4 +69,4 @@ async def _configure_or_destroy(room: RoomContext, stanza: Stanza) -> None:
             # The creator gave up configuring a new room (§10.1.3): it goes away.
             await room.destroy(None, None)
         return
-    await room.configure(child)
+    return await room.configure(child)
