@@ -230,11 +230,15 @@ def test_room_disco_info_shows_features_and_roominfo(harness) -> None:
             <feature var='vcard-temp'/>
             <x xmlns='jabber:x:data' type='result'>
               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roominfo</value></field>
+              <field var='muc#roomconfig_roomname' label='Title'><value>A Dark Cave</value></field>
               <field var='muc#roominfo_description' label='Description'><value>The place for all good witches!</value></field>
               <field var='muc#roominfo_occupants' label='Number of occupants'><value>1</value></field>
               <field var='muc#roominfo_subject' label='Current subject'><value/></field>
               <field var='muc#roominfo_changesubject' type='boolean' label='Occupants may change the subject'><value>0</value></field>
+              <field var='muc#roomconfig_changesubject' type='boolean' label='Occupants may change the subject'><value>0</value></field>
               <field var='muc#roominfo_lang' label='Language of discussion'><value>en</value></field>
+              <field var='muc#roomconfig_allowinvites' type='boolean' label='Occupants may invite others'><value>0</value></field>
+              <field var='muc#roomconfig_allowpm' type='list-single' label='Who may send private messages'><value>anyone</value></field>
             </x>
           </query></iq>"""
     )

@@ -222,7 +222,7 @@ def test_a_feature_adds_its_field_disco_feature_iq_and_status_code() -> None:
     (info,) = h.sent()
     features = {f.get("var") for f in info[0].iter("{http://jabber.org/protocol/disco#info}feature")}
     assert {f"{PROBE}#on", PROBE} <= features
-    assert [f.get("var") for f in info.iter(f"{XDATA}field")][2:5] == [
+    assert [f.get("var") for f in info.iter(f"{XDATA}field")][3:6] == [
         "muc#roominfo_occupants", "probe#info", "muc#roominfo_subject",
     ]
     h.receive(f"<iq from='{HAG}' id='p1' to='{ROOM}' type='get'><query xmlns='{PROBE}'/></iq>")

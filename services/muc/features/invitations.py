@@ -45,6 +45,11 @@ class Invitations(Feature):
     def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
         return {"allow_invites": submission.flag(FIELD, config.allow_invites)}
 
+    def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        # Whether an occupant (with voice) may invite: always in an open room (as Prosody says it).
+        may = room.config.allow_invites or not room.config.members_only
+        fields.add(70, FIELD, may, type="boolean", label="Occupants may invite others")
+
     def message_handlers(self) -> Mapping[str, MessageHandler]:
         return {X_USER: _invite_or_decline}
 

@@ -36,6 +36,8 @@ class Naming(Feature):
 
     def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
         config = room.config
+        # The title under the configuration form's name, as Prosody gives it (clients show it before entering).
+        fields.add(5, NAME, config.name, label="Title")
         fields.add(10, "muc#roominfo_description", config.description, label="Description")
         if config.language:
             fields.add(50, "muc#roominfo_lang", config.language, label="Language of discussion")

@@ -36,6 +36,10 @@ class PrivateMessages(Feature):
     def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
         return {"allow_pm": submission.choice(FIELD, config.allow_pm, ALLOW_PM)}
 
+    def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        # Who may send private messages, under the configuration form's name, before anyone enters.
+        fields.add(80, FIELD, room.config.allow_pm, type="list-single", label="Who may send private messages")
+
     def check_private_message(self, room: RoomContext, sender: Occupant, target: Occupant) -> None:
         if not _may_send(room.config.allow_pm, sender):
             raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")

@@ -39,6 +39,8 @@ class Subject(Feature):
             40, "muc#roominfo_changesubject", room.config.change_subject, type="boolean",
             label="Occupants may change the subject",
         )
+        # Prosody's name for the same (its clients read that one).
+        fields.add(41, FIELD, room.config.change_subject, type="boolean", label="Occupants may change the subject")
 
     def check_subject_change(self, room: RoomContext, occupant: Occupant, subject: str) -> None:
         if not (occupant.role == "moderator" or (occupant.role == "participant" and room.config.change_subject)):
