@@ -371,10 +371,10 @@ ALLOWED: list[Allowed] = [
     Allowed(
         None,
         "Our room lists every protocol it answers (disco, muc#admin, muc#owner, muc#register, ping,"
-        " version, the room's vCard); Prosody's lists fewer (XEP-0030 §3.1: an entity SHOULD list what it supports)",
+        " version, the room's vCard, its stanza-ids); Prosody's lists fewer (XEP-0030 §3.1: an entity SHOULD list what it supports)",
         actual=(
             r'> <feature var="(http://jabber.org/protocol/(disco#info|disco#items|muc#admin|muc#owner|muc#register)'
-            r'|jabber:iq:version|urn:xmpp:ping|vcard-temp)"/>',
+            r'|jabber:iq:version|urn:xmpp:ping|vcard-temp|urn:xmpp:sid:0)"/>',
         ),
     ),
     Allowed(
@@ -406,8 +406,8 @@ ALLOWED: list[Allowed] = [
         None,
         "The configuration form: Prosody has section headings (fixed fields), xdata-validate"
         " hints, presencebroadcast, defaulthistorymessages, allowmemberinvites and a default"
-        " language; ours has passwordprotectedroom, enablelogging, maxusers, allowinvites, allowpm"
-        " and no default language",
+        " language; ours has passwordprotectedroom, enablelogging, maxusers, allowinvites, allowpm,"
+        " enablearchiving (mod_muc_mam's field, which Prosody's MUC alone has not) and no default language",
         expected=(
             r't-form  x > <field type="fixed">',
             r't-form  x > <field [^>]*var="(muc#roomconfig_presencebroadcast|muc#roomconfig_defaulthistorymessages'
@@ -415,7 +415,8 @@ ALLOWED: list[Allowed] = [
             r't-form  x > <field var="muc#roomconfig_(historylength|lang)"><validate',
         ),
         actual=(
-            r't-form  x > <field [^>]*var="muc#roomconfig_(passwordprotectedroom|enablelogging|maxusers|allowinvites|allowpm)"',
+            r't-form  x > <field [^>]*var="muc#roomconfig_(passwordprotectedroom|enablelogging|maxusers|allowinvites|allowpm'
+            r'|enablearchiving)"',
             r't-form  x > <field var="muc#roomconfig_historylength"><value>',
             r't-form  x > <field var="muc#roomconfig_lang"/>',
         ),

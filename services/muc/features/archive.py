@@ -123,6 +123,7 @@ class Archiving(Feature):
     """The room's archive, its queries and its setting."""
 
     name = "archive"
+    privacy_settings = ("archiving",)
     # Every room answers a query (a room that keeps no archive with an empty one);
     # only those that archive say they do.
     announces_iq_namespaces = False
