@@ -499,9 +499,9 @@ ALLOWED: list[Allowed] = [
     ),
     Allowed(
         "bounced_client",
-        "An occupant whose client bounced an error is removed with 307 and 333 (as XEP-0045 §9.?"
-        " kicks it); Prosody sends 333 alone, and also to the client that bounced, which cannot"
-        " hear it",
+        "An occupant whose client bounced an error is removed as a kick (307) for that reason (333,"
+        " XEP-0045's status code for a removal because of an error); Prosody sends 333 alone, and"
+        " also to the client that bounced, which cannot hear it",
         expected=(r'type="unavailable">(<occupant-id[^>]*/>)?<status>Kicked: service unavailable</status>',),
         actual=(r'<status code="307"/><status code="333"/>',),
     ),
