@@ -371,10 +371,11 @@ ALLOWED: list[Allowed] = [
     Allowed(
         None,
         "Our room lists every protocol it answers (disco, muc#admin, muc#owner, muc#register, ping,"
-        " version, the room's vCard, its stanza-ids); Prosody's lists fewer (XEP-0030 §3.1: an entity SHOULD list what it supports)",
+        " version, the room's vCard, its stanza-ids, moderated retraction); Prosody's lists fewer (XEP-0030 §3.1: an entity SHOULD list what it supports)",
         actual=(
             r'> <feature var="(http://jabber.org/protocol/(disco#info|disco#items|muc#admin|muc#owner|muc#register)'
-            r'|jabber:iq:version|urn:xmpp:ping|vcard-temp|urn:xmpp:sid:0)"/>',
+            r'|jabber:iq:version|urn:xmpp:ping|vcard-temp|urn:xmpp:sid:0'
+            r'|urn:xmpp:message-moderate:[01]|urn:xmpp:message-retract:1)"/>',
         ),
     ),
     Allowed(
