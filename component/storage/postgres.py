@@ -17,8 +17,10 @@ from contextlib import suppress
 from typing import Any, Concatenate
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from component.storage.base import (
@@ -198,12 +200,64 @@ class PostgresStorage(ThreadedStorage):
         with suppress(psycopg.Error):
             conn.rollback()
 
+    def listen(self, channel: str, deliver: Callable[[str], None]) -> Listener:
+        """Hand every NOTIFY payload on *channel* to *deliver*, in the reactor thread.
+
+        The listener holds a connection of its own, outside the pool, and
+        connects again after losing the server; notices sent while it was
+        away are lost, so what it tells must also be found another way.
+        """
+        return Listener(self._reactor, self._conninfo, self._kwargs, channel, deliver)
+
     def close_in_thread(self) -> None:
         with self._lock:
             self._closing = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+
+class Listener:
+    """One LISTEN on its own connection and thread; see `PostgresStorage.listen`."""
+
+    # How often the thread looks up from waiting to see whether it must stop.
+    _POLL_SECONDS = 0.1
+    _RETRY_SECONDS = 1.0
+
+    def __init__(
+        self, reactor: Any, conninfo: str, kwargs: dict[str, Any], channel: str, deliver: Callable[[str], None]
+    ) -> None:
+        self._reactor = reactor
+        self._conninfo = conninfo
+        self._kwargs = kwargs
+        self._channel = channel
+        self._deliver = deliver
+        self._stopping = threading.Event()
+        self.ready: Deferred[None] = Deferred()
+        """Fires once the first LISTEN is in place."""
+        self._thread = threading.Thread(target=self._run, name=f"netherfield-listen-{channel}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        first = True
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    if first:
+                        first = False
+                        self._reactor.callFromThread(self.ready.callback, None)
+                    while not self._stopping.is_set():
+                        for notice in conn.notifies(timeout=self._POLL_SECONDS):
+                            self._reactor.callFromThread(self._deliver, notice.payload)
+            except psycopg.Error as e:
+                log.warn("storage: lost the LISTEN on {channel}: {error}", channel=self._channel, error=str(e))
+                self._stopping.wait(self._RETRY_SECONDS)
+
+    def stop(self) -> Deferred[None]:
+        """End the LISTEN; fires once its thread has ended."""
+        self._stopping.set()
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._thread.join)
 
 
 def check_postgres(url: str, password: str | None = None, *, timeout: float = 5.0) -> None:

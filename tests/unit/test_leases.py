@@ -1,0 +1,263 @@
+"""Leases with fencing epochs, two instances on one real PostgreSQL.
+
+Each instance is a `LeaseManager` with its own `task.Clock`: renewals run when
+a test advances that clock, and an instance whose clock stands still is a
+paused one (SIGSTOP). The database's own time decides expiry, so a test ages a
+lease by moving its expiry into the past rather than by waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import Clock, deferLater
+
+from component.leases import Lease, LeaseLost, LeaseManager
+from component.storage import Storage, Transaction, open_storage
+from component.storage.leases import LEASE_MIGRATIONS, fence, holder
+from tests.storage.postgres import (  # noqa: F401  (fixtures)
+    Database,
+    postgres_database_fixture,
+    postgres_server_fixture,
+)
+
+SECONDS = 30.0
+ROOM = "coven@chat.shakespeare.lit"
+
+WRITES = (
+    "CREATE TABLE said (room TEXT NOT NULL, epoch BIGINT NOT NULL, body TEXT NOT NULL)",
+)
+
+
+@attrs.define
+class Holder:
+    """What a service would be: records every key it was told to drop."""
+
+    lost: list[Lease] = attrs.Factory(list)
+    waiting: list[Deferred[Lease]] = attrs.Factory(list)
+
+    def lease_lost(self, lease: Lease) -> None:
+        self.lost.append(lease)
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(lease)
+
+    def next_loss(self) -> Deferred[Lease]:
+        d: Deferred[Lease] = Deferred()
+        self.waiting.append(d)
+        return d.addTimeout(10, reactor)
+
+
+@attrs.define
+class Instance:
+    manager: LeaseManager
+    holder: Holder
+    clock: Clock
+
+
+@pytest_twisted.async_yield_fixture
+async def storage(postgres_database: Database) -> AsyncIterator[Storage]:
+    opened = await open_storage(postgres_database.url, migrations=[LEASE_MIGRATIONS], password=postgres_database.password)
+    await opened.transaction(lambda txn: [txn.execute(s) for s in WRITES])
+    yield opened
+    await opened.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def pair(storage: Storage) -> AsyncIterator[tuple[Instance, Instance]]:
+    """Two instances, muc-1 and muc-2, sharing the database."""
+    instances = []
+    for name in ("muc-1", "muc-2"):
+        clock, held = Clock(), Holder()
+        manager = LeaseManager(storage, name, SECONDS, held, clock)  # type: ignore[arg-type]
+        await manager.start()
+        instances.append(Instance(manager, held, clock))
+    yield instances[0], instances[1]
+    for instance in instances:
+        await instance.manager.stop()
+
+
+def _say(txn: Transaction, room: str, epoch: int, body: str) -> None:
+    txn.execute("INSERT INTO said (room, epoch, body) VALUES (?, ?, ?)", (room, epoch, body))
+
+
+async def _said(storage: Storage) -> list[tuple[int, str]]:
+    return [(int(e), str(b)) for e, b in await storage.fetchall("SELECT epoch, body FROM said ORDER BY body")]
+
+
+async def _age(storage: Storage, key: str) -> None:
+    """Let the database's time run past the lease on *key*."""
+    await storage.execute(
+        "UPDATE leases SET expires_at = clock_timestamp() - interval '1 second' WHERE key = ?", (key,)
+    )
+
+
+async def _tick(instance: Instance, seconds: float) -> None:
+    instance.clock.advance(seconds)
+    await instance.manager.renewed()
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_holder_at_a_time(pair: tuple[Instance, Instance], storage: Storage) -> None:
+    first, second = pair
+    lease = await first.manager.acquire(ROOM)
+    assert lease == Lease(ROOM, first.manager.owner, 1)
+    assert await second.manager.acquire(ROOM) is None
+    assert second.manager.held(ROOM) is None
+    await first.manager.release(ROOM)
+    assert await second.manager.acquire(ROOM) == Lease(ROOM, second.manager.owner, 2)
+    assert first.holder.lost == [] and second.holder.lost == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_racing_acquisitions_give_each_key_one_holder(pair: tuple[Instance, Instance]) -> None:
+    first, second = pair
+    keys = [f"room{n}@chat.shakespeare.lit" for n in range(12)]
+    results = await gatherResults(
+        [m.acquire(k) for k in keys for m in (first.manager, second.manager)]
+    )
+    for n, key in enumerate(keys):
+        got = [lease for lease in results[2 * n : 2 * n + 2] if lease is not None]
+        assert len(got) == 1 and got[0].epoch == 1
+        holders = [m for m in (first.manager, second.manager) if m.held(key) is not None]
+        assert [m.owner for m in holders] == [got[0].owner]
+
+
+@pytest_twisted.ensureDeferred
+async def test_renewals_keep_a_lease_past_its_first_life(pair: tuple[Instance, Instance], storage: Storage) -> None:
+    first, second = pair
+    lease = await first.manager.acquire(ROOM)
+    for _ in range(6):  # two lease lives of local time, renewed every third of one
+        await _tick(first, SECONDS / 3)
+    assert first.manager.held(ROOM) == lease
+    assert await second.manager.acquire(ROOM) is None
+    await first.manager.fenced(lease, _say, ROOM, 1, "still mine")
+    assert await _said(storage) == [(1, "still mine")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_expired_holders_fenced_write_fails_and_writes_nothing(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, second = pair
+    old = await first.manager.acquire(ROOM)
+    assert old is not None
+    await _age(storage, ROOM)
+    new = await second.manager.acquire(ROOM)
+    assert new == Lease(ROOM, second.manager.owner, 2)
+
+    # The database refuses the old owner inside the write's own transaction,
+    # even when the write came first in it.
+    def say_then_fence(txn: Transaction) -> None:
+        _say(txn, ROOM, old.epoch, "stale")
+        fence(txn, old)
+
+    with pytest.raises(LeaseLost):
+        await storage.transaction(say_then_fence)
+    await second.manager.fenced(new, _say, ROOM, new.epoch, "fresh")
+    assert await _said(storage) == [(2, "fresh")]
+    assert await storage.transaction(holder, ROOM) == (new, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_database_fences_on_epoch_and_expiry_alone(pair: tuple[Instance, Instance], storage: Storage) -> None:
+    first, _ = pair
+    old = await first.manager.acquire(ROOM)
+    await first.manager.release(ROOM)
+    again = await first.manager.acquire(ROOM)
+    assert old is not None and again == Lease(ROOM, first.manager.owner, 2)
+    # Same owner, older epoch: refused.
+    with pytest.raises(LeaseLost):
+        await storage.transaction(lambda txn: (fence(txn, old), _say(txn, ROOM, old.epoch, "old epoch")))
+    # Right owner and epoch, but expired and not yet taken by anyone: refused too.
+    await _age(storage, ROOM)
+    with pytest.raises(LeaseLost):
+        await storage.transaction(lambda txn: (fence(txn, again), _say(txn, ROOM, again.epoch, "expired")))
+    assert await _said(storage) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_previous_owner_is_notified_and_drops_the_key(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, second = pair
+    old = await first.manager.acquire(ROOM)
+    loss = first.holder.next_loss()
+    new = await second.manager.acquire(ROOM, take=True)
+    assert new == Lease(ROOM, second.manager.owner, 2)
+    assert await loss == old
+    assert first.manager.held(ROOM) is None
+    assert first.holder.lost == [old] and second.holder.lost == []
+    with pytest.raises(LeaseLost):
+        await first.manager.fenced(old, _say, ROOM, old.epoch, "stale")
+    assert await _said(storage) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lease_that_lapsed_unnoticed_is_given_up_at_the_next_renewal(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, _ = pair
+    lease = await first.manager.acquire(ROOM)
+    assert lease is not None
+    await _age(storage, ROOM)  # nobody took it, so no notice comes
+    await _tick(first, SECONDS / 3)
+    assert first.manager.held(ROOM) is None
+    assert first.holder.lost == [lease]
+    with pytest.raises(LeaseLost):
+        await first.manager.fenced(lease, _say, ROOM, lease.epoch, "stale")
+    assert await _said(storage) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_paused_instance_gives_its_keys_up_before_anyone_may_take_them(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, second = pair
+    lease = await first.manager.acquire(ROOM)
+    assert lease is not None
+    # SIGSTOP: no renewal runs; on SIGCONT its clock jumps past the deadline,
+    # which comes one renewal interval before the database lets others in.
+    first.clock.advance(SECONDS - first.manager.interval)
+    await first.manager.renewed()
+    assert first.manager.held(ROOM) is None
+    assert first.holder.lost == [lease]
+    with pytest.raises(LeaseLost):
+        await first.manager.fenced(lease, _say, ROOM, lease.epoch, "stale")
+    # It also gave the lease back, so another instance need not wait for the expiry.
+    taken = await _eventually(lambda: second.manager.acquire(ROOM))
+    assert taken == Lease(ROOM, second.manager.owner, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_paused_owner_that_was_overtaken_cannot_write_when_it_wakes(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, second = pair
+    old = await first.manager.acquire(ROOM)
+    assert old is not None
+    await _age(storage, ROOM)
+    new = await second.manager.acquire(ROOM)
+    assert new is not None and new.epoch == 2
+    # Before any notice or renewal reaches it, the woken instance tries to write:
+    # the database refuses the old epoch.
+    with pytest.raises(LeaseLost):
+        await storage.transaction(lambda txn: (fence(txn, old), _say(txn, ROOM, old.epoch, "stale")))
+    await _tick(first, SECONDS / 3)
+    assert first.manager.held(ROOM) is None
+    assert await _said(storage) == []
+    assert second.manager.held(ROOM) == new and second.holder.lost == []
+
+
+async def _eventually(attempt: Callable[[], Deferred[Lease | None]], tries: int = 50) -> Lease | None:
+    for _ in range(tries):
+        result = await attempt()
+        if result is not None:
+            return result
+        await deferLater(reactor, 0.02, lambda: None)
+    return None
