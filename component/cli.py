@@ -78,7 +78,7 @@ def settings(services: Sequence[str] = ()) -> list[str]:
     if not services:
         tables = [
             ("server", config.ServerConfig), ("storage", config.StorageConfig), (component, config.ComponentConfig),
-            ("metrics", config.MetricsConfig), ("log", config.LogConfig),
+            ("metrics", config.MetricsConfig), ("log", config.LogConfig), ("cluster", config.ClusterConfig),
         ]
     for name in services or builtin_services():
         tables.append((key_path(component, name), resolve_service(name, Path.cwd()).settings_class))

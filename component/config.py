@@ -42,7 +42,7 @@ from component.storage.sqlite import DEFAULT_PATH, path_from_url
 from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
 
 __all__ = [
-    "ComponentConfig", "Config", "ConfigError", "LogConfig", "MetricsConfig", "ServerConfig", "StorageConfig",
+    "ClusterConfig", "ComponentConfig", "Config", "ConfigError", "LogConfig", "MetricsConfig", "ServerConfig", "StorageConfig",
     "load_config", "read_config",
 ]
 
@@ -143,6 +143,27 @@ class MetricsConfig:
         return None if self.listen is None else self.listen[1]
 
 
+#: How long a room's lease lasts unrenewed, unless ``[cluster] lease_seconds`` says otherwise.
+DEFAULT_LEASE_SECONDS = 15.0
+
+
+@attrs.frozen
+class ClusterConfig:
+    """Several instances serving the same domains through one PostgreSQL (``[cluster]``); off unless ``instance`` is set."""
+
+    instance: str | None = setting(
+        None, "this instance's name, unique among the instances on the database", shown="none: a single instance"
+    )
+    lease_seconds: float = setting(
+        DEFAULT_LEASE_SECONDS, "seconds a room's lease lasts unrenewed; it is renewed every third of that", minimum=1
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this process is one of several instances."""
+        return self.instance is not None
+
+
 #: The levels ``[log] level`` takes, least to most severe (twisted.logger's names).
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 
@@ -165,6 +186,7 @@ class Config:
     directory: Path | None = None
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 class _Table:
@@ -237,7 +259,7 @@ def read_config(
         return None, mistakes
     base = Path(path).resolve().parent
     top = _Table(raw, "")
-    top.used.update({"server", "storage", "components", "metrics", "log"})
+    top.used.update({"server", "storage", "components", "metrics", "log", "cluster"})
     server = mistakes.attempt(lambda: read(ServerConfig, raw.get("server", {}), "server"), ServerConfig())
     storage = mistakes.attempt(lambda: _storage(top.table("storage"), environ, base), StorageConfig())
     components_table = mistakes.attempt(lambda: top.table("components"), _Table({}, "components"))
@@ -249,9 +271,24 @@ def read_config(
     ]
     metrics = mistakes.attempt(lambda: _metrics(raw.get("metrics", {})), MetricsConfig())
     log = mistakes.attempt(lambda: read(LogConfig, raw.get("log", {}), "log"), LogConfig())
+    cluster = mistakes.attempt(lambda: _cluster(raw.get("cluster", {}), storage), ClusterConfig())
     mistakes.attempt(top.reject_unknown, None)
     components = tuple(component for component in read_components if component is not None)
-    return Config(server, storage, components, base, metrics, log), mistakes
+    return Config(server, storage, components, base, metrics, log, cluster), mistakes
+
+
+def _cluster(table: Any, storage: StorageConfig) -> ClusterConfig:
+    config = read(ClusterConfig, table, "cluster")
+    if config.instance is None:
+        return config
+    if not config.instance.strip():
+        raise ConfigError("cluster.instance is empty; name this instance, e.g. \"muc-1\"")
+    if storage.url.startswith("sqlite:"):
+        raise ConfigError(
+            "cluster.instance is set but storage.url is a SQLite database, which one process only can use;"
+            " several instances share their rooms through PostgreSQL, so set storage.url to a postgresql:// URL"
+        )
+    return config
 
 
 def _metrics(table: Any) -> MetricsConfig:

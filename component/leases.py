@@ -92,7 +92,7 @@ class Leases(Protocol):
 
 
 def _fenced(
-    txn: Transaction, lease: Lease, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    txn: Transaction, lease: Lease, fn: Callable[Concatenate[Transaction, P], T], /, *args: P.args, **kwargs: P.kwargs
 ) -> T:
     fence(txn, lease)
     return fn(txn, *args, **kwargs)

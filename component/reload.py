@@ -5,7 +5,7 @@ connection or framework settings changed (secret, host, port, limits, the
 list of services) reconnects as a new component; one whose services'
 settings alone changed keeps its connection, and each of its services is
 asked to take the new settings (:meth:`Service.reconfigure`). What cannot
-change while running (storage, metrics, log) is reported, not applied.
+change while running (storage, metrics, log, cluster) is reported, not applied.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def plan(old: Config, new: Config) -> ReloadPlan:
             reconfigured.append((settings, tuple(keys)))
     not_applied = tuple(
         f"{section} changed; restart Netherfield to apply it"
-        for section in ("storage", "metrics", "log")
+        for section in ("storage", "metrics", "log", "cluster")
         if getattr(old, section) != getattr(new, section)
     )
     return ReloadPlan(

@@ -170,7 +170,7 @@ def test_settings_lists_each_key_with_its_default_from_the_declarations(capsys):
     out = capsys.readouterr().out
     headings = [line for line in out.splitlines() if line.startswith("[")]
     assert headings == [
-        "[server]", "[storage]", '[components."DOMAIN"]', "[metrics]", "[log]",
+        "[server]", "[storage]", '[components."DOMAIN"]', "[metrics]", "[log]", "[cluster]",
         '[components."DOMAIN".echo]', '[components."DOMAIN".muc]', '[components."DOMAIN".notices]',
     ]
     assert "* max_history: messages a room keeps (a whole number, at least 0;\n  default 50)" in out

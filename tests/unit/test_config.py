@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from component.app import Netherfield
-from component.config import ConfigError, load_config
+from component.config import ClusterConfig, ConfigError, load_config
 from tests.unit.twistd_process import last_line, run_twistd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +98,23 @@ def test_a_sqlite_url_with_a_host_names_the_key(tmp_path):
     )
 
 
+ECHO = '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\n'
+POSTGRES = "[storage]\nurl = 'postgresql://netherfield@db.example.org/netherfield'\n"
+
+
+def test_a_single_instance_has_no_cluster(tmp_path):
+    config = load_config(write(tmp_path, ECHO), environ={})
+    assert config.cluster == ClusterConfig(instance=None, lease_seconds=15.0)
+    assert not config.cluster.enabled
+
+
+def test_a_cluster_instance_on_postgresql(tmp_path):
+    text = ECHO + POSTGRES + "[cluster]\ninstance = 'muc-2'\nlease_seconds = 6\n"
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.cluster == ClusterConfig(instance="muc-2", lease_seconds=6.0)
+    assert config.cluster.enabled
+
+
 @pytest.mark.parametrize(
     ("text", "sentence"),
     [
@@ -123,6 +140,13 @@ def test_a_sqlite_url_with_a_host_names_the_key(tmp_path):
          'components."c.localhost".output_limit must be at least 65536, not 1000'),
         ("[storage]\nurl = 'mysql://x'\n", "storage.url must start with sqlite:/// or postgresql://"),
         ("[server\n", "is not valid TOML"),
+        (ECHO + "[cluster]\ninstance = 'muc-1'\n",
+         "cluster.instance is set but storage.url is a SQLite database, which one process only can use;"
+         " several instances share their rooms through PostgreSQL, so set storage.url to a postgresql:// URL"),
+        (ECHO + POSTGRES + "[cluster]\ninstance = ' '\n", "cluster.instance is empty"),
+        (ECHO + POSTGRES + "[cluster]\ninstance = 'muc-1'\nlease_seconds = 0.5\n",
+         "cluster.lease_seconds must be at least 1, not 0.5"),
+        (ECHO + POSTGRES + "[cluster]\nname = 'muc-1'\n", "cluster.name is not a setting Netherfield knows"),
     ],
 )
 def test_mistakes_are_one_sentence_naming_the_key(tmp_path, text, sentence):

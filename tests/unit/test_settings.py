@@ -10,6 +10,7 @@ from component import options
 from component.app import Netherfield, resolve_service
 from component.component import Component
 from component.config import (
+    ClusterConfig,
     ComponentConfig,
     ConfigError,
     LogConfig,
@@ -47,7 +48,7 @@ def test_the_readme_lists_are_what_the_declarations_say():
 def test_the_readme_lists_every_built_in_service_and_table():
     listed = set(options.listed(README.read_text()))
     wanted = {
-        f"{cls.__module__}:{cls.__name__}" for cls in (ServerConfig, StorageConfig, ComponentConfig, LogConfig, MetricsConfig)
+        f"{cls.__module__}:{cls.__name__}" for cls in (ServerConfig, StorageConfig, ComponentConfig, LogConfig, MetricsConfig, ClusterConfig)
     }
     for name in BUILT_IN:
         cls = resolve_service(name).settings_class
