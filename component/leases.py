@@ -170,8 +170,12 @@ class LeaseManager:
     ) -> Deferred[T]:
         """Run *fn* in a transaction that commits only while *lease* is held; else fail with `LeaseLost`.
 
-        A lease already dropped here fails at once, without a round trip.
+        A lease already dropped here, or past its local deadline, fails at
+        once, without a round trip.
         """
+        if self._leases.get(lease.key) == lease and self._deadlines[lease.key] <= self._clock.seconds():
+            # Woken from a pause before the renewal timer: the deadline is past.
+            self._lapse(lease)
         if self._leases.get(lease.key) != lease:
             return fail(LeaseLost(f"the lease on {lease.key!r} at epoch {lease.epoch} is no longer held here"))
         result = self._storage.transaction(_fenced, lease, fn, *args, **kwargs)
@@ -213,13 +217,15 @@ class LeaseManager:
         if lease is not None and lease.epoch < taken.epoch:
             self._lose(lease, f"taken by {taken.by} at epoch {taken.epoch}")
 
+    def _lapse(self, lease: Lease) -> None:
+        self._lose(lease, "not renewed in time")
+        # It may still stand in the table; let others have it now.
+        self._storage.transaction(release, lease).addErrback(lambda _: None)
+
     def _expire(self, now: float) -> None:
         for key, deadline in list(self._deadlines.items()):
             if deadline <= now:
-                lease = self._leases[key]
-                self._lose(lease, "not renewed in time")
-                # It may still stand in the table; let others have it now.
-                self._storage.transaction(release, lease).addErrback(lambda _: None)
+                self._lapse(self._leases[key])
 
     async def _renew_once(self) -> None:
         sent = self._clock.seconds()

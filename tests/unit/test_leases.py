@@ -221,9 +221,13 @@ async def test_a_paused_instance_gives_its_keys_up_before_anyone_may_take_them(
     first, second = pair
     lease = await first.manager.acquire(ROOM)
     assert lease is not None
-    # SIGSTOP: no renewal runs; on SIGCONT its clock jumps past the deadline,
-    # which comes one renewal interval before the database lets others in.
-    first.clock.advance(SECONDS - first.manager.interval)
+    # SIGSTOP: no renewal runs; on SIGCONT its time is past the deadline, which
+    # comes one renewal interval before the database lets others in. A write
+    # that runs before the renewal timer is refused here already.
+    first.clock.rightNow += SECONDS - first.manager.interval
+    with pytest.raises(LeaseLost):
+        await first.manager.fenced(lease, _say, ROOM, lease.epoch, "woke up")
+    first.clock.advance(0)
     await first.manager.renewed()
     assert first.manager.held(ROOM) is None
     assert first.holder.lost == [lease]
