@@ -218,3 +218,30 @@ def test_retracting_someone_elses_message_is_refused_after_the_read(path: str) -
           <error type='auth'><forbidden {ERR}/>
             <text {ERR}>only its author may retract a message</text></error></message>"""
     )
+
+
+def test_a_subject_change_behind_a_message_being_written_is_reflected_in_its_turn(path: str) -> None:
+    h, storage = slow_room(path)
+    say(h, "Thrice the brinded cat hath mewed.", "m0")
+    # XEP-0045 Example 166 while the message before it is being written: a write of its own, it waits.
+    h.receive(
+        f"<message from='{CRONE}' id='lh2bs617' to='{ROOM}' type='groupchat'>"
+        "<subject>Fire Burn and Cauldron Bubble!</subject></message>"
+    )
+    h.expect_nothing()
+    storage.release()
+    # The message's reflections, then Example 167's, in the order they came.
+    h.expect(
+        *[
+            f"""<message from='{ROOM}/secondwitch' id='m0' to='{to}' type='groupchat'>
+              <body>Thrice the brinded cat hath mewed.</body>
+              <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>"""
+            for to in (CRONE, WICCA)
+        ],
+        *[
+            f"""<message from='{ROOM}/firstwitch' id='lh2bs617' to='{to}' type='groupchat'>
+              <subject>Fire Burn and Cauldron Bubble!</subject>
+              <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>"""
+            for to in (CRONE, WICCA)
+        ],
+    )
