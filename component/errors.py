@@ -64,6 +64,7 @@ class StanzaError(Exception):
         *,
         app_condition: etree._Element | None = None,
         by: str | None = None,
+        detail: str | None = None,
     ) -> None:
         if condition not in DEFAULT_ERROR_TYPES:
             raise ValueError(f"unknown stanza error condition {condition!r}")
@@ -76,13 +77,17 @@ class StanzaError(Exception):
         self.text = text
         self.app_condition = app_condition
         self.by = by
+        #: The condition element's own text (``<gone>`` and ``<redirect>`` carry an address, RFC 6120 §8.3.3).
+        self.detail = detail
 
     def to_element(self, namespace: str = ns.COMPONENT) -> etree._Element:
         """The ``<error/>`` child of an error stanza."""
         error = etree.Element(f"{{{namespace}}}error", type=self.type)
         if self.by:
             error.set("by", self.by)
-        etree.SubElement(error, f"{{{ns.STANZAS}}}{self.condition}", nsmap={None: ns.STANZAS})
+        condition = etree.SubElement(error, f"{{{ns.STANZAS}}}{self.condition}", nsmap={None: ns.STANZAS})
+        if self.detail:
+            condition.text = self.detail
         if self.text:
             text = etree.SubElement(error, f"{{{ns.STANZAS}}}text", nsmap={None: ns.STANZAS})
             text.text = self.text

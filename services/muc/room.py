@@ -207,12 +207,24 @@ class Room(Entity):
     # -- entry points ------------------------------------------------------
 
     def handle_presence(self, stanza: Stanza) -> Any:
+        self._check_tombstone(stanza)
         self.last_activity = self.component.clock.seconds()
         return self._in_turn(self._presence, stanza)
 
     def handle_message(self, stanza: Stanza) -> Any:
+        self._check_tombstone(stanza)
         self.last_activity = self.component.clock.seconds()
         return self._in_turn(self._message, stanza)
+
+    def _check_tombstone(self, stanza: Stanza) -> None:
+        """Answer ``gone`` for a name whose persistent room was destroyed a while ago (see tombstones)."""
+        if self.exists:
+            return
+        try:
+            self.service.tombstones.check(self.jid.node or "", stanza)
+        except StanzaError:
+            self._settle()
+            raise
 
     def in_turn(self, work: Callable[[], Any]) -> Any:
         """Run ``work`` as one more stanza: after those before it, before those after it.
@@ -226,6 +238,7 @@ class Room(Entity):
         return self._in_turn(lambda _: work(), turn)
 
     def handle_iq(self, stanza: Stanza) -> IQResult:
+        self._check_tombstone(stanza)
         if stanza.recipient.resource is not None:
             if not self.exists:
                 self._settle()
@@ -983,7 +996,10 @@ class Room(Entity):
         destruction that was not stored, occupants would see the room come
         back on their next visit.
         """
+        persistent = self.config.persistent
         await self.storage.forget("destroy")
+        if persistent:
+            await self.service.tombstones.bury(self.jid.node or "", self.service.settings.tombstone_seconds, reason, alternate)
         element = etree.Element(f"{{{MUC_USER}}}destroy", nsmap={None: MUC_USER})
         if alternate:
             element.set("jid", alternate)

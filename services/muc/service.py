@@ -38,6 +38,7 @@ from services.muc.retention import Retention
 from services.muc.room import Room
 from services.muc.settings import MucSettings
 from services.muc.store import MUC_MIGRATIONS, MucStore
+from services.muc.tombstones import Tombstones
 from services.muc.unique import UNIQUE, unique_name
 from services.muc.writes import WriteFailures
 
@@ -76,6 +77,8 @@ class MucService(Service):
         self.messages_archived = 0
         #: Occupant ids (XEP-0421); from the stored secret once started with storage.
         self.occupant_ids = OccupantIds.unstored()
+        #: Names of destroyed persistent rooms nobody may take yet.
+        self.tombstones = Tombstones(component.clock.seconds, self.is_admin, self.track)
 
     # -- settings --------------------------------------------------------------
     # What room.py reads, from the settings in force; features and the
@@ -139,6 +142,7 @@ class MucService(Service):
             self.store = MucStore(storage, clock=self.component.clock.seconds)
             store = self.store
             self.occupant_ids = OccupantIds(await load_secret(storage))
+            await self.tombstones.load(store)
             self.archive = ArchiveStore(storage)
             self.retention = Retention(self.archive, self.settings, self.component.clock)
             self.retention.start()

@@ -81,6 +81,15 @@ MUC_MIGRATIONS = Migrations(
             # Start and end of archive queries, and expiry, find their rows here.
             "CREATE INDEX muc_history_room_time ON muc_history (room, timestamp, seq)",
         ],
+        [
+            # The names of destroyed persistent rooms, reserved until a time.
+            Sql(
+                sqlite="CREATE TABLE muc_tombstones ("
+                " node TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT, alternate TEXT)",
+                postgresql="CREATE TABLE muc_tombstones ("
+                " node TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL, reason TEXT, alternate TEXT)",
+            ),
+        ],
     ],
 )
 
@@ -411,6 +420,24 @@ class MucStore:
         """Forget the room, its affiliations and its history; fire with whether it existed."""
         d = self.storage.execute("DELETE FROM muc_rooms WHERE node = ?", (node,))
         return d.addCallback(_changed)
+
+    def bury(self, node: str, until: float, reason: str | None, alternate: str | None) -> Deferred[int]:
+        """Reserve the name of the destroyed room *node* until *until*, with the destroy's reason and venue."""
+        return self.storage.execute(
+            "INSERT INTO muc_tombstones (node, until, reason, alternate) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (node) DO UPDATE SET until = excluded.until, reason = excluded.reason,"
+            " alternate = excluded.alternate",
+            (node, until, reason, alternate),
+        )
+
+    def tombstones(self) -> Deferred[list[tuple[str, float, str | None, str | None]]]:
+        """Every stored tombstone: (node, until, reason, alternate)."""
+        d = self.storage.fetchall("SELECT node, until, reason, alternate FROM muc_tombstones")
+        return d.addCallback(lambda rows: [(str(r[0]), float(r[1]), r[2], r[3]) for r in rows])
+
+    def lift(self, node: str) -> Deferred[int]:
+        """Free the name *node* again."""
+        return self.storage.execute("DELETE FROM muc_tombstones WHERE node = ?", (node,))
 
     def set_affiliation(
         self,

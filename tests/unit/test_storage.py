@@ -111,7 +111,7 @@ def _demo(steps: int) -> Migrations:
 @pytest_twisted.ensureDeferred
 async def test_migrations_are_applied_at_open(storage: Storage) -> None:
     assert await schema_version(storage, "rosters") == ROSTER_MIGRATIONS.version == 2
-    assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version == 2
+    assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version == 3
     assert await schema_version(storage, "unknown") == 0
 
 
