@@ -26,6 +26,7 @@ from services.muc.writes import refusal
 
 if TYPE_CHECKING:
     from services.muc.service import MucService
+    from services.muc.tombstones import Tombstone
 
 __all__ = ["RoomStorage"]
 
@@ -94,12 +95,13 @@ class RoomStorage:
         ))
         self.stored = True
 
-    async def forget(self, kind: str = "config") -> None:
-        """The room is no longer persistent (or is destroyed): drop it; *kind* names the change for the error."""
+    async def forget(self, kind: str = "config", tombstone: Tombstone | None = None) -> None:
+        """The room is no longer persistent (or is destroyed, leaving *tombstone*): drop it, in one
+        transaction with the tombstone; *kind* names the change for the error."""
         store = self._service.store
         if store is None or not self.stored:
             return
-        await self.write(kind, store.delete_room(self.node))
+        await self.write(kind, store.delete_room(self.node, tombstone))
         self.stored = False
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:

@@ -996,10 +996,15 @@ class Room(Entity):
         destruction that was not stored, occupants would see the room come
         back on their next visit.
         """
-        persistent = self.config.persistent
-        await self.storage.forget("destroy")
-        if persistent:
-            await self.service.tombstones.bury(self.jid.node or "", self.service.settings.tombstone_seconds, reason, alternate)
+        tombstones = self.service.tombstones
+        tombstone = (
+            tombstones.stone(self.service.settings.tombstone_seconds, reason, alternate)
+            if self.config.persistent
+            else None
+        )
+        await self.storage.forget("destroy", tombstone)
+        if tombstone is not None:
+            tombstones.place(self.jid.node or "", tombstone)
         element = etree.Element(f"{{{MUC_USER}}}destroy", nsmap={None: MUC_USER})
         if alternate:
             element.set("jid", alternate)

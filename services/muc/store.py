@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from component.storage import Migrations, Param, Row, Sql, Storage, StorageError, Transaction
+
+if TYPE_CHECKING:
+    from services.muc.tombstones import Tombstone
 
 T = TypeVar("T")
 
@@ -248,6 +251,18 @@ def _set_subject(txn: Transaction, node: str, subject: str, by_nick: str, record
     return exists
 
 
+def _delete_room(txn: Transaction, node: str, tombstone: Tombstone | None) -> bool:
+    existed = _changed(txn.execute("DELETE FROM muc_rooms WHERE node = ?", (node,)))
+    if tombstone is not None:
+        txn.execute(
+            "INSERT INTO muc_tombstones (node, until, reason, alternate) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (node) DO UPDATE SET until = excluded.until, reason = excluded.reason,"
+            " alternate = excluded.alternate",
+            (node, tombstone.until, tombstone.reason, tombstone.alternate),
+        )
+    return existed
+
+
 def _set_affiliations(txn: Transaction, node: str, changes: Iterable[AffiliationChange]) -> None:
     for change in changes:
         if change.affiliation == "none":
@@ -416,19 +431,10 @@ class MucStore:
         d = self.storage.transaction(_set_subject, node, subject, by_nick, record)
         return d if record is None else d.addCallback(self._written, 1)
 
-    def delete_room(self, node: str) -> Deferred[bool]:
-        """Forget the room, its affiliations and its history; fire with whether it existed."""
-        d = self.storage.execute("DELETE FROM muc_rooms WHERE node = ?", (node,))
-        return d.addCallback(_changed)
-
-    def bury(self, node: str, until: float, reason: str | None, alternate: str | None) -> Deferred[int]:
-        """Reserve the name of the destroyed room *node* until *until*, with the destroy's reason and venue."""
-        return self.storage.execute(
-            "INSERT INTO muc_tombstones (node, until, reason, alternate) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (node) DO UPDATE SET until = excluded.until, reason = excluded.reason,"
-            " alternate = excluded.alternate",
-            (node, until, reason, alternate),
-        )
+    def delete_room(self, node: str, tombstone: Tombstone | None = None) -> Deferred[bool]:
+        """Forget the room, its affiliations and its history, and leave *tombstone* in its place,
+        in one transaction; fire with whether it existed."""
+        return self.storage.transaction(_delete_room, node, tombstone)
 
     def tombstones(self) -> Deferred[list[tuple[str, float, str | None, str | None]]]:
         """Every stored tombstone: (node, until, reason, alternate)."""

@@ -64,13 +64,14 @@ class Tombstones:
             else:
                 await store.lift(node)
 
-    async def bury(self, node: str, seconds: float, reason: str | None, alternate: str | None) -> None:
-        """Reserve *node* for *seconds*; stored before this returns."""
+    def stone(self, seconds: float, reason: str | None, alternate: str | None) -> Tombstone | None:
+        """The tombstone a room destroyed now leaves for *seconds*, if any; stored with the room's delete."""
         if seconds <= 0:
-            return
-        tombstone = Tombstone(self.clock() + seconds, reason, alternate)
-        if self.store is not None:
-            await self.store.bury(node, tombstone.until, reason, alternate)
+            return None
+        return Tombstone(self.clock() + seconds, reason, alternate)
+
+    def place(self, node: str, tombstone: Tombstone) -> None:
+        """Reserve *node*, once its tombstone is stored."""
         self._by_node[node] = tombstone
 
     def check(self, node: str, stanza: Stanza) -> None:

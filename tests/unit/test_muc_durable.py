@@ -129,9 +129,11 @@ def test_a_stored_room_is_deleted_then_destroyed(path: str) -> None:
     assert own.find(".//{http://jabber.org/protocol/muc#user}status[@code='201']") is not None
 
 
-def test_a_refused_delete_destroys_nothing(path: str) -> None:
+@pytest.mark.parametrize("refused", ["DELETE FROM muc_rooms", "INSERT INTO muc_tombstones"])
+def test_a_refused_delete_destroys_nothing(path: str, refused: str) -> None:
+    """The delete and the tombstone left in the room's place are one transaction: neither, or both."""
     h, storage = persistent_room(path)
-    storage.refuse("DELETE FROM muc_rooms")
+    storage.refuse(refused)
     destroy(h)
     # The occupants hear nothing; the owner hears why.
     h.expect(
