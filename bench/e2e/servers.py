@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from tests.integration.servers import EjabberdServer, ProsodyServer, _lua_string, _yaml_string, free_port
+from tests.integration.servers import (
+    EjabberdServer,
+    ProsodyServer,
+    _lua_string,
+    _yaml_string,
+    free_port,
+    loopback_listeners,
+)
 
 __all__ = ["BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
 
@@ -45,19 +52,7 @@ class LoadProsody(ProsodyServer):
             f"data_path = {_lua_string(str(d / 'data'))}",
             f"certificates = {_lua_string(str(d / 'certs'))}",
             f'log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = {_lua_string(str(d / "prosody.log"))} }} }}',
-            'interfaces = { "127.0.0.1" }',
-            'local_interfaces = { "127.0.0.1" }',
-            'c2s_interfaces = { "127.0.0.1" }',
-            f"c2s_ports = {{ {self.c2s_port} }}",
-            'component_interfaces = { "127.0.0.1" }',
-            f"component_ports = {{ {self.component_port} }}",
-            "c2s_direct_tls_ports = { }",
-            "s2s_ports = { }",
-            "http_ports = { }",
-            "https_ports = { }",
-            "c2s_require_encryption = false",
-            "allow_unencrypted_plain_auth = true",
-            'authentication = "internal_plain"',
+            *loopback_listeners(self.c2s_port, self.component_port),
             'modules_enabled = { "saslauth", "disco", "ping"%s }' % (', "lua_profile"' if self.lua_profile else ""),
             f"plugin_paths = {{ {_lua_string(str(Path(__file__).parent))} }}",
             'modules_disabled = { "s2s" }',

@@ -305,6 +305,26 @@ class XMPPServer:
         self.stop()
 
 
+def loopback_listeners(c2s_port: int, component_port: int) -> list[str]:
+    """Prosody's listeners for a sandbox: clients and components on loopback, plain
+    authentication without TLS, nothing else listening."""
+    return [
+        'interfaces = { "127.0.0.1" }',
+        'local_interfaces = { "127.0.0.1" }',
+        'c2s_interfaces = { "127.0.0.1" }',
+        f"c2s_ports = {{ {c2s_port} }}",
+        'component_interfaces = { "127.0.0.1" }',
+        f"component_ports = {{ {component_port} }}",
+        "c2s_direct_tls_ports = { }",
+        "s2s_ports = { }",
+        "http_ports = { }",
+        "https_ports = { }",
+        "c2s_require_encryption = false",
+        "allow_unencrypted_plain_auth = true",
+        'authentication = "internal_plain"',
+    ]
+
+
 def _lua_string(value: str) -> str:
     if any(ord(c) < 32 for c in value):
         raise ValueError(f"control character in {value!r}")
@@ -337,19 +357,7 @@ class ProsodyServer(XMPPServer):
             "log = {",
             f'  {{ levels = {{ min = "debug" }}, to = "file", filename = {log_file} }};',
             "}",
-            'interfaces = { "127.0.0.1" }',
-            'local_interfaces = { "127.0.0.1" }',
-            'c2s_interfaces = { "127.0.0.1" }',
-            f"c2s_ports = {{ {self.c2s_port} }}",
-            'component_interfaces = { "127.0.0.1" }',
-            f"component_ports = {{ {self.component_port} }}",
-            "c2s_direct_tls_ports = { }",
-            "s2s_ports = { }",
-            "http_ports = { }",
-            "https_ports = { }",
-            "c2s_require_encryption = false",
-            "allow_unencrypted_plain_auth = true",
-            'authentication = "internal_plain"',
+            *loopback_listeners(self.c2s_port, self.component_port),
             "modules_enabled = {",
             '  "roster", "saslauth", "disco", "ping", "version", "time", "uptime",',
             "}",
