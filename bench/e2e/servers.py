@@ -10,7 +10,6 @@ configuration fit for measuring: warnings only in the log, the server's own MUC 
 from __future__ import annotations
 
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 from tests.integration.servers import (
     EjabberdServer,
@@ -150,17 +149,6 @@ class LoadEjabberd(EjabberdServer):
     def port_of(self, domain: str) -> int:
         """The component port ``domain`` attaches to."""
         return self.ports[domain]
-
-    def add_users(self, users: list[str], password: str) -> None:
-        """All accounts in one ``import_piefxis`` (XEP-0227): one ``register`` each takes 0.6 CPU s."""
-        rows = "".join(f"<user name={quoteattr(user)} password={quoteattr(password)}/>" for user in users)
-        path = Path(self.directory) / "users.xml"
-        path.write_text(
-            "<?xml version='1.0' encoding='UTF-8'?>"
-            f"<server-data xmlns='urn:xmpp:pie:0'><host jid={quoteattr(self.domain)}>{rows}</host></server-data>",
-            encoding="utf-8",
-        )
-        self.run_account_tool(["import_piefxis", str(path)], timeout=300)
 
     def cpu_pids(self) -> list[int]:
         return [pid for pid in self.server_pids() if Path(f"/proc/{pid}/exe").resolve().name == "beam.smp"]

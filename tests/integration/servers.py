@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
+from xml.sax.saxutils import quoteattr
 
 __all__ = [
     "SERVER_CLASSES",
@@ -525,6 +526,17 @@ modules:
         if not self.running:
             raise ServerError("ejabberd must be running to register users")
         self.run_account_tool(["register", user, self.domain, password])
+
+    def add_users(self, users: list[str], password: str) -> None:
+        """All accounts in one ``import_piefxis`` (XEP-0227): one ``register`` each takes 0.6 CPU s."""
+        rows = "".join(f"<user name={quoteattr(user)} password={quoteattr(password)}/>" for user in users)
+        path = Path(self.directory) / "users.xml"
+        path.write_text(
+            "<?xml version='1.0' encoding='UTF-8'?>"
+            f"<server-data xmlns='urn:xmpp:pie:0'><host jid={quoteattr(self.domain)}>{rows}</host></server-data>",
+            encoding="utf-8",
+        )
+        self.run_account_tool(["import_piefxis", str(path)], timeout=300)
 
     def run_account_tool(self, args: list[str], timeout: float = 60.0) -> None:
         """Run an ``ejabberdctl`` command that writes accounts, once ejabberd's account table exists.

@@ -22,24 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.servers import EjabberdServer
+from tests.integration.cluster import BalancingEjabberd
 
 BALANCED = "muc.localhost"
 SENDER = "src.localhost"
 ROOMS = 40
-
-
-class BalancingEjabberd(EjabberdServer):
-    """ejabberd with ``muc.localhost`` balanced over two slots, and no global routes."""
-
-    def write_config(self) -> None:
-        super().write_config()
-        path = self.directory / "ejabberd.yml"
-        text = path.read_text(encoding="utf-8").replace(
-            "module: ejabberd_service\n", "module: ejabberd_service\n    global_routes: false\n"
-        )
-        text += f"domain_balancing:\n  {BALANCED}:\n    type: bare_destination\n    component_number: 2\n"
-        path.write_text(text, encoding="utf-8")
 
 
 class Link:
@@ -101,7 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BalancingEjabbe
     if shutil.which("ejabberdctl") is None or shutil.which("erl") is None:
         pytest.skip("ejabberd is not installed")
     directory: Path = tmp_path_factory.mktemp("ejabberd-balancing")
-    started = BalancingEjabberd(directory, {BALANCED: "secret-muc", SENDER: "secret-src"})
+    started = BalancingEjabberd(directory, {BALANCED: "secret-muc", SENDER: "secret-src"}, {BALANCED: 2})
     started.start()
     try:
         yield started
