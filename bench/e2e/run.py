@@ -234,8 +234,7 @@ class Bench:
         for (_process, conn), share in zip(self.workers, self._shares(), strict=True):
             conn.send(("run", muc, messages * share / total_users, start, end, args.warmup, args.drain, 0.5))
         server_pids = self.server.cpu_pids()
-        # For the built-in MUC, our idle component's.
-        ours = [self.components["ours" if target == "builtin" else target].pid]
+        ours = self.component_pids(target)
         load = [*self.worker_pids, os.getpid()]
         # The cost of a run is measured over all of it, warm-up and drain included, against every
         # reflection of what it sent: exact however late a starved server delivers. The rates and
@@ -277,6 +276,10 @@ class Bench:
         if lua_after:
             self._print_lua_profile(figures, lua_before, lua_after)
         return figures
+
+    def component_pids(self, target: str) -> list[int]:
+        """Our processes whose CPU a run of *target* counts: for the built-in MUC, our idle component's."""
+        return [self.components["ours" if target == "builtin" else target].pid]
 
     def _lua_counts(self) -> dict[str, int]:
         if not isinstance(self.server, LoadProsody) or not self.args.lua_profile:
@@ -366,6 +369,8 @@ class Bench:
             "delivered_per_s": received / seconds,
             "fraction": received / offered if offered else float("nan"),
             "server_core_busy": (server + ours) / seconds,
+            "server_busy": server / seconds,
+            "ours_busy": ours / seconds,
             "load_core_busy": load / seconds,
             "p50_ms": percentile(latencies, 0.5),
             "p99_ms": percentile(latencies, 0.99),

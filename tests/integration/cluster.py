@@ -30,13 +30,29 @@ from typing import Any
 import attrs
 import psycopg
 from slixmpp import JID
+from slixmpp.exceptions import IqError, IqTimeout
 
 from tests.integration.clients import client
 from tests.integration.servers import ComponentProcess, EjabberdServer, ServerError, free_port, to_toml
 from tests.integration.test_muc import create, join
 from tests.storage.postgres import Database, PostgresServer
 
-__all__ = ["MUC", "BalancingEjabberd", "Cluster", "Instance", "LeaseRow", "lease_key"]
+__all__ = [
+    "MUC",
+    "BalancingEjabberd",
+    "Cluster",
+    "Crowd",
+    "Instance",
+    "LeaseEvent",
+    "LeaseRecorder",
+    "LeaseRow",
+    "Receipt",
+    "Seat",
+    "Traffic",
+    "balance",
+    "lease_events",
+    "lease_key",
+]
 
 #: The balanced MUC domain.
 MUC = "muc.localhost"
@@ -64,15 +80,24 @@ class BalancingEjabberd(EjabberdServer):
     def write_config(self) -> None:
         """ejabberd's configuration with ``domain_balancing`` for each balanced domain."""
         super().write_config()
-        path = self.directory / "ejabberd.yml"
-        text = path.read_text(encoding="utf-8").replace(
-            "module: ejabberd_service\n", "module: ejabberd_service\n    global_routes: false\n"
-        )
+        balance(self.directory / "ejabberd.yml", self.balanced)
+
+
+def balance(path: Path, balanced: Mapping[str, int]) -> None:
+    """Make the ejabberd configuration at *path* spread each domain of *balanced* over that many slots.
+
+    Every component listener gets ``global_routes: false``, so that a
+    connection registers only the domain it authenticated for.
+    """
+    text = path.read_text(encoding="utf-8").replace(
+        "module: ejabberd_service\n", "module: ejabberd_service\n    global_routes: false\n"
+    )
+    if balanced:
         text += "domain_balancing:\n" + "".join(
             f"  {domain}:\n    type: bare_destination\n    component_number: {slots}\n"
-            for domain, slots in self.balanced.items()
+            for domain, slots in balanced.items()
         )
-        path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
 
 
 @attrs.frozen
@@ -382,6 +407,23 @@ class Crowd:
                 return missing
             time.sleep(0.1)
 
+    async def _self_ping(self, seat: Seat) -> str:
+        try:
+            await self.clients[seat.user].plugin["xep_0199"].send_ping(JID(f"{seat.room}/{seat.nick}"), timeout=10)
+        except IqError as error:
+            return str(error.iq["error"]["condition"])
+        except IqTimeout:
+            return "timeout"
+        return "ok"
+
+    def self_pings(self) -> dict[Seat, str]:
+        """Each occupant's XEP-0410 self-ping: "ok", the error condition, or "timeout"."""
+
+        async def everyone() -> list[str]:
+            return list(await asyncio.gather(*(self._self_ping(seat) for seat in self.seats)))
+
+        return dict(zip(self.seats, self.run(everyone()), strict=True))
+
     def close(self) -> None:
         """Log everyone out and stop the loop."""
         try:
@@ -403,3 +445,94 @@ class Crowd:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class LeaseRecorder:
+    """Reads the lease table every *interval* seconds in a thread, keeping every change it sees."""
+
+    def __init__(self, cluster: Cluster, interval: float = 0.1) -> None:
+        self.cluster = cluster
+        self.interval = interval
+        #: Each key's rows, a new one whenever its owner, epoch or liveness changed.
+        self.history: dict[str, list[LeaseRow]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="leases", daemon=True)
+
+    def __enter__(self) -> LeaseRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            for key, row in self.cluster.leases().items():
+                rows = self.history.setdefault(key, [])
+                if not rows or (rows[-1].owner, rows[-1].epoch, rows[-1].live) != (row.owner, row.epoch, row.live):
+                    rows.append(row)
+            self._stop.wait(self.interval)
+
+    def tenures(self, key: str) -> list[tuple[int, str]]:
+        """The (epoch, owner) pairs *key* went through, in the order seen."""
+        return list(dict.fromkeys((row.epoch, row.owner) for row in self.history.get(key, [])))
+
+
+#: What `component.leases` logs when an instance takes, loses or releases a key.
+_LEASE_LINE = re.compile(r"leases: (?P<owner>\S+) (?P<what>took|lost|released) (?P<key>\S+)(?: at epoch (?P<epoch>\d+))?")
+
+
+@attrs.frozen
+class LeaseEvent:
+    """One lease line of an instance's log, in the order of that log."""
+
+    instance: str
+    owner: str
+    what: str
+    key: str
+    epoch: int | None
+
+
+def lease_events(instance: Instance) -> list[LeaseEvent]:
+    """The lease lines of every run of *instance*."""
+    return [
+        LeaseEvent(
+            instance.name, m["owner"], m["what"], m["key"], None if m["epoch"] is None else int(m["epoch"])
+        )
+        for m in _LEASE_LINE.finditer(instance.log_text())
+    ]
+
+
+class Traffic:
+    """Groupchats into every room in rounds, one a room each *period* seconds, from its occupants in turn."""
+
+    def __init__(self, crowd: Crowd, tag: str, period: float = 0.2) -> None:
+        self.crowd = crowd
+        self.tag = tag
+        self.period = period
+        #: Each body sent, with its room and when it was sent.
+        self.sent: dict[str, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, name="traffic", daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _send(self) -> None:
+        rooms = {room: self.crowd.seats_in(room) for room in self.crowd.rooms()}
+        turn = 0
+        while not self._stop.is_set():
+            began = time.monotonic()
+            for room, seats in rooms.items():
+                seat = seats[turn % len(seats)]
+                body = f"{self.tag}{turn} {room} {seat.nick}"
+                self.sent[body] = (room, time.monotonic())
+                self.crowd.send(seat, body)
+            turn += 1
+            self._stop.wait(max(0.0, self.period - (time.monotonic() - began)))

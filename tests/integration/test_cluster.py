@@ -10,12 +10,22 @@ runs in order: each test leaves every instance running.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from slixmpp import JID
+from slixmpp.exceptions import PresenceError
 
-from tests.integration.cluster import MUC, Cluster, Crowd, Seat
+from tests.integration.clients import client, run
+from tests.integration.cluster import (
+    MUC,
+    Cluster,
+    Crowd,
+    Seat,
+)
 from tests.storage.postgres import PostgresServer, postgres_server_fixture  # noqa: F401
 
 INSTANCES = 3
@@ -85,3 +95,49 @@ def test_thirty_rooms_work_and_are_spread_over_three_instances(cluster: Cluster,
     loaded = {instance.name: instance.rooms_loaded() for instance in cluster.instances}
     assert sum(loaded.values()) == ROOMS, loaded
     assert all(count > 0 for count in loaded.values()), loaded
+
+
+
+
+
+
+
+def test_with_a_fourth_slot_and_three_instances_a_quarter_of_the_rooms_is_silent(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    small = Cluster(tmp_path, postgres_server, slots=4, cluster={"lease_seconds": LEASE_SECONDS})
+    rooms = [f"quarter{n}@{MUC}" for n in range(16)]
+    try:
+        small.start(3)
+        small.add_users(["q0"], PASSWORD)
+
+        async def attempt(names: list[str]) -> tuple[dict[str, str], list[int]]:
+            """Join each room; the outcomes, and each instance's rooms in memory while still in them."""
+            async with client(small.ejabberd, "q0", PASSWORD) as xmpp:
+
+                async def one(room: str) -> str:
+                    try:
+                        await xmpp.plugin["xep_0045"].join_muc_wait(JID(room), "q", timeout=4, maxstanzas=0)
+                    except TimeoutError:
+                        return "silent"
+                    except PresenceError as error:
+                        return str(error.presence["error"]["condition"])
+                    return "joined"
+
+                outcomes = await asyncio.gather(*(one(room) for room in names))
+                loaded = [instance.rooms_loaded() for instance in small.instances]
+            return dict(zip(names, outcomes, strict=True)), loaded
+
+        first, loaded = run(attempt(rooms))
+        # The empty slot's rooms get no answer at all: no error, nothing.
+        silent = {room for room, outcome in first.items() if outcome == "silent"}
+        assert set(first.values()) == {"joined", "silent"}, first
+        assert sum(loaded) == len(rooms) - len(silent) and all(loaded), loaded
+
+        # The fourth instance fills the slot: exactly those rooms come to it.
+        small.add_instance()
+        second, loaded = run(attempt(sorted(silent)))
+        assert set(second.values()) == {"joined"}, second
+        assert loaded == [0, 0, 0, len(silent)]
+    finally:
+        small.stop()
