@@ -25,7 +25,6 @@ not stored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from lxml import etree
 from twisted.internet import defer
@@ -36,9 +35,8 @@ from component.jid import JID
 from component.stanza import Stanza, address
 from component.storage import StorageError
 from services.muc.archive_store import ArchiveEnds, ArchivePage, NotInArchive
-from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt, IQHandler
+from services.muc.feature import IQHandler
 from services.muc.mam import (
     MAM1,
     MAM2,
@@ -51,10 +49,10 @@ from services.muc.mam import (
     result,
 )
 from services.muc.store import HistoryRecord
+from services.muc.switch import Switch
 
-__all__ = ["FIELD", "Archiving", "archives", "find", "tombstone"]
+__all__ = ["Archiving", "archives", "find", "tombstone"]
 
-FIELD = "muc#roomconfig_enablearchiving"
 _EMPTY = ArchivePage((), True, 0)
 
 
@@ -119,11 +117,16 @@ class _Viewer:
         return self.moderator or self.non_anonymous
 
 
-class Archiving(Feature):
+class Archiving(Switch):
     """The room's archive, its queries and its setting."""
 
     name = "archive"
-    privacy_settings = ("archiving",)
+    setting = "archiving"
+    var = "muc#roomconfig_enablearchiving"
+    position = 170
+    label = "Archive the discussion (persistent rooms)"
+    # As Prosody's mod_muc_mam: archiving is logging (170, 171).
+    codes = (170, 171)
     # Every room answers a query (a room that keeps no archive with an empty one);
     # only those that archive say they do.
     announces_iq_namespaces = False
@@ -132,18 +135,6 @@ class Archiving(Feature):
         if archives(room):
             return (ns.STANZA_ID, MAM2, MAM_EXTENDED)
         return (ns.STANZA_ID,)
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(170, FIELD, room.config.archiving, type="boolean", label="Archive the discussion (persistent rooms)")
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"archiving": submission.flag(FIELD, config.archiving)}
-
-    def on_config_change(self, room: RoomContext, old: RoomConfig, new: RoomConfig) -> Iterable[int]:
-        # As Prosody's mod_muc_mam: archiving is logging (170, 171).
-        if new.archiving != old.archiving:
-            return (170 if new.archiving else 171,)
-        return ()
 
     def iq_handlers(self) -> Mapping[tuple[str, str], IQHandler]:
         handlers: dict[tuple[str, str], IQHandler] = {}

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
-
-from services.muc.config import RoomConfig
-from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+from services.muc.switch import Switch
 
 __all__ = ["Hidden"]
 
-FIELD = "muc#roomconfig_publicroom"
 
-
-class Hidden(Feature):
+class Hidden(Switch):
     """Listed in the directory of rooms, or not (the service keeps the directory)."""
 
     name = "hidden"
-
-    def disco_features(self, room: RoomContext) -> Iterable[str]:
-        return ("muc_public" if room.config.public else "muc_hidden",)
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(50, FIELD, room.config.public, type="boolean", label="Listed in the directory of rooms")
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"public": submission.flag(FIELD, config.public)}
+    setting = "public"
+    var = "muc#roomconfig_publicroom"
+    position = 50
+    label = "Listed in the directory of rooms"
+    disco = ("muc_public", "muc_hidden")

@@ -23,32 +23,27 @@ from component.errors import StanzaError
 from component.jid import JID, InvalidJID, parse_jid
 from component.stanza import Stanza, text_of
 from services.muc.affiliations import AFFILIATION_RANK, ROLE_RANK
-from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt, MessageHandler
+from services.muc.feature import FieldsAt, MessageHandler
 from services.muc.features import admin
 from services.muc.protocol import MUC_USER, X_USER
+from services.muc.switch import Switch
 
 __all__ = ["MAX_INVITATIONS", "Invitations"]
 
-FIELD = "muc#roomconfig_allowinvites"
-
-
-class Invitations(Feature):
+class Invitations(Switch):
     """Invitations and declines relayed by the room; the setting that lets members invite."""
 
     name = "invitations"
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(130, FIELD, room.config.allow_invites, type="boolean", label="Occupants may invite others")
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"allow_invites": submission.flag(FIELD, config.allow_invites)}
+    setting = "allow_invites"
+    var = "muc#roomconfig_allowinvites"
+    position = 130
+    label = "Occupants may invite others"
 
     def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
         # Whether an occupant (with voice) may invite: always in an open room (as Prosody says it).
         may = room.config.allow_invites or not room.config.members_only
-        fields.add(70, FIELD, may, type="boolean", label="Occupants may invite others")
+        fields.add(70, self.var, may, type="boolean", label=self.label)
 
     def message_handlers(self) -> Mapping[str, MessageHandler]:
         return {X_USER: _invite_or_decline}

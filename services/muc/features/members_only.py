@@ -6,32 +6,26 @@ leave it (status 322).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from component.errors import StanzaError
 from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt, Join
+from services.muc.feature import Join
+from services.muc.switch import Switch
 
 __all__ = ["MembersOnly"]
 
-FIELD = "muc#roomconfig_membersonly"
 
-
-class MembersOnly(Feature):
+class MembersOnly(Switch):
     """Entering takes an affiliation."""
 
     name = "members-only"
-
-    def disco_features(self, room: RoomContext) -> Iterable[str]:
-        return ("muc_membersonly" if room.config.members_only else "muc_open",)
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(60, FIELD, room.config.members_only, type="boolean", label="Only members may enter")
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"members_only": submission.flag(FIELD, config.members_only)}
+    setting = "members_only"
+    var = "muc#roomconfig_membersonly"
+    position = 60
+    label = "Only members may enter"
+    disco = ("muc_membersonly", "muc_open")
 
     def check_entry(self, room: RoomContext, join: Join) -> None:
         # Moderated or not, only members-only gives someone unaffiliated no role.

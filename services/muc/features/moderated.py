@@ -19,30 +19,28 @@ from component.errors import StanzaError
 from component.forms import Form, as_bool, parse_form
 from component.stanza import Broadcast, Stanza, new_id
 from services.muc.affiliations import check_role_change
-from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import NOT_MINE, ConfigSubmission, Feature, FieldsAt, MessageHandler
+from services.muc.feature import NOT_MINE, MessageHandler
 from services.muc.features import admin
+from services.muc.switch import Switch
 
 __all__ = ["REQUEST", "Moderated"]
 
-FIELD = "muc#roomconfig_moderatedroom"
 REQUEST = "http://jabber.org/protocol/muc#request"
 
 
-class Moderated(Feature):
+class Moderated(Switch):
     """Visitors need voice to speak, and may ask the moderators for it."""
 
     name = "moderated"
+    setting = "moderated"
+    var = "muc#roomconfig_moderatedroom"
+    position = 70
+    label = "Moderated (visitors need voice)"
+    disco = ("muc_moderated", "muc_unmoderated")
 
     def disco_features(self, room: RoomContext) -> Iterable[str]:
-        return (REQUEST, "muc_moderated" if room.config.moderated else "muc_unmoderated")
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(70, FIELD, room.config.moderated, type="boolean", label="Moderated (visitors need voice)")
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"moderated": submission.flag(FIELD, config.moderated)}
+        return (REQUEST, *super().disco_features(room))
 
     def message_handlers(self) -> Mapping[str, MessageHandler]:
         return {f"{{{ns.DATA_FORMS}}}x": _voice_request}

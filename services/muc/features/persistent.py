@@ -6,28 +6,17 @@ transaction) is the room core's part of a configuration change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
-
-from services.muc.config import RoomConfig
-from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+from services.muc.switch import Switch
 
 __all__ = ["Persistent"]
 
-FIELD = "muc#roomconfig_persistentroom"
 
-
-class Persistent(Feature):
+class Persistent(Switch):
     """The room stays when empty, and in storage."""
 
     name = "persistent"
-
-    def disco_features(self, room: RoomContext) -> Iterable[str]:
-        return ("muc_persistent" if room.config.persistent else "muc_temporary",)
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(40, FIELD, room.config.persistent, type="boolean", label="Persistent (stays when empty)")
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"persistent": submission.flag(FIELD, config.persistent)}
+    setting = "persistent"
+    var = "muc#roomconfig_persistentroom"
+    position = 40
+    label = "Persistent (stays when empty)"
+    disco = ("muc_persistent", "muc_temporary")

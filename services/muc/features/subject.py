@@ -6,32 +6,22 @@ to every newcomer, and stores then broadcasts a change this feature allows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from component.errors import StanzaError
-from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+from services.muc.feature import FieldsAt
 from services.muc.occupants import Occupant
+from services.muc.switch import Switch
 
 __all__ = ["Subject"]
 
-FIELD = "muc#roomconfig_changesubject"
-
-
-class Subject(Feature):
+class Subject(Switch):
     """Moderators, and participants when the room allows it, change the subject."""
 
     name = "subject"
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(
-            110, FIELD, room.config.change_subject, type="boolean", label="Participants may change the subject"
-        )
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        return {"change_subject": submission.flag(FIELD, config.change_subject)}
+    setting = "change_subject"
+    var = "muc#roomconfig_changesubject"
+    position = 110
+    label = "Participants may change the subject"
 
     def roominfo_fields(self, room: RoomContext, fields: FieldsAt) -> None:
         fields.add(30, "muc#roominfo_subject", room.subject, label="Current subject")
@@ -40,7 +30,7 @@ class Subject(Feature):
             label="Occupants may change the subject",
         )
         # Prosody's name for the same (its clients read that one).
-        fields.add(41, FIELD, room.config.change_subject, type="boolean", label="Occupants may change the subject")
+        fields.add(41, self.var, room.config.change_subject, type="boolean", label="Occupants may change the subject")
 
     def check_subject_change(self, room: RoomContext, occupant: Occupant, subject: str) -> None:
         if not (occupant.role == "moderator" or (occupant.role == "participant" and room.config.change_subject)):

@@ -1,0 +1,69 @@
+"""A room feature that is one yes/no setting (XEP-0045 §10.2): its form field, and what disco#info says of it.
+
+Most of a room's settings are a boolean of :class:`~services.muc.config.RoomConfig`
+set by one ``boolean`` field of the configuration form, and many say in
+the room's disco#info which way they are set (``muc_persistent`` or
+``muc_temporary``, §6.4). A :class:`Switch` declares that much; the
+feature's own rules (who may enter a members-only room, say) are the hooks
+it overrides besides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from services.muc.config import RoomConfig
+from services.muc.context import RoomContext
+from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+
+__all__ = ["Switch"]
+
+
+class Switch(Feature):
+    """A feature whose setting is one boolean of the room's configuration.
+
+    A subclass declares the class attributes below (``setting``, ``var``,
+    ``position`` and ``label`` always), then overrides the hooks the
+    setting acts through.
+    """
+
+    #: The :class:`~services.muc.config.RoomConfig` field it sets.
+    setting: str = ""
+    #: The configuration form's field (``muc#roomconfig_…``).
+    var: str = ""
+    #: Where the field stands in the form (see :class:`~services.muc.feature.FieldsAt`).
+    position: int = 0
+    #: The field's label.
+    label: str = ""
+    #: The disco#info features of a room with the setting on, and off; None when disco says nothing of it.
+    disco: tuple[str, str] | None = None
+    #: The status codes announcing that the setting turned on, and off (§10.2.1: 170 and 171 for logging),
+    #: None when 104 announces it with the other settings.
+    codes: tuple[int, int] | None = None
+
+    def __init__(self) -> None:
+        if self.codes is not None:
+            # A change announced by codes of its own is privacy-related (§10.2.1, Table 6): 104 leaves it out.
+            self.privacy_settings = (*self.privacy_settings, self.setting)
+
+    def on(self, config: RoomConfig) -> bool:
+        """Whether ``config`` has the setting on."""
+        value: bool = getattr(config, self.setting)
+        return value
+
+    def disco_features(self, room: RoomContext) -> Iterable[str]:
+        if self.disco is None:
+            return ()
+        return (self.disco[0] if self.on(room.config) else self.disco[1],)
+
+    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        fields.add(self.position, self.var, self.on(room.config), type="boolean", label=self.label)
+
+    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
+        return {self.setting: submission.flag(self.var, self.on(config))}
+
+    def on_config_change(self, room: RoomContext, old: RoomConfig, new: RoomConfig) -> Iterable[int]:
+        if self.codes is None or self.on(new) == self.on(old):
+            return ()
+        return (self.codes[0] if self.on(new) else self.codes[1],)
