@@ -5,7 +5,9 @@ bare_destination`` and ``component_number: 2`` each room's stanzas reach one
 slot, a room stays with its slot whatever connects or goes, a stanza for an
 empty slot is dropped without an error, a connection that finds every slot
 taken gets nothing even after a slot frees, and the next connection to
-register fills the empty slot and gets exactly its rooms. Raw XEP-0114
+register fills the empty slot and gets exactly its rooms; a
+``component_number`` changed by ``reload_config`` is not used, not even once
+every connection has gone. Raw XEP-0114
 connections stand for the instances; a plain component sends the stanzas.
 """
 
@@ -111,6 +113,14 @@ def _to_every_room(sender: Link, tag: str, *expect: tuple[Link, set[int] | None]
     time.sleep(0.3)
 
 
+def _until_every_room_reached(tag: str, *links: Link) -> None:
+    """Wait until *tag* reached every room on one of *links*, then for stragglers."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set().union(*(link.rooms(tag) for link in links)) != set(range(ROOMS)):
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
 def test_rooms_keep_their_slot_and_an_empty_slot_drops_silently(server: BalancingEjabberd) -> None:
     port = server.component_port
     sender = Link(port, SENDER, "secret-src")
@@ -150,3 +160,42 @@ def test_rooms_keep_their_slot_and_an_empty_slot_drops_silently(server: Balancin
     assert (second.rooms("five"), fourth.rooms("five"), third.rooms("five")) == (slot_b, slot_a, set())
     for link in (sender, second, third, fourth):
         link.close()
+
+
+def test_a_component_number_changed_by_a_reload_is_not_used(tmp_path: Path) -> None:
+    if shutil.which("ejabberdctl") is None or shutil.which("erl") is None:
+        pytest.skip("ejabberd is not installed")
+    server = BalancingEjabberd(tmp_path, {BALANCED: "secret-muc", SENDER: "secret-src"}, {BALANCED: 2})
+    server.start()
+    try:
+        port = server.component_port
+        sender = Link(port, SENDER, "secret-src")
+        first, second = Link(port, BALANCED, "secret-muc"), Link(port, BALANCED, "secret-muc")
+        _to_every_room(sender, "two")
+        _until_every_room_reached("two", first, second)
+        slots = (first.rooms("two"), second.rooms("two"))
+        assert slots[0] | slots[1] == set(range(ROOMS)) and all(slots)
+
+        # Three slots from now on, says the configuration, reloaded: the table of slots stays as it
+        # was, with two, and a third connection gets nothing.
+        server.balanced = {BALANCED: 3}
+        server.write_config()
+        server.run_account_tool(["reload_config"])
+        third = Link(port, BALANCED, "secret-muc")
+        _to_every_room(sender, "three", (first, slots[0]), (second, slots[1]))
+        assert (first.rooms("three"), second.rooms("three"), third.rooms("three")) == (*slots, set())
+
+        # Not even once every connection has gone: the two empty slots stay, and only an
+        # ejabberd restart reads component_number again.
+        for link in (first, second, third):
+            link.close()
+        time.sleep(0.5)
+        links = [Link(port, BALANCED, "secret-muc") for _ in range(3)]
+        _to_every_room(sender, "again")
+        _until_every_room_reached("again", *links)
+        assert {frozenset(links[0].rooms("again")), frozenset(links[1].rooms("again"))} == set(map(frozenset, slots))
+        assert links[2].rooms("again") == set()
+        for link in (sender, *links):
+            link.close()
+    finally:
+        server.stop()
