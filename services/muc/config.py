@@ -7,11 +7,22 @@ assembles the form and applies a submission (:meth:`Room.configure`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
-__all__ = ["RoomConfig"]
+__all__ = ["BROADCAST_ROLES", "RoomConfig"]
+
+#: The roles an occupant's presence can be broadcast for (``muc#roomconfig_presencebroadcast``),
+#: in Prosody's order; "none" is the role of those not in the room.
+BROADCAST_ROLES = ("none", "visitor", "participant", "moderator")
+
+
+def _roles(roles: Iterable[str]) -> tuple[str, ...]:
+    """Roles as one value whatever the order they came in (a form, or JSON read back)."""
+    given = set(roles)
+    return tuple(role for role in BROADCAST_ROLES if role in given)
 
 
 @attrs.define(slots=True)
@@ -40,6 +51,8 @@ class RoomConfig:
     avatar_hash: str = ""
     #: XEP-0313: the room keeps an archive of its messages (when persistent; the service sets the default).
     archiving: bool = True
+    #: The roles whose occupants' presence the others are sent (§10.2 ``presencebroadcast``).
+    presence_broadcast: tuple[str, ...] = attrs.field(default=("visitor", "participant", "moderator"), converter=_roles)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict, for storage."""

@@ -92,6 +92,9 @@ class RoomContext(Protocol):
     def role_for(self, affiliation: str) -> str:
         """The role a user of ``affiliation`` gets on entering; 'none' means it may not enter."""
 
+    def presence_shown(self, role: str) -> bool:
+        """Whether the others are sent the presence of an occupant of ``role`` ('none': one leaving)."""
+
     def occupant_jid(self, nick: str) -> str:
         """The room JID of a nick."""
 
@@ -121,8 +124,13 @@ class RoomContext(Protocol):
         actor: str | None = None,
         reason: str | None = None,
         self_sessions: Iterable[JID] | None = None,
+        shown_before: bool = False,
     ) -> None:
-        """Tell the room about an occupant's presence ``base``: the others, then the occupant itself (110)."""
+        """Tell the room about an occupant's presence ``base``: the others, then the occupant itself (110).
+
+        The others hear of an occupant whose role they are not shown (see
+        :meth:`presence_shown`) only when ``shown_before``, and as gone.
+        """
 
     def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
         """Send every other occupant's current presence to one client."""

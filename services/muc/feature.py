@@ -303,6 +303,22 @@ class Feature:
     def decorate_private(self, room: RoomContext, sender: Occupant, message: etree._Element) -> None:
         """Add children to a private message from ``sender`` (§7.5), addressed from its room JID, claims removed."""
 
+    def broadcasts_presence(self, room: RoomContext, role: str) -> bool:
+        """Whether the others are sent the presence of an occupant of ``role`` ('none': one leaving).
+
+        Every feature using this hook must agree. An occupant always gets
+        its own presence; one the others are not sent is left out of the
+        occupant list too (but for the user's own other occupants).
+        """
+        return True
+
+    def extend_occupant_list(self, room: RoomContext, to: JID, viewer: Occupant | None) -> None:
+        """The occupants' presences went to ``to`` (entering, or its view changed): send what else the list holds.
+
+        ``viewer`` is its occupant (not seated yet on entering); sent before
+        the client's own presence.
+        """
+
     def on_leave(self, room: RoomContext, occupant: Occupant) -> None:
         """``occupant`` is no longer in the room (its last client left, it was kicked, banned or bounced).
 
@@ -383,6 +399,8 @@ class Registry:
         self.subject_checks = used("check_subject_change")
         self.private_checks = used("check_private_message")
         self.presence_decorators = used("decorate_presence")
+        self.presence_filters = used("broadcasts_presence")
+        self.occupant_list_extras = used("extend_occupant_list")
         self.message_decorators = used("decorate_message")
         self.private_decorators = used("decorate_private")
         #: (type, payload tag) → its handler.

@@ -285,6 +285,10 @@ class Room(Entity):
         """The role a user of this affiliation gets on entering."""
         return default_role(affiliation, moderated=self.config.moderated, members_only=self.config.members_only)
 
+    def presence_shown(self, role: str) -> bool:
+        """Whether the others are sent the presence of an occupant of ``role`` ('none': one leaving)."""
+        return all(feature.broadcasts_presence(self, role) for feature in self.room_features.presence_filters)
+
     # -- sending -----------------------------------------------------------
 
     def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
@@ -322,25 +326,32 @@ class Room(Entity):
         actor: str | None = None,
         reason: str | None = None,
         self_sessions: Iterable[JID] | None = None,
+        shown_before: bool = False,
     ) -> None:
         """Tell the room about an occupant's presence (§7.2.3): others, then the occupant itself.
 
         Everyone who may see real JIDs gets the item with the occupant's
         JID; the others without. The occupant's own sessions get it with
-        status 110 and ``self_codes``.
+        status 110 and ``self_codes``. The others hear of an occupant whose
+        role they are not shown only if ``shown_before`` (its role was), as
+        gone.
         """
         self._from_occupant(occupant, base)
         affiliation = affiliation or self.affiliation_of(occupant.bare)
         codes = set(codes)
         real = str(occupant.main)
+        gone = not self.presence_shown(occupant.role)
 
-        def variant(jid: str | None, extra: Iterable[int] = ()) -> Broadcast:
+        def variant(jid: str | None, extra: Iterable[int] = (), gone: bool = False) -> Broadcast:
             element = copy.deepcopy(base)
+            if gone:
+                element.set("type", "unavailable")
             entry = item(affiliation, occupant.role, jid=jid, nick=nick, actor_nick=actor, reason=reason)
             element.append(user_x([entry], codes | set(extra)))
             return Broadcast(element)
 
-        self._send_to_others(occupant, lambda: variant(real), lambda: variant(None))
+        if shown_before or not gone:
+            self._send_to_others(occupant, lambda: variant(real, gone=gone), lambda: variant(None, gone=gone))
         mine = variant(real, {110, *self_codes})
         sessions = occupant.addresses if self_sessions is None else [address(s) for s in self_sessions]
         if sessions:
@@ -366,9 +377,10 @@ class Room(Entity):
 
     def publish_current(self, occupant: Occupant, self_codes: Iterable[int] = ()) -> None:
         """Tell the room an occupant's current presence, with no news but ``self_codes`` to itself."""
-        self._send_to_others(
-            occupant, lambda: self.shown(occupant, with_jid=True), lambda: self.shown(occupant, with_jid=False)
-        )
+        if self.presence_shown(occupant.role):
+            self._send_to_others(
+                occupant, lambda: self.shown(occupant, with_jid=True), lambda: self.shown(occupant, with_jid=False)
+            )
         element = self._from_occupant(occupant, occupant.presence())
         entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
         element.append(user_x([entry], {110, *self_codes}))
@@ -379,18 +391,26 @@ class Room(Entity):
         to_address = address(to)
         with_jid = viewer is not None and self.sees_real_jids(viewer)
         newcomer = viewer is None or self.occupants.by_nick(viewer.nick) is not viewer
-        if newcomer and len(self.occupants) >= _KEEP_LISTS_FROM:
+        hidden = {role for role in ("visitor", "participant", "moderator") if not self.presence_shown(role)}
+        if newcomer and len(self.occupants) >= _KEEP_LISTS_FROM and not hidden:
             # Into a crowded room: everyone's presences are kept as one list with gaps for the address.
             data: bytes | Spliced = splice(self._occupant_list(with_jid), to_address)
+            count = len(self.occupants)
         else:
             index = 0 if with_jid else 1
+            # Those whose role is not shown are left out, but for the user's own other occupants (as Prosody).
+            listed = [
+                other for other in self.occupants.values()
+                if other is not viewer and (other.role not in hidden or other.bare == to.bare)
+            ]
             data = b"".join(
-                (other.shown[index] or self.shown(other, with_jid=with_jid)).to_address(to_address)
-                for other in self.occupants.values()
-                if other is not viewer
+                (other.shown[index] or self.shown(other, with_jid=with_jid)).to_address(to_address) for other in listed
             )
+            count = len(listed)
         if data:
-            self.component.send_bytes(data, len(self.occupants) - (0 if newcomer else 1))
+            self.component.send_bytes(data, count)
+        for feature in self.room_features.occupant_list_extras:
+            feature.extend_occupant_list(self, to, viewer)
 
     def _occupant_list(self, with_jid: bool) -> list[bytes]:
         index = 0 if with_jid else 1
@@ -412,11 +432,12 @@ class Room(Entity):
                actor: str | None = None, reason: str | None = None, status: str | None = None) -> None:
         """Take an occupant out of the room and tell everyone (kick, ban, lost membership)."""
         self.occupants.remove(occupant)
+        shown = self.presence_shown(occupant.role)
         occupant.role = "none"
         base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
         if status is not None:
             etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
-        self.publish(occupant, base, codes=codes, affiliation=affiliation, actor=actor, reason=reason)
+        self.publish(occupant, base, codes=codes, affiliation=affiliation, actor=actor, reason=reason, shown_before=shown)
         self._left(occupant)
 
     def _left(self, occupant: Occupant) -> None:
@@ -584,8 +605,9 @@ class Room(Entity):
         base = etree.fromstring(self._template(stanza), PARSER)
         base.set("type", "unavailable")
         if self.occupants.remove_session(occupant, sender):
+            shown = self.presence_shown(occupant.role)
             occupant.role = "none"
-            self.publish(occupant, base, self_sessions=[sender])
+            self.publish(occupant, base, self_sessions=[sender], shown_before=shown)
             self._left(occupant)
             return
         # Another client still holds the nick: only the one leaving hears of it.
@@ -813,11 +835,12 @@ class Room(Entity):
             return
         status = "Kicked: " + error.condition.replace("-", " ")
         if self.occupants.remove_session(occupant, stanza.sender):
+            shown = self.presence_shown(occupant.role)
             occupant.role = "none"
             base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
             etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
             # The ghost itself cannot hear it; everyone else must.
-            self.publish(occupant, base, codes=[307, 333], self_sessions=())
+            self.publish(occupant, base, codes=[307, 333], self_sessions=(), shown_before=shown)
             self._left(occupant)
 
     # -- discovery --------------------------------------------------------------
@@ -835,10 +858,14 @@ class Room(Entity):
         return [self.room_features.roominfo(self, len(self.occupants))]
 
     def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
-        # Occupants' room JIDs are listed to occupants only: they already see them.
-        if self.occupants.by_real(stanza.sender) is None:
+        # Occupants' room JIDs are listed to occupants only: they already see them (those whose presence they are shown).
+        viewer = self.occupants.by_real(stanza.sender)
+        if viewer is None:
             return []
-        return [Item(self.occupant_jid(o.nick)) for o in self.occupants]
+        return [
+            Item(self.occupant_jid(o.nick)) for o in self.occupants
+            if o.bare == viewer.bare or self.presence_shown(o.role)
+        ]
 
     @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
     def _room_info(self, stanza: Stanza) -> IQResult:

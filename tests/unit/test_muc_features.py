@@ -49,6 +49,7 @@ def test_the_configuration_form_lists_the_fields_in_the_order_of_xep_0045(harnes
         "muc#roomconfig_allowinvites",
         "muc#roomconfig_maxusers",
         "muc#roomconfig_historylength",
+        "muc#roomconfig_presencebroadcast",
         "muc#roomconfig_enablelogging",
         "muc#roomconfig_enablearchiving",
     ]

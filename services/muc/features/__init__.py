@@ -27,6 +27,7 @@ from services.muc.features.occupant_limit import OccupantLimit
 from services.muc.features.owner import Owner
 from services.muc.features.password import Password
 from services.muc.features.persistent import Persistent
+from services.muc.features.presence_broadcast import PresenceBroadcast
 from services.muc.features.private_messages import PrivateMessages
 from services.muc.features.registration import Registration
 from services.muc.features.subject import Subject
@@ -49,6 +50,7 @@ FEATURES = Registry([
     Registration(),
     OccupantLimit(),
     HistoryLength(),
+    PresenceBroadcast(),
     Logging(),
     Archiving(),
     AdminLists(),

@@ -213,8 +213,9 @@ def set_role(room: RoomContext, nick: str, role: str, actor: str | None, reason:
         room.remove(target, [307], actor=actor, reason=reason)
         return
     was_moderator = target.role == "moderator"
+    shown = room.presence_shown(target.role)
     target.role = role
-    room.publish(target, target.presence(), actor=actor, reason=reason)
+    room.publish(target, target.presence(), actor=actor, reason=reason, shown_before=shown)
     _refresh_view(room, target, was_moderator)
 
 
@@ -274,9 +275,10 @@ def apply_affiliation(room: RoomContext, jid: JID, affiliation: str, actor: str 
             continue
         occupant.changed()
         was_moderator = occupant.role == "moderator"
+        shown = room.presence_shown(occupant.role)
         if occupant.role != new_role and (downgrade or ROLE_RANK[occupant.role] < ROLE_RANK[new_role]):
             occupant.role = new_role
-        room.publish(occupant, occupant.presence(), actor=actor, reason=reason)
+        room.publish(occupant, occupant.presence(), actor=actor, reason=reason, shown_before=shown)
         _refresh_view(room, occupant, was_moderator)
 
 
