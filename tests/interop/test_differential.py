@@ -406,12 +406,12 @@ ALLOWED: list[Allowed] = [
     Allowed(
         None,
         "The configuration form: Prosody has section headings (fixed fields), xdata-validate"
-        " hints, presencebroadcast, defaulthistorymessages, allowmemberinvites and a default"
+        " hints, defaulthistorymessages, allowmemberinvites and a default"
         " language; ours has passwordprotectedroom, enablelogging, maxusers, allowinvites, allowpm,"
         " enablearchiving (mod_muc_mam's field, which Prosody's MUC alone has not) and no default language",
         expected=(
             r't-form  x > <field type="fixed">',
-            r't-form  x > <field [^>]*var="(muc#roomconfig_presencebroadcast|muc#roomconfig_defaulthistorymessages'
+            r't-form  x > <field [^>]*var="(muc#roomconfig_defaulthistorymessages'
             r'|\{http://prosody.im/protocol/muc\}roomconfig_allowmemberinvites)"',
             r't-form  x > <field var="muc#roomconfig_(historylength|lang)"><validate',
         ),
