@@ -113,6 +113,7 @@ class Occupant:
         self.changed()
         if self.room is not None:
             self.room.forget_addresses()
+            self.room.note(self)
 
     def changed(self) -> None:
         """Something others see of this occupant changed: forget the serialised presence."""
@@ -147,7 +148,7 @@ class Occupant:
 class Occupants:
     """The occupants of a room, by nick, by what the nick looks like, and by the real JID of each session."""
 
-    __slots__ = ("_addresses", "_by_key", "_by_nick", "_by_real", "_by_role", "lists")
+    __slots__ = ("_addresses", "_by_key", "_by_nick", "_by_real", "_by_role", "_changed", "lists")
 
     def __init__(self) -> None:
         self._by_nick: dict[str, Occupant] = {}
@@ -158,6 +159,30 @@ class Occupants:
         #: Everyone's presence, with and without real JIDs, cut where the
         #: newcomer's address goes (see ``Room.send_occupant_list``); the room fills it.
         self.lists: list[list[bytes] | None] = [None, None]
+        # Nick → the occupant holding it now (None: nobody), since taken last; None when nobody asks.
+        self._changed: dict[str, Occupant | None] | None = None
+
+    def record_changes(self) -> None:
+        """From now on, note every occupant who comes, goes or changes (for rooms whose live state is stored)."""
+        if self._changed is None:
+            self._changed = {}
+
+    def note(self, occupant: Occupant) -> None:
+        """Something stored of ``occupant`` changed (its role, its sessions)."""
+        if self._changed is not None:
+            self._changed[occupant.nick] = occupant
+
+    def take_changes(self) -> list[tuple[str, Occupant | None]]:
+        """Each nick whose occupant came, went or changed since the last call: who holds it now, or None."""
+        changed = self._changed
+        if not changed:
+            return []
+        self._changed = {}
+        return [(nick, occupant if self._by_nick.get(nick) is occupant else None) for nick, occupant in changed.items()]
+
+    def _gone(self, nick: str) -> None:
+        if self._changed is not None:
+            self._changed[nick] = None
 
     def __len__(self) -> int:
         return len(self._by_nick)
@@ -215,6 +240,7 @@ class Occupants:
         for real in occupant.sessions:
             self._by_real[real] = occupant
         occupant.room = self
+        self.note(occupant)
         # A newcomer goes last: the lists grow instead of being built again.
         if self._addresses is not None:
             self._addresses.extend(occupant.addresses)
@@ -227,6 +253,7 @@ class Occupants:
             self.forget_addresses()
         occupant.set_session(real, template)
         self._by_real[real] = occupant
+        self.note(occupant)
 
     def remove_session(self, occupant: Occupant, real: JID) -> bool:
         """Detach a client; True (and the occupant is gone) when it was the last."""
@@ -236,7 +263,9 @@ class Occupants:
             self._by_nick.pop(occupant.nick, None)
             self._by_key.pop(occupant.key, None)
             occupant.room = None
+            self._gone(occupant.nick)
             return True
+        self.note(occupant)
         return False
 
     def remove(self, occupant: Occupant) -> None:
@@ -246,15 +275,18 @@ class Occupants:
         for real in occupant.sessions:
             self._by_real.pop(real, None)
         occupant.room = None
+        self._gone(occupant.nick)
         self.forget_addresses()
 
     def rename(self, occupant: Occupant, nick: str) -> None:
         """Move an occupant to a new nick."""
         self._by_nick.pop(occupant.nick, None)
         self._by_key.pop(occupant.key, None)
+        self._gone(occupant.nick)
         occupant.nick = nick
         occupant.key = nick_key(nick)
         occupant.changed()
         self._by_nick[nick] = occupant
         self._by_key[occupant.key] = occupant
+        self.note(occupant)
         self.forget_addresses()  # the order of the room changed

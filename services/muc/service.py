@@ -32,6 +32,7 @@ from services.muc.feature import Registry
 from services.muc.features import FEATURES
 from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
+from services.muc.live import LIVE_MIGRATIONS
 from services.muc.occupant_id import OCCUPANT_ID, SECRET_MIGRATIONS, OccupantIds, load_secret
 from services.muc.protocol import MUC
 from services.muc.retention import Retention
@@ -54,7 +55,7 @@ class MucService(Service):
     name = "muc"
     settings_class: ClassVar[type[Any]] = MucSettings
     settings: MucSettings
-    migrations = (MUC_MIGRATIONS, SECRET_MIGRATIONS)
+    migrations = (MUC_MIGRATIONS, SECRET_MIGRATIONS, LIVE_MIGRATIONS)
     #: The features of every room (a subclass may add its own).
     room_features: ClassVar[Registry] = FEATURES
 

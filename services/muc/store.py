@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from component.storage import Migrations, Param, Row, Sql, Storage, StorageError, Transaction
+from component.storage.leases import Lease, LeaseLost, fence
+from services.muc.live import LiveChanges, LiveState, forget_all_live, forget_live, load_live, write_changes
 
 if TYPE_CHECKING:
+    from component.leases import Leases
     from services.muc.tombstones import Tombstone
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast")
 """The affiliations that are stored; 'none' is the absence of a row."""
@@ -320,12 +324,20 @@ def _append_histories(txn: Transaction, node: str, records: Sequence[HistoryReco
     count_archived(txn, node, added)
 
 
-def _append_rooms_histories(txn: Transaction, batches: Sequence[tuple[str, Sequence[HistoryRecord]]]) -> list[str | None]:
-    refusals: list[str | None] = []
+def _append_rooms_histories(
+    txn: Transaction, batches: Sequence[tuple[str, Sequence[HistoryRecord]]], leases: Mapping[str, Lease]
+) -> list[str | LeaseLost | None]:
+    refusals: list[str | LeaseLost | None] = []
     for node, records in batches:
         txn.execute("SAVEPOINT room_history")
         try:
+            lease = leases.get(node)
+            if lease is not None:
+                fence(txn, lease)
             _append_histories(txn, node, records)
+        except LeaseLost as lost:
+            txn.execute("ROLLBACK TO SAVEPOINT room_history")
+            refusals.append(lost)
         except Exception as error:  # the driver's own error, whichever the database
             # Only this room's rows are undone; should the connection be gone,
             # this fails too and so does the whole transaction.
@@ -356,12 +368,27 @@ def _store_room(
 
 @attrs.define
 class MucStore:
-    """The rooms of one MUC service, on a `Storage` opened with `MUC_MIGRATIONS`."""
+    """The rooms of one MUC service, on a `Storage` opened with `MUC_MIGRATIONS`.
+
+    Every write to one room takes the room's *lease* (None without
+    ``[cluster]``): with one, it runs through *leases* and commits only while
+    this instance holds the room (see :mod:`component.leases`); else it fails
+    with `LeaseLost` and writes nothing.
+    """
 
     storage: Storage
     clock: Callable[[], float] = time.time
+    leases: Leases | None = None
     #: Messages written to the archive (its failures are the service's ``write_failures``).
     history_writes: int = attrs.field(default=0, init=False)
+
+    def _write(
+        self, lease: Lease | None, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> Deferred[T]:
+        if lease is None:
+            return self.storage.transaction(fn, *args, **kwargs)
+        assert self.leases is not None, "a lease without the leases it came from"
+        return self.leases.fenced(lease, fn, *args, **kwargs)
 
     def load_room(self, node: str) -> Deferred[RoomRecord | None]:
         """The room *node*, or None if it is not stored."""
@@ -395,14 +422,14 @@ class MucStore:
         return d.addCallback(lambda rows: [(room, jid) for room, jid in rows])
 
     def save_config(
-        self, node: str, config: dict[str, Any], *, public: bool = True
+        self, node: str, config: dict[str, Any], *, public: bool = True, lease: Lease | None = None
     ) -> Deferred[None]:
         """Create the room *node* or replace its configuration.
 
         *public* is kept beside the configuration so that listing public rooms
         needs no look inside the JSON.
         """
-        return self.storage.transaction(_save_config, node, config, public, self.clock())
+        return self._write(lease, _save_config, node, config, public, self.clock())
 
     def store_room(
         self,
@@ -413,6 +440,7 @@ class MucStore:
         affiliations: Sequence[AffiliationChange] = (),
         subject: tuple[str, str] = ("", ""),
         history: Sequence[HistoryRecord] = (),
+        lease: Lease | None = None,
     ) -> Deferred[None]:
         """Store a room whole, in one transaction: its configuration, affiliations, subject and history.
 
@@ -421,20 +449,22 @@ class MucStore:
         *subject* is the subject and the nick that set it.
         """
         history = tuple(history)
-        d = self.storage.transaction(
-            _store_room, node, config, public, self.clock(), tuple(affiliations), subject, history
-        )
+        d = self._write(lease, _store_room, node, config, public, self.clock(), tuple(affiliations), subject, history)
         return d.addCallback(self._written, len(history))
 
-    def set_subject(self, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None) -> Deferred[bool]:
+    def set_subject(
+        self, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None, *, lease: Lease | None = None
+    ) -> Deferred[bool]:
         """Set the room's subject, archiving the message that changed it as *record*; fire with whether the room exists."""
-        d = self.storage.transaction(_set_subject, node, subject, by_nick, record)
+        d = self._write(lease, _set_subject, node, subject, by_nick, record)
         return d if record is None else d.addCallback(self._written, 1)
 
-    def delete_room(self, node: str, tombstone: Tombstone | None = None) -> Deferred[bool]:
+    def delete_room(
+        self, node: str, tombstone: Tombstone | None = None, *, lease: Lease | None = None
+    ) -> Deferred[bool]:
         """Forget the room, its affiliations and its history, and leave *tombstone* in its place,
         in one transaction; fire with whether it existed."""
-        return self.storage.transaction(_delete_room, node, tombstone)
+        return self._write(lease, _delete_room, node, tombstone)
 
     def tombstones(self) -> Deferred[list[tuple[str, float, str | None, str | None]]]:
         """Every stored tombstone: (node, until, reason, alternate)."""
@@ -456,12 +486,14 @@ class MucStore:
         """Set *jid*'s affiliation with the stored room *node*; 'none' removes it."""
         return self.set_affiliations(node, [AffiliationChange(jid, affiliation, reason, nick)])
 
-    def set_affiliations(self, node: str, changes: Sequence[AffiliationChange]) -> Deferred[None]:
+    def set_affiliations(
+        self, node: str, changes: Sequence[AffiliationChange], *, lease: Lease | None = None
+    ) -> Deferred[None]:
         """Set several affiliations with the stored room *node* in one transaction: all or none.
 
         Changes are applied in order: of two for one user, the last wins.
         """
-        return self.storage.transaction(_set_affiliations, node, tuple(changes))
+        return self._write(lease, _set_affiliations, node, tuple(changes))
 
     def affiliations(self, node: str) -> Deferred[dict[str, Affiliation]]:
         """The room's affiliations other than 'none', keyed by bare JID."""
@@ -482,7 +514,7 @@ class MucStore:
         return d.addCallback(self._written, 1)
 
     def append_rooms_histories(
-        self, batches: Sequence[tuple[str, Sequence[HistoryRecord]]]
+        self, batches: Sequence[tuple[str, Sequence[HistoryRecord]]], leases: Mapping[str, Lease] | None = None
     ) -> Deferred[list[StorageError | None]]:
         """Archive the records of several rooms in one transaction: one commit for all.
 
@@ -493,20 +525,24 @@ class MucStore:
         from the other rooms': the rows of a room the database refuses (one
         another process deleted) fail alone. Fire with each room's refusal,
         None where its records are stored; the whole transaction failing (the
-        database gone) fails the Deferred.
+        database gone) fails the Deferred. The rows of a room named in
+        *leases* (node → lease) are stored only while that lease is held;
+        else that room's refusal is a `LeaseLost`.
         """
         batches = tuple((node, tuple(records)) for node, records in batches)
-        d = self.storage.transaction(_append_rooms_histories, batches)
+        d = self.storage.transaction(_append_rooms_histories, batches, dict(leases or {}))
         return d.addCallback(self._rooms_written, batches)
 
     def _rooms_written(
-        self, refusals: list[str | None], batches: Sequence[tuple[str, Sequence[HistoryRecord]]]
+        self, refusals: list[str | LeaseLost | None], batches: Sequence[tuple[str, Sequence[HistoryRecord]]]
     ) -> list[StorageError | None]:
         outcomes: list[StorageError | None] = []
         for (node, records), refusal in zip(batches, refusals, strict=True):
             if refusal is None:
                 self.history_writes += len(records)
                 outcomes.append(None)
+            elif isinstance(refusal, LeaseLost):
+                outcomes.append(refusal)
             else:
                 outcomes.append(StorageError(f"the history of {node} was refused: {refusal}"))
         return outcomes
@@ -533,3 +569,21 @@ class MucStore:
             (*params, limit),
         )
         return d.addCallback(_history)
+
+    # -- live state (services.muc.live) -----------------------------------------
+
+    def live_state(self, node: str) -> Deferred[LiveState]:
+        """The room's occupants, subject and lock as last stored."""
+        return self.storage.transaction(load_live, node)
+
+    def write_live(self, node: str, changes: LiveChanges, *, lease: Lease | None = None) -> Deferred[None]:
+        """Store what one stanza changed of the room's live state, in one transaction."""
+        return self._write(lease, write_changes, node, changes)
+
+    def forget_live(self, node: str, *, lease: Lease | None = None) -> Deferred[None]:
+        """Delete the room's live state."""
+        return self._write(lease, forget_live, node)
+
+    def forget_all_live(self) -> Deferred[None]:
+        """Delete the live state of every room (a single instance that told every occupant it stops)."""
+        return self.storage.transaction(forget_all_live)
