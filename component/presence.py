@@ -233,41 +233,33 @@ class PresenceEntity(Entity):
 
     def subscribe(self, jid: JID) -> defer.Deferred[None]:
         """Ask for ``jid``'s presence (RFC 6121 §3.1.2); the request is always routed."""
-        contact = self._contact(jid)
-        change = self._roster.send(contact, "subscribe")
-        self._then(lambda: self.send(presence(self.jid, contact, type="subscribe")))
-        self._changed(change)
-        return self.settled()
+        change = self._roster.send(self._contact(jid), "subscribe")
+        self._then(lambda: self.send(presence(self.jid, change.contact, type="subscribe")))
+        return self._settle(change)
 
     def unsubscribe(self, jid: JID) -> defer.Deferred[None]:
         """Stop receiving ``jid``'s presence, or withdraw a request (§3.3.2)."""
-        contact = self._contact(jid)
-        change = self._roster.send(contact, "unsubscribe")
-        self._then(lambda: self.send(presence(self.jid, contact, type="unsubscribe")))
+        change = self._roster.send(self._contact(jid), "unsubscribe")
+        self._then(lambda: self.send(presence(self.jid, change.contact, type="unsubscribe")))
         if change.old.has_to and not change.new.has_to:
-            self._forget_resources(contact)
-        self._changed(change)
-        return self.settled()
+            self._forget_resources(change.contact)
+        return self._settle(change)
 
     def approve(self, jid: JID) -> defer.Deferred[None]:
         """Approve ``jid``'s pending request (§3.1.5): ``subscribed``, then the current presence."""
-        contact = self._contact(jid)
-        change = self._roster.send(contact, "subscribed")
+        change = self._roster.send(self._contact(jid), "subscribed")
         if change.passes:
-            self._then(lambda: self._confirm(contact))
-        self._changed(change)
-        return self.settled()
+            self._then(lambda: self._confirm(change.contact))
+        return self._settle(change)
 
     def deny(self, jid: JID) -> defer.Deferred[None]:
         """Refuse ``jid``'s pending request, or cancel its subscription (§3.2.2)."""
-        contact = self._contact(jid)
-        change = self._roster.send(contact, "unsubscribed")
+        change = self._roster.send(self._contact(jid), "unsubscribed")
         if change.passes:
             if change.old.has_from:
-                self._then(lambda: self._retract(only=contact))
-            self._then(lambda: self.send(presence(self.jid, contact, type="unsubscribed")))
-        self._changed(change)
-        return self.settled()
+                self._then(lambda: self._retract(only=change.contact))
+            self._then(lambda: self.send(presence(self.jid, change.contact, type="unsubscribed")))
+        return self._settle(change)
 
     def remove(self, jid: JID) -> defer.Deferred[None]:
         """Take ``jid`` off the roster, ending subscriptions and requests both ways (§2.5.2)."""
@@ -407,6 +399,11 @@ class PresenceEntity(Entity):
     def _changed(self, change: Change) -> None:
         if change.changed:
             self._hook(self.on_subscription_changed, change.contact, change.old, change.new)
+
+    def _settle(self, change: Change) -> defer.Deferred[None]:
+        """Tell the hook of a change the entity made; fires as :meth:`settled`."""
+        self._changed(change)
+        return self.settled()
 
     # -- lifecycle -------------------------------------------------------
 

@@ -95,31 +95,33 @@ def _seq_of(txn: Transaction, node: str, stanza_id: str) -> int:
     return int(row[0])
 
 
+#: Past every seq: the upper end of a range open above.
+_BEYOND = 2**62
+#: The first message at or after a time, and the last at or before one (on the time index).
+_FIRST_FROM = "SELECT seq FROM muc_history WHERE room = ? AND timestamp >= ? ORDER BY timestamp, seq LIMIT 1"
+_LAST_UNTIL = "SELECT seq FROM muc_history WHERE room = ? AND timestamp <= ? ORDER BY timestamp DESC, seq DESC LIMIT 1"
+
+
 def _bounds(txn: Transaction, node: str, selection: Selection) -> tuple[int, int] | None:
     """The selection's range of seq, both ends excluded; None when it holds nothing."""
-    low, high = 0, 2**62
+    low, high = 0, _BEYOND
     if selection.after_id is not None:
         low = max(low, _seq_of(txn, node, selection.after_id))
     if selection.before_id is not None:
         high = min(high, _seq_of(txn, node, selection.before_id))
-    # Times become seqs on the time index: the rest of the query is a range of seq.
+    # Times become seqs on the time index: the rest of the query is a range of seq. No message
+    # from the start on, or none until the end, leaves the range empty.
     if selection.start is not None:
-        row = txn.fetchone(
-            "SELECT seq FROM muc_history WHERE room = ? AND timestamp >= ? ORDER BY timestamp, seq LIMIT 1",
-            (node, selection.start),
-        )
-        if row is None:
-            return None
-        low = max(low, int(row[0]) - 1)
+        low = max(low, _seq_at(txn, _FIRST_FROM, node, selection.start, none=_BEYOND) - 1)
     if selection.end is not None:
-        row = txn.fetchone(
-            "SELECT seq FROM muc_history WHERE room = ? AND timestamp <= ? ORDER BY timestamp DESC, seq DESC LIMIT 1",
-            (node, selection.end),
-        )
-        if row is None:
-            return None
-        high = min(high, int(row[0]) + 1)
+        high = min(high, _seq_at(txn, _LAST_UNTIL, node, selection.end, none=0) + 1)
     return (low, high) if low + 1 < high else None
+
+
+def _seq_at(txn: Transaction, query: str, node: str, timestamp: float, none: int) -> int:
+    """The seq of the message a time query finds, ``none`` when it finds none."""
+    row = txn.fetchone(query, (node, timestamp))
+    return none if row is None else int(row[0])
 
 
 def _where(node: str, selection: Selection, low: int, high: int) -> tuple[str, list[Param]]:
