@@ -113,10 +113,14 @@ def acquire(txn: Transaction, key: str, owner: str, seconds: float, take: bool) 
 
 def renew(txn: Transaction, owner: str, seconds: float) -> dict[str, int]:
     """Extend every unexpired lease of *owner* by *seconds*; return the keys still held, with their epochs."""
+    # The rows are locked in the order of their keys, as a write that fences several keys locks
+    # them: in any other order, a renewal and such a write could each wait for the other.
     rows = txn.fetchall(
         f"UPDATE leases SET expires_at = {_EXPIRES}"
-        " WHERE owner = ? AND expires_at > clock_timestamp() RETURNING key, epoch",
-        (seconds, owner),
+        " WHERE key IN (SELECT key FROM leases WHERE owner = ? AND expires_at > clock_timestamp()"
+        " ORDER BY key FOR UPDATE)"
+        " AND owner = ? AND expires_at > clock_timestamp() RETURNING key, epoch",
+        (seconds, owner, owner),
     )
     return {str(key): int(epoch) for key, epoch in rows}
 
@@ -138,6 +142,8 @@ def fence(txn: Transaction, lease: Lease) -> None:
     Call it first in a write transaction: the row stays share-locked until
     that transaction ends, so a takeover waits for the write to commit and
     never runs beside it, and a write that raises here leaves nothing behind.
+    A write under several leases fences them in the order of their keys,
+    as `renew` locks them, or the two could deadlock.
     """
     row = txn.fetchone(
         "SELECT 1 FROM leases WHERE key = ? AND owner = ? AND epoch = ? AND expires_at > clock_timestamp()"

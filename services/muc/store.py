@@ -327,17 +327,25 @@ def _append_histories(txn: Transaction, node: str, records: Sequence[HistoryReco
 def _append_rooms_histories(
     txn: Transaction, batches: Sequence[tuple[str, Sequence[HistoryRecord]]], leases: Mapping[str, Lease]
 ) -> list[str | LeaseLost | None]:
+    # Every lease first, in the order of their keys, as a renewal locks them (see `fence`).
+    refused: dict[str, LeaseLost] = {}
+    for node in sorted({node for node, _ in batches if node in leases}, key=lambda node: leases[node].key):
+        txn.execute("SAVEPOINT room_lease")
+        try:
+            fence(txn, leases[node])
+        except LeaseLost as lost:
+            txn.execute("ROLLBACK TO SAVEPOINT room_lease")
+            refused[node] = lost
+        else:
+            txn.execute("RELEASE SAVEPOINT room_lease")
     refusals: list[str | LeaseLost | None] = []
     for node, records in batches:
+        if node in refused:
+            refusals.append(refused[node])
+            continue
         txn.execute("SAVEPOINT room_history")
         try:
-            lease = leases.get(node)
-            if lease is not None:
-                fence(txn, lease)
             _append_histories(txn, node, records)
-        except LeaseLost as lost:
-            txn.execute("ROLLBACK TO SAVEPOINT room_history")
-            refusals.append(lost)
         except Exception as error:  # the driver's own error, whichever the database
             # Only this room's rows are undone; should the connection be gone,
             # this fails too and so does the whole transaction.

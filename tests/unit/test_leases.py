@@ -9,17 +9,21 @@ lease by moving its expiry into the past rather than by waiting.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import attrs
+import psycopg
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import deferToThread
 
 from component.leases import Lease, LeaseLost, LeaseManager
 from component.storage import Storage, Transaction, open_storage
-from component.storage.leases import LEASE_MIGRATIONS, fence, holder
+from component.storage.leases import LEASE_MIGRATIONS, acquire, fence, holder, renew
+from services.muc.store import MUC_MIGRATIONS, HistoryRecord, MucStore
 from tests.storage.postgres import (  # noqa: F401  (fixtures)
     Database,
     postgres_database_fixture,
@@ -265,3 +269,78 @@ async def _eventually(attempt: Callable[[], Deferred[Lease | None]], tries: int 
             return result
         await deferLater(reactor, 0.02, lambda: None)
     return None
+
+
+# -- lock order: a renewal beside a write fenced by several leases --------------------------------
+
+OWNER = "muc-1/run"
+
+
+def _record(node: str) -> HistoryRecord:
+    return HistoryRecord(
+        stanza_id=f"id-{node}", nick="thirdwitch", sender_jid="hag66@shakespeare.lit/pda",
+        stanza=f"<message type='groupchat'><body>in {node}</body></message>", timestamp=1000.0,
+    )
+
+
+@pytest_twisted.async_yield_fixture
+async def rooms(postgres_database: Database) -> AsyncIterator[tuple[MucStore, dict[str, Lease]]]:
+    """Rooms b and a, stored, each under a lease of OWNER; b's row was written first."""
+    opened = await open_storage(
+        postgres_database.url, migrations=[LEASE_MIGRATIONS, MUC_MIGRATIONS], password=postgres_database.password
+    )
+    store = MucStore(opened)
+    leases: dict[str, Lease] = {}
+    for node in ("b", "a"):
+        await store.save_config(node, {})
+        lease = await opened.transaction(acquire, f"muc:{node}@chat.shakespeare.lit", OWNER, SECONDS, False)
+        assert lease is not None
+        leases[node] = lease
+    yield store, leases
+    await opened.close()
+
+
+def _locker(database: Database) -> psycopg.Connection[Any]:
+    """A connection of its own, that gives up on a lock after 3 s (PostgreSQL finds a deadlock after 1 s)."""
+    conn = psycopg.connect(database.url, password=database.password)
+    conn.execute("SET lock_timeout = '3s'")
+    return conn
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_history_batch_fences_its_rooms_in_the_order_a_renewal_locks_them(
+    rooms: tuple[MucStore, dict[str, Lease]], postgres_database: Database
+) -> None:
+    store, leases = rooms
+    # A renewal under way (another connection, as it would be): it holds a's lease row, b's comes next.
+    renewal = _locker(postgres_database)
+    renewal.execute("SELECT 1 FROM leases WHERE key = %s FOR UPDATE", (leases["a"].key,))
+    # The batch names b first; it waits for a without having taken b ...
+    written = store.append_rooms_histories([("b", [_record("b")]), ("a", [_record("a")])], leases)
+    await deferLater(reactor, 0.5, lambda: None)
+    assert not written.called
+    # ... so the renewal gets b at once and ends, and then the batch goes through.
+    await deferToThread(renewal.execute, "SELECT 1 FROM leases WHERE key = %s FOR UPDATE", (leases["b"].key,))
+    renewal.commit()
+    renewal.close()
+    assert await written == [None, None]
+    assert [r.stanza_id for r in await store.recent_history("a", 5)] == ["id-a"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_renewal_locks_its_leases_in_the_order_of_their_keys(
+    rooms: tuple[MucStore, dict[str, Lease]], postgres_database: Database
+) -> None:
+    store, leases = rooms
+    # A write fenced by both leases, in key order, has fenced a and will fence b next.
+    write = _locker(postgres_database)
+    write.execute("SELECT 1 FROM leases WHERE key = %s FOR SHARE", (leases["a"].key,))
+    # The renewal waits for a without having taken b (whose row comes first in the table) ...
+    renewed = store.storage.transaction(renew, OWNER, SECONDS)
+    await deferLater(reactor, 0.5, lambda: None)
+    assert not renewed.called
+    # ... so the write gets b at once and ends, and then the renewal goes through.
+    await deferToThread(write.execute, "SELECT 1 FROM leases WHERE key = %s FOR SHARE", (leases["b"].key,))
+    write.commit()
+    write.close()
+    assert await renewed == {lease.key: lease.epoch for lease in leases.values()}
