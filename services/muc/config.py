@@ -53,6 +53,8 @@ class RoomConfig:
     archiving: bool = True
     #: The roles whose occupants' presence the others are sent (§10.2 ``presencebroadcast``).
     presence_broadcast: tuple[str, ...] = attrs.field(default=("visitor", "participant", "moderator"), converter=_roles)
+    #: The roles whose occupants may read the member list besides admins and owners (§10.2 ``getmemberlist``).
+    member_list_roles: tuple[str, ...] = attrs.field(default=(), converter=_roles)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict, for storage."""

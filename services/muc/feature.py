@@ -28,7 +28,7 @@ Requests reach hooks parsed once into values (:class:`Join`,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
@@ -41,6 +41,7 @@ from component.jid import JID
 from component.stanza import Stanza
 from services.muc.config import RoomConfig
 from services.muc.protocol import ROOMCONFIG, ROOMINFO
+from services.muc.store import AffiliationChange
 
 if TYPE_CHECKING:
     from services.muc.context import RoomContext
@@ -231,6 +232,22 @@ class Feature:
         """
         return {}
 
+    def configure_affiliations(self, room: RoomContext, submission: ConfigSubmission) -> Sequence[AffiliationChange]:
+        """The affiliations this feature's fields of a submitted form change (the lists of admins and owners), as rows.
+
+        Read after every feature's settings; raise as :meth:`configure`
+        does. The rows are stored in the transaction of the new settings,
+        then :meth:`on_affiliations_configured` applies them.
+        """
+        return ()
+
+    def on_affiliations_configured(self, room: RoomContext, changes: Sequence[AffiliationChange]) -> None:
+        """The rows :meth:`configure_affiliations` gave are stored: apply them and tell the room.
+
+        Called once the new settings are in effect, before
+        :meth:`on_config_change` (a room becoming members-only keeps the admins just named).
+        """
+
     def check_config(self, room: RoomContext, config: RoomConfig) -> None:
         """Refuse (raise) new settings that do not go together, before anything of them is stored or applied."""
 
@@ -388,6 +405,7 @@ class Registry:
         self.config_fields = used("config_fields")
         self.configure = used("configure")
         self.check_config = used("check_config")
+        self.affiliation_fields = used("configure_affiliations")
         self.config_changes = used("on_config_change")
         self.privacy_settings = frozenset(name for feature in self.features for name in feature.privacy_settings)
         self.entry_checks = used("check_entry")
@@ -456,6 +474,17 @@ class Registry:
         for feature in self.check_config:
             feature.check_config(room, new)
         return new
+
+    def read_affiliations(
+        self, room: RoomContext, submission: ConfigSubmission
+    ) -> list[tuple[Feature, Sequence[AffiliationChange]]]:
+        """The affiliation rows a submission changes, by the feature that applies them once stored."""
+        found = []
+        for feature in self.affiliation_fields:
+            rows = feature.configure_affiliations(room, submission)
+            if rows:
+                found.append((feature, rows))
+        return found
 
     def config_changed(self, room: RoomContext, old: RoomConfig, new: RoomConfig) -> set[int]:
         """Fire :meth:`Feature.on_config_change`; the status codes to announce.

@@ -12,6 +12,7 @@ in form only: they go through the room's archive line
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet import defer
@@ -62,21 +63,25 @@ class RoomStorage:
         self._service.write_failures.failed(self._room, kind, error)
         return refusal(kind, error)
 
-    async def save_config(self, config: RoomConfig) -> None:
-        """Write a new configuration of the stored room."""
+    async def save_config(self, config: RoomConfig, affiliations: Sequence[AffiliationChange] = ()) -> None:
+        """Write a new configuration of the stored room, with the affiliation changes it comes with, in one transaction."""
         store = self._service.store
         if store is None:
             return
-        await self.write("config", store.save_config(self.node, config.to_dict(), public=config.public))
+        await self.write(
+            "config", store.save_config(self.node, config.to_dict(), public=config.public, affiliations=affiliations)
+        )
 
     async def store_room(
-        self, config: RoomConfig, affiliations: Affiliations, subject: tuple[str, str], history: History
+        self, config: RoomConfig, affiliations: Affiliations, subject: tuple[str, str], history: History,
+        changes: Sequence[AffiliationChange] = (),
     ) -> None:
         """The room becomes persistent with *config*: write it whole, in one transaction.
 
-        Its configuration, affiliations, subject and history land together or
-        not at all: half of it stored would come back after a restart as a
-        room without its owners.
+        Its configuration, affiliations (then the *changes* to them that come
+        with the configuration), subject and history land together or not at
+        all: half of it stored would come back after a restart as a room
+        without its owners.
         """
         store = self._service.store
         if store is None:
@@ -85,6 +90,7 @@ class RoomStorage:
             AffiliationChange(str(jid), standing.affiliation, standing.reason, standing.nick)
             for jid, standing in affiliations.items()
         ]
+        rows.extend(changes)
         await self.write("config", store.store_room(
             self.node,
             config.to_dict(),

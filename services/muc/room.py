@@ -892,16 +892,21 @@ class Room(Entity):
         old = self.config
         submission = ConfigSubmission.parse(x)
         new = old if submission is None else self.room_features.read_config(self, submission)
+        # Affiliations the form sets (its lists of admins and owners) are stored with the settings.
+        edits = [] if submission is None else self.room_features.read_affiliations(self, submission)
+        rows = [row for _, changes in edits for row in changes]
         if new.persistent and not self.stored:
-            await self.storage.store_room(new, self.affiliations, (self.subject, self.subject_from), self.history)
+            await self.storage.store_room(new, self.affiliations, (self.subject, self.subject_from), self.history, rows)
         elif not new.persistent and self.stored:
             await self.storage.forget()
-        elif self.stored and new != old:
-            await self.storage.save_config(new)
+        elif self.stored and (new != old or rows):
+            await self.storage.save_config(new, rows)
         self.config = new
         if self.locked:
             self.locked = False
             self._cancel_timer()
+        for feature, changes in edits:
+            feature.on_affiliations_configured(self, changes)
         codes = self.room_features.config_changed(self, old, new)
         self.service.room_configured(self)
         announce = etree.Element(

@@ -246,6 +246,13 @@ def _save_config(txn: Transaction, node: str, config: dict[str, Any], public: bo
     )
 
 
+def _configure(
+    txn: Transaction, node: str, config: dict[str, Any], public: bool, now: float, affiliations: Iterable[AffiliationChange]
+) -> None:
+    _save_config(txn, node, config, public, now)
+    _set_affiliations(txn, node, affiliations)
+
+
 def _set_subject(txn: Transaction, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None) -> bool:
     exists = _changed(
         txn.execute("UPDATE muc_rooms SET subject = ?, subject_from = ? WHERE node = ?", (subject, by_nick, node))
@@ -430,14 +437,15 @@ class MucStore:
         return d.addCallback(lambda rows: [(room, jid) for room, jid in rows])
 
     def save_config(
-        self, node: str, config: dict[str, Any], *, public: bool = True, lease: Lease | None = None
+        self, node: str, config: dict[str, Any], *, public: bool = True, lease: Lease | None = None,
+        affiliations: Sequence[AffiliationChange] = (),
     ) -> Deferred[None]:
-        """Create the room *node* or replace its configuration.
+        """Create the room *node* or replace its configuration, and apply *affiliations* in the same transaction.
 
         *public* is kept beside the configuration so that listing public rooms
         needs no look inside the JSON.
         """
-        return self._write(lease, _save_config, node, config, public, self.clock())
+        return self._write(lease, _configure, node, config, public, self.clock(), tuple(affiliations))
 
     def store_room(
         self,

@@ -408,7 +408,8 @@ ALLOWED: list[Allowed] = [
         "The configuration form: Prosody has section headings (fixed fields), xdata-validate"
         " hints, defaulthistorymessages, allowmemberinvites and a default"
         " language; ours has passwordprotectedroom, enablelogging, maxusers, allowinvites, allowpm,"
-        " enablearchiving (mod_muc_mam's field, which Prosody's MUC alone has not) and no default language",
+        " enablearchiving (mod_muc_mam's field, which Prosody's MUC alone has not), and XEP-0045 §10.2's"
+        " getmemberlist, roomadmins and roomowners, which Prosody 0.12 lacks; and no default language",
         expected=(
             r't-form  x > <field type="fixed">',
             r't-form  x > <field [^>]*var="(muc#roomconfig_defaulthistorymessages'
@@ -417,7 +418,7 @@ ALLOWED: list[Allowed] = [
         ),
         actual=(
             r't-form  x > <field [^>]*var="muc#roomconfig_(passwordprotectedroom|enablelogging|maxusers|allowinvites|allowpm'
-            r'|enablearchiving)"',
+            r'|enablearchiving|getmemberlist|roomadmins|roomowners)"',
             r't-form  x > <field var="muc#roomconfig_historylength"><value>',
             r't-form  x > <field var="muc#roomconfig_lang"/>',
         ),

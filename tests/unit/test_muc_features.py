@@ -50,8 +50,11 @@ def test_the_configuration_form_lists_the_fields_in_the_order_of_xep_0045(harnes
         "muc#roomconfig_maxusers",
         "muc#roomconfig_historylength",
         "muc#roomconfig_presencebroadcast",
+        "muc#roomconfig_getmemberlist",
         "muc#roomconfig_enablelogging",
         "muc#roomconfig_enablearchiving",
+        "muc#roomconfig_roomadmins",
+        "muc#roomconfig_roomowners",
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from services.muc.feature import Registry
 from services.muc.features.admin import AdminLists
+from services.muc.features.admins_and_owners import AdminsAndOwners
 from services.muc.features.anonymity import Anonymity
 from services.muc.features.archive import Archiving
 from services.muc.features.avatar import Avatar
@@ -18,6 +19,7 @@ from services.muc.features.hidden import Hidden
 from services.muc.features.history import HistoryLength
 from services.muc.features.invitations import Invitations
 from services.muc.features.logging import Logging
+from services.muc.features.member_list import MemberList
 from services.muc.features.members_only import MembersOnly
 from services.muc.features.moderated import Moderated
 from services.muc.features.moderation import Moderation
@@ -51,9 +53,11 @@ FEATURES = Registry([
     OccupantLimit(),
     HistoryLength(),
     PresenceBroadcast(),
+    MemberList(),
     Logging(),
     Archiving(),
     AdminLists(),
+    AdminsAndOwners(),
     Owner(),
     OccupantIdentifiers(),
     Avatar(),

@@ -26,6 +26,7 @@ from services.muc.affiliations import (
 )
 from services.muc.context import RoomContext
 from services.muc.feature import Feature, IQHandler
+from services.muc.features import member_list
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant
 from services.muc.protocol import MUC_ADMIN, item, user_x
@@ -72,6 +73,8 @@ def read_list(room: RoomContext, stanza: Stanza) -> etree._Element:
         # in a semi-anonymous room the list would reveal them to non-moderators.
         members_see = room.config.members_only and not room.config.anonymous
         may = may or (affiliation == "member" and actor == "member" and members_see)
+        # The roles the owner opened it to (muc#roomconfig_getmemberlist).
+        may = may or (affiliation == "member" and member_list.may_read(room, stanza.sender))
         if not may:
             raise StanzaError("forbidden")
         for jid, entry in room.affiliations.with_affiliation(affiliation):
