@@ -129,18 +129,7 @@ class Netherfield(TwistedService):
 
     def _build(self, settings: ComponentConfig) -> None:
         server = self.config.server
-        component = Component(
-            settings.domain,
-            clock=self.reactor,
-            iq_timeout=settings.iq_timeout,
-            queue_limit=settings.queue_limit,
-            max_outgoing_bytes=settings.max_outgoing_bytes,
-            output_limit=settings.output_limit,
-            server_domain=server.domain,
-            ping_interval=server.ping_interval,
-            ping_timeout=server.ping_timeout,
-            admins=settings.admins,
-        )
+        component = Component(settings.domain, settings, server, clock=self.reactor)
         for name in settings.services:
             service_class = resolve_service(name, self.config.directory)
             options = settings.options.get(name, {})
@@ -150,16 +139,8 @@ class Netherfield(TwistedService):
         self.components.append(component)
         self.connectors.append(
             ComponentConnector(
-                component,
-                settings.host,
-                settings.port,
-                settings.secret,
-                reactor=self.reactor,
-                initial_delay=server.reconnect_initial,
-                max_delay=server.reconnect_max,
-                max_stanza_bytes=settings.max_stanza_bytes,
-                max_depth=settings.max_depth,
-                output_limit=settings.output_limit,
+                component, settings.host, settings.port, settings.secret, reactor=self.reactor, backoff=server,
+                limits=settings,
             )
         )
 

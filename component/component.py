@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import attrs
 from lxml import etree
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -25,10 +26,11 @@ from component.directed import DirectedPresence
 from component.disco import Identity, Item
 from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
-from component.iq import DEFAULT_IQ_TIMEOUT, IQTimeout, IQTracker
+from component.iq import IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
+from component.options import BARE_JIDS, setting
 from component.ordering import settled
-from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
+from component.output import Output, Piece
 from component.router import Router
 from component.service import Service, start_service
 from component.stanza import (
@@ -46,22 +48,40 @@ from component.status import status_command
 if TYPE_CHECKING:
     from component.storage.base import Storage
 
-__all__ = [
-    "Component", "Link", "DomainEntity", "DEFAULT_MAX_OUTGOING_BYTES", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
-    "DEFAULT_QUEUE_LIMIT",
-]
+__all__ = ["Component", "DomainEntity", "DomainSettings", "Keepalive", "Link"]
 
 log = Logger()
 
-# Below what the server takes from a component in one stanza (Prosody's
-# component_stanza_size_limit is 512 KiB; ejabberd's is unlimited unless
-# set): a stanza over the server's limit would make it close the stream.
-DEFAULT_MAX_OUTGOING_BYTES = 480 * 1024
-#: Sends kept while the link is down, the oldest dropped first.
-DEFAULT_QUEUE_LIMIT = 10_000
-#: Seconds between keepalive pings to the server, and before an unanswered one drops the link.
-DEFAULT_PING_INTERVAL = 60.0
-DEFAULT_PING_TIMEOUT = 20.0
+
+@attrs.frozen
+class DomainSettings:
+    """What a :class:`Component` applies of its domain's settings; inherited by ComponentConfig, which reads them."""
+
+    # Below what the server takes from a component in one stanza (Prosody's
+    # component_stanza_size_limit is 512 KiB; ejabberd's is unlimited unless
+    # set): a stanza over the server's limit would make it close the stream.
+    max_outgoing_bytes: int = setting(
+        480 * 1024, "bytes of a stanza sent, below the server's own limit; a bigger one is not sent", minimum=1024
+    )
+    iq_timeout: float = setting(30.0, "seconds an entity's IQ request waits for its reply", minimum=0.1)
+    queue_limit: int = setting(10_000, "stanzas kept while the link is down, the oldest dropped first", minimum=1)
+    admins: frozenset[JID] = setting(
+        frozenset(), "the domain's service admins, who run its admin commands", kind=BARE_JIDS
+    )
+    output_limit: int = setting(
+        8 * 1024 * 1024, "bytes that may wait for the server; past them the component stops reading", minimum=65536
+    )
+
+
+@attrs.frozen
+class Keepalive:
+    """How a :class:`Component` keeps its link alive; server settings, inherited by ServerConfig, which reads them."""
+
+    domain: str | None = setting(
+        None, "the server's domain, which the keepalive pings", shown="the component's domain minus its first label"
+    )
+    ping_interval: float = setting(60.0, "seconds between keepalive pings to the server (0: none)", minimum=0)
+    ping_timeout: float = setting(20.0, "seconds before an unanswered ping drops the link", minimum=0.1)
 
 
 class Link(Protocol):
@@ -150,16 +170,10 @@ class Component:
     def __init__(
         self,
         domain: str,
+        settings: DomainSettings = DomainSettings(),
+        keepalive: Keepalive = Keepalive(),
         *,
         clock: IReactorTime | None = None,
-        iq_timeout: float = DEFAULT_IQ_TIMEOUT,
-        queue_limit: int = DEFAULT_QUEUE_LIMIT,
-        max_outgoing_bytes: int = DEFAULT_MAX_OUTGOING_BYTES,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
-        server_domain: str | None = None,
-        ping_interval: float = DEFAULT_PING_INTERVAL,
-        ping_timeout: float = DEFAULT_PING_TIMEOUT,
-        admins: Iterable[JID] = (),
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -175,16 +189,17 @@ class Component:
         self._starting: defer.Deferred[Any] | None = None
         self._stopping = False
         self.router = Router(self.jid, DomainEntity(self, self.jid))
-        self.iq = IQTracker(clock, iq_timeout)
+        #: What the component applies of its domain's settings (limits, IQ timeout, admins).
+        self.settings = settings
+        #: How it keeps the link alive (pings to the server).
+        self.keepalive = keepalive
+        self.iq = IQTracker(clock, settings.iq_timeout)
         self.link: Link | None = None
-        self.queue_limit = queue_limit
-        #: The bytes the queue may owe while the link is down (a fan-out counts what it will build).
-        self.output_limit = output_limit
         self._queue = Output()
         #: Sends dropped from the full queue (a fan-out counts the stanzas it had left).
         self.dropped = 0
         #: The largest stanza sent: a larger one is not sent (see :meth:`fits`).
-        self.max_outgoing_bytes = max_outgoing_bytes
+        self.max_outgoing_bytes = settings.max_outgoing_bytes
         #: Stanzas refused or dropped, by why: "oversized-in", "oversized-out", "own-domain".
         self.refused: Counter[str] = Counter()
         #: Stanzas received, by kind: "message", "presence", "iq".
@@ -197,17 +212,15 @@ class Component:
         self.stream_errors: Counter[tuple[str, str]] = Counter()
         #: Connection attempts after a failed one or a lost link.
         self.reconnects = 0
-        self.server_domain = server_domain or _parent_domain(self.jid.domain)
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self._keepalive: task.LoopingCall | None = None
+        self.server_domain = keepalive.domain or _parent_domain(self.jid.domain)
+        self._pinging: task.LoopingCall | None = None
         self._ping_pending = False
         #: Where each hosted address sent available presence, so that its
         #: unavailable reaches everyone who was told available (RFC 6121 §4.6).
         self.directed = DirectedPresence()
         self.on_link_up: list[Callable[[], None]] = []
         #: The domain's service admins (bare JIDs); each service's own admins count too.
-        self.admins = frozenset(jid.bare for jid in admins)
+        self.admins = frozenset(jid.bare for jid in settings.admins)
         #: When the component was made, and when the link last went up or down.
         self.started_at = clock.seconds()
         self.link_changed_at = self.started_at
@@ -292,10 +305,11 @@ class Component:
         self._trim_queue()
 
     def _trim_queue(self) -> None:
-        # The oldest go first: at most queue_limit sends and output_limit bytes wait.
-        queue = self._queue
+        # The oldest go first: at most queue_limit sends and output_limit bytes wait
+        # (a fan-out counts what it will build).
+        queue, settings = self._queue, self.settings
         before = self.dropped
-        while queue and (len(queue) > self.queue_limit or queue.size > self.output_limit):
+        while queue and (len(queue) > settings.queue_limit or queue.size > settings.output_limit):
             self.dropped += queue.drop_oldest()
         if self.dropped != before and (before == 0 or before // 1000 != self.dropped // 1000):
             log.warn(
@@ -555,10 +569,10 @@ class Component:
                 callback()
             except Exception:
                 log.failure("{domain}: a link-up callback raised", domain=str(self.jid))
-        if self.ping_interval > 0:
-            self._keepalive = task.LoopingCall(self._ping, link)
-            self._keepalive.clock = self.clock
-            self._keepalive.start(self.ping_interval, now=False)
+        if self.keepalive.ping_interval > 0:
+            self._pinging = task.LoopingCall(self._ping, link)
+            self._pinging.clock = self.clock
+            self._pinging.start(self.keepalive.ping_interval, now=False)
 
     def link_down(self, link: Link, unsent: Iterable[Piece] = ()) -> None:
         """The link is gone; sends queue until the next handshake, after ``unsent``, what it never wrote."""
@@ -570,16 +584,16 @@ class Component:
             self._queue.append(piece)
         self._trim_queue()
         self._ping_pending = False
-        if self._keepalive is not None and self._keepalive.running:
-            self._keepalive.stop()
-        self._keepalive = None
+        if self._pinging is not None and self._pinging.running:
+            self._pinging.stop()
+        self._pinging = None
 
     def _ping(self, link: Link) -> None:
         if self._ping_pending or self.link is not link:
             return
         self._ping_pending = True
         ping = iq(self.jid, self.server_domain, "get", etree.Element(f"{{{ns.PING}}}ping", nsmap={None: ns.PING}))
-        deferred = self.request(ping, self.ping_timeout)
+        deferred = self.request(ping, self.keepalive.ping_timeout)
 
         def answered(_: Any) -> None:
             self._ping_pending = False
@@ -590,7 +604,7 @@ class Component:
                 log.warn(
                     "{domain}: no answer to the keepalive ping within {timeout} s; dropping the link",
                     domain=str(self.jid),
-                    timeout=self.ping_timeout,
+                    timeout=self.keepalive.ping_timeout,
                 )
                 link.abort()
 

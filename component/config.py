@@ -16,18 +16,11 @@ from typing import Any
 
 import attrs
 
-from component.component import (
-    DEFAULT_MAX_OUTGOING_BYTES,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_PING_TIMEOUT,
-    DEFAULT_QUEUE_LIMIT,
-)
-from component.connection import DEFAULT_RECONNECT_INITIAL, DEFAULT_RECONNECT_MAX
-from component.iq import DEFAULT_IQ_TIMEOUT
-from component.jid import JID, InvalidJID, parse_jid
+from component.component import DomainSettings, Keepalive
+from component.connection import Backoff
+from component.jid import InvalidJID, parse_jid
 from component.options import (
     ADDRESS,
-    BARE_JIDS,
     PORT,
     STORAGE_URL,
     ConfigError,
@@ -36,10 +29,9 @@ from component.options import (
     read,
     setting,
 )
-from component.output import DEFAULT_OUTPUT_LIMIT
 from component.storage import DEFAULT_URL, StorageError
 from component.storage.sqlite import DEFAULT_PATH, path_from_url
-from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES
+from component.stream import StreamLimits
 
 __all__ = [
     "ClusterConfig", "ComponentConfig", "Config", "ConfigError", "LogConfig", "MetricsConfig", "ServerConfig", "StorageConfig",
@@ -52,25 +44,15 @@ DEFAULT_PORT = 5347
 
 
 @attrs.frozen
-class ServerConfig:
-    """Where the XMPP server listens for components, and how to keep the link alive (``[server]``)."""
+class ServerConfig(Backoff, Keepalive):
+    """Where the XMPP server listens for components, and how to keep the link alive (``[server]``).
+
+    The keepalive's settings are declared by :class:`component.component.Keepalive`,
+    the reconnects' by :class:`component.connection.Backoff`, and inherited.
+    """
 
     host: str = setting(DEFAULT_HOST, "the address where the XMPP server listens for components")
     port: int = setting(DEFAULT_PORT, "its port for components", kind=PORT)
-    domain: str | None = setting(
-        None, "the server's domain, which the keepalive pings", shown="the component's domain minus its first label"
-    )
-    ping_interval: float = setting(
-        DEFAULT_PING_INTERVAL, "seconds between keepalive pings to the server (0: none)", minimum=0
-    )
-    ping_timeout: float = setting(DEFAULT_PING_TIMEOUT, "seconds before an unanswered ping drops the link", minimum=0.1)
-    reconnect_initial: float = setting(
-        DEFAULT_RECONNECT_INITIAL, "seconds before the first reconnect attempt (and the most jitter added)",
-        minimum=0.01,
-    )
-    reconnect_max: float = setting(
-        DEFAULT_RECONNECT_MAX, "the most seconds between reconnect attempts, which double until then", minimum=0.01
-    )
 
 
 @attrs.frozen
@@ -85,40 +67,21 @@ class StorageConfig:
 
 
 @attrs.frozen
-class ComponentConfig:
-    """One component domain (``[components."DOMAIN"]``): its secret, its services and their options."""
+class ComponentConfig(DomainSettings, StreamLimits):
+    """One component domain (``[components."DOMAIN"]``): its secret, its services and their options.
 
-    domain: str
-    secret: str = attrs.field(repr=False)
-    services: tuple[str, ...]
+    The limits of what it reads are declared by :class:`component.stream.StreamLimits`,
+    what its :class:`~component.component.Component` applies by
+    :class:`component.component.DomainSettings`, and inherited.
+    """
+
+    domain: str = attrs.field(kw_only=True)
+    secret: str = attrs.field(kw_only=True, repr=False)
+    services: tuple[str, ...] = attrs.field(kw_only=True)
     #: Each service's own table, as the file has it (its service reads it).
     options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     host: str = setting(DEFAULT_HOST, "the server's address for this domain", shown="``server.host``")
     port: int = setting(DEFAULT_PORT, "the server's port for this domain", kind=PORT, shown="``server.port``")
-    max_stanza_bytes: int = setting(
-        DEFAULT_MAX_STANZA_BYTES,
-        "bytes of an incoming stanza; a bigger one gets policy-violation and the stream goes on",
-        minimum=1024,
-    )
-    max_depth: int = setting(
-        DEFAULT_MAX_DEPTH, "nesting depth of an incoming stanza, refused past it like a big one", minimum=4
-    )
-    max_outgoing_bytes: int = setting(
-        DEFAULT_MAX_OUTGOING_BYTES,
-        "bytes of a stanza sent, below the server's own limit; a bigger one is not sent",
-        minimum=1024,
-    )
-    iq_timeout: float = setting(DEFAULT_IQ_TIMEOUT, "seconds an entity's IQ request waits for its reply", minimum=0.1)
-    queue_limit: int = setting(
-        DEFAULT_QUEUE_LIMIT, "stanzas kept while the link is down, the oldest dropped first", minimum=1
-    )
-    admins: frozenset[JID] = setting(
-        frozenset(), "the domain's service admins, who run its admin commands", kind=BARE_JIDS
-    )
-    output_limit: int = setting(
-        DEFAULT_OUTPUT_LIMIT, "bytes that may wait for the server; past them the component stops reading",
-        minimum=65536,
-    )
 
 
 @attrs.frozen

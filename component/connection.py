@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from lxml import etree
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
@@ -36,13 +37,11 @@ from zope.interface import implementer
 from component import namespaces as ns
 from component.component import Component
 from component.errors import StreamError
-from component.output import DEFAULT_OUTPUT_LIMIT, Output, Piece
-from component.stream import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_BYTES, StreamParser
+from component.options import setting
+from component.output import Output, Piece
+from component.stream import StreamLimits, StreamParser
 
-__all__ = [
-    "ComponentConnector", "ComponentProtocol", "DEFAULT_RECONNECT_INITIAL", "DEFAULT_RECONNECT_MAX", "HandshakeFailed",
-    "handshake_digest",
-]
+__all__ = ["Backoff", "ComponentConnector", "ComponentProtocol", "HandshakeFailed", "handshake_digest"]
 
 log = Logger()
 
@@ -52,9 +51,6 @@ _CLOSE = b"</stream:stream>"
 #: The most the connection builds and writes at once: what the transport's own
 #: buffer (64 KiB before it asks us to pause) can take in one go.
 CHUNK = 64 * 1024
-#: Seconds before the first reconnect attempt, and the most between two (exponential backoff).
-DEFAULT_RECONNECT_INITIAL = 0.5
-DEFAULT_RECONNECT_MAX = 30.0
 
 # What each stream error a server sends a component means to an operator, and
 # what to do about it. {server} is "the server at HOST:PORT", {domain} the
@@ -123,19 +119,28 @@ class HandshakeFailed(Exception):
     """The server ended the stream before accepting our handshake."""
 
 
+@attrs.frozen(slots=False)  # a second base of ServerConfig beside the slotted Keepalive
+class Backoff:
+    """How soon a :class:`ComponentConnector` tries again; server settings, inherited by ServerConfig, which reads them."""
+
+    reconnect_initial: float = setting(
+        0.5, "seconds before the first reconnect attempt (and the most jitter added)", minimum=0.01
+    )
+    reconnect_max: float = setting(
+        30.0, "the most seconds between reconnect attempts, which double until then", minimum=0.01
+    )
+
+
 @implementer(IPushProducer)
 class ComponentProtocol(Protocol):
-    """One connection to the server, attached as ``component``'s domain once the handshake succeeds."""
+    """One connection to the server, attached as ``component``'s domain once the handshake succeeds.
+
+    What it reads is bounded by ``limits``; once what waits to be written
+    owes the component's ``output_limit`` bytes, it stops reading.
+    """
 
     def __init__(
-        self,
-        component: Component,
-        secret: str,
-        *,
-        max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
-        max_depth: int = DEFAULT_MAX_DEPTH,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
-        address: str = "",
+        self, component: Component, secret: str, *, limits: StreamLimits = StreamLimits(), address: str = ""
     ) -> None:
         self.component = component
         self._secret = secret
@@ -145,7 +150,7 @@ class ComponentProtocol(Protocol):
         self.disconnected: defer.Deferred[None] = defer.Deferred()
         #: What waits for the transport to take it, in order.
         self.output = Output()
-        self.output_limit = output_limit
+        self.output_limit = component.settings.output_limit
         # While a read is handled, writes wait for its end: one write per read.
         self._reading = False
         # The transport's buffer is full; it says when it has drained.
@@ -157,12 +162,8 @@ class ComponentProtocol(Protocol):
         self.ended_by: str | None = None
         self._closed = False
         self._parser = StreamParser(
-            self._stream_opened,
-            self._element_received,
-            self._stream_closed,
-            on_refused=self._element_refused,
-            max_stanza_bytes=max_stanza_bytes,
-            max_depth=max_depth,
+            self._stream_opened, self._element_received, self._stream_closed, on_refused=self._element_refused,
+            limits=limits,
         )
 
     @property
@@ -422,27 +423,25 @@ class ComponentConnector(Service):
         secret: str,
         *,
         reactor: Any = None,
-        initial_delay: float = DEFAULT_RECONNECT_INITIAL,
-        max_delay: float = DEFAULT_RECONNECT_MAX,
-        max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
-        max_depth: int = DEFAULT_MAX_DEPTH,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        backoff: Backoff = Backoff(),
+        limits: StreamLimits = StreamLimits(),
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.component = component
-        self.host = host
-        self.port = port
+        #: host:port of the server.
+        self.address = f"{host}:{port}"
         self._secret = secret
         self._reactor: IReactorTCP | IReactorTime = reactor
-        self._limits = {"max_stanza_bytes": max_stanza_bytes, "max_depth": max_depth, "output_limit": output_limit}
+        self._limits = limits
         self.protocol: ComponentProtocol | None = None
         #: Attempts in a row that did not end attached (a lost link counts as one).
         self.failed_attempts = 0
         self._connect_failure: str | None = None
-        self._policy = backoffPolicy(initial_delay, max_delay, 2.0, jitter=lambda: random.uniform(0, initial_delay))
+        initial = backoff.reconnect_initial
+        self._policy = backoffPolicy(initial, backoff.reconnect_max, 2.0, jitter=lambda: random.uniform(0, initial))
         endpoint = _Endpoint(endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10), self._connect_failed)
         self._client = _QuietClientService(
             endpoint, _ComponentFactory(self), retryPolicy=self._retry_delay, clock=reactor
@@ -450,16 +449,11 @@ class ComponentConnector(Service):
 
     def __repr__(self) -> str:
         # The secret stays out of every repr and log line.
-        return f"<ComponentConnector {self.component.jid} -> {self.host}:{self.port}>"
-
-    @property
-    def address(self) -> str:
-        """host:port of the server."""
-        return f"{self.host}:{self.port}"
+        return f"<ComponentConnector {self.component.jid} -> {self.address}>"
 
     def build_protocol(self) -> ComponentProtocol:
         """A protocol for one connection attempt."""
-        protocol = ComponentProtocol(self.component, self._secret, address=self.address, **self._limits)
+        protocol = ComponentProtocol(self.component, self._secret, limits=self._limits, address=self.address)
         protocol.handshake.addCallbacks(self._accepted, lambda _: None)
         self.protocol = protocol
         self._connect_failure = None

@@ -12,9 +12,7 @@ from component.errors import StanzaError
 from component.jid import JID
 from component.stanza import Stanza
 
-__all__ = ["IQTracker", "IQTimeout", "DEFAULT_IQ_TIMEOUT"]
-
-DEFAULT_IQ_TIMEOUT = 30.0
+__all__ = ["IQTracker", "IQTimeout"]
 
 
 class IQTimeout(defer.TimeoutError):
@@ -28,7 +26,7 @@ class IQTracker:
     whose id they guessed.
     """
 
-    def __init__(self, clock: IReactorTime, timeout: float = DEFAULT_IQ_TIMEOUT) -> None:
+    def __init__(self, clock: IReactorTime, timeout: float) -> None:
         self._clock = clock
         self.timeout = timeout
         self._pending: dict[tuple[str, JID], tuple[defer.Deferred[Any], IDelayedCall]] = {}

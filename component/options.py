@@ -293,7 +293,8 @@ class Declared:
 @functools.cache
 def declared(cls: type) -> tuple[Declared, ...]:
     """The settings ``cls`` declares, its own first; its fields not made by :func:`setting` are not settings."""
-    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    # Each class's annotations are read in its own module: an inherited setting's type is named there.
+    hints = typing.get_type_hints(cls)
     found = []
     # A class's own settings first, then those it inherits (a feature's, say).
     for field in sorted(attrs.fields(cls), key=lambda field: field.inherited):

@@ -13,10 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
-__all__ = ["DEFAULT_OUTPUT_LIMIT", "EAGER_BYTES", "Lazy", "Output", "Piece", "Rendered", "whole"]
-
-#: What may wait for the server, in bytes, before the connection stops reading.
-DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024
+__all__ = ["EAGER_BYTES", "Lazy", "Output", "Piece", "Rendered", "whole"]
 #: Fan-outs up to this size are built at once: cheaper than building them in chunks,
 #: and small enough that the sends of a whole read, built, stay small.
 EAGER_BYTES = 16 * 1024

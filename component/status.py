@@ -50,7 +50,7 @@ def status_form(component: Component) -> Form:
     add("link", "Link to the server", "up" if component.link is not None else "down")
     add("link-since", "Link up or down since", stamp(component.link_changed_at))
     add("queued", "Stanzas waiting for the link", component.queued)
-    add("queue-limit", "Most stanzas that wait", component.queue_limit)
+    add("queue-limit", "Most stanzas that wait", component.settings.queue_limit)
     add("dropped", "Stanzas dropped from a full queue", component.dropped)
     add("pending-iqs", "IQ requests waiting for an answer", len(component.iq))
     reasons = list(REFUSED_REASONS) + sorted(set(component.refused) - set(REFUSED_REASONS))

@@ -33,18 +33,14 @@ from collections.abc import Callable
 from typing import Literal, cast
 from xml.sax.saxutils import quoteattr
 
+import attrs
 from lxml import etree
 
 from component import namespaces as ns
 from component.errors import StreamError
+from component.options import setting
 
-__all__ = ["StreamParser", "DEFAULT_MAX_STANZA_BYTES", "DEFAULT_MAX_DEPTH"]
-
-# Prosody re-escapes what clients send (a '"' in text arrives as "&quot;"),
-# so a stanza inside its client limit of 256 KiB can reach a component six
-# times larger: the default takes in anything Prosody lets a client send.
-DEFAULT_MAX_STANZA_BYTES = 2 * 1024 * 1024
-DEFAULT_MAX_DEPTH = 32
+__all__ = ["StreamLimits", "StreamParser"]
 # lxml builds what it is fed before we see the events; feeding in slices keeps
 # what an oversized stanza can allocate before it is refused to one slice.
 # A slice is never larger than the stanza limit, so a stanza that starts and
@@ -58,14 +54,29 @@ _START_TAG = re.compile(rb"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
 _ENTITY_ERRORS = frozenset({"ERR_UNDECLARED_ENTITY", "WAR_UNDECLARED_ENTITY", "ERR_ENTITY_PE_INTERNAL"})
 
 
+@attrs.frozen(slots=False)  # a second base of ComponentConfig beside the slotted DomainSettings
+class StreamLimits:
+    """What one incoming stanza may hold; settings of a component domain, inherited by its ComponentConfig."""
+
+    # Prosody re-escapes what clients send (a '"' in text arrives as "&quot;"),
+    # so a stanza inside its client limit of 256 KiB can reach a component six
+    # times larger: the default takes in anything Prosody lets a client send.
+    max_stanza_bytes: int = setting(
+        2 * 1024 * 1024,
+        "bytes of an incoming stanza; a bigger one gets policy-violation and the stream goes on",
+        minimum=1024,
+    )
+    max_depth: int = setting(32, "nesting depth of an incoming stanza, refused past it like a big one", minimum=4)
+
+
 class StreamParser:
     """Parses one XML stream; create a new one for every connection.
 
     ``on_header`` gets the ``<stream:stream>`` element once it opens,
     ``on_element`` each complete top-level element (stanzas, ``handshake``,
     ``stream:error``), ``on_refused`` each one over the size or depth limit
-    (its start tag only) with the reason, ``on_close`` the end of the
-    stream. :meth:`feed` raises :class:`StreamError` on input that must end
+    of ``limits`` (its start tag only) with the reason, ``on_close`` the end
+    of the stream. :meth:`feed` raises :class:`StreamError` on input that must end
     the stream.
     """
 
@@ -76,16 +87,15 @@ class StreamParser:
         on_close: Callable[[], None],
         *,
         on_refused: Callable[[etree._Element, str], None],
-        max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES,
-        max_depth: int = DEFAULT_MAX_DEPTH,
+        limits: StreamLimits = StreamLimits(),
     ) -> None:
         self._on_header = on_header
         self._on_element = on_element
         self._on_refused = on_refused
         self._on_close = on_close
-        self.max_stanza_bytes = max_stanza_bytes
-        self.max_depth = max_depth
-        self._slice = max(1, min(_SLICE, max_stanza_bytes))
+        self.max_stanza_bytes = limits.max_stanza_bytes
+        self.max_depth = limits.max_depth
+        self._slice = max(1, min(_SLICE, limits.max_stanza_bytes))
         self._parser = _pull_parser(("start", "end", "comment", "pi"))
         # The server's header is read by a parser of its own: the stream's
         # parser gets a header of our making instead (see _opened).

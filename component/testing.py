@@ -46,7 +46,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from component import namespaces as ns
-from component.component import Component
+from component.component import Component, DomainSettings, Keepalive
 from component.connection import ComponentProtocol
 from component.errors import StreamError
 from component.output import Piece, whole
@@ -54,10 +54,10 @@ from component.service import Service
 from component.storage import Migrations, Storage, StorageError, Transaction
 from component.storage.base import P, T
 from component.storage.migrations import apply_migrations
-from component.stream import StreamParser
+from component.stream import StreamLimits, StreamParser
 
 __all__ = [
-    "FailingStorage", "Harness", "HeldStorage", "ImmediateStorage", "LogCapture", "RecordingLink", "ServerView",
+    "NO_PINGS", "FailingStorage", "Harness", "HeldStorage", "ImmediateStorage", "LogCapture", "RecordingLink", "ServerView",
     "StreamClosed", "assert_xml_equal", "migrated", "parse_stanzas",
 ]
 
@@ -70,6 +70,8 @@ _INVENTED_PREFIX = re.compile(r"ns\d+")
 _STREAM_ID = "3BF96D32"
 # Prosody and ejabberd take deeper stanzas than the component does.
 _SERVER_DEPTH = 256
+#: A component that pings nobody, so that a test's clock runs no keepalive: the harness's, unless told.
+NO_PINGS = Keepalive(ping_interval=0)
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
 
@@ -196,15 +198,9 @@ class ServerView:
         self.error: StreamError | None = None
         #: Whether the component closed its stream.
         self.closed = False
-        self._parser = StreamParser(
-            self._header,
-            self._element,
-            self._close,
-            on_refused=self._refused,
-            # The server refuses what is over its limit; its depth limit is its own.
-            max_stanza_bytes=max_stanza_bytes,
-            max_depth=_SERVER_DEPTH,
-        )
+        # The server refuses what is over its limit; its depth limit is its own.
+        limits = StreamLimits(max_stanza_bytes=max_stanza_bytes, max_depth=_SERVER_DEPTH)
+        self._parser = StreamParser(self._header, self._element, self._close, on_refused=self._refused, limits=limits)
 
     def read(self, data: bytes) -> None:
         """Read more of what the component wrote."""
@@ -253,6 +249,8 @@ class Harness:
     the component wrote is parsed from the transport's bytes again, as the
     server would parse it. A stanza that would serialise badly on the wire
     (an invented prefix, a missing address) fails the test that sends it.
+    ``settings`` and ``keepalive`` are the component's; it pings nobody unless
+    ``keepalive`` says so.
     """
 
     def __init__(
@@ -261,11 +259,11 @@ class Harness:
         *services: type[Service] | tuple[type[Service], dict[str, Any]],
         storage: Any = None,
         connected: bool = True,
-        **component_options: Any,
+        settings: DomainSettings = DomainSettings(),
+        keepalive: Keepalive = NO_PINGS,
     ) -> None:
         self.clock = task.Clock()
-        component_options.setdefault("ping_interval", 0)
-        self.component = Component(domain, clock=self.clock, **component_options)
+        self.component = Component(domain, settings, keepalive, clock=self.clock)
         for entry in services:
             service_class, options = entry if isinstance(entry, tuple) else (entry, {})
             self.component.add_service(service_class(self.component, options))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from component.component import DomainSettings
 from component.testing import FailingStorage, Harness, HeldStorage, ImmediateStorage, migrated
 from services.muc.service import MucService
 
@@ -33,9 +34,15 @@ def immediate_storage(storage: ImmediateStorage | None = None) -> Any:
 
 
 def muc_harness(
-    options: dict[str, Any] | None = None, *, storage: Any = "immediate", domain: str = "chat.shakespeare.lit"
+    options: dict[str, Any] | None = None,
+    *,
+    storage: Any = "immediate",
+    domain: str = "chat.shakespeare.lit",
+    settings: DomainSettings = DomainSettings(),
 ) -> Harness:
     """A :class:`Harness` running the MUC service; storage is immediate SQLite unless given (None for none).
+
+    *settings* are the component's (the MUC's own are *options*).
 
     Occupant ids (XEP-0421) are off unless *options* turn them on, so that
     the tests replaying XEP-0045's examples read as the XEP prints them; the
@@ -43,7 +50,7 @@ def muc_harness(
     """
     if storage == "immediate":
         storage = immediate_storage()
-    return Harness(domain, (MucService, {"occupant_id": False, **(options or {})}), storage=storage)
+    return Harness(domain, (MucService, {"occupant_id": False, **(options or {})}), storage=storage, settings=settings)
 
 
 def enter(harness: Any, room: str, nick: str, jid: str, *, x: str = "<x xmlns='http://jabber.org/protocol/muc'/>") -> None:

@@ -10,6 +10,7 @@ limit, and Prosody dropped the component.
 from lxml import etree
 
 from component import namespaces as ns
+from component.component import DomainSettings
 from component.testing import assert_xml_equal
 from services.muc.service import MucService
 from services.muc.testing import CRONE, ERR, HAG, ROOM, WICCA, immediate_storage
@@ -76,7 +77,7 @@ def test_an_oversized_groupchat_is_refused_alone_and_the_others_keep_talking():
 
 
 def test_a_reflection_over_the_outgoing_limit_is_refused_to_its_sender():
-    wire = room_with_three(component_options={"max_outgoing_bytes": 10_000})
+    wire = room_with_three(settings=DomainSettings(max_outgoing_bytes=10_000))
     wire.feed(groupchat(HAG, b"x" * 20_000))
     [error] = wire.stanzas()
     assert_xml_equal(
@@ -166,7 +167,7 @@ def test_a_short_room_list_is_answered_without_paging():
 
 
 def test_an_answer_over_the_outgoing_limit_is_an_error_not_a_dropped_link():
-    wire = muc_wire(component_options={"max_outgoing_bytes": 20_000})
+    wire = muc_wire(settings=DomainSettings(max_outgoing_bytes=20_000))
     many_public_rooms(wire, 30, 2000)
     wire.feed(items_query())
     [error] = wire.stanzas()

@@ -16,10 +16,11 @@ from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
 from component import namespaces as ns
-from component.component import Component
+from component.component import Component, DomainSettings
 from component.connection import ComponentProtocol
 from component.errors import StreamError
-from component.stream import StreamParser
+from component.stream import StreamLimits, StreamParser
+from component.testing import NO_PINGS
 
 __all__ = ["ServerWire", "SERVER_HEADER"]
 
@@ -40,15 +41,15 @@ class ServerWire:
         *,
         storage: Any = None,
         header: bytes = SERVER_HEADER,
-        component_options: dict[str, Any] | None = None,
-        **limits: int,
+        settings: DomainSettings = DomainSettings(),
+        limits: StreamLimits = StreamLimits(),
     ) -> None:
         self.clock = task.Clock()
-        self.component = Component(domain, clock=self.clock, ping_interval=0, **(component_options or {}))
+        self.component = Component(domain, settings, NO_PINGS, clock=self.clock)
         service_class, options = service
         self.component.add_service(service_class(self.component, options))
         self.component.start_services(storage)
-        self.protocol = ComponentProtocol(self.component, "s3cret", address="127.0.0.1:5347", **limits)
+        self.protocol = ComponentProtocol(self.component, "s3cret", limits=limits, address="127.0.0.1:5347")
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
         self.feed(header + b"<handshake/>")
@@ -86,7 +87,7 @@ def parse_output(data: bytes) -> list[etree._Element]:
     def refused(element: etree._Element, reason: str) -> None:
         raise AssertionError(f"the component wrote a stanza the server would refuse: {reason}")
 
-    checker = StreamParser(lambda header: None, _copy_into(elements), lambda: None, on_refused=refused, max_stanza_bytes=1 << 24)
+    checker = StreamParser(lambda header: None, _copy_into(elements), lambda: None, on_refused=refused, limits=StreamLimits(max_stanza_bytes=1 << 24))
     try:
         checker.feed(_OUTPUT_HEADER + data)
     except StreamError as error:

@@ -11,6 +11,7 @@ from twisted.internet import defer
 
 from component.adhoc import Command, Note, Outcome
 from component.app import Netherfield
+from component.component import DomainSettings
 from component.config import ConfigError, load_config
 from component.errors import StanzaError
 from component.forms import Form
@@ -53,7 +54,7 @@ class Configure(Service):
 
 @pytest.fixture
 def h():
-    return Harness(DOMAIN, Configure, admins=[parse_jid("requester@example.com")])
+    return Harness(DOMAIN, Configure, settings=DomainSettings(admins=frozenset({parse_jid("requester@example.com")})))
 
 
 def execute(h, who=ADMIN, node=CONFIGURE, id="exec1", attrs="", body=""):
@@ -274,7 +275,7 @@ def test_status_of_the_component(h):
 
 
 def test_status_shows_a_down_link_and_its_queue():
-    h = Harness(DOMAIN, admins=[parse_jid("requester@example.com")], queue_limit=2)
+    h = Harness(DOMAIN, settings=DomainSettings(admins=frozenset({parse_jid("requester@example.com")}), queue_limit=2))
     h.disconnect()
     for _ in range(3):
         h.component.send_bytes(b"<message/>")
@@ -310,7 +311,7 @@ class Named(Service):
 
 
 def test_status_shows_what_services_count():
-    h = Harness(DOMAIN, Named, admins=[parse_jid("requester@example.com")])
+    h = Harness(DOMAIN, Named, settings=DomainSettings(admins=frozenset({parse_jid("requester@example.com")})))
     form = h.result_of(defer.ensureDeferred(h.component.commands.execute(
         parse_jid(ADMIN), _command("urn:netherfield:component#status"))))[0]
     fields = [etree.tostring(f, encoding="unicode") for f in form][-2:]
@@ -322,7 +323,7 @@ def test_status_shows_what_services_count():
 
 
 def test_a_services_admins_are_the_domains_admins():
-    h = Harness(DOMAIN, Named, admins=[parse_jid("dom@example.com/any")])
+    h = Harness(DOMAIN, Named, settings=DomainSettings(admins=frozenset({parse_jid("dom@example.com/any")})))
     assert h.component.is_admin(parse_jid("svc@example.com/x"))
     assert h.component.is_admin(parse_jid("dom@example.com/y"))
     assert not h.component.is_admin(parse_jid("other@example.com/x"))

@@ -5,13 +5,14 @@ from lxml import etree
 from twisted.internet import defer
 
 from component import namespaces as ns
+from component.component import DomainSettings, Keepalive
 from component.entity import Entity, iq_handler
 from component.errors import DEFAULT_ERROR_TYPES, StanzaError
 from component.iq import IQTimeout
 from component.jid import parse_jid
 from component.service import Service
 from component.stanza import Stanza, iq, message, parse_sent, presence
-from component.testing import Harness, LogCapture, assert_xml_equal, parse_stanzas
+from component.testing import NO_PINGS, Harness, LogCapture, assert_xml_equal, parse_stanzas
 
 DOMAIN = "comp.example.org"
 
@@ -272,7 +273,7 @@ def test_a_handler_returning_no_answer_leaves_the_link_up():
     from component.component import Component
     from component.connection import ComponentProtocol, handshake_digest
 
-    component = Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=MemoryReactorClock())
     component.add_service(CarelessService(component, {}))
     component.start_services()
     protocol = ComponentProtocol(component, "s3cret")
@@ -483,7 +484,7 @@ def test_request_fails_with_the_error_reply():
 
 
 def test_request_times_out():
-    harness = Harness(DOMAIN, iq_timeout=5)
+    harness = Harness(DOMAIN, settings=DomainSettings(iq_timeout=5))
     reply = harness.component.request(iq(f"bot@{DOMAIN}", "juliet@example.com", "get", etree.Element("{urn:x}q", nsmap={None: "urn:x"})))
     harness.clock.advance(4.9)
     assert not reply.called
@@ -494,7 +495,7 @@ def test_request_times_out():
 
 
 def test_sends_wait_while_the_link_is_down_and_go_out_after_the_handshake():
-    harness = Harness(DOMAIN, connected=False, queue_limit=3)
+    harness = Harness(DOMAIN, settings=DomainSettings(queue_limit=3), connected=False)
     for number in range(5):
         harness.component.send(message(f"bot@{DOMAIN}", "juliet@example.com", f"m{number}"))
     assert harness.component.queued == 3
@@ -505,7 +506,7 @@ def test_sends_wait_while_the_link_is_down_and_go_out_after_the_handshake():
 
 
 def test_keepalive_ping_drops_a_dead_link():
-    harness = Harness(DOMAIN, ping_interval=60, ping_timeout=10, connected=False)
+    harness = Harness(DOMAIN, keepalive=Keepalive(ping_interval=60, ping_timeout=10), connected=False)
     harness.connect()
     harness.clock.advance(60)
     harness.expect(f"<iq from='{DOMAIN}' to='example.org' type='get' id='*'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -514,7 +515,7 @@ def test_keepalive_ping_drops_a_dead_link():
 
 
 def test_keepalive_answered_keeps_the_link():
-    harness = Harness(DOMAIN, ping_interval=60, ping_timeout=10, connected=False)
+    harness = Harness(DOMAIN, keepalive=Keepalive(ping_interval=60, ping_timeout=10), connected=False)
     harness.connect()
     harness.clock.advance(60)
     ping_id = harness.sent()[0].get("id")

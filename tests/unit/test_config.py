@@ -49,10 +49,10 @@ def test_reads_a_good_file(tmp_path):
 def test_output_limit_reaches_the_component_and_its_connection(tmp_path):
     path = write(tmp_path, '[components."c.localhost"]\nsecret = "s"\nservices = ["echo"]\noutput_limit = 1048576\n')
     app = Netherfield(load_config(path))
-    assert app.components[0].output_limit == 1048576
+    assert app.components[0].settings.output_limit == 1048576
     assert app.connectors[0].build_protocol().output_limit == 1048576
     default = Netherfield(load_config(write(tmp_path, GOOD), environ={"BOTS_SECRET": "x"}))
-    assert default.components[0].output_limit == 8 * 1024 * 1024
+    assert default.components[0].settings.output_limit == 8 * 1024 * 1024
 
 
 def test_secret_from_a_file(tmp_path):

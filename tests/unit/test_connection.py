@@ -9,9 +9,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from component.component import Component
-from component.connection import ComponentConnector, ComponentProtocol, handshake_digest
+from component.connection import Backoff, ComponentConnector, ComponentProtocol, handshake_digest
 from component.stanza import message
-from component.testing import LogCapture
+from component.testing import NO_PINGS, LogCapture
 
 DOMAIN = "comp.example.org"
 SERVER_HEADER = (
@@ -21,7 +21,7 @@ SERVER_HEADER = (
 
 
 def connect(component=None, secret="s3cret"):
-    component = component or Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
+    component = component or Component(DOMAIN, keepalive=NO_PINGS, clock=MemoryReactorClock())
     protocol = ComponentProtocol(component, secret, address="127.0.0.1:5347")
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -63,12 +63,12 @@ def test_the_connection_turns_nagle_off():
             self.no_delay = enabled
 
     transport = TCPTransport()
-    ComponentProtocol(Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0), "s3cret").makeConnection(transport)
+    ComponentProtocol(Component(DOMAIN, keepalive=NO_PINGS, clock=MemoryReactorClock()), "s3cret").makeConnection(transport)
     assert transport.no_delay is True
 
 
 def test_queued_stanzas_go_out_right_after_the_handshake():
-    component = Component(DOMAIN, clock=MemoryReactorClock(), ping_interval=0)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=MemoryReactorClock())
     component.send(message(f"bot@{DOMAIN}", "juliet@example.com", "while down"))
     _, protocol, transport = connect(component)
     protocol.dataReceived(SERVER_HEADER)
@@ -260,8 +260,8 @@ def attempt(reactor, connector, index):
 
 def test_reconnects_with_backoff_after_a_refused_handshake():
     reactor = MemoryReactorClock()
-    component = Component(DOMAIN, clock=reactor, ping_interval=0)
-    connector = ComponentConnector(component, "127.0.0.1", 5347, "wrong", reactor=reactor, initial_delay=1.0, max_delay=8.0)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=reactor)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "wrong", reactor=reactor, backoff=Backoff(reconnect_initial=1.0, reconnect_max=8.0))
     connector.startService()
     assert len(reactor.tcpClients) == 1
     delays = []
@@ -295,8 +295,8 @@ def retries(logs):
 
 def test_refused_connections_are_our_own_lines_with_the_real_count_and_reason():
     reactor = MemoryReactorClock()
-    component = Component(DOMAIN, clock=reactor, ping_interval=0)
-    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=reactor)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, backoff=Backoff(reconnect_initial=0.5))
     with LogCapture() as logs:
         connector.startService()
         for index in range(3):
@@ -309,8 +309,8 @@ def test_refused_connections_are_our_own_lines_with_the_real_count_and_reason():
 
 def test_refused_handshakes_count_up_and_a_lost_link_starts_again_at_one():
     reactor = MemoryReactorClock()
-    component = Component(DOMAIN, clock=reactor, ping_interval=0)
-    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=reactor)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, backoff=Backoff(reconnect_initial=0.5))
     with LogCapture() as logs:
         connector.startService()
         for index in range(2):
@@ -336,8 +336,8 @@ def test_refused_handshakes_count_up_and_a_lost_link_starts_again_at_one():
 
 def test_a_server_closing_before_the_handshake_is_said_with_its_address():
     reactor = MemoryReactorClock()
-    component = Component(DOMAIN, clock=reactor, ping_interval=0)
-    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=reactor)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, backoff=Backoff(reconnect_initial=0.5))
     with LogCapture() as logs:
         connector.startService()
         protocol, _ = attempt(reactor, connector, 0)
@@ -350,8 +350,8 @@ def test_a_server_closing_before_the_handshake_is_said_with_its_address():
 
 def test_reconnects_after_losing_an_established_link_and_flushes_the_queue():
     reactor = MemoryReactorClock()
-    component = Component(DOMAIN, clock=reactor, ping_interval=0)
-    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, initial_delay=0.5)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=reactor)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor, backoff=Backoff(reconnect_initial=0.5))
     connector.startService()
     protocol, transport = attempt(reactor, connector, 0)
     protocol.dataReceived(SERVER_HEADER + b"<handshake/>")
@@ -366,7 +366,7 @@ def test_reconnects_after_losing_an_established_link_and_flushes_the_queue():
 
 def test_stop_says_goodbye_then_closes_the_stream():
     reactor = MemoryReactorClock()
-    component = Component(DOMAIN, clock=reactor, ping_interval=0)
+    component = Component(DOMAIN, keepalive=NO_PINGS, clock=reactor)
     connector = ComponentConnector(component, "127.0.0.1", 5347, "s3cret", reactor=reactor)
     connector.startService()
     protocol, transport = attempt(reactor, connector, 0)

@@ -21,14 +21,14 @@ from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
 from component import namespaces as ns
-from component.component import Component
+from component.component import Component, DomainSettings
 from component.connection import ComponentProtocol
 from component.entity import Entity
 from component.errors import STREAM_CONDITIONS, StreamError
 from component.jid import InvalidJID, parse_jid
 from component.stanza import Broadcast, message
-from component.stream import StreamParser
-from component.testing import assert_xml_equal
+from component.stream import StreamLimits, StreamParser
+from component.testing import NO_PINGS, assert_xml_equal
 from services.echo import EchoService
 
 DOMAIN = "comp.example.org"
@@ -49,10 +49,10 @@ class Wire:
     """The component as the server sees it: bytes in through ``feed``, bytes out through ``take``."""
 
     def __init__(self, *, handshake: bool = True, max_outgoing_bytes: int = 4 << 20, **limits: int) -> None:
-        self.component = Component(DOMAIN, clock=task.Clock(), ping_interval=0, max_outgoing_bytes=max_outgoing_bytes)
+        self.component = Component(DOMAIN, DomainSettings(max_outgoing_bytes=max_outgoing_bytes), NO_PINGS, clock=task.Clock())
         self.component.add_service(EchoService(self.component, {}))
         self.component.start_services()
-        self.protocol = ComponentProtocol(self.component, "s3cret", address="127.0.0.1:5347", **limits)
+        self.protocol = ComponentProtocol(self.component, "s3cret", limits=StreamLimits(**limits), address="127.0.0.1:5347")
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
         self.transport.clear()
@@ -103,7 +103,7 @@ def read_output(data: bytes) -> Output:
     assert after == b"", f"bytes after </stream:stream>: {after!r}"
     elements: list[etree._Element] = []
     checker = StreamParser(
-        lambda header: None, _copy_into(elements), lambda: None, on_refused=_unexpected, max_stanza_bytes=1 << 24
+        lambda header: None, _copy_into(elements), lambda: None, on_refused=_unexpected, limits=StreamLimits(max_stanza_bytes=1 << 24)
     )
     try:
         checker.feed(_OUTPUT_HEADER + body + b"</stream:stream>")

@@ -15,13 +15,13 @@ from twisted.internet import reactor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.client import Agent, readBody
 
-from component.component import Component
+from component.component import Component, DomainSettings
 from component.config import ConfigError, LogConfig, MetricsConfig, load_config
-from component.connection import ComponentConnector, ComponentProtocol
+from component.connection import Backoff, ComponentConnector, ComponentProtocol
 from component.metrics import METRIC_NAMES, NetherfieldCollector, listen, registry_for
 from component.stanza import iq, message
 from component.storage import StorageError, open_storage
-from component.testing import Harness
+from component.testing import NO_PINGS, Harness
 from services.echo import EchoService
 from services.muc.testing import (
     CRONE,
@@ -181,7 +181,7 @@ def test_a_persistent_room_counts_history_writes_and_refused_ones():
 
 
 def test_refused_stanzas_are_counted_by_reason():
-    h = Harness(ECHO, EchoService, max_outgoing_bytes=1024)
+    h = Harness(ECHO, EchoService, settings=DomainSettings(max_outgoing_bytes=1024))
     h.receive(f"<message from='x@{ECHO}' to='echo@{ECHO}'><body>loop</body></message>")
     h.receive(chat("x" * 2000))
     samples = collected(h.component)
@@ -191,7 +191,7 @@ def test_refused_stanzas_are_counted_by_reason():
 
 
 def test_iq_requests_in_flight_and_timeouts():
-    h = Harness(ECHO, EchoService, iq_timeout=5)
+    h = Harness(ECHO, EchoService, settings=DomainSettings(iq_timeout=5))
     component = h.component
     for n in range(3):
         component.request(iq(f"echo@{ECHO}", JULIET, "get", id=f"q{n}")).addErrback(lambda _: None)
@@ -207,8 +207,8 @@ def test_iq_requests_in_flight_and_timeouts():
 
 def test_stream_errors_are_counted_by_who_sent_them_and_reconnects_by_attempt():
     clock = MemoryReactorClock()
-    component = Component(ECHO, clock=clock, ping_interval=0)
-    connector = ComponentConnector(component, "127.0.0.1", 5347, "s", reactor=clock, initial_delay=1.0)
+    component = Component(ECHO, keepalive=NO_PINGS, clock=clock)
+    connector = ComponentConnector(component, "127.0.0.1", 5347, "s", reactor=clock, backoff=Backoff(reconnect_initial=1.0))
     connector.startService()
     for _ in range(2):
         _host, _port, factory, _timeout, _bind = clock.tcpClients[-1]

@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 
 from component.storage import open_storage
-from component.testing import Harness, LogCapture
+from component.testing import NO_PINGS, Harness, LogCapture
 from services.muc.service import MucService
 from services.muc.store import MucStore
 from services.muc.testing import (
@@ -306,7 +306,7 @@ def test_stanzas_that_wait_for_the_database_are_sent_as_well_formed_xml() -> Non
 
     storage = HeldStorage()
     apply_migrations(storage, list(MucService.migrations))
-    component = Component("chat.shakespeare.lit", clock=MemoryReactorClock(), ping_interval=0)
+    component = Component("chat.shakespeare.lit", keepalive=NO_PINGS, clock=MemoryReactorClock())
     component.add_service(MucService(component, {}))
     component.start_services(storage)
     protocol = ComponentProtocol(component, "s3cret")

@@ -8,11 +8,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from component.component import Component
+from component.component import Component, DomainSettings
 from component.connection import CHUNK, ComponentProtocol
 from component.output import EAGER_BYTES, Output, Rendered
 from component.stanza import Broadcast, Fanout, Spliced, address, message, splice
-from component.testing import RecordingLink, parse_stanzas
+from component.testing import NO_PINGS, RecordingLink, parse_stanzas
 from services.muc.testing import CRONE, MUC_X, ROOM, instant_room, muc_harness
 
 SERVER_HEADER = (
@@ -20,6 +20,8 @@ SERVER_HEADER = (
     b"xmlns='jabber:component:accept' from='chat.shakespeare.lit' id='3BF96D32'>"
 )
 LIMIT = 256 * 1024
+#: What may wait for the server in these tests, where a room's fan-out is larger.
+BOUNDED = DomainSettings(output_limit=LIMIT)
 
 
 class TCPLikeTransport(StringTransport):
@@ -129,7 +131,7 @@ def test_the_output_queue_counts_what_it_owes_and_what_it_holds() -> None:
 
 def crowded_room(occupants: int):
     """A MUC harness with a room of ``occupants``; what the room sent is forgotten unparsed."""
-    h = muc_harness(storage=None)
+    h = muc_harness(storage=None, settings=BOUNDED)
     instant_room(h, ROOM, CRONE, "firstwitch")
     for i in range(1, occupants):
         h.receive(f"<presence from='u{i}@shakespeare.lit/r' to='{ROOM}/n{i}'>{MUC_X}</presence>")
@@ -137,8 +139,8 @@ def crowded_room(occupants: int):
     return h
 
 
-def attach(component: Component, limit: int = LIMIT) -> tuple[ComponentProtocol, TCPLikeTransport]:
-    protocol = ComponentProtocol(component, "s3cret", output_limit=limit)
+def attach(component: Component) -> tuple[ComponentProtocol, TCPLikeTransport]:
+    protocol = ComponentProtocol(component, "s3cret")
     transport = TCPLikeTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(SERVER_HEADER)
@@ -223,7 +225,7 @@ def test_stanzas_go_out_in_the_order_they_were_sent_across_lazy_fanouts_and_noth
         reference.protocol.dataReceived(read)
     expected = reference.transport.value()
 
-    h = muc_harness(storage=None)
+    h = muc_harness(storage=None, settings=BOUNDED)
     instant_room(h, ROOM, CRONE, "firstwitch")
     protocol, transport = attach(h.component)
     received = []
@@ -245,7 +247,6 @@ def test_stanzas_go_out_in_the_order_they_were_sent_across_lazy_fanouts_and_noth
 
 def test_a_link_lost_with_a_fanout_pending_queues_the_rest_bounded_in_bytes() -> None:
     h = crowded_room(300)
-    h.component.output_limit = LIMIT
     protocol, transport = attach(h.component)
     protocol.dataReceived(b"".join(groupchat(i) for i in range(1, 9)))
     read = len(parse_stanzas(transport.read()))
@@ -282,7 +283,7 @@ def test_the_queue_while_down_is_bounded_in_bytes_and_drops_the_oldest() -> None
     broadcast = Broadcast(message(f"{ROOM}/firstwitch", "x@y", "hi", type="groupchat"))
     big = broadcast.to_each(recipients(600))
     assert isinstance(big, Fanout)
-    component = Component("chat.shakespeare.lit", clock=Clock(), ping_interval=0, output_limit=big.size + 1000)
+    component = Component("chat.shakespeare.lit", DomainSettings(output_limit=big.size + 1000), NO_PINGS, clock=Clock())
     component.send_bytes(b"<message to='a@b' from='c@chat.shakespeare.lit'/>")
     component.send_bytes(big)
     assert component.dropped == 0

@@ -1,14 +1,14 @@
 """Settings declared once: the checks, the sentences, the defaults and the README's lists all come from them."""
 
-import inspect
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 from component import options
 from component.app import Netherfield, resolve_service
-from component.component import Component
+from component.component import DomainSettings, Keepalive
 from component.config import (
     ClusterConfig,
     ComponentConfig,
@@ -19,7 +19,8 @@ from component.config import (
     StorageConfig,
     load_config,
 )
-from component.connection import ComponentConnector
+from component.connection import Backoff
+from component.stream import StreamLimits
 from tests.unit.test_config import _readme_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,12 +166,15 @@ def test_what_the_file_leaves_out_is_the_declared_default(tmp_path):
     settings = app.config.components[0]
     declared = {item.name: item.default for item in options.declared(ComponentConfig)}
     built = app.components[0]
-    assert (built.queue_limit, built.output_limit, built.max_outgoing_bytes) == (
+    assert (built.settings.queue_limit, built.settings.output_limit, built.max_outgoing_bytes) == (
         declared["queue_limit"], declared["output_limit"], declared["max_outgoing_bytes"]
     )
     assert built.iq.timeout == declared["iq_timeout"] == settings.iq_timeout
     server = {item.name: item.default for item in options.declared(ServerConfig)}
-    assert (built.ping_interval, built.ping_timeout) == (server["ping_interval"], server["ping_timeout"])
+    assert (built.keepalive.ping_interval, built.keepalive.ping_timeout) == (
+        server["ping_interval"], server["ping_timeout"]
+    )
+    assert app.connectors[0].build_protocol()._parser.max_depth == declared["max_depth"]
     [muc] = built.services
     muc_declared = {item.name: item.default for item in options.declared(type(muc.settings))}
     assert (muc.max_history, muc.limits.settings.max_rooms_per_user) == (
@@ -179,22 +183,18 @@ def test_what_the_file_leaves_out_is_the_declared_default(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("function", "declarations"),
-    [
-        (Component.__init__, {"iq_timeout": ComponentConfig, "queue_limit": ComponentConfig,
-                              "max_outgoing_bytes": ComponentConfig, "output_limit": ComponentConfig,
-                              "ping_interval": ServerConfig, "ping_timeout": ServerConfig}),
-        (ComponentConnector.__init__, {"max_stanza_bytes": ComponentConfig, "max_depth": ComponentConfig,
-                                       "output_limit": ComponentConfig, "initial_delay": ServerConfig,
-                                       "max_delay": ServerConfig}),
-    ],
+    ("values", "table"), [(DomainSettings, "components"), (StreamLimits, "components"), (Keepalive, "server"),
+                          (Backoff, "server")],
 )
-def test_the_framework_defaults_are_the_declared_ones(function, declarations):
-    names = {"initial_delay": "reconnect_initial", "max_delay": "reconnect_max"}
-    parameters = inspect.signature(function).parameters
-    for parameter, cls in declarations.items():
-        declared = {item.name: item.default for item in options.declared(cls)}
-        assert parameters[parameter].default == declared[names.get(parameter, parameter)], parameter
+def test_the_framework_unless_told_applies_what_a_file_leaves_out(tmp_path, values, table):
+    # Component, ComponentProtocol and ComponentConnector take these values; the file's tables are made of them.
+    config = load_config(write(tmp_path, component('["echo"]')))
+    read = config.server if table == "server" else config.components[0]
+    assert isinstance(read, values)
+    default = values()
+    assert [getattr(read, field.name) for field in attrs.fields(values)] == [
+        getattr(default, field.name) for field in attrs.fields(values)
+    ]
 
 
 def test_a_setting_needs_a_one_line_doc():

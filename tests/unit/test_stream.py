@@ -6,7 +6,7 @@ import pytest
 from lxml import etree
 
 from component.errors import StreamError
-from component.stream import StreamParser
+from component.stream import StreamLimits, StreamParser
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
@@ -21,7 +21,7 @@ class Recorder:
         self.refused = []
         self.closed = False
         self.parser = StreamParser(
-            self.headers.append, self._element, self._close, on_refused=self._refused, **limits
+            self.headers.append, self._element, self._close, on_refused=self._refused, limits=StreamLimits(**limits)
         )
 
     def _element(self, element):
