@@ -34,6 +34,7 @@ from typing import Any
 
 import attrs
 
+from bench.e2e.load import Muc
 from bench.e2e.run import PASSWORD, RESULTS, Bench, _number, prioritise, process_cpu
 from bench.e2e.servers import LoadEjabberd, pinned
 from tests.integration.cluster import balance
@@ -81,7 +82,7 @@ class ClusterBench(Bench):
         self.secret = "secret-" + secrets.token_hex(4)
         self.postgres = postgres
         self.targets = {name: TARGETS[name] for name in args.targets}
-        self.mucs = {name: target.domain for name, target in self.targets.items()}
+        self.mucs = {name: Muc(target.domain) for name, target in self.targets.items()}
         ClusterEjabberd.core = args.server_core
         ClusterEjabberd.separate = {}
         ClusterEjabberd.balanced = {t.domain: t.instances for t in self.targets.values() if t.instances > 1}

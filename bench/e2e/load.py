@@ -49,6 +49,9 @@ class Counts:
     #: Every reflection of a message the run sent, whenever it came: the work the run's CPU paid for.
     total: int = 0
     late: int = 0
+    #: Bytes of the complete messages received, and how many of them carried a stanza-id (XEP-0359).
+    octets: int = 0
+    stanza_ids: int = 0
     last_receipt: int = 0
     latencies: array.array[int] = attrs.field(factory=lambda: array.array("q"))
 
@@ -84,6 +87,8 @@ class Client(asyncio.Protocol):
             cut += len(_END)
             self._buffer = data[cut:]
             start, end = counts.window
+            counts.octets += cut
+            counts.stanza_ids += data.count(b"<stanza-id ", 0, cut)
             for match in _BODY.finditer(data, 0, cut):
                 sent = int(match.group(1))
                 if sent >= counts.begin:
@@ -157,8 +162,8 @@ class Client(asyncio.Protocol):
         )
         await self.expect(rb"</iq>")
 
-    async def join(self, room: str, *, create: bool) -> None:
-        """Enter ``room`` as this user; as its creator, make it an instant room (XEP-0045 §10.1.2)."""
+    async def join(self, room: str, *, create: bool, form: str = "") -> None:
+        """Enter ``room`` as this user; as its creator, submit ``form``'s fields (none: an instant room, §10.1.2)."""
         self.send(
             f"<presence to='{room}/{self.user}'><x xmlns='http://jabber.org/protocol/muc'>"
             "<history maxstanzas='0'/></x></presence>".encode()
@@ -167,9 +172,22 @@ class Client(asyncio.Protocol):
         if create:
             self.send(
                 f"<iq type='set' id='create' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'>"
-                "<x xmlns='jabber:x:data' type='submit'/></query></iq>".encode()
+                f"<x xmlns='jabber:x:data' type='submit'>{form}</x></query></iq>".encode()
             )
             await self.expect(rb"""id=['"]create['"]""")
+
+
+@attrs.frozen
+class Muc:
+    """Where one target's rooms are: a MUC's domain, and a prefix when two targets share one MUC."""
+
+    domain: str
+    prefix: str = ""
+    #: The fields of the form each room's creator submits (none: an instant room).
+    form: str = ""
+
+    def room(self, node: str) -> str:
+        return f"{self.prefix}{node}@{self.domain}"
 
 
 @attrs.define
@@ -184,8 +202,8 @@ class Plan:
     #: The room each user joins (its node); the first user of each room in the whole load creates it.
     rooms: list[str]
     creators: list[bool]
-    #: The MUC domains to join the rooms in.
-    mucs: list[str]
+    #: The MUCs to join the rooms in.
+    mucs: list[Muc]
     core: int | None
     login_pause: float = 0.0
     concurrency: int = 50
@@ -204,10 +222,10 @@ async def _login_all(plan: Plan) -> list[Client]:
         # Creators first, each alone, then everyone else at once.
         for client, room, creator in zip(clients, plan.rooms, plan.creators, strict=True):
             if creator:
-                await client.join(f"{room}@{muc}", create=True)
+                await client.join(muc.room(room), create=True, form=muc.form)
         await asyncio.gather(
             *(
-                _joined(gate, client, f"{room}@{muc}")
+                _joined(gate, client, muc.room(room))
                 for client, room, creator in zip(clients, plan.rooms, plan.creators, strict=True)
                 if not creator
             )
@@ -226,7 +244,7 @@ def cpu_seconds() -> float:
 
 
 async def _run(
-    clients: Sequence[Client], rooms: Sequence[str], muc: str, rate: float, start: int, end: int, warmup: float,
+    clients: Sequence[Client], rooms: Sequence[str], muc: Muc, rate: float, start: int, end: int, warmup: float,
     drain: float, settle: float,
 ) -> dict[str, Any]:
     """Send ``rate`` messages a second from ``start - warmup`` to ``end``, then wait for the rest."""
@@ -236,7 +254,7 @@ async def _run(
         client._buffer = b""
         client.counts = counts
     messages = [
-        f"<message to='{room}@{muc}' type='groupchat'><body>".encode() for room in rooms
+        f"<message to='{muc.room(room)}' type='groupchat'><body>".encode() for room in rooms
     ]
     tail = b"</body></message>"
     await asyncio.sleep(max(0.0, (begin - time.monotonic_ns()) / 1e9))
@@ -273,6 +291,8 @@ async def _run(
         "total": counts.total,
         "sent_total": sent,
         "late": counts.late,
+        "octets": counts.octets,
+        "stanza_ids": counts.stanza_ids,
         "latencies": counts.latencies.tobytes(),
         "drained_ns": max(0, counts.last_receipt - end),
     }

@@ -29,8 +29,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.e2e.load import Plan, worker
-from bench.e2e.servers import BUILTIN_MUC, SERVERS, LoadEjabberd, LoadProsody, pinned
+from bench.e2e.load import Muc, Plan, worker
+from bench.e2e.servers import BUILTIN_MAM_MUC, BUILTIN_MUC, SERVERS, LoadEjabberd, LoadProsody, pinned
 from tests.integration.servers import ComponentProcess, ServerError, to_toml
 
 COMPONENT = "comp.localhost"
@@ -39,6 +39,22 @@ BASELINE = "base.localhost"
 PASSWORD = "load-pass"
 TICKS = os.sysconf("SC_CLK_TCK")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+#: What the creator of an archived room of ours submits: a persistent room, which is what archives
+#: (``muc#roomconfig_enablearchiving`` is on by default).
+PERSISTENT_FORM = (
+    "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+    "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+)
+#: Every target: where its rooms are. ``builtin-mam`` is the server's MUC archiving every room
+#: (Prosody's mod_muc_mam, ejabberd's mod_mam), which adds a stanza-id to each message as ours does;
+#: ``ours-mam`` our MUC's persistent rooms, which archive each message before it is reflected.
+TARGETS = {
+    "builtin": Muc(BUILTIN_MUC),
+    "builtin-mam": Muc(BUILTIN_MAM_MUC),
+    "ours": Muc(COMPONENT),
+    "ours-mam": Muc(COMPONENT, prefix="arch-", form=PERSISTENT_FORM),
+    "base": Muc(BASELINE),
+}
 #: Cores' worth of CPU that other processes may use on a core before a run counts as disturbed.
 DISTURBED = 0.15
 #: A process that kept this share of its core busy bounded the run.
@@ -113,17 +129,19 @@ class Bench:
         if cls is LoadProsody:
             LoadProsody.extra = tuple(args.prosody_setting)
             LoadProsody.lua_profile = args.lua_profile
-        #: The MUC of each target: the server's, ours, and the baseline's (``--baseline``).
-        self.mucs = {"builtin": BUILTIN_MUC, "ours": COMPONENT}
+        #: The rooms of each target: the server's MUC, ours, and the baseline's (``--baseline``).
+        self.mucs = {target: TARGETS[target] for target in args.targets}
         if args.baseline:
-            self.mucs["base"] = BASELINE
-        components = {domain: self.secret for domain in self.mucs.values() if domain != BUILTIN_MUC}
+            self.mucs["base"] = TARGETS["base"]
+        #: Our component domains (ours and the baseline's), by the target that runs it.
+        self.domains = {target: muc.domain for target, muc in self.mucs.items() if muc.domain in (COMPONENT, BASELINE)}
+        components = {domain: self.secret for domain in self.domains.values()}
         if cls is LoadEjabberd:
             LoadEjabberd.perf_map = args.perf
             LoadEjabberd.separate = {domain: secret for domain, secret in components.items() if domain != COMPONENT}
             components = {COMPONENT: self.secret}
         self.server: LoadProsody | LoadEjabberd = cls(directory / name, components)
-        #: Our component processes, by target.
+        #: Our component processes, by domain.
         self.components: dict[str, ComponentProcess] = {}
         self.workers: list[tuple[Any, Connection]] = []
         self.worker_pids: list[int] = []
@@ -137,9 +155,9 @@ class Bench:
         else:
             self.server.start()
             self.server.add_users(self.users, PASSWORD)
-        for target, domain in self.mucs.items():
-            if target != "builtin":
-                self.components[target] = self._start_component(target, domain)
+        for domain in self.domains.values():
+            if domain not in self.components:
+                self.components[domain] = self._start_component("base" if domain == BASELINE else "ours", domain)
         for process in self.components.values():
             process.wait_attached(timeout=60)
         if self.args.nice:
@@ -265,6 +283,8 @@ class Bench:
         per_k = max(total, 1) / 1000
         figures.update(
             all_delivered=total,
+            bytes_per_delivered=sum(r["octets"] for r in results) / max(total, 1),
+            stanza_id_share=sum(r["stanza_ids"] for r in results) / max(total, 1),
             all_offered=sum(r["sent_total"] for r in results) * args.occupants,
             server_cpu_per_1000=(last["server"] - first["server"]) / per_k,
             ours_cpu_per_1000=(last["ours"] - first["ours"]) / per_k,
@@ -279,7 +299,8 @@ class Bench:
 
     def component_pids(self, target: str) -> list[int]:
         """Our processes whose CPU a run of *target* counts: for the built-in MUC, our idle component's."""
-        return [self.components["ours" if target == "builtin" else target].pid]
+        component = self.components.get(self.domains.get(target, COMPONENT))
+        return [component.pid] if component is not None else []
 
     def _lua_counts(self) -> dict[str, int]:
         if not isinstance(self.server, LoadProsody) or not self.args.lua_profile:
@@ -422,7 +443,7 @@ def _number(value: float, digits: int = 0) -> str:
 def print_table(rows: list[dict[str, Any]], *, header: bool = True) -> None:
     head = [
         "server", "MUC", "offered/s", "delivered/s", "fraction", "CPU/1000 server", "CPU/1000 ours",
-        "CPU/1000 total", "p50 ms", "p99 ms", "other cores", "waited", "flags",
+        "CPU/1000 total", "p50 ms", "p99 ms", "bytes", "stanza-id", "other cores", "waited", "flags",
     ]
     if header:
         print("| " + " | ".join(head) + " |")
@@ -433,7 +454,8 @@ def print_table(rows: list[dict[str, Any]], *, header: bool = True) -> None:
         cells = [
             row["server"], row["target"], _number(row["offered_per_s"]), _number(row["delivered_per_s"]),
             _number(row["fraction"], 3), _number(row["server_cpu_per_1000"], 3), _number(row["ours_cpu_per_1000"], 3),
-            _number(row["total_cpu_per_1000"], 3), _number(row["p50_ms"], 1), _number(row["p99_ms"], 1), other, waited,
+            _number(row["total_cpu_per_1000"], 3), _number(row["p50_ms"], 1), _number(row["p99_ms"], 1),
+            _number(row["bytes_per_delivered"]), _number(row["stanza_id_share"], 2), other, waited,
             ", ".join(row["flags"]),
         ]
         print("| " + " | ".join(cells) + " |", flush=True)
@@ -442,6 +464,9 @@ def print_table(rows: list[dict[str, Any]], *, header: bool = True) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", default="prosody,ejabberd", help="comma-separated: prosody, ejabberd")
+    parser.add_argument("--targets", default="builtin,builtin-mam,ours,ours-mam",
+                        help="comma-separated, of: " + ", ".join(t for t in TARGETS if t != "base")
+                             + " (the -mam ones archive every message)")
     parser.add_argument("--rates", default="4200,8400,12600,16800", help="offered deliveries a second, comma-separated")
     parser.add_argument("--rooms", type=int, default=10, help="rooms in each MUC (R)")
     parser.add_argument("--occupants", type=int, default=20, help="occupants of each room (K, 20 to 200)")
@@ -468,6 +493,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also run the MUC of this git revision (as target 'base'), alternating with the others")
     parser.add_argument("--short", action="store_true", help="two rates, 4 s runs: under five minutes for both servers")
     args = parser.parse_args(argv)
+    args.targets = args.targets.split(",")
+    unknown = set(args.targets) - set(TARGETS) | ({"base"} & set(args.targets))
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))} (--baseline adds base)")
     if args.short:
         args.rates = "4200,12600" if args.rates == parser.get_default("rates") else args.rates
         args.seconds = 4.0

@@ -20,10 +20,15 @@ from tests.integration.servers import (
     loopback_listeners,
 )
 
-__all__ = ["BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
+__all__ = ["BUILTIN_MAM_MUC", "BUILTIN_MUC", "LoadEjabberd", "LoadProsody", "SERVERS"]
 
 #: Where each server's own MUC lives.
 BUILTIN_MUC = "conference.localhost"
+#: The server's own MUC again, archiving every room (XEP-0313) and stamping each message with a stanza-id.
+BUILTIN_MAM_MUC = "mam.localhost"
+#: Messages a room's archive may hold on Prosody's default (file) storage; past its default (10,000)
+#: every message would first delete the oldest, which no steady-state archive does.
+ARCHIVE_ITEM_LIMIT = 10_000_000
 
 
 def pinned(core: int | None, command: list[str]) -> list[str]:
@@ -55,11 +60,17 @@ class LoadProsody(ProsodyServer):
             'modules_enabled = { "saslauth", "disco", "ping"%s }' % (', "lua_profile"' if self.lua_profile else ""),
             f"plugin_paths = {{ {_lua_string(str(Path(__file__).parent))} }}",
             'modules_disabled = { "s2s" }',
+            f"storage_archive_item_limit = {ARCHIVE_ITEM_LIMIT}",
             *self.extra,
             "",
             f"VirtualHost {_lua_string(self.domain)}",
             "",
             f"Component {_lua_string(BUILTIN_MUC)} \"muc\"",
+            "  max_history_messages = 20",
+            "",
+            # mod_muc_mam archives every room (muc_log_by_default) in the default (internal, file) storage.
+            f"Component {_lua_string(BUILTIN_MAM_MUC)} \"muc\"",
+            '  modules_enabled = { "muc_mam" }',
             "  max_history_messages = 20",
             "",
         ]
@@ -102,8 +113,16 @@ class LoadProsody(ProsodyServer):
         return counts
 
 
+#: ejabberd's virtual host for its archiving MUC.
+MAM_HOST = "mam.host"
+
+
 class LoadEjabberd(EjabberdServer):
     """ejabberd 23.01 with ``mod_muc`` on ``conference.localhost`` and a component port.
+
+    The archiving MUC (``mam.localhost``, every room with ``mam`` on, ``mod_mam`` on
+    its default Mnesia storage) belongs to a second virtual host, ``mam.host``: a
+    virtual host has one ``mod_muc``, and ``host_config`` gives that one its own.
 
     Each domain of ``separate`` gets a listener of its own: ejabberd routes every host
     of a listener to each component attached to it, picking one at random per stanza.
@@ -128,6 +147,8 @@ class LoadEjabberd(EjabberdServer):
         path = self.directory / "ejabberd.yml"
         config = path.read_text(encoding="utf-8")
         config = config.replace("loglevel: info", "loglevel: warning")
+        config = config.replace(f"hosts:\n  - {_yaml_string(self.domain)}\n",
+                                f"hosts:\n  - {_yaml_string(self.domain)}\n  - {_yaml_string(MAM_HOST)}\n", 1)
         listeners = "".join(
             f"  - port: {self.ports[domain]}\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n    hosts:\n"
             f"      {_yaml_string(domain)}:\n        password: {_yaml_string(secret)}\n"
@@ -140,6 +161,17 @@ class LoadEjabberd(EjabberdServer):
             "    access_create: all\n"
             "    max_users: 200\n"
             "    history_size: 20\n"
+            "host_config:\n"
+            f"  {_yaml_string(MAM_HOST)}:\n"
+            "    modules:\n"
+            "      mod_mam: {}\n"
+            "      mod_muc:\n"
+            f"        host: {_yaml_string(BUILTIN_MAM_MUC)}\n"
+            "        access_create: all\n"
+            "        max_users: 200\n"
+            "        history_size: 20\n"
+            "        default_room_options:\n"
+            "          mam: true\n"
         )
         path.write_text(config, encoding="utf-8")
 
