@@ -39,6 +39,7 @@ from component.component import Component
 from component.errors import StreamError
 from component.options import setting
 from component.output import Output, Piece
+from component.sendnow import Sender, sender_for
 from component.stream import StreamLimits, StreamParser
 
 __all__ = ["Backoff", "ComponentConnector", "ComponentProtocol", "HandshakeFailed", "handshake_digest"]
@@ -161,6 +162,8 @@ class ComponentProtocol(Protocol):
         #: Why the connection ended (or is ending), in a few words for the reconnect line.
         self.ended_by: str | None = None
         self._closed = False
+        #: Hands bytes to the socket at once when the transport holds none (see ``component.sendnow``).
+        self._send_now: Sender = sender_for(None)
         self._parser = StreamParser(
             self._stream_opened, self._element_received, self._stream_closed, on_refused=self._element_refused,
             limits=limits,
@@ -186,6 +189,7 @@ class ComponentProtocol(Protocol):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
+        self._send_now = sender_for(self.transport)
         self.transport.write(
             (
                 "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
@@ -268,7 +272,10 @@ class ComponentProtocol(Protocol):
         if transport is None:
             return
         while output and not self._transport_full:
-            transport.write(output.take(CHUNK))
+            # Sent in this turn of the reactor when nothing waits in the transport; the rest waits there.
+            rest = self._send_now(output.take(CHUNK))
+            if rest:
+                transport.write(rest)
         if self._closing:
             if not output and not self._closed:
                 self._closed = True
