@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -138,6 +139,7 @@ class Bench:
         components = {domain: self.secret for domain in self.domains.values()}
         if cls is LoadEjabberd:
             LoadEjabberd.perf_map = args.perf
+            LoadEjabberd.erl_options = tuple(args.erl_option)
             LoadEjabberd.separate = {domain: secret for domain, secret in components.items() if domain != COMPONENT}
             components = {COMPONENT: self.secret}
         self.server: LoadProsody | LoadEjabberd = cls(directory / name, components)
@@ -175,7 +177,7 @@ class Bench:
                     "secret": self.secret,
                     "services": ["muc"],
                     # No rate limits: the load sends several messages a second per user.
-                    "muc": {"groupchat_burst": 0, "presence_burst": 0},
+                    "muc": {"groupchat_burst": 0, "presence_burst": 0, **(args.muc_setting if target == "ours" else {})},
                 }
             },
         }
@@ -489,11 +491,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--perf-calls", action="store_true", help="with --perf, record call graphs")
     parser.add_argument("--prosody-setting", action="append", default=[],
                         help="a line for Prosody's global section, e.g. 'network_settings = { read_size = 65536 }'")
+    parser.add_argument("--erl-option", action="append", default=[],
+                        help="a flag for ejabberd's Erlang VM (ERL_OPTIONS), e.g."
+                             " '-kernel inet_default_listen_options [{buffer,65536}]'")
+    parser.add_argument("--muc-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of our MUC (a TOML value, e.g. occupant_id=false), not the baseline's:"
+                             " with --baseline HEAD, measures what the setting changes")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run the MUC of this git revision (as target 'base'), alternating with the others")
     parser.add_argument("--short", action="store_true", help="two rates, 4 s runs: under five minutes for both servers")
     args = parser.parse_args(argv)
     args.targets = args.targets.split(",")
+    try:
+        args.muc_setting = tomllib.loads("\n".join(args.muc_setting))
+    except tomllib.TOMLDecodeError as error:
+        parser.error(f"--muc-setting: {error}")
     unknown = set(args.targets) - set(TARGETS) | ({"base"} & set(args.targets))
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))} (--baseline adds base)")

@@ -133,6 +133,8 @@ class LoadEjabberd(EjabberdServer):
     separate: dict[str, str] = {}
     #: Have the JIT write /tmp/perf-PID.map, so that ``perf`` names Erlang functions.
     perf_map = False
+    #: Flags added to the Erlang VM's command line (an operator's tuning, in ``ejabberdctl.cfg``'s ``ERL_OPTIONS``).
+    erl_options: tuple[str, ...] = ()
 
     def __init__(self, directory: Path | str, components: dict[str, str]) -> None:
         self.ports = {domain: free_port() for domain in self.separate}
@@ -141,9 +143,10 @@ class LoadEjabberd(EjabberdServer):
 
     def write_config(self) -> None:
         super().write_config()
-        if self.perf_map:
+        flags = [*(["+JPperf true"] if self.perf_map else []), *self.erl_options]
+        if flags:
             ctl = self.directory / "ejabberdctl.cfg"
-            ctl.write_text(ctl.read_text().replace('ERL_OPTIONS="', 'ERL_OPTIONS="+JPperf true '), encoding="utf-8")
+            ctl.write_text(ctl.read_text().replace('ERL_OPTIONS="', 'ERL_OPTIONS="' + " ".join(flags) + " "), encoding="utf-8")
         path = self.directory / "ejabberd.yml"
         config = path.read_text(encoding="utf-8")
         config = config.replace("loglevel: info", "loglevel: warning")
