@@ -413,7 +413,7 @@ class Bench:
         if not self.args.perf:
             return None
         out = self.directory / f"perf-{self.name}-{target}-{int(rate)}.data"
-        command = ["perf", "record", "-q", "-F", "499", "-p", ",".join(map(str, pids)), "-o", str(out)]
+        command = ["perf", "record", "-q", "-F", str(self.args.perf_frequency), "-p", ",".join(map(str, pids)), "-o", str(out)]
         if self.args.perf_calls:
             command.insert(2, "-g")
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -426,7 +426,7 @@ class Bench:
         process.send_signal(2)
         process.wait(30)
         report = subprocess.run(
-            ["perf", "report", "-i", str(out), "--stdio", "--no-children", "--sort", "dso,sym", "--percent-limit", "0.7"],
+            ["perf", "report", "-i", str(out), "--stdio", "--no-children", "--sort", "dso,sym"],
             capture_output=True, text=True, check=False,
         ).stdout
         lines = [line for line in report.splitlines() if line.strip() and not line.startswith("#")]
@@ -434,6 +434,29 @@ class Bench:
         keep = RESULTS / f"e2e-{out.stem}.txt"
         keep.write_text(report)
         print(f"\n{out.stem} (perf, server process, self time; whole report in {keep}):\n{text}\n", flush=True)
+        modules = _by_module(lines)
+        if modules:
+            print("by shared object, and JIT code by Erlang module:")
+            for name, share in modules[:25]:
+                print(f"  {share:5.1f}%  {name}")
+
+
+def _by_module(lines: list[str]) -> list[tuple[str, float]]:
+    """Shares of a ``perf report --sort dso,sym`` summed by shared object, Erlang JIT code by module."""
+    shares: dict[str, float] = {}
+    for line in lines:
+        fields = line.split()
+        if not fields or not fields[0].endswith("%"):
+            continue
+        share = float(fields[0].rstrip("%"))
+        if fields[1] == "[JIT]":
+            symbol = fields[-1]
+            module = symbol.lstrip("$").split(":")[0] if ":" in symbol else symbol
+            name = "erlang " + module
+        else:
+            name = fields[1]
+        shares[name] = shares.get(name, 0.0) + share
+    return sorted(shares.items(), key=lambda item: -item[1])
 
 
 def _number(value: float, digits: int = 0) -> str:
@@ -488,6 +511,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--perf", action="store_true", help="perf record the server process during each run")
     parser.add_argument("--lua-profile", action="store_true",
                         help="count Prosody's Lua instructions by function during each run (mod_lua_profile)")
+    parser.add_argument("--perf-frequency", type=int, default=499, help="with --perf, samples a second")
     parser.add_argument("--perf-calls", action="store_true", help="with --perf, record call graphs")
     parser.add_argument("--prosody-setting", action="append", default=[],
                         help="a line for Prosody's global section, e.g. 'network_settings = { read_size = 65536 }'")
@@ -499,8 +523,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              " with --baseline HEAD, measures what the setting changes")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run the MUC of this git revision (as target 'base'), alternating with the others")
-    parser.add_argument("--short", action="store_true", help="two rates, 4 s runs: under five minutes for both servers")
+    parser.add_argument("--short", action="store_true",
+                        help="two rates, 4 s runs, targets builtin and ours: under five minutes for both servers")
     args = parser.parse_args(argv)
+    if args.short:
+        args.rates = "4200,12600" if args.rates == parser.get_default("rates") else args.rates
+        args.targets = "builtin,ours" if args.targets == parser.get_default("targets") else args.targets
+        args.seconds = 4.0
     args.targets = args.targets.split(",")
     try:
         args.muc_setting = tomllib.loads("\n".join(args.muc_setting))
@@ -509,9 +538,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGETS) | ({"base"} & set(args.targets))
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))} (--baseline adds base)")
-    if args.short:
-        args.rates = "4200,12600" if args.rates == parser.get_default("rates") else args.rates
-        args.seconds = 4.0
     if args.no_pin:
         args.server_core = args.load_core = None
     return args
