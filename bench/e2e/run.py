@@ -58,6 +58,8 @@ TARGETS = {
 }
 #: Cores' worth of CPU that other processes may use on a core before a run counts as disturbed.
 DISTURBED = 0.15
+#: Cores' worth of CPU under which the server and our components count as idle between runs.
+IDLE = 0.1
 #: A process that kept this share of its core busy bounded the run.
 BOUND = 0.9
 
@@ -249,6 +251,7 @@ class Bench:
         muc = self.mucs[target]
         messages = rate / args.occupants
         total_users = len(self.users)
+        settled = self._settle()
         start = time.monotonic_ns() + int((0.3 + args.warmup) * 1e9)
         end = start + int(args.seconds * 1e9)
         for (_process, conn), share in zip(self.workers, self._shares(), strict=True):
@@ -284,6 +287,7 @@ class Bench:
         total = sum(r["total"] for r in results)
         per_k = max(total, 1) / 1000
         figures.update(
+            settled_s=settled,
             all_delivered=total,
             bytes_per_delivered=sum(r["octets"] for r in results) / max(total, 1),
             stanza_id_share=sum(r["stanza_ids"] for r in results) / max(total, 1),
@@ -292,6 +296,8 @@ class Bench:
             ours_cpu_per_1000=(last["ours"] - first["ours"]) / per_k,
             total_cpu_per_1000=(last["server"] - first["server"] + last["ours"] - first["ours"]) / per_k,
         )
+        if settled >= 2:
+            figures["flags"].append(f"{settled:.0f} s for the last backlog")
         missing = figures["all_offered"] - total
         if missing > 0.002 * figures["all_offered"]:
             figures["flags"].append(f"{missing} never delivered")
@@ -303,6 +309,18 @@ class Bench:
         """Our processes whose CPU a run of *target* counts: for the built-in MUC, our idle component's."""
         component = self.components.get(self.domains.get(target, COMPONENT))
         return [component.pid] if component is not None else []
+
+    def _settle(self) -> float:
+        """Wait until the server and our components are idle (a run that fell behind may still be
+        delivering its backlog, which the next run would pay for); the seconds waited, at most ``--settle``."""
+        pids = [*self.server.cpu_pids(), *(process.pid for process in self.components.values())]
+        began = time.monotonic()
+        while True:
+            before = sum(map(process_cpu, pids))
+            time.sleep(0.5)
+            waited = time.monotonic() - began
+            if sum(map(process_cpu, pids)) - before < IDLE * 0.5 or waited >= self.args.settle:
+                return waited
 
     def _lua_counts(self) -> dict[str, int]:
         if not isinstance(self.server, LoadProsody) or not self.args.lua_profile:
@@ -498,6 +516,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds of each run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
     parser.add_argument("--drain", type=float, default=30.0, help="most seconds to wait for a run's backlog")
+    parser.add_argument("--settle", type=float, default=60.0,
+                        help="most seconds to wait before each run for the server and our components to be idle")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each MUC at each rate (alternating)")
     parser.add_argument("--workers", type=int, default=1, help="load processes, all on the load core")
     parser.add_argument("--server-core", type=int, default=0, help="core of the server and the component")
