@@ -289,7 +289,7 @@ def _room_form(room: Room) -> Form:
     add("jid", "Room", str(room.jid), "jid-single")
     add("name", "Name", config.name)
     add("description", "Description", config.description)
-    add("subject", "Subject", room.subject)
+    add("subject", "Subject", room.subject.text)
     add("persistent", "Persistent", config.persistent, "boolean")
     add("public", "Listed in the directory", config.public, "boolean")
     add("members-only", "Members only", config.members_only, "boolean")

@@ -24,10 +24,12 @@ from services.muc.affiliations import Affiliations
 from services.muc.config import RoomConfig
 from services.muc.history import History
 from services.muc.occupants import Occupant, Occupants
-from services.muc.store import AffiliationChange
+from services.muc.store import AffiliationChange, HistoryRecord
+from services.muc.subject import RoomSubject
 
 if TYPE_CHECKING:
     from component.component import Component
+    from services.muc.feature import Registry
     from services.muc.service import MucService
 
 __all__ = ["RoomContext"]
@@ -50,7 +52,7 @@ class RoomContext(Protocol):
 
     @property
     def service(self) -> MucService:
-        """The service hosting the room: its settings (``max_history``, ``max_nick_length``), ``limits``, ``store``."""
+        """The service hosting the room: its ``settings`` (``max_history``, ``max_nick_length``), ``limits``, ``store``."""
 
     @property
     def component(self) -> Component:
@@ -81,8 +83,12 @@ class RoomContext(Protocol):
         """The messages kept for newcomers (its length follows the settings)."""
 
     @property
-    def subject(self) -> str:
-        """The current subject ("" for none)."""
+    def subject(self) -> RoomSubject:
+        """The current subject; a change is stored first (:meth:`store_subject`), then ``set``."""
+
+    @property
+    def room_features(self) -> Registry:
+        """The room's features, for a feature handling a stanza itself to fire the others' hooks on it."""
 
     # -- who is who ------------------------------------------------------------------
 
@@ -111,6 +117,12 @@ class RoomContext(Protocol):
 
     def broadcast(self, element: etree._Element) -> None:
         """Send one stanza to every session of every occupant."""
+
+    def reflect(self, data: Broadcast) -> None:
+        """Send a serialised stanza to every session of every occupant."""
+
+    def new_stanza_id(self) -> tuple[str, bytes]:
+        """A new XEP-0359 stanza-id of the room (never repeated, across restarts too) and its ``<stanza-id/>``, serialised."""
 
     def publish(
         self,
@@ -162,6 +174,9 @@ class RoomContext(Protocol):
 
         Nothing is announced: the caller tells the occupants what they need to know.
         """
+
+    async def store_subject(self, subject: str, nick: str, record: HistoryRecord | None) -> None:
+        """Store a new subject when the room is stored, with ``record`` (the message that sets it) archived in one transaction."""
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Store affiliation changes when the room is stored, in one transaction; refused, it raises the requester's error."""

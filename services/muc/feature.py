@@ -4,9 +4,10 @@ A feature (password, members-only, history, ...) is one module under
 :mod:`services.muc.features` holding one :class:`Feature` subclass. It
 owns everything of itself: the disco features it announces, its fields in
 the configuration form and in ``muc#roominfo``, how a submitted form changes
-its settings, the checks a newcomer must pass, what it does when someone
-joins, speaks or leaves, and the IQ namespaces and message payloads it
-answers. The room core (:mod:`services.muc.room`) holds the occupants, the
+its settings, the checks a newcomer must pass, what a newcomer is sent
+(the history, the subject), what it does when someone joins, speaks or
+leaves, the IQ namespaces and message payloads it answers, and the
+stanzas to occupants it passes on (private messages, occupant IQs). The room core (:mod:`services.muc.room`) holds the occupants, the
 roles and affiliations, the order of stanzas and the timers, and fires the
 hooks below in the order of :data:`services.muc.features.FEATURES` (the
 service's ``room_features``; a test's service subclass may add a feature).
@@ -28,8 +29,8 @@ Requests reach hooks parsed once into values (:class:`Join`,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import attrs
 from lxml import etree
@@ -51,6 +52,8 @@ __all__ = [
     "NOT_MINE", "ConfigSubmission", "Feature", "FieldsAt", "GroupchatHandler", "IQHandler", "Join", "MessageHandler",
     "Registry",
 ]
+
+T = TypeVar("T")
 
 #: Answers an IQ to the room (the payload's (type, tag) it is registered for): a
 #: payload element, None for an empty result, a Deferred or a coroutine of either.
@@ -204,6 +207,12 @@ class Feature:
     #: The ``RoomConfig`` fields whose change is privacy-related: announced by this
     #: feature's own status codes (170-173), not by 104 (§10.2.1, Table 6).
     privacy_settings: tuple[str, ...] = ()
+    #: Where this feature's :meth:`greeting` goes among the others': §7.2 sends the
+    #: discussion history (10) and then the subject (20) to a newcomer.
+    greets_at: int = 0
+    #: Children that leave a groupchat message with a tag of :meth:`groupchat_handlers`
+    #: to the room, reflected as any other (a ``<subject/>`` with a ``<body/>`` is a message, §8.1).
+    groupchat_unless: frozenset[str] = frozenset()
 
     # -- discovery -----------------------------------------------------------------
 
@@ -289,6 +298,18 @@ class Feature:
     def entry_codes(self, room: RoomContext, join: Join) -> Iterable[int]:
         """Status codes for the newcomer's own presence (§7.2.2: 100 in a non-anonymous room, 170 when logged)."""
         return ()
+
+    def greeting(self, room: RoomContext, join: Join) -> Callable[[], None] | None:
+        """What the newcomer is sent after its own presence (§7.2.15's history, §7.2.16's subject), as a send to call.
+
+        Asked for each client that enters, once every check passed and before
+        the occupants' presences go to it, so that a request the feature
+        cannot take (a malformed ``<history/>``) refuses the entry (raise)
+        before anything is sent. The sends are called after the client's own
+        presence, in order of :attr:`greets_at`, before :meth:`on_join`.
+        Send to ``join.sender`` alone.
+        """
+        return None
 
     def on_join(self, room: RoomContext, occupant: Occupant, join: Join) -> None:
         """A client entered: ``occupant`` holds it, and the client has the occupants' presences and its own.
@@ -378,6 +399,22 @@ class Feature:
         """
         return {}
 
+    def message_to_occupant(self, room: RoomContext, stanza: Stanza) -> Any:
+        """Handle a message to an occupant's room JID (§7.5); one feature at most has this hook.
+
+        Without one, such a message is answered ``service-unavailable``.
+        """
+        raise StanzaError("service-unavailable", text="the room does not pass messages to occupants")
+
+    def iq_to_occupant(self, room: RoomContext, stanza: Stanza) -> IQResult | Awaitable[Any]:
+        """Answer an IQ to an occupant's room JID, as a relay to the occupant's client; one feature at most has this hook.
+
+        Outside the room's order of stanzas: the answer comes from another
+        client, and the room must not wait for it. The room checks that it
+        exists first (else ``item-not-found``).
+        """
+        raise StanzaError("service-unavailable", text="the room does not pass IQs to occupants")
+
     def message_handlers(self) -> Mapping[str, MessageHandler]:
         """The messages to the room (not groupchat, not to an occupant) this feature handles, by child tag.
 
@@ -421,29 +458,28 @@ class Registry:
         self.occupant_list_extras = used("extend_occupant_list")
         self.message_decorators = used("decorate_message")
         self.private_decorators = used("decorate_private")
+        self.greeters = tuple(sorted(used("greeting"), key=lambda feature: feature.greets_at))
+        #: What handles messages and IQs to an occupant's room JID (a plain Feature refuses them).
+        self.message_to_occupant = self._one("message_to_occupant").message_to_occupant
+        self.iq_to_occupant = self._one("iq_to_occupant").iq_to_occupant
         #: (type, payload tag) → its handler.
         self.iq: dict[tuple[str, str], IQHandler] = {}
         #: disco#info node → its handler.
         self.info_nodes: dict[str, IQHandler] = {}
         #: Child tag → its handlers, in the order of the features.
         self.messages: dict[str, list[MessageHandler]] = {}
-        #: Child tag → the handler of groupchat messages carrying it.
+        #: Child tag → the handler of groupchat messages carrying it, in the order of the features.
         self.groupchat: dict[str, GroupchatHandler] = {}
+        #: Child tag of :attr:`groupchat` → the children that leave such a message to the room.
+        self._groupchat_unless: dict[str, frozenset[str]] = {}
         for feature in self.features:
-            for key, handler in feature.iq_handlers().items():
-                if key in self.iq:
-                    raise ValueError(f"two room features answer {key}")
-                self.iq[key] = handler
-            for node, handler in feature.info_nodes().items():
-                if node in self.info_nodes:
-                    raise ValueError(f"two room features answer disco#info node {node!r}")
-                self.info_nodes[node] = handler
+            _register(self.iq, feature.iq_handlers(), "answer")
+            _register(self.info_nodes, feature.info_nodes(), "answer disco#info node")
             for tag, on_message in feature.message_handlers().items():
                 self.messages.setdefault(tag, []).append(on_message)
-            for tag, on_groupchat in feature.groupchat_handlers().items():
-                if tag in self.groupchat:
-                    raise ValueError(f"two room features handle groupchat messages with {tag}")
-                self.groupchat[tag] = on_groupchat
+            claimed = feature.groupchat_handlers()
+            _register(self.groupchat, claimed, "handle groupchat messages with")
+            self._groupchat_unless.update(dict.fromkeys(claimed, feature.groupchat_unless))
         #: The namespaces of the IQs the features answer, for disco#info (unless a feature says itself).
         self.namespaces = frozenset(
             etree.QName(tag).namespace or ""
@@ -514,6 +550,28 @@ class Registry:
             found.update(feature.disco_features(room))
         return found
 
+    def claim(self, tags: Set[Any]) -> str | None:
+        """The child tag of a groupchat message, with children of ``tags``, that a feature handles as a write of its own."""
+        if not self.groupchat:
+            return None
+        unless = self._groupchat_unless
+        return next((tag for tag in self.groupchat if tag in tags and tags.isdisjoint(unless[tag])), None)
+
+    def _one(self, hook: str) -> Feature:
+        """The one feature with ``hook``; a plain :class:`Feature` when none has it."""
+        found = self._using(hook)
+        if len(found) > 1:
+            raise ValueError(f"two room features have {hook}: {[feature.name for feature in found]}")
+        return found[0] if found else Feature()
+
     def _using(self, hook: str) -> tuple[Feature, ...]:
         default = getattr(Feature, hook)
         return tuple(feature for feature in self.features if getattr(type(feature), hook) is not default)
+
+
+def _register(handlers: dict[Any, T], more: Mapping[Any, T], what: str) -> None:
+    """Add a feature's handlers, each key at most once over every feature."""
+    for key, handler in more.items():
+        if key in handlers:
+            raise ValueError(f"two room features {what} {key!r}")
+        handlers[key] = handler

@@ -17,15 +17,16 @@ from component import namespaces as ns
 from component.errors import StanzaError, whole_number
 from component.jid import JID
 from component.output import EAGER_BYTES, Piece, Rendered
-from component.stanza import Broadcast, address, parse_sent
+from component.stanza import Broadcast, Stanza, address, parse_sent
 from services.muc.protocol import PARSER, stamp
-from services.muc.store import HistoryRecord
+from services.muc.store import MESSAGE, HistoryRecord
 
-__all__ = ["History", "HistoryEntry", "HistoryRequest", "parse_request"]
+__all__ = ["History", "HistoryEntry", "HistoryRequest", "archive_record", "parse_request"]
 
 
 
 _DELAY = f"{{{ns.DELAY}}}delay"
+_OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
 
 
 def delay_bytes(room: str, seconds: float) -> bytes:
@@ -90,6 +91,15 @@ class HistoryEntry:
         for found in element.findall(_DELAY):
             element.remove(found)
         return cls(Broadcast(element), seconds, room, stanza_id)
+
+
+def archive_record(stanza: Stanza, entry: HistoryEntry, nick: str, *, jid_public: bool, kind: int = MESSAGE) -> HistoryRecord:
+    """The archive's row of a message the room reflects (``entry``): who sent it, as whom, and whether the room showed who."""
+    found = stanza.element.find(_OCCUPANT_ID)
+    return HistoryRecord(
+        entry.stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds, kind=kind,
+        occupant_id=found.get("id") if found is not None else None, jid_public=jid_public,
+    )
 
 
 class HistoryRequest:

@@ -20,7 +20,12 @@ from services.muc.claims import ROOM_OWNED
 from services.muc.nicks import nick_key
 from services.muc.protocol import MUC, PARSER
 
-__all__ = ["Occupant", "Occupants", "presence_template"]
+__all__ = ["KEEP_LISTS_FROM", "Occupant", "Occupants", "presence_template"]
+
+#: Rooms this crowded keep what every newcomer is sent serialised (the occupant
+#: lists, the subject); smaller ones build it for each newcomer, which costs
+#: little and keeps them small.
+KEEP_LISTS_FROM = 16
 
 # The client's MUC elements, and what only the room may add (see claims.py).
 _DROPPED = ROOM_OWNED | {f"{{{MUC}}}x", f"{{{ns.STANZA_ID}}}stanza-id"}

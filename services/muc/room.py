@@ -40,31 +40,22 @@ from component.disco import Identity, Item
 from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.forms import Form
-from component.iq import IQTimeout
 from component.jid import JID
 from component.ordering import Turns
-from component.stanza import Broadcast, Spliced, Stanza, address, message, new_id, splice, text_of
+from component.stanza import Broadcast, Spliced, Stanza, address, splice, text_of
 from component.storage import StorageError
 from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
 from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig
 from services.muc.feature import NOT_MINE, ConfigSubmission, Join, Registry
-from services.muc.history import History, HistoryEntry, HistoryRequest, delay_bytes, parse_request
+from services.muc.history import History, HistoryEntry, archive_record
 from services.muc.nicks import check_nick
-from services.muc.occupants import Occupant, Occupants, presence_template
+from services.muc.occupants import KEEP_LISTS_FROM, Occupant, Occupants, presence_template
 from services.muc.persistence import RoomStorage
-from services.muc.protocol import (
-    MUC,
-    MUC_USER,
-    PARSER,
-    SELF_PING,
-    STABLE_ID,
-    X_MUC,
-    item,
-    user_x,
-)
-from services.muc.store import MESSAGE, SUBJECT, AffiliationChange, HistoryRecord, RoomRecord
+from services.muc.protocol import MUC, MUC_USER, PARSER, STABLE_ID, X_MUC, item, user_x
+from services.muc.store import AffiliationChange, HistoryRecord, RoomRecord
+from services.muc.subject import RoomSubject
 
 if TYPE_CHECKING:
     from services.muc.service import MucService
@@ -81,22 +72,13 @@ KICKABLE_ERRORS = frozenset({
     "gone", "internal-server-error", "item-not-found", "jid-malformed", "recipient-unavailable",
     "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable",
 })
-_STANZA_ID = f"{{{ns.STANZA_ID}}}stanza-id"
-_OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
-_SUBJECT = f"{{{ns.COMPONENT}}}subject"
 _BODY = f"{{{ns.COMPONENT}}}body"
-# IQs an occupant sends another about the other's account (vCard-temp, vCard4, PEP).
-_ACCOUNT_NAMESPACES = frozenset({"vcard-temp", "urn:ietf:params:xml:ns:vcard-4.0", "http://jabber.org/protocol/pubsub"})
 # XEP-0334 hints a sender gives for a message the room must not keep in its history (as Prosody).
 _NOT_KEPT = frozenset({"{urn:xmpp:hints}no-store", "{urn:xmpp:hints}no-permanent-store"})
-_THREAD = f"{{{ns.COMPONENT}}}thread"
 # Stanza ids (XEP-0359) must never repeat in a room, across restarts too:
 # a random prefix per process, then a counter.
 _ID_PREFIX = uuid.uuid4().hex[:12] + "-"
 _ids = itertools.count(1)
-# Rooms this crowded keep what every newcomer is sent serialised; smaller ones
-# build it for each newcomer, which costs little and keeps them small.
-_KEEP_LISTS_FROM = 16
 # Where an address goes in a serialised presence: NUL never occurs in XML.
 _GAP = b"\x00"
 _Work = Callable[[Stanza], Any]
@@ -111,15 +93,12 @@ class Room(Entity):
         self.service = service
         #: The features whose hooks the room fires (the service's).
         self.room_features = service.room_features
-        self.config = RoomConfig(history_length=min(20, service.max_history), archiving=service.settings.archive_by_default)
+        settings = service.settings
+        self.config = RoomConfig(history_length=min(20, settings.max_history), archiving=settings.archive_by_default)
         self.affiliations = Affiliations()
         self.occupants = Occupants()
         self.history = History(self.config.history_length)
-        self.subject = ""
-        self.subject_from = ""
-        #: When the subject was set, if it was since the room was loaded (its <delay/> on entering).
-        self.subject_seconds: float | None = None
-        self._subject_message: Broadcast | None = None
+        self.subject = RoomSubject()
         #: False until someone creates the room (or it is loaded from storage).
         self.exists = False
         #: Every write the room makes goes through it.
@@ -197,7 +176,7 @@ class Room(Entity):
         what bounds the room's memory is the traffic of its occupants.
         """
         held = self._turns.waiting + len(self._archive or ())
-        if held >= self.service.max_waiting_messages and stanza.kind == "message" and stanza.type == "groupchat":
+        if held >= self.service.settings.max_waiting_messages and stanza.kind == "message" and stanza.type == "groupchat":
             raise StanzaError("resource-constraint", "wait", text="too many messages are waiting to be stored; try again shortly")
 
     def _held(self) -> bool:
@@ -244,7 +223,7 @@ class Room(Entity):
                 self._settle()
                 raise StanzaError("item-not-found", text="no such room")
             # Answered by another client: the room must not wait for it.
-            return self._iq_to_occupant(stanza)
+            return self.room_features.iq_to_occupant(self, stanza)  # type: ignore[return-value]
         return self._in_turn(self._iq, stanza)  # type: ignore[no-any-return]
 
     def handle_error(self, stanza: Stanza) -> None:
@@ -297,8 +276,12 @@ class Room(Entity):
 
     def broadcast(self, element: etree._Element) -> None:
         """Send one stanza to every session of every occupant: serialised once, built as the link drains."""
+        self.reflect(Broadcast(element))
+
+    def reflect(self, data: Broadcast) -> None:
+        """Send a serialised stanza to every session of every occupant."""
         addresses = self.occupants.addresses()
-        self.component.send_bytes(Broadcast(element).to_each(addresses), len(addresses))
+        self.component.send_bytes(data.to_each(addresses), len(addresses))
 
     def _send_to_others(
         self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]
@@ -392,7 +375,7 @@ class Room(Entity):
         with_jid = viewer is not None and self.sees_real_jids(viewer)
         newcomer = viewer is None or self.occupants.by_nick(viewer.nick) is not viewer
         hidden = {role for role in ("visitor", "participant", "moderator") if not self.presence_shown(role)}
-        if newcomer and len(self.occupants) >= _KEEP_LISTS_FROM and not hidden:
+        if newcomer and len(self.occupants) >= KEEP_LISTS_FROM and not hidden:
             # Into a crowded room: everyone's presences are kept as one list with gaps for the address.
             data: bytes | Spliced = splice(self._occupant_list(with_jid), to_address)
             count = len(self.occupants)
@@ -508,7 +491,7 @@ class Room(Entity):
 
     def _enter(self, stanza: Stanza, nick: str) -> Any:
         sender = stanza.sender
-        key = check_nick(nick, self.service.max_nick_length)
+        key = check_nick(nick, self.service.settings.max_nick_length)
         x = stanza.find(X_MUC)
         if not self.exists:
             self.service.check_creation(sender)
@@ -540,11 +523,11 @@ class Room(Entity):
         occupant = Occupant(join.nick, sender, "moderator", self._template(join.stanza))
         self._seat(occupant, attrs.evolve(join, affiliation="owner"))
         if self.locked:
-            self._set_timer(self.service.lock_seconds, self._lock_expired)
+            self._set_timer(self.service.settings.lock_seconds, self._lock_expired)
         self.service.room_created(self, sender)
 
     def _seat(self, occupant: Occupant, join: Join) -> None:
-        request = self._history_request(join)
+        greetings = self._greetings(join)
         self.send_occupant_list(join.sender, occupant)
         self.occupants.add(occupant)
         # The newcomer goes last in the kept occupant lists, rather than rebuilding them.
@@ -553,20 +536,21 @@ class Room(Entity):
                 self._add_to_list(segments, occupant, with_jid=index == 0)
         if not self.locked:
             self._cancel_timer()  # an idle room is in use again
-        self._welcome(occupant, join, request)
+        self._welcome(occupant, join, greetings)
 
     def _add_session(self, occupant: Occupant, join: Join) -> None:
-        request = self._history_request(join)
+        greetings = self._greetings(join)
         self.send_occupant_list(join.sender, occupant)
         self.occupants.add_session(occupant, join.sender, self._template(join.stanza))
-        self._welcome(occupant, join, request)
+        self._welcome(occupant, join, greetings)
 
-    def _history_request(self, join: Join) -> HistoryRequest:
-        history = join.x.find(f"{{{MUC}}}history") if join.x is not None else None
-        return parse_request(history, self.component.clock.seconds())
+    def _greetings(self, join: Join) -> list[Callable[[], None]]:
+        """What the features send the newcomer after its presence (the history, the subject); asked before anything is sent."""
+        found = (feature.greeting(self, join) for feature in self.room_features.greeters)
+        return [greet for greet in found if greet is not None]
 
-    def _welcome(self, occupant: Occupant, join: Join, request: HistoryRequest) -> None:
-        """The newcomer's own presence (§7.2.2, with its status codes), then the history and the subject."""
+    def _welcome(self, occupant: Occupant, join: Join, greetings: list[Callable[[], None]]) -> None:
+        """The newcomer's own presence (§7.2.2, with its status codes), then the features' greetings (history, subject)."""
         codes = {110}
         for feature in self.room_features.entry_codes:
             codes.update(feature.entry_codes(self, join))
@@ -575,27 +559,10 @@ class Room(Entity):
         if self._nick_changed(join.stanza, occupant.nick):
             codes.add(210)
         self.publish_current(occupant, codes)
-        self._send_history_and_subject(join.sender, request)
+        for greet in greetings:
+            greet()
         for feature in self.room_features.joined:
             feature.on_join(self, occupant, join)
-
-    def _send_history_and_subject(self, to: JID, request: HistoryRequest) -> None:
-        """The history, then the subject, always, even empty (§7.2.15, §7.2.16)."""
-        subject = self._subject_message
-        if subject is None:
-            # No subject: an empty one from the room itself (§7.2.16).
-            sender = self.occupant_jid(self.subject_from) if self.subject_from and self.subject else str(self.jid)
-            # The subject was set earlier: it says when, as a delayed message does (XEP-0203; Prosody too).
-            delay = []
-            if self.subject and self.subject_seconds is not None:
-                delay = [etree.fromstring(delay_bytes(str(self.jid), self.subject_seconds), PARSER)]
-            subject = Broadcast(message(sender, "", type="groupchat", subject=self.subject, payload=delay))
-            if len(self.occupants) >= _KEEP_LISTS_FROM:
-                self._subject_message = subject
-        entries = self.history.select(request, to)
-        if entries:
-            self.component.send_bytes(self.history.replay(entries, to), len(entries))
-        self.component.send_bytes(subject.to(to))
 
     def _update(self, occupant: Occupant, sender: JID, stanza: Stanza) -> None:
         self.occupants.add_session(occupant, sender, self._template(stanza))
@@ -618,7 +585,7 @@ class Room(Entity):
         self.send(base)
 
     def _change_nick(self, occupant: Occupant, sender: JID, stanza: Stanza, nick: str) -> None:
-        holder = self.occupants.by_key(check_nick(nick, self.service.max_nick_length))
+        holder = self.occupants.by_key(check_nick(nick, self.service.settings.max_nick_length))
         # Changing to a look-alike of one's own nick (another case, say) is no conflict.
         if holder is not None and holder is not occupant:
             raise StanzaError("conflict", text="that nick, or one that looks like it, is in use")
@@ -634,7 +601,7 @@ class Room(Entity):
 
     def _message(self, stanza: Stanza) -> Any:
         if stanza.recipient.resource is not None:
-            return self._private(stanza)
+            return self.room_features.message_to_occupant(self, stanza)
         if not self.exists:
             raise StanzaError("item-not-found", text="no such room")
         element = stanza.element
@@ -642,9 +609,7 @@ class Room(Entity):
             self.service.limits.check_groupchat(self.jid.node or "", stanza.sender)
             # One pass over the children answers every question below.
             tags = {child.tag for child in element}
-            if _changes_subject(tags):
-                return defer.ensureDeferred(self._change_subject(stanza))
-            claimed = _claimed(tags, self.room_features)
+            claimed = self.room_features.claim(tags)
             if claimed is not None:
                 handler = self.room_features.groupchat[claimed]
                 return defer.ensureDeferred(handler(self, stanza, stanza.element.find(claimed)))
@@ -671,7 +636,7 @@ class Room(Entity):
         element.set("from", self.occupant_jid(occupant.nick))
         for feature in self.room_features.message_decorators:
             feature.decorate_message(self, occupant, element)
-        stanza_id, mark = self._stanza_id()
+        stanza_id, mark = self.new_stanza_id()
         reflection = Broadcast(element, mark, restore=False)
         if reflection.size + _LONGEST_ADDRESS > self.component.max_outgoing_bytes:
             element.set("to", room)  # for the log line that fits() writes
@@ -686,27 +651,15 @@ class Room(Entity):
             self.service.messages_archived += 1
         if self._archive:
             # Messages before this one wait for their rows: its reflection waits behind them.
-            return self._archive.after(lambda: self._reflect(reflection))
-        self._reflect(reflection)
+            return self._archive.after(lambda: self.reflect(reflection))
+        self.reflect(reflection)
         return None
 
-    def _stanza_id(self) -> tuple[str, bytes]:
+    def new_stanza_id(self) -> tuple[str, bytes]:
         """A new XEP-0359 stanza-id (the archive id of a stored room's message) and its element, serialised."""
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
         return stanza_id, b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(self.jid) + b'" id="' + stanza_id.encode() + b'"/>'
-
-    def _record(self, stanza: Stanza, entry: HistoryEntry, nick: str, kind: int = MESSAGE) -> HistoryRecord:
-        """The archive's row of a message the room reflects: who sent it, as whom, and whether the room showed who."""
-        found = stanza.element.find(_OCCUPANT_ID)
-        return HistoryRecord(
-            entry.stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds, kind=kind,
-            occupant_id=found.get("id") if found is not None else None, jid_public=not self.config.anonymous,
-        )
-
-    def _reflect(self, reflection: Broadcast) -> None:
-        addresses = self.occupants.addresses()
-        self.component.send_bytes(reflection.to_each(addresses), len(addresses))
 
     def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> InLine:
         """A persistent room's message: reflected once it is in the archive, never before.
@@ -717,7 +670,7 @@ class Room(Entity):
         Messages that come while a write is in flight go in the next one.
         """
         stanza.keep()  # the error reply, should the write fail, is built after the handler returns
-        record = self._record(stanza, entry, nick)
+        record = archive_record(stanza, entry, nick, jid_public=not self.config.anonymous)
         if self._archive is None:
             writer = self.service.history_writer
             assert writer is not None
@@ -726,101 +679,12 @@ class Room(Entity):
         def archived() -> None:
             self.history.add(entry)
             self.service.messages_archived += 1
-            self._reflect(entry.message)
+            self.reflect(entry.message)
 
         return self._archive.add(record, archived)
 
     def _history_refused(self, error: StorageError) -> StanzaError:
         return self.storage.refused("history", error)
-
-    async def _change_subject(self, stanza: Stanza) -> None:
-        occupant = self.occupants.by_real(stanza.sender)
-        if occupant is None:
-            raise StanzaError("not-acceptable", text="only occupants may change the subject")
-        subject = text_of(stanza.element, "subject") or ""
-        for feature in self.room_features.subject_checks:
-            feature.check_subject_change(self, occupant, subject)
-        element = stanza.element
-        element.set("from", self.occupant_jid(occupant.nick))
-        element.attrib.pop("to", None)
-        strip_claims(element, {child.tag for child in element}, self.jid)
-        for feature in self.room_features.message_decorators:
-            feature.decorate_message(self, occupant, element)
-        stanza_id, mark = self._stanza_id()
-        reflection = Broadcast(element, mark)
-        if self.stored:
-            stanza.keep()  # reflected after the write
-            # Archived (XEP-0313) with the subject it sets, in one transaction.
-            entry = HistoryEntry(reflection, self.component.clock.seconds(), str(self.jid), stanza_id)
-            record = self._record(stanza, entry, occupant.nick, SUBJECT) if self.config.archiving else None
-            await self.storage.store_subject(subject, occupant.nick, record)
-        self.subject = subject
-        self.subject_from = occupant.nick
-        self.subject_seconds = self.component.clock.seconds()
-        self._subject_message = None
-        self._reflect(reflection)
-
-    def _private(self, stanza: Stanza) -> None:
-        if stanza.type == "groupchat":
-            raise StanzaError("bad-request", text="groupchat messages go to the room, not to an occupant")
-        sender = self.occupants.by_real(stanza.sender)
-        if sender is None:
-            raise StanzaError("not-acceptable", text="only occupants may send private messages")
-        target = self.occupants.by_nick(stanza.recipient.resource or "")
-        if target is None:
-            raise StanzaError("item-not-found", text="no such occupant")
-        if target.bare != sender.bare:
-            for feature in self.room_features.private_checks:
-                feature.check_private_message(self, sender, target)
-        element = stanza.element
-        strip_claims(element, {child.tag for child in element}, self.jid)
-        element.set("from", self.occupant_jid(sender.nick))
-        element.attrib.pop("to", None)
-        for feature in self.room_features.private_decorators:
-            feature.decorate_private(self, sender, element)
-        element.append(user_x())
-        self.send_to_occupant(target, Broadcast(element))
-
-    # -- IQs to occupants --------------------------------------------------------
-
-    def _iq_to_occupant(self, stanza: Stanza) -> IQResult:
-        sender = self.occupants.by_real(stanza.sender)
-        if sender is None:
-            # XEP-0410 §3.2: what tells a client that pings itself it is no longer joined.
-            raise StanzaError("not-acceptable", "cancel", text="only occupants may query other occupants", by=str(self.jid))
-        target = self.occupants.by_nick(stanza.recipient.resource or "")
-        if target is None:
-            raise StanzaError("item-not-found", text="no such occupant")
-        payload = stanza.payload()
-        if payload is None:
-            raise StanzaError("bad-request", text="an iq request needs one payload element")
-        if target is sender and payload.tag == f"{{{ns.PING}}}ping" and stanza.type == "get":
-            return None  # XEP-0410: the client is still in the room
-        # vCards and PEP belong to the account, not to one client: they go to the bare JID (as Prosody).
-        to = target.bare if etree.QName(payload).namespace in _ACCOUNT_NAMESPACES else target.main
-        forwarded = etree.Element(
-            stanza.element.tag,
-            {"from": self.occupant_jid(sender.nick), "to": str(to), "type": stanza.type or "get", "id": new_id("muc")},
-            nsmap={None: ns.COMPONENT},
-        )
-        forwarded.append(copy.deepcopy(payload))
-        pending = self.service.limits.start_iq(self.jid.node or "", stanza.sender)
-        reply = self.request(forwarded).addBoth(self.service.limits.end_iq, pending)
-
-        def answered(element: etree._Element) -> etree._Element | None:
-            return next((c for c in element if isinstance(c.tag, str)), None)
-
-        def failed(failure: Failure) -> None:
-            # Pass on only the condition: an error's "by", text or payload
-            # may carry the occupant's real address.
-            if failure.check(IQTimeout):
-                raise StanzaError("recipient-unavailable", text="the occupant did not answer")
-            error = failure.check(StanzaError) and failure.value
-            if isinstance(error, StanzaError):
-                raise StanzaError(error.condition, error.type)
-            failure.raiseException()
-
-        return reply.addCallbacks(answered, failed)
 
     # -- ghosts --------------------------------------------------------------------
 
@@ -851,7 +715,7 @@ class Room(Entity):
         return (Identity("conference", "text", self.config.name or self.jid.node),)
 
     def disco_features(self, node: str | None) -> frozenset[str]:
-        features = {MUC, STABLE_ID, SELF_PING, *self.room_features.disco_features(self)}
+        features = {MUC, STABLE_ID, *self.room_features.disco_features(self)}
         return super().disco_features(node) | features
 
     def disco_forms(self, node: str | None) -> list[etree._Element]:
@@ -896,7 +760,7 @@ class Room(Entity):
         edits = [] if submission is None else self.room_features.read_affiliations(self, submission)
         rows = [row for _, changes in edits for row in changes]
         if new.persistent and not self.stored:
-            await self.storage.store_room(new, self.affiliations, (self.subject, self.subject_from), self.history, rows)
+            await self.storage.store_room(new, self.affiliations, (self.subject.text, self.subject.nick), self.history, rows)
         elif not new.persistent and self.stored:
             await self.storage.forget()
         elif self.stored and (new != old or rows):
@@ -933,6 +797,10 @@ class Room(Entity):
             await self.storage.save_config(new)
         self.config = new
 
+    async def store_subject(self, subject: str, nick: str, record: HistoryRecord | None) -> None:
+        """Write a new subject when the room is stored, in one transaction with its archive row."""
+        await self.storage.store_subject(subject, nick, record)
+
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Write affiliation changes when the room is stored: in one transaction, all or none."""
         await self.storage.store_affiliations(changes)
@@ -942,9 +810,8 @@ class Room(Entity):
         self.config = RoomConfig.from_dict(record.config)
         if "archiving" not in record.config:  # stored before rooms had the setting
             self.config.archiving = self.service.settings.archive_by_default
-        self.history.resize(min(self.config.history_length, self.service.max_history))
-        self.subject = record.subject
-        self.subject_from = record.subject_from
+        self.history.resize(min(self.config.history_length, self.service.settings.max_history))
+        self.subject.set(record.subject, record.subject_from, None)
         self.exists = True
         self.storage.stored = True
 
@@ -961,7 +828,7 @@ class Room(Entity):
                 log.info("{room}: gone with its last occupant (a temporary room)", room=str(self.jid))
                 self.vanish()
             elif self._timer is None:
-                self._set_timer(self.service.idle_unload_seconds, self._idle)
+                self._set_timer(self.service.settings.idle_unload_seconds, self._idle)
 
     def _set_timer(self, seconds: float, call: Callable[[], None]) -> None:
         self._cancel_timer()
@@ -976,7 +843,7 @@ class Room(Entity):
         self._timer = None
         if not self._held() and len(self.occupants) == 0 and not self.destroyed:
             log.info("{room}: unloaded from memory, empty for {seconds:g} s", room=str(self.jid),
-                     seconds=self.service.idle_unload_seconds)
+                     seconds=self.service.settings.idle_unload_seconds)
             self._unload()
 
     def _lock_expired(self) -> None:
@@ -1058,30 +925,16 @@ def _nothing() -> None:
     """Nothing follows the answer."""
 
 
-def _changes_subject(tags: set[Any]) -> bool:
-    """Whether a groupchat message with children of these tags changes the subject (§8.1)."""
-    return _SUBJECT in tags and _BODY not in tags and _THREAD not in tags
-
-
 def _joins_line(stanza: Stanza, features: Registry) -> bool:
     """Whether a stanza is handled while messages wait for their history rows, rather than after.
 
     A groupchat message to the room changes nothing but the history (which
-    waits in line anyway); a subject change is a write of its own, and so is
-    a message a feature handles itself (``groupchat_handlers``).
+    waits in line anyway); a message a feature handles itself
+    (``groupchat_handlers``: a subject change, a retraction) is a write of its own.
     """
     if stanza.kind != "message" or stanza.type != "groupchat" or stanza.recipient.resource is not None:
         return False
-    tags = {child.tag for child in stanza.element}
-    return not _changes_subject(tags) and _claimed(tags, features) is None
-
-
-def _claimed(tags: set[Any], features: Registry) -> str | None:
-    """The child tag of a groupchat message that a feature handles as a write of its own."""
-    claimed = features.groupchat
-    if not claimed:
-        return None
-    return next((tag for tag in claimed if tag in tags), None)
+    return features.claim({child.tag for child in stanza.element}) is None
 
 
 def _holds_turn(result: defer.Deferred[Any]) -> bool:

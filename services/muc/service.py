@@ -82,33 +82,7 @@ class MucService(Service):
         self.tombstones = Tombstones(component.clock.seconds, self.is_admin, self.track)
 
     # -- settings --------------------------------------------------------------
-    # What room.py reads, from the settings in force; features and the
-    # service itself read self.settings, and so should new code.
-
-    @property
-    def max_history(self) -> int:
-        """Messages a room keeps at most."""
-        return self.settings.max_history
-
-    @property
-    def idle_unload_seconds(self) -> float:
-        """Seconds an empty persistent room stays in memory."""
-        return self.settings.idle_unload_seconds
-
-    @property
-    def lock_seconds(self) -> float:
-        """Seconds before a new room nobody configured is destroyed."""
-        return self.settings.lock_seconds
-
-    @property
-    def max_nick_length(self) -> int:
-        """Characters in a nick, at most."""
-        return self.settings.max_nick_length
-
-    @property
-    def max_waiting_messages(self) -> int:
-        """Stanzas a room may hold waiting for its writes; past them, a groupchat message is refused."""
-        return self.settings.max_waiting_messages
+    # Rooms, features and the service read self.settings, the settings in force.
 
     @property
     def local_domains(self) -> frozenset[str]:

@@ -231,7 +231,7 @@ def test_a_refused_subject_is_not_announced(path: str) -> None:
           <error type='cancel'><internal-server-error {ERR}/>
             <text {ERR}>the subject could not be stored; nothing changed</text></error></message>"""
     )
-    assert h.component.router.loaded("coven").subject == ""
+    assert h.component.router.loaded("coven").subject.text == ""
     assert failures(h) == {"subject": 1}
 
 

@@ -101,6 +101,49 @@ def test_features_of_one_name_are_refused() -> None:
         Registry([Feature(), Feature()])
 
 
+class _Relays(Feature):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def message_to_occupant(self, room, stanza) -> None:
+        return None
+
+
+def test_two_features_passing_on_messages_to_occupants_are_refused() -> None:
+    with pytest.raises(ValueError, match="two room features have message_to_occupant"):
+        Registry([_Relays("one"), _Relays("two")])
+
+
+class _Featureless(MucService):
+    room_features = Registry([])
+
+
+def test_without_a_feature_for_them_messages_and_iqs_to_occupants_are_refused() -> None:
+    h = Harness("chat.shakespeare.lit", (_Featureless, {}))
+    h.receive(f"<presence from='{CRONE}' to='{ROOM}/firstwitch'/>")
+    h.sent()
+    h.receive(f"<message from='{CRONE}' to='{ROOM}/firstwitch' id='p1'><body>Hail</body></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' to='{CRONE}' id='p1' type='error'><body>Hail</body>
+              <error type='cancel'><service-unavailable {ERR}/>
+              <text {ERR}>the room does not pass messages to occupants</text></error></message>"""
+    )
+    h.receive(f"<iq from='{CRONE}' to='{ROOM}/firstwitch' id='v1' type='get'><query xmlns='jabber:iq:version'/></iq>")
+    h.expect(
+        f"""<iq from='{ROOM}/firstwitch' to='{CRONE}' id='v1' type='error'><query xmlns='jabber:iq:version'/>
+              <error type='cancel'><service-unavailable {ERR}/>
+              <text {ERR}>the room does not pass IQs to occupants</text></error></iq>"""
+    )
+
+
+def test_greetings_go_in_order_of_their_place_and_a_claim_yields_to_its_exceptions() -> None:
+    registry = FEATURES
+    assert [feature.name for feature in registry.greeters] == ["history", "subject"]
+    subject, body = "{jabber:component:accept}subject", "{jabber:component:accept}body"
+    assert registry.claim({subject}) == subject
+    assert registry.claim({subject, body}) is None
+
+
 def test_only_the_hooks_a_feature_overrides_are_fired() -> None:
     registry = Registry([_Answers("answers")])
     assert registry.iq.keys() == {("get", "{urn:example}query")}

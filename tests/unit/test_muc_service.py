@@ -27,7 +27,7 @@ def test_defaults() -> None:
     assert service.settings.creation == "anyone"
     assert service.local_domains == frozenset({"localhost"})
     assert service.admins == frozenset()
-    assert service.max_nick_length == 64
+    assert service.settings.max_nick_length == 64
 
 
 @pytest.mark.parametrize(

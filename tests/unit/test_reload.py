@@ -88,7 +88,7 @@ def test_the_muc_takes_new_settings_and_keeps_its_rooms_and_counts() -> None:
     [service] = h.component.services
     replacement = type(service)(h.component, {"max_rooms_per_user": 1, "max_history": 5, "admins": ["a@b"]})
     assert service.reconfigure(replacement)
-    assert service.max_history == 5
+    assert service.settings.max_history == 5
     assert {str(jid) for jid in service.admins} == {"a@b"}
     assert service.limits.settings.max_rooms_per_user == 1
     # The room is still there, and it still counts against its creator.

@@ -177,7 +177,7 @@ def test_what_the_file_leaves_out_is_the_declared_default(tmp_path):
     assert app.connectors[0].build_protocol()._parser.max_depth == declared["max_depth"]
     [muc] = built.services
     muc_declared = {item.name: item.default for item in options.declared(type(muc.settings))}
-    assert (muc.max_history, muc.limits.settings.max_rooms_per_user) == (
+    assert (muc.settings.max_history, muc.limits.settings.max_rooms_per_user) == (
         muc_declared["max_history"], muc_declared["max_rooms_per_user"]
     )
 

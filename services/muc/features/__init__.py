@@ -16,7 +16,7 @@ from services.muc.features.archive import Archiving
 from services.muc.features.avatar import Avatar
 from services.muc.features.bans import Bans
 from services.muc.features.hidden import Hidden
-from services.muc.features.history import HistoryLength
+from services.muc.features.history import DiscussionHistory
 from services.muc.features.invitations import Invitations
 from services.muc.features.logging import Logging
 from services.muc.features.member_list import MemberList
@@ -25,6 +25,7 @@ from services.muc.features.moderated import Moderated
 from services.muc.features.moderation import Moderation
 from services.muc.features.naming import Naming
 from services.muc.features.occupant_ids import OccupantIdentifiers
+from services.muc.features.occupant_iqs import OccupantIQs
 from services.muc.features.occupant_limit import OccupantLimit
 from services.muc.features.owner import Owner
 from services.muc.features.password import Password
@@ -48,10 +49,11 @@ FEATURES = Registry([
     Anonymity(),
     Subject(),
     PrivateMessages(),
+    OccupantIQs(),
     Invitations(),
     Registration(),
     OccupantLimit(),
-    HistoryLength(),
+    DiscussionHistory(),
     PresenceBroadcast(),
     MemberList(),
     Logging(),

@@ -147,7 +147,7 @@ def reservable_nick(room: RoomContext, jid: JID, nick: str) -> str:
         raise StanzaError("jid-malformed", text="that nick is not valid") from None
     if not nick.strip():
         raise StanzaError("not-acceptable", text="a nick is required")
-    key = check_nick(nick, room.service.max_nick_length)
+    key = check_nick(nick, room.service.settings.max_nick_length)
     holder = room.affiliations.holder_of(nick)
     occupant = room.occupants.by_key(key)
     if (holder is not None and holder != jid) or (occupant is not None and occupant.bare != jid):

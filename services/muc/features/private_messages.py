@@ -1,7 +1,9 @@
-"""Private messages between occupants (XEP-0045 §7.5): who may send them.
+"""Private messages between occupants (XEP-0045 §7.5): who may send them, and passing them on.
 
-The room core passes a private message on (readdressed, with an empty
-``muc#user`` element); this feature says whether it may.
+A message to an occupant's room JID goes to every client of that occupant,
+readdressed from the sender's room JID, with what only the room may say
+removed and an empty ``muc#user`` element added, once every feature's
+``check_private_message`` let it pass (two clients of one user always may).
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from component.errors import StanzaError
+from component.stanza import Broadcast, Stanza
 from services.muc.affiliations import ROLE_RANK
+from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
 from services.muc.feature import ConfigSubmission, Feature, FieldsAt
 from services.muc.occupants import Occupant
+from services.muc.protocol import user_x
 
 __all__ = ["PrivateMessages"]
 
@@ -43,6 +48,28 @@ class PrivateMessages(Feature):
     def check_private_message(self, room: RoomContext, sender: Occupant, target: Occupant) -> None:
         if not _may_send(room.config.allow_pm, sender):
             raise StanzaError("policy-violation", "cancel", text="private messages are restricted in this room")
+
+    def message_to_occupant(self, room: RoomContext, stanza: Stanza) -> None:
+        if stanza.type == "groupchat":
+            raise StanzaError("bad-request", text="groupchat messages go to the room, not to an occupant")
+        sender = room.occupants.by_real(stanza.sender)
+        if sender is None:
+            raise StanzaError("not-acceptable", text="only occupants may send private messages")
+        target = room.occupants.by_nick(stanza.recipient.resource or "")
+        if target is None:
+            raise StanzaError("item-not-found", text="no such occupant")
+        features = room.room_features
+        if target.bare != sender.bare:
+            for feature in features.private_checks:
+                feature.check_private_message(room, sender, target)
+        element = stanza.element
+        strip_claims(element, {child.tag for child in element}, room.jid)
+        element.set("from", room.occupant_jid(sender.nick))
+        element.attrib.pop("to", None)
+        for feature in features.private_decorators:
+            feature.decorate_private(room, sender, element)
+        element.append(user_x())
+        room.send_to_occupant(target, Broadcast(element))
 
 
 def _may_send(allowed: str, sender: Occupant) -> bool:
