@@ -8,10 +8,32 @@ server), sends them raw XML written once with placeholders (``{room}``,
 ``{svc}``, ``{alice}``, ``{alice/1}``), and after each step waits until every
 actor got everything the step caused (:meth:`Side.settle`).
 
-Every stanza an actor receives from the MUC domain is recorded, then
+Every stanza an actor receives from the MUC domain (the service or a room
+the scenario used; the barriers' answers excepted) is recorded, then
 normalised (:func:`normalise`) so that what may differ between two correct
 services without anyone noticing is masked, and :func:`compare` lines the
-logs up per actor.
+logs up per actor. Exactly this is masked, and nothing else:
+
+- addresses (``from``, ``to``, ``jid``, ``by``): the MUC domain becomes
+  ``MUC`` (in text too); a user's resource keeps only its session number;
+- ``id`` of a stanza the scenario did not number (``t-…``) becomes ``*``;
+  ``delay`` stamps (XEP-0203's and legacy ``jabber:x:delay``) become ``*``;
+  ``xml:lang`` is dropped; namespace prefixes (elements are compared by
+  namespace and name);
+- dropped as free wording: ``stanza-id`` elements, an error's ``<text/>``,
+  a form's ``<title/>``, ``<instructions/>`` and ``<desc/>``, the
+  registration's ``<instructions/>``, and the ``label`` of every form
+  field and option; ``type='text-single'`` (XEP-0004's default) too;
+- order: attributes; the children of every ``jabber:client`` and
+  ``muc#user`` element (status codes, items); the children of each form
+  field (its values and options, sorted together); an iq result's payload
+  is one line per child and, in a data form, one line per field, sorted,
+  so the order of disco features and of a form's fields is not compared;
+  a run of other occupants' presences (no 110) is sorted;
+- whitespace around text.
+
+The test file's rewrites mask more, each with its reason (occupant ids by
+value, for one).
 """
 
 from __future__ import annotations
@@ -231,13 +253,15 @@ def normalise(received: list[ET.Element], side: Side) -> list[str]:
     - ids the services make up (any ``id`` the scenario did not give) are ``*``;
     - ``delay`` stamps are ``*``, and ``stanza-id`` elements are dropped (ours
       adds them, Prosody's MUC does so only with MAM loaded);
-    - the MUC domain is ``MUC``, users' resources are ``*``;
+    - the MUC domain is ``MUC``, users' resources keep only their session number;
     - the children of each stanza, of a ``muc#user`` element (status codes)
       and of a form field (values, options) are sorted (their order carries
       no meaning);
-    - error ``text``, ``xml:lang``, and the labels, descriptions, titles and
-      instructions of forms are dropped (wording is free), and a form field's
-      ``text-single`` type too (it is the default);
+    - error ``text``, ``xml:lang``, and the labels (of fields and options),
+      descriptions, titles and instructions of forms are dropped (wording is
+      free), and a form field's ``text-single`` type too (it is the default);
+    - an iq result's payload is split into one line per child (per field
+      of a data form) and those lines are sorted;
     - within a run of other occupants' presences the order is free (§7.2.3
       sets none), so such runs are sorted.
     """
