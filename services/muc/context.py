@@ -175,8 +175,9 @@ class RoomContext(Protocol):
         Nothing is announced: the caller tells the occupants what they need to know.
         """
 
-    async def store_subject(self, subject: str, nick: str, record: HistoryRecord | None) -> None:
-        """Store a new subject when the room is stored, with ``record`` (the message that sets it) archived in one transaction."""
+    async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None) -> None:
+        """Store a new subject, set by ``nick`` at ``at``, when the room is stored, with ``record`` (the message
+        that sets it) archived in one transaction."""
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Store affiliation changes when the room is stored, in one transaction; refused, it raises the requester's error."""

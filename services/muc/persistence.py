@@ -23,6 +23,7 @@ from services.muc.affiliations import Affiliations
 from services.muc.config import RoomConfig
 from services.muc.history import History
 from services.muc.store import AffiliationChange, HistoryRecord
+from services.muc.subject import RoomSubject
 from services.muc.writes import refusal
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class RoomStorage:
         )
 
     async def store_room(
-        self, config: RoomConfig, affiliations: Affiliations, subject: tuple[str, str], history: History,
+        self, config: RoomConfig, affiliations: Affiliations, subject: RoomSubject, history: History,
         changes: Sequence[AffiliationChange] = (),
     ) -> None:
         """The room becomes persistent with *config*: write it whole, in one transaction.
@@ -96,7 +97,7 @@ class RoomStorage:
             config.to_dict(),
             public=config.public,
             affiliations=rows,
-            subject=subject,
+            subject=(subject.text, subject.nick, subject.seconds),
             history=[entry.record() for entry in history],
         ))
         self.stored = True
@@ -116,10 +117,11 @@ class RoomStorage:
         if store is not None and self.stored and changes:
             await self.write("affiliations", store.set_affiliations(self.node, changes))
 
-    async def store_subject(self, subject: str, nick: str, record: HistoryRecord | None = None) -> bool:
-        """Write a new subject when the room is stored, archiving *record* (the message that set it) with it; whether it was written."""
+    async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None = None) -> bool:
+        """Write a new subject, set by *nick* at *at*, when the room is stored, archiving *record* (the message
+        that set it) with it; whether it was written."""
         store = self._service.store
         if store is None or not self.stored:
             return False
-        await self.write("subject", store.set_subject(self.node, subject, nick, record))
+        await self.write("subject", store.set_subject(self.node, subject, nick, at, record))
         return True

@@ -760,7 +760,7 @@ class Room(Entity):
         edits = [] if submission is None else self.room_features.read_affiliations(self, submission)
         rows = [row for _, changes in edits for row in changes]
         if new.persistent and not self.stored:
-            await self.storage.store_room(new, self.affiliations, (self.subject.text, self.subject.nick), self.history, rows)
+            await self.storage.store_room(new, self.affiliations, self.subject, self.history, rows)
         elif not new.persistent and self.stored:
             await self.storage.forget()
         elif self.stored and (new != old or rows):
@@ -797,9 +797,9 @@ class Room(Entity):
             await self.storage.save_config(new)
         self.config = new
 
-    async def store_subject(self, subject: str, nick: str, record: HistoryRecord | None) -> None:
-        """Write a new subject when the room is stored, in one transaction with its archive row."""
-        await self.storage.store_subject(subject, nick, record)
+    async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None) -> None:
+        """Write a new subject, set by ``nick`` at ``at``, when the room is stored, in one transaction with its archive row."""
+        await self.storage.store_subject(subject, nick, at, record)
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Write affiliation changes when the room is stored: in one transaction, all or none."""
@@ -811,7 +811,7 @@ class Room(Entity):
         if "archiving" not in record.config:  # stored before rooms had the setting
             self.config.archiving = self.service.settings.archive_by_default
         self.history.resize(min(self.config.history_length, self.service.settings.max_history))
-        self.subject.set(record.subject, record.subject_from, None)
+        self.subject.set(record.subject, record.subject_from, record.subject_at)
         self.exists = True
         self.storage.stored = True
 

@@ -97,6 +97,14 @@ MUC_MIGRATIONS = Migrations(
                 " node TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL, reason TEXT, alternate TEXT)",
             ),
         ],
+        [
+            # When the subject was set, for its <delay/> on entering; NULL for
+            # subjects set before the column (and for none).
+            Sql(
+                sqlite="ALTER TABLE muc_rooms ADD COLUMN subject_at REAL",
+                postgresql="ALTER TABLE muc_rooms ADD COLUMN subject_at DOUBLE PRECISION",
+            ),
+        ],
     ],
 )
 
@@ -125,6 +133,8 @@ class RoomRecord:
     subject: str
     subject_from: str
     created_at: float
+    #: When the subject was set (None: set before the store kept it, or never).
+    subject_at: float | None = None
 
 
 @attrs.frozen
@@ -171,11 +181,11 @@ class HistoryRecord:
     jid_public: bool = False
 
 
-_ROOM_COLUMNS = "node, config, public, subject, subject_from, created_at"
+_ROOM_COLUMNS = "node, config, public, subject, subject_from, created_at, subject_at"
 
 
 def _room(row: Row) -> RoomRecord:
-    node, config, public, subject, subject_from, created_at = row
+    node, config, public, subject, subject_from, created_at, subject_at = row
     return RoomRecord(
         node=node,
         config=json.loads(config),
@@ -183,6 +193,7 @@ def _room(row: Row) -> RoomRecord:
         subject=subject,
         subject_from=subject_from,
         created_at=float(created_at),
+        subject_at=None if subject_at is None else float(subject_at),
     )
 
 
@@ -239,7 +250,7 @@ def _changed(rowcount: int) -> bool:
 
 def _save_config(txn: Transaction, node: str, config: dict[str, Any], public: bool, now: float) -> None:
     txn.execute(
-        f"INSERT INTO muc_rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, '', '', ?)"
+        f"INSERT INTO muc_rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, '', '', ?, NULL)"
         " ON CONFLICT (node) DO UPDATE SET"
         " config = excluded.config, public = excluded.public",
         (node, _json(config), public, now),
@@ -253,10 +264,13 @@ def _configure(
     _set_affiliations(txn, node, affiliations)
 
 
-def _set_subject(txn: Transaction, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None) -> bool:
-    exists = _changed(
-        txn.execute("UPDATE muc_rooms SET subject = ?, subject_from = ? WHERE node = ?", (subject, by_nick, node))
-    )
+def _set_subject(
+    txn: Transaction, node: str, subject: str, by_nick: str, at: float | None, record: HistoryRecord | None = None
+) -> bool:
+    exists = _changed(txn.execute(
+        "UPDATE muc_rooms SET subject = ?, subject_from = ?, subject_at = ? WHERE node = ?",
+        (subject, by_nick, at, node),
+    ))
     if exists and record is not None:
         _append_histories(txn, node, (record,))
     return exists
@@ -371,7 +385,7 @@ def _store_room(
     public: bool,
     now: float,
     affiliations: Iterable[AffiliationChange],
-    subject: tuple[str, str],
+    subject: tuple[str, str, float | None],
     history: Iterable[HistoryRecord],
 ) -> None:
     _save_config(txn, node, config, public, now)
@@ -454,7 +468,7 @@ class MucStore:
         *,
         public: bool = True,
         affiliations: Sequence[AffiliationChange] = (),
-        subject: tuple[str, str] = ("", ""),
+        subject: tuple[str, str, float | None] = ("", "", None),
         history: Sequence[HistoryRecord] = (),
         lease: Lease | None = None,
     ) -> Deferred[None]:
@@ -462,17 +476,19 @@ class MucStore:
 
         A room that becomes persistent is stored this way, so that the
         database never holds part of it (a room without its owners).
-        *subject* is the subject and the nick that set it.
+        *subject* is the subject, the nick that set it and when.
         """
         history = tuple(history)
         d = self._write(lease, _store_room, node, config, public, self.clock(), tuple(affiliations), subject, history)
         return d.addCallback(self._written, len(history))
 
     def set_subject(
-        self, node: str, subject: str, by_nick: str, record: HistoryRecord | None = None, *, lease: Lease | None = None
+        self, node: str, subject: str, by_nick: str, at: float | None, record: HistoryRecord | None = None, *,
+        lease: Lease | None = None,
     ) -> Deferred[bool]:
-        """Set the room's subject, archiving the message that changed it as *record*; fire with whether the room exists."""
-        d = self._write(lease, _set_subject, node, subject, by_nick, record)
+        """Set the room's subject, set by *by_nick* at *at*, archiving the message that changed it as *record*;
+        fire with whether the room exists."""
+        d = self._write(lease, _set_subject, node, subject, by_nick, at, record)
         return d if record is None else d.addCallback(self._written, 1)
 
     def delete_room(

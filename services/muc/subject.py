@@ -28,7 +28,7 @@ class RoomSubject:
         self.text = text
         #: The nick of the occupant who set it ("" when the room did, or nobody).
         self.nick = nick
-        #: When it was set, if the room knows (its <delay/> on entering).
+        #: When it was set (its <delay/> on entering); None when it was set before the store kept the time.
         self.seconds = seconds
         self._message: Broadcast | None = None
 
@@ -43,11 +43,12 @@ class RoomSubject:
         """The message that tells a newcomer the subject, even an empty one (§7.2.16); ``keep`` it serialised for the next."""
         found = self._message
         if found is None:
-            # No subject: an empty one from the room itself (§7.2.16).
-            sender = f"{room}/{self.nick}" if self.nick and self.text else str(room)
+            # From whoever set it, an empty one too (a cleared subject, as Prosody's);
+            # from the room itself when nobody did (§7.2.16).
+            sender = f"{room}/{self.nick}" if self.nick else str(room)
             # The subject was set earlier: it says when, as a delayed message does (XEP-0203; Prosody too).
             delay = []
-            if self.text and self.seconds is not None:
+            if self.seconds is not None:
                 delay = [etree.fromstring(delay_bytes(str(room), self.seconds), PARSER)]
             found = Broadcast(message(sender, "", type="groupchat", subject=self.text, payload=delay))
             if keep:

@@ -126,7 +126,7 @@ async def test_a_tombstone_replaces_a_message_in_place(db: Storage) -> None:
 @pytest_twisted.ensureDeferred
 async def test_subject_changes_are_archived_not_replayed(db: Storage) -> None:
     rooms, archive = await _archive(db, 2)
-    assert await rooms.set_subject("coven", "Fire Burn", "firstwitch", _record(2, kind=SUBJECT)) is True
+    assert await rooms.set_subject("coven", "Fire Burn", "firstwitch", 1002.0, _record(2, kind=SUBJECT)) is True
     assert (await rooms.load_room("coven")).subject == "Fire Burn"
     page = await archive.page("coven", Selection(), limit=50)
     assert [(r.stanza_id, r.kind) for r in page.rows] == [("id-0", MESSAGE), ("id-1", MESSAGE), ("id-2", SUBJECT)]

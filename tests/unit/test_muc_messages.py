@@ -155,6 +155,22 @@ def test_subject_change_by_a_moderator(harness) -> None:
     )
 
 
+def test_a_cleared_subject_is_sent_empty_from_who_cleared_it_and_when(harness) -> None:
+    h = harness
+    h.receive(f"<message from='{CRONE}' id='s0' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    h.clock.advance(30)
+    h.receive(f"<message from='{CRONE}' id='s1' to='{ROOM}' type='groupchat'><subject/></message>")
+    h.sent()
+    h.clock.advance(60)
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    # As Prosody 0.12 (muc/subject.lib.lua): from the occupant who cleared it, dated when.
+    assert_xml_equal(
+        h.sent()[-1],
+        f"""<message from='{ROOM}/firstwitch' to='{HAG}' type='groupchat'><subject/>
+          <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp(30)}'/></message>""",
+    )
+
+
 def test_subject_change_by_a_participant_is_forbidden_unless_allowed(harness) -> None:
     h = harness
     h.receive(f"<message from='{WICCA}' id='s1' to='{ROOM}' type='groupchat'><subject>Mine</subject></message>")

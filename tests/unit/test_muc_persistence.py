@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from component.storage import open_storage
+from component.storage import Migrations, open_storage, schema_version
 from component.testing import NO_PINGS, Harness, LogCapture
 from services.muc.service import MucService
-from services.muc.store import MucStore
+from services.muc.store import MUC_MIGRATIONS, MucStore
 from services.muc.testing import (
     CRONE,
     HAG,
@@ -29,6 +29,8 @@ from services.muc.testing import (
     instant_room,
     muc_harness,
 )
+from tests.storage.postgres import postgres_database_fixture, postgres_server_fixture  # noqa: F401  (fixtures)
+from tests.unit.test_storage import Backend, backend  # noqa: F401  (fixtures)
 
 PERSISTENT = "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
 
@@ -360,3 +362,79 @@ def test_a_configuration_the_database_refused_does_not_take_effect() -> None:
     assert not room.config.password_protected
     h.receive(f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>")
     assert h.sent()[0].get("type") is None  # entered without a password
+
+
+# -- the subject's time --------------------------------------------------------------------
+
+#: 2023-11-14T22:13:20Z, when the subject was set.
+SET_AT = 1_700_000_000.0
+ENTER_SECONDWITCH = f"<presence from='{WICCA}' to='{ROOM}/secondwitch'>{MUC_X}</presence>"
+SECONDWITCH_IS_IN = f"""<presence from='{ROOM}/secondwitch' to='{WICCA}'>
+      <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='{WICCA}' role='participant'/>
+      <status code='110'/></x></presence>"""
+
+
+async def _harness(storage) -> tuple[Harness, MucService]:
+    h = Harness("chat.shakespeare.lit", (MucService, {"occupant_id": False}), storage=storage)
+    await h.started
+    return h, h.component.services[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_subject_says_when_it_was_set_after_a_restart(backend: Backend) -> None:  # noqa: F811
+    """§7.2.16 with XEP-0203: the subject a newcomer gets is dated when it was set, by the room, as in Prosody."""
+    storage = await backend.open(MucService.migrations)
+    try:
+        first, service = await _harness(storage)
+        first.clock.advance(SET_AT)
+        for xml in [
+            f"<presence from='{CRONE}' to='{ROOM}/firstwitch'/>",
+            f"<iq from='{CRONE}' id='o' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+            f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x></query></iq>",
+            f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>Fire Burn</subject></message>",
+        ]:
+            first.receive(xml)
+            await service.drained()
+        first.sent()
+    finally:
+        await storage.close()
+    # The process dies; another starts an hour later on the same database.
+    storage = await backend.open(MucService.migrations)
+    try:
+        second, service = await _harness(storage)
+        second.clock.advance(SET_AT + 3600)
+        second.receive(ENTER_SECONDWITCH)
+        await service.drained()
+        second.expect(
+            SECONDWITCH_IS_IN,
+            f"""<message from='{ROOM}/firstwitch' to='{WICCA}' type='groupchat'><subject>Fire Burn</subject>
+                  <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='2023-11-14T22:13:20Z'/></message>""",
+        )
+    finally:
+        await storage.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_subject_stored_before_its_time_was_comes_back_undated(backend: Backend) -> None:  # noqa: F811
+    older = await open_storage(
+        backend.url, migrations=[Migrations("muc", MUC_MIGRATIONS.steps[:3])], password=backend.password
+    )
+    try:
+        await older.execute(
+            "INSERT INTO muc_rooms (node, config, subject, subject_from, created_at)"
+            " VALUES ('coven', '{\"persistent\": true}', 'Fire Burn', 'firstwitch', 1)"
+        )
+    finally:
+        await older.close()
+    storage = await backend.open(MucService.migrations)
+    try:
+        assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version
+        h, service = await _harness(storage)
+        h.receive(ENTER_SECONDWITCH)
+        await service.drained()
+        h.expect(
+            SECONDWITCH_IS_IN,
+            f"<message from='{ROOM}/firstwitch' to='{WICCA}' type='groupchat'><subject>Fire Burn</subject></message>",
+        )
+    finally:
+        await storage.close()

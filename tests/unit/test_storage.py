@@ -111,7 +111,7 @@ def _demo(steps: int) -> Migrations:
 @pytest_twisted.ensureDeferred
 async def test_migrations_are_applied_at_open(storage: Storage) -> None:
     assert await schema_version(storage, "rosters") == ROSTER_MIGRATIONS.version == 2
-    assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version == 3
+    assert await schema_version(storage, "muc") == MUC_MIGRATIONS.version == 4
     assert await schema_version(storage, "unknown") == 0
 
 
@@ -328,18 +328,21 @@ async def test_rooms(storage: Storage) -> None:
     room = await muc.load_room("coven")
     assert room is not None
     assert room.config == {"name": "The Coven", "max_users": 30, "roles": ["moderator"]}
-    assert (room.public, room.subject, room.subject_from, room.created_at) == (True, "", "", 1001.0)
+    assert (room.public, room.subject, room.subject_from, room.created_at, room.subject_at) == (
+        True, "", "", 1001.0, None
+    )
 
-    assert await muc.set_subject("coven", "Fire Burn and Cauldron Bubble!", "secondwitch") is True
-    assert await muc.set_subject("nowhere", "x", "y") is False
+    assert await muc.set_subject("coven", "Fire Burn and Cauldron Bubble!", "secondwitch", 1500.25) is True
+    assert await muc.set_subject("nowhere", "x", "y", 1501.0) is False
     await muc.save_config("coven", {"name": "The New Coven"})
     room = await muc.load_room("coven")
     assert room is not None
     # A new configuration keeps the subject and the creation time.
     assert room.config == {"name": "The New Coven"}
-    assert (room.subject, room.subject_from, room.created_at) == (
+    assert (room.subject, room.subject_from, room.subject_at, room.created_at) == (
         "Fire Burn and Cauldron Bubble!",
         "secondwitch",
+        1500.25,
         1001.0,
     )
 
@@ -485,7 +488,7 @@ async def test_a_room_is_stored_whole_or_not_at_all(storage: Storage) -> None:
     member = AffiliationChange("hag66@shakespeare.lit", "member", nick="thirdwitch")
     broken = attrs.evolve(_message(2), stanza_id=None)  # stanza_id is NOT NULL
     await _raises(StorageError, muc.store_room(
-        "coven", {"name": "The Coven"}, affiliations=[owner, member], subject=("Fire Burn", "firstwitch"),
+        "coven", {"name": "The Coven"}, affiliations=[owner, member], subject=("Fire Burn", "firstwitch", 900.0),
         history=[_message(1), broken],
     ))
     assert await muc.load_room("coven") is None
@@ -494,11 +497,13 @@ async def test_a_room_is_stored_whole_or_not_at_all(storage: Storage) -> None:
 
     await muc.store_room(
         "coven", {"name": "The Coven"}, public=False, affiliations=[owner, member],
-        subject=("Fire Burn", "firstwitch"), history=[_message(1), _message(2)],
+        subject=("Fire Burn", "firstwitch", 900.0), history=[_message(1), _message(2)],
     )
     room = await muc.load_room("coven")
     assert room is not None
-    assert (room.config, room.public, room.subject, room.subject_from) == ({"name": "The Coven"}, False, "Fire Burn", "firstwitch")
+    assert (room.config, room.public, room.subject, room.subject_from, room.subject_at) == (
+        {"name": "The Coven"}, False, "Fire Burn", "firstwitch", 900.0
+    )
     affiliations = await muc.affiliations("coven")
     assert {j: (a.affiliation, a.nick) for j, a in affiliations.items()} == {
         "crone1@shakespeare.lit": ("owner", None), "hag66@shakespeare.lit": ("member", "thirdwitch"),

@@ -83,14 +83,16 @@ async def _change(room: RoomContext, stanza: Stanza, _: etree._Element) -> None:
         feature.decorate_message(room, occupant, element)
     stanza_id, mark = room.new_stanza_id()
     reflection = Broadcast(element, mark)
+    # Its time is stored with it: a newcomer's <delay/> says it, after a restart too.
+    now = room.component.clock.seconds()
     if room.stored:
         stanza.keep()  # reflected after the write
         # Archived (XEP-0313) with the subject it sets, in one transaction.
-        entry = HistoryEntry(reflection, room.component.clock.seconds(), str(room.jid), stanza_id)
+        entry = HistoryEntry(reflection, now, str(room.jid), stanza_id)
         record = (
             archive_record(stanza, entry, occupant.nick, jid_public=not room.config.anonymous, kind=SUBJECT)
             if room.config.archiving else None
         )
-        await room.store_subject(subject, occupant.nick, record)
-    room.subject.set(subject, occupant.nick, room.component.clock.seconds())
+        await room.store_subject(subject, occupant.nick, now, record)
+    room.subject.set(subject, occupant.nick, now)
     room.reflect(reflection)
