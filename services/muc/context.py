@@ -24,6 +24,7 @@ from services.muc.affiliations import Affiliations
 from services.muc.config import RoomConfig
 from services.muc.history import History
 from services.muc.occupants import Occupant, Occupants
+from services.muc.protocol import NO_NEWS, PresenceNews
 from services.muc.store import AffiliationChange, HistoryRecord
 from services.muc.subject import RoomSubject
 
@@ -125,20 +126,10 @@ class RoomContext(Protocol):
         """A new XEP-0359 stanza-id of the room (never repeated, across restarts too) and its ``<stanza-id/>``, serialised."""
 
     def publish(
-        self,
-        occupant: Occupant,
-        base: etree._Element,
-        *,
-        codes: Iterable[int] = (),
-        self_codes: Iterable[int] = (),
-        affiliation: str | None = None,
-        nick: str | None = None,
-        actor: str | None = None,
-        reason: str | None = None,
-        self_sessions: Iterable[JID] | None = None,
-        shown_before: bool = False,
+        self, occupant: Occupant, base: etree._Element, news: PresenceNews = NO_NEWS, *,
+        self_sessions: Iterable[JID] | None = None, shown_before: bool = False,
     ) -> None:
-        """Tell the room about an occupant's presence ``base``: the others, then the occupant itself (110).
+        """Tell the room about an occupant's presence ``base`` with ``news``: the others, then the occupant itself (110).
 
         The others hear of an occupant whose role they are not shown (see
         :meth:`presence_shown`) only when ``shown_before``, and as gone.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import attrs
 from lxml import etree
 
 from component.stanza import stamp
@@ -14,7 +15,7 @@ PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 __all__ = [
     "PARSER",
     "MUC", "MUC_USER", "MUC_ADMIN", "MUC_OWNER", "ROOMCONFIG", "ROOMINFO", "STABLE_ID", "SELF_PING",
-    "user_x", "item", "X_MUC", "X_USER", "stamp",
+    "user_x", "item", "X_MUC", "X_USER", "stamp", "PresenceNews", "NO_NEWS",
 ]
 
 MUC = "http://jabber.org/protocol/muc"
@@ -54,6 +55,28 @@ def item(
     if reason is not None:
         etree.SubElement(element, f"{{{namespace}}}reason").text = reason
     return element
+
+
+@attrs.frozen
+class PresenceNews:
+    """What an occupant's presence tells besides the presence itself (§7-§10).
+
+    Status codes for everyone (``codes``) and for the occupant's own
+    sessions besides 110 (``self_codes``); in the item, an affiliation other
+    than the standing one (a ban's outcast), the new nick of a nick change
+    (303), who made the change (``actor``, a nick) and why.
+    """
+
+    codes: frozenset[int] = attrs.field(default=frozenset(), converter=frozenset)
+    self_codes: frozenset[int] = attrs.field(default=frozenset(), converter=frozenset)
+    affiliation: str | None = None
+    nick: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+
+
+#: A presence with nothing to tell but itself.
+NO_NEWS = PresenceNews()
 
 
 def user_x(items: Iterable[etree._Element] = (), codes: Iterable[int] = ()) -> etree._Element:

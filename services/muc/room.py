@@ -53,7 +53,7 @@ from services.muc.history import History, HistoryEntry, archive_record
 from services.muc.nicks import check_nick
 from services.muc.occupants import KEEP_LISTS_FROM, Occupant, Occupants, presence_template
 from services.muc.persistence import RoomStorage
-from services.muc.protocol import MUC, MUC_USER, PARSER, STABLE_ID, X_MUC, item, user_x
+from services.muc.protocol import MUC, MUC_USER, NO_NEWS, PARSER, STABLE_ID, X_MUC, PresenceNews, item, user_x
 from services.muc.store import AffiliationChange, HistoryRecord, RoomRecord
 from services.muc.subject import RoomSubject
 
@@ -298,30 +298,20 @@ class Room(Entity):
             self.component.send_bytes(anonymous().to_each(unseen), len(unseen))
 
     def publish(
-        self,
-        occupant: Occupant,
-        base: etree._Element,
-        *,
-        codes: Iterable[int] = (),
-        self_codes: Iterable[int] = (),
-        affiliation: str | None = None,
-        nick: str | None = None,
-        actor: str | None = None,
-        reason: str | None = None,
-        self_sessions: Iterable[JID] | None = None,
-        shown_before: bool = False,
+        self, occupant: Occupant, base: etree._Element, news: PresenceNews = NO_NEWS, *,
+        self_sessions: Iterable[JID] | None = None, shown_before: bool = False,
     ) -> None:
         """Tell the room about an occupant's presence (§7.2.3): others, then the occupant itself.
 
         Everyone who may see real JIDs gets the item with the occupant's
         JID; the others without. The occupant's own sessions get it with
-        status 110 and ``self_codes``. The others hear of an occupant whose
+        status 110 and the news' ``self_codes``. The others hear of an occupant whose
         role they are not shown only if ``shown_before`` (its role was), as
         gone.
         """
         self._from_occupant(occupant, base)
-        affiliation = affiliation or self.affiliation_of(occupant.bare)
-        codes = set(codes)
+        affiliation = news.affiliation or self.affiliation_of(occupant.bare)
+        codes = news.codes
         real = str(occupant.main)
         gone = not self.presence_shown(occupant.role)
 
@@ -329,13 +319,13 @@ class Room(Entity):
             element = copy.deepcopy(base)
             if gone:
                 element.set("type", "unavailable")
-            entry = item(affiliation, occupant.role, jid=jid, nick=nick, actor_nick=actor, reason=reason)
+            entry = item(affiliation, occupant.role, jid=jid, nick=news.nick, actor_nick=news.actor, reason=news.reason)
             element.append(user_x([entry], codes | set(extra)))
             return Broadcast(element)
 
         if shown_before or not gone:
             self._send_to_others(occupant, lambda: variant(real, gone=gone), lambda: variant(None, gone=gone))
-        mine = variant(real, {110, *self_codes})
+        mine = variant(real, {110, *news.self_codes})
         sessions = occupant.addresses if self_sessions is None else [address(s) for s in self_sessions]
         if sessions:
             self.component.send_bytes(mine.to_all(sessions), len(sessions))
@@ -420,7 +410,8 @@ class Room(Entity):
         base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
         if status is not None:
             etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
-        self.publish(occupant, base, codes=codes, affiliation=affiliation, actor=actor, reason=reason, shown_before=shown)
+        news = PresenceNews(codes, affiliation=affiliation, actor=actor, reason=reason)
+        self.publish(occupant, base, news, shown_before=shown)
         self._left(occupant)
 
     def _left(self, occupant: Occupant) -> None:
@@ -591,7 +582,7 @@ class Room(Entity):
             raise StanzaError("conflict", text="that nick, or one that looks like it, is in use")
         self._check_nick(nick, sender)
         gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
-        self.publish(occupant, gone, codes=[303], nick=nick)
+        self.publish(occupant, gone, PresenceNews([303], nick=nick))
         self.occupants.rename(occupant, nick)
         self.occupants.add_session(occupant, sender, self._template(stanza))
         codes = [210] if self._nick_changed(stanza, nick) else []
@@ -704,7 +695,7 @@ class Room(Entity):
             base = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
             etree.SubElement(base, f"{{{ns.COMPONENT}}}status").text = status
             # The ghost itself cannot hear it; everyone else must.
-            self.publish(occupant, base, codes=[307, 333], self_sessions=(), shown_before=shown)
+            self.publish(occupant, base, PresenceNews([307, 333]), self_sessions=(), shown_before=shown)
             self._left(occupant)
 
     # -- discovery --------------------------------------------------------------

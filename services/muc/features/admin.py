@@ -29,7 +29,7 @@ from services.muc.feature import Feature, IQHandler
 from services.muc.features import member_list
 from services.muc.nicks import check_nick
 from services.muc.occupants import Occupant
-from services.muc.protocol import MUC_ADMIN, item, user_x
+from services.muc.protocol import MUC_ADMIN, PresenceNews, item, user_x
 from services.muc.store import AffiliationChange
 
 __all__ = [
@@ -218,7 +218,7 @@ def set_role(room: RoomContext, nick: str, role: str, actor: str | None, reason:
     was_moderator = target.role == "moderator"
     shown = room.presence_shown(target.role)
     target.role = role
-    room.publish(target, target.presence(), actor=actor, reason=reason, shown_before=shown)
+    room.publish(target, target.presence(), PresenceNews(actor=actor, reason=reason), shown_before=shown)
     _refresh_view(room, target, was_moderator)
 
 
@@ -281,7 +281,7 @@ def apply_affiliation(room: RoomContext, jid: JID, affiliation: str, actor: str 
         shown = room.presence_shown(occupant.role)
         if occupant.role != new_role and (downgrade or ROLE_RANK[occupant.role] < ROLE_RANK[new_role]):
             occupant.role = new_role
-        room.publish(occupant, occupant.presence(), actor=actor, reason=reason, shown_before=shown)
+        room.publish(occupant, occupant.presence(), PresenceNews(actor=actor, reason=reason), shown_before=shown)
         _refresh_view(room, occupant, was_moderator)
 
 
