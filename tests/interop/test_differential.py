@@ -148,6 +148,19 @@ async def history_and_subject(side: Side) -> None:
 
 
 @scenario
+async def subject_cleared(side: Side) -> None:
+    """§8.1: the subject cleared; who enters next gets it empty, from whoever cleared it and dated (Prosody's choice)."""
+    side.room("cleared")
+    alice, bob = await side.login("alice"), await side.login("bob")
+    await create(side, alice, "owl")
+    alice.send("<message type='groupchat' id='t-set' to='{room}'><subject>Ravens</subject></message>")
+    await side.settle()
+    alice.send("<message type='groupchat' id='t-clear' to='{room}'><subject/></message>")
+    await side.settle()
+    await enter(side, bob, "lark")
+
+
+@scenario
 async def nick_change(side: Side) -> None:
     """§7.6: a nick change (303 then the new presence), and a conflict with another's nick."""
     side.room("nicks")
@@ -503,6 +516,13 @@ ALLOWED: list[Allowed] = [
         " sender recognises it); Prosody's reflection has a new id",
         expected=(r'from="history@MUC/owl" to="(alice|bob)@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject>Ravens',),
         actual=(r'id="t-subject" to="(alice|bob)@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject>Ravens',),
+    ),
+    Allowed(
+        "subject_cleared",
+        "A subject change is reflected with the sender's id, setting and clearing alike (as in"
+        " history_and_subject); Prosody's reflection has a new id",
+        expected=(r'from="cleared@MUC/owl" to="alice@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject(>Ravens|/>)',),
+        actual=(r'id="t-(set|clear)" to="alice@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject(>Ravens|/>)',),
     ),
     # -- affiliations and lists -----------------------------------------------------
     Allowed(
