@@ -33,6 +33,7 @@ from component.options import key_path
 from component.reload import plan
 from component.service import Service, start_service
 from component.storage import Storage, StorageError, open_storage
+from component.storage.leases import LEASE_MIGRATIONS
 from component.storage.migrations import apply_migrations
 
 __all__ = ["Netherfield", "StartupError", "builtin_services", "resolve_service"]
@@ -236,7 +237,7 @@ class Netherfield(TwistedService):
         self.config = attrs.evolve(
             new,
             components=tuple(settings for settings in new.components if settings.domain in running),
-            storage=self.config.storage, metrics=self.config.metrics, log=self.config.log,
+            storage=self.config.storage, metrics=self.config.metrics, log=self.config.log, cluster=self.config.cluster,
         )
 
     def _reconfigure(self, domain: str, replacement: Component) -> list[str]:
@@ -273,6 +274,8 @@ class Netherfield(TwistedService):
         """
         try:
             migrations = [m for service in component.services for m in service.migrations]
+            if migrations and self.config.cluster.enabled:
+                migrations.append(LEASE_MIGRATIONS)
             if migrations:
                 if self.storage is None:
                     storage = self.config.storage
@@ -321,6 +324,8 @@ class Netherfield(TwistedService):
         migrations = {
             id(m): m for component in self.components for service in component.services for m in service.migrations
         }
+        if migrations and self.config.cluster.enabled:
+            migrations[id(LEASE_MIGRATIONS)] = LEASE_MIGRATIONS  # the clustered services' leases
         if migrations:
             storage = self.config.storage
             self.storage = await open_storage(
@@ -353,7 +358,7 @@ class Netherfield(TwistedService):
     async def _start_service(self, component: Component, service: Service) -> None:
         what = f"the {service.name or type(service).__name__} service of {component.jid}"
         try:
-            await start_service(service, self.storage)
+            await start_service(service, self.storage, self.config.cluster if self.config.cluster.enabled else None)
         except StorageError as error:
             raise StartupError(f"{what} could not start: {error}") from None
         except Exception as error:

@@ -46,6 +46,7 @@ from component.stanza import (
 from component.status import status_command
 
 if TYPE_CHECKING:
+    from component.config import ClusterConfig
     from component.storage.base import Storage
 
 __all__ = ["Component", "DomainEntity", "DomainSettings", "Keepalive", "Link"]
@@ -627,18 +628,20 @@ class Component:
         """Attach a service; it starts with :meth:`start_services`."""
         self.services.append(service)
 
-    def start_services(self, storage: Storage | None = None) -> defer.Deferred[Any]:
-        """Start every service in order, those that declare migrations with ``storage``;
-        a :meth:`stop_services` meanwhile ends it after the current one."""
+    def start_services(
+        self, storage: Storage | None = None, cluster: ClusterConfig | None = None
+    ) -> defer.Deferred[Any]:
+        """Start every service in order, those that declare migrations with ``storage``, clustered
+        ones with ``cluster`` too; a :meth:`stop_services` meanwhile ends it after the current one."""
         self._stopping = False
-        self._starting = defer.ensureDeferred(self._start_services(storage))
+        self._starting = defer.ensureDeferred(self._start_services(storage, cluster))
         return self._starting
 
-    async def _start_services(self, storage: Storage | None) -> None:
+    async def _start_services(self, storage: Storage | None, cluster: ClusterConfig | None) -> None:
         for service in self.services:
             if self._stopping:
                 return
-            await start_service(service, storage)
+            await start_service(service, storage, cluster)
             self._started.append(service)
 
     def stop_services(self) -> defer.Deferred[Any]:

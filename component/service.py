@@ -19,6 +19,7 @@ from component.stats import Sample
 from component.storage.migrations import Migrations
 
 if TYPE_CHECKING:
+    from component.config import ClusterConfig
     from component.entity import IQResult
     from component.host import Host
     from component.storage.base import Storage
@@ -39,6 +40,9 @@ class Service:
     migrations: ClassVar[tuple[Migrations, ...]] = ()
     #: Bare JIDs this service names as its admins: admins of the whole domain too.
     admins: frozenset[JID] = frozenset()
+    #: Whether the service shares its work with other instances under ``[cluster]``:
+    #: it is then started with the cluster's settings too (``start(storage, cluster)``).
+    clustered: ClassVar[bool] = False
 
     def __init__(self, component: Host, options: dict[str, Any]) -> None:
         #: The domain the service runs in (see :class:`~component.host.Host`).
@@ -111,8 +115,14 @@ class Service:
         return ()
 
 
-def start_service(service: Service, storage: Storage | None) -> defer.Deferred[Any]:
-    """Start ``service``: with ``storage`` when it declares migrations, without when it needs none."""
+def start_service(
+    service: Service, storage: Storage | None, cluster: ClusterConfig | None = None
+) -> defer.Deferred[Any]:
+    """Start ``service``: with ``storage`` when it declares migrations, without when it needs none,
+    and with ``cluster`` (``[cluster]``, when this process is one of several instances) when it is clustered."""
+    if cluster is not None and service.clustered:
+        start: Any = service.start  # a clustered service's start takes the cluster's settings too
+        return defer.maybeDeferred(start, storage, cluster)
     if service.migrations:
         return defer.maybeDeferred(service.start, storage)
     return defer.maybeDeferred(service.start)

@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 
 from component import namespaces as ns
 from component.component import Component, DomainSettings, Keepalive
+from component.config import ClusterConfig
 from component.connection import ComponentProtocol
 from component.errors import StreamError
 from component.output import Piece, whole
@@ -251,6 +252,7 @@ class Harness:
     (an invented prefix, a missing address) fails the test that sends it.
     ``settings`` and ``keepalive`` are the component's; it pings nobody unless
     ``keepalive`` says so.
+    With *cluster*, clustered services start as one of several instances.
     """
 
     def __init__(
@@ -261,6 +263,7 @@ class Harness:
         connected: bool = True,
         settings: DomainSettings = DomainSettings(),
         keepalive: Keepalive = NO_PINGS,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         self.clock = task.Clock()
         self.component = Component(domain, settings, keepalive, clock=self.clock)
@@ -269,7 +272,7 @@ class Harness:
             self.component.add_service(service_class(self.component, options))
         #: The storage the services that declare migrations were given.
         self.storage = storage
-        self.started = self.component.start_services(storage)
+        self.started = self.component.start_services(storage, cluster)
         #: The connection of the current (or last) link, and its transport.
         self.protocol: ComponentProtocol | None = None
         self.transport = StringTransport()

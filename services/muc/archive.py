@@ -22,7 +22,7 @@ gets the error, nobody sees any of them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from component.errors import StanzaError
 from component.storage import StorageError
+from component.storage.leases import Lease
 from services.muc.store import HistoryRecord
 
 __all__ = ["Archive", "HistoryWriter", "InLine"]
@@ -57,10 +58,11 @@ class Archive:
 
     The service's *writer* stores the rows; *refused* turns a refusal into
     the error for one sender (and counts it); *emptied* is called when the
-    line empties, so that the room takes its other stanzas again.
+    line empties, so that the room takes its other stanzas again. With a
+    *lease* (``[cluster]``), the rows are stored only while it is held.
     """
 
-    __slots__ = ("_emptied", "_line", "_refused", "_unwritten", "_writer", "room")
+    __slots__ = ("_emptied", "_line", "_refused", "_unwritten", "_writer", "lease", "room")
 
     def __init__(
         self,
@@ -68,9 +70,12 @@ class Archive:
         writer: HistoryWriter,
         refused: Callable[[StorageError], StanzaError],
         emptied: Callable[[], None],
+        lease: Lease | None = None,
     ) -> None:
         #: The room's node, as the store names it.
         self.room = room
+        #: The lease the room's rows are written under, if any.
+        self.lease = lease
         self._writer = writer
         self._refused = refused
         self._emptied = emptied
@@ -137,8 +142,9 @@ class Archive:
 class HistoryWriter:
     """The history writes of one service: one transaction at a time, carrying every room's rows that wait.
 
-    *write* stores ``(room, records)`` pairs in one transaction and fires
-    with each room's refusal (None when stored), as
+    *write* stores ``(room, records)`` pairs in one transaction, each room's
+    under its lease if it has one (the second argument: room → lease), and
+    fires with each room's refusal (None when stored), as
     :meth:`MucStore.append_rooms_histories` does. A transaction holds at
     most *rows* records; a room with more waits for the next one, behind
     the other rooms.
@@ -148,7 +154,10 @@ class HistoryWriter:
 
     def __init__(
         self,
-        write: Callable[[Sequence[tuple[str, Sequence[HistoryRecord]]]], defer.Deferred[list[StorageError | None]]],
+        write: Callable[
+            [Sequence[tuple[str, Sequence[HistoryRecord]]], Mapping[str, Lease]],
+            defer.Deferred[list[StorageError | None]],
+        ],
         *,
         rows: int,
     ) -> None:
@@ -178,7 +187,8 @@ class HistoryWriter:
                 self._rooms[archive] = None  # to the back: the other rooms go first next time
         self._writing = True
         records = [(archive.room, [turn.record for turn in turns if turn.record is not None]) for archive, turns in batch]
-        self._write(records).addBoth(self._written, batch)
+        leases = {archive.room: archive.lease for archive, _ in batch if archive.lease is not None}
+        self._write(records, leases).addBoth(self._written, batch)
 
     def _written(self, result: list[StorageError | None] | Failure, batch: list[tuple[Archive, list[_Turn]]]) -> None:
         # Still writing while the rooms hear back: what they write meanwhile

@@ -30,6 +30,7 @@ from services.muc.subject import RoomSubject
 
 if TYPE_CHECKING:
     from component.component import Component
+    from component.output import Piece
     from services.muc.feature import Registry
     from services.muc.service import MucService
 
@@ -112,6 +113,9 @@ class RoomContext(Protocol):
 
     def send(self, element: etree._Element) -> None:
         """Send one stanza as it is (addressed by its ``to``)."""
+
+    def send_bytes(self, data: Piece, count: int = 1) -> None:
+        """Send serialised stanzas (``count`` of them): a feature's sends go through the room, never the component."""
 
     def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
         """Send to every session of an occupant."""

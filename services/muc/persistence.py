@@ -19,11 +19,13 @@ from twisted.internet import defer
 
 from component.errors import StanzaError
 from component.storage import StorageError
+from component.storage.leases import Lease, LeaseLost
 from services.muc.affiliations import Affiliations
 from services.muc.config import RoomConfig
 from services.muc.history import History
 from services.muc.store import AffiliationChange, HistoryRecord
 from services.muc.subject import RoomSubject
+from services.muc.tenure import moved
 from services.muc.writes import refusal
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ T = TypeVar("T")
 class RoomStorage:
     """The rows of one room in the service's store; without a store every write is a no-op."""
 
-    __slots__ = ("_room", "_service", "node", "stored")
+    __slots__ = ("_room", "_service", "lease", "node", "stored")
 
     def __init__(self, service: MucService, node: str, room: str) -> None:
         self._service = service
@@ -46,6 +48,8 @@ class RoomStorage:
         self._room = room
         #: True while the room is in storage (persistent rooms, with a store).
         self.stored = False
+        #: The room's lease with ``[cluster]``: every write commits only while it is held.
+        self.lease: Lease | None = None
 
     def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
         """Let the service know of a write in flight (its stop waits for it)."""
@@ -60,7 +64,13 @@ class RoomStorage:
         return result
 
     def refused(self, kind: str, error: StorageError) -> StanzaError:
-        """Count a refused write of *kind* and make it the requester's error."""
+        """Count a refused write of *kind* and make it the requester's error.
+
+        A write refused because another instance serves the room now is no
+        failure: its requester is told to retry, which reaches that instance.
+        """
+        if isinstance(error, LeaseLost):
+            return moved(self._room)
         self._service.write_failures.failed(self._room, kind, error)
         return refusal(kind, error)
 
@@ -70,7 +80,10 @@ class RoomStorage:
         if store is None:
             return
         await self.write(
-            "config", store.save_config(self.node, config.to_dict(), public=config.public, affiliations=affiliations)
+            "config",
+            store.save_config(
+                self.node, config.to_dict(), public=config.public, affiliations=affiliations, lease=self.lease
+            ),
         )
 
     async def store_room(
@@ -99,6 +112,7 @@ class RoomStorage:
             affiliations=rows,
             subject=(subject.text, subject.nick, subject.seconds),
             history=[entry.record() for entry in history],
+            lease=self.lease,
         ))
         self.stored = True
 
@@ -108,14 +122,14 @@ class RoomStorage:
         store = self._service.store
         if store is None or not self.stored:
             return
-        await self.write(kind, store.delete_room(self.node, tombstone))
+        await self.write(kind, store.delete_room(self.node, tombstone, lease=self.lease))
         self.stored = False
 
     async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
         """Write affiliation changes when the room is stored: in one transaction, all or none."""
         store = self._service.store
         if store is not None and self.stored and changes:
-            await self.write("affiliations", store.set_affiliations(self.node, changes))
+            await self.write("affiliations", store.set_affiliations(self.node, changes, lease=self.lease))
 
     async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None = None) -> bool:
         """Write a new subject, set by *nick* at *at*, when the room is stored, archiving *record* (the message
@@ -123,5 +137,5 @@ class RoomStorage:
         store = self._service.store
         if store is None or not self.stored:
             return False
-        await self.write("subject", store.set_subject(self.node, subject, nick, at, record))
+        await self.write("subject", store.set_subject(self.node, subject, nick, at, record, lease=self.lease))
         return True

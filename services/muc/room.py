@@ -22,6 +22,7 @@ other stanzas wait until the line is empty.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import uuid
@@ -40,25 +41,31 @@ from component.disco import Identity, Item
 from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.forms import Form
-from component.jid import JID
+from component.jid import JID, parse_stored_jid
 from component.ordering import Turns
+from component.output import Piece
 from component.stanza import Broadcast, Spliced, Stanza, address, splice, text_of
 from component.storage import StorageError
-from services.muc.affiliations import ROLE_RANK, Affiliations, default_role
+from component.storage.leases import Lease, LeaseLost
+from services.muc.affiliations import AFFILIATION_RANK, ROLE_RANK, Affiliations, default_role
 from services.muc.archive import Archive, InLine
 from services.muc.claims import strip_claims
 from services.muc.config import RoomConfig
 from services.muc.feature import NOT_MINE, ConfigSubmission, Join, Registry
 from services.muc.history import History, HistoryEntry, archive_record
+from services.muc.live import LiveChanges, LiveRoom, LiveState, LiveTracker, live_occupant, restore_occupant
 from services.muc.nicks import check_nick
 from services.muc.occupants import KEEP_LISTS_FROM, Occupant, Occupants, presence_template
 from services.muc.persistence import RoomStorage
 from services.muc.protocol import MUC, MUC_USER, NO_NEWS, PARSER, STABLE_ID, X_MUC, PresenceNews, item, user_x
 from services.muc.store import AffiliationChange, HistoryRecord, RoomRecord
 from services.muc.subject import RoomSubject
+from services.muc.tenure import Tenure, moved
 
 if TYPE_CHECKING:
+    from component.leases import Leases
     from services.muc.service import MucService
+    from services.muc.store import MucStore
 
 __all__ = ["Room"]
 
@@ -114,6 +121,12 @@ class Room(Entity):
         self._timer: IDelayedCall | None = None
         #: When the room last handled a presence or a message (or was loaded).
         self.last_activity = self.component.clock.seconds()
+        # With live state: its rows, lease and held output (see keep_live).
+        self._tenure: Tenure | None = None
+        # When the lock of a new room ends, while it is locked.
+        self._lock_until: float | None = None
+        #: True once the room left memory without a word (another instance serves it now).
+        self.dropped = False
 
     @property
     def node(self) -> str:
@@ -123,6 +136,11 @@ class Room(Entity):
     # -- one stanza at a time ---------------------------------------------
 
     def _in_turn(self, work: _Work, stanza: Stanza) -> Any:
+        if self.dropped:
+            raise moved(str(self.jid))
+        tenure = self._tenure
+        if tenure is not None:
+            work = functools.partial(tenure.run, work, quiet=_joins_line(stanza, self.room_features))
         turns = self._turns
         if self._held():
             self._check_room_to_wait(stanza)
@@ -222,6 +240,10 @@ class Room(Entity):
             if not self.exists:
                 self._settle()
                 raise StanzaError("item-not-found", text="no such room")
+            if self.dropped:
+                raise moved(str(self.jid))
+            if self._tenure is not None:
+                self._tenure.check()  # a self-ping is answered only where the room is served
             # Answered by another client: the room must not wait for it.
             return self.room_features.iq_to_occupant(self, stanza)  # type: ignore[return-value]
         return self._in_turn(self._iq, stanza)  # type: ignore[no-any-return]
@@ -270,9 +292,21 @@ class Room(Entity):
 
     # -- sending -----------------------------------------------------------
 
+    def send_bytes(self, data: Piece, count: int = 1) -> None:
+        """Send serialised stanzas (``count`` of them); with live state, once what the stanza in hand changed is stored."""
+        tenure = self._tenure
+        if tenure is None or not tenure.hold(lambda: self.component.send_bytes(data, count)):
+            self.component.send_bytes(data, count)
+
+    def send(self, element: etree._Element) -> None:
+        """Send one stanza as it is (addressed by its ``to``); with live state, as :meth:`send_bytes` does."""
+        tenure = self._tenure
+        if tenure is None or not tenure.hold(lambda: self.component.send(element)):
+            self.component.send(element)
+
     def send_to_occupant(self, occupant: Occupant, data: Broadcast) -> None:
         """Send to every session of an occupant."""
-        self.component.send_bytes(data.to_all(occupant.addresses), len(occupant.addresses))
+        self.send_bytes(data.to_all(occupant.addresses), len(occupant.addresses))
 
     def broadcast(self, element: etree._Element) -> None:
         """Send one stanza to every session of every occupant: serialised once, built as the link drains."""
@@ -281,7 +315,7 @@ class Room(Entity):
     def reflect(self, data: Broadcast) -> None:
         """Send a serialised stanza to every session of every occupant."""
         addresses = self.occupants.addresses()
-        self.component.send_bytes(data.to_each(addresses), len(addresses))
+        self.send_bytes(data.to_each(addresses), len(addresses))
 
     def _send_to_others(
         self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]
@@ -293,9 +327,9 @@ class Room(Entity):
             moderators, others = self.occupants.addresses_by_role()
             seen, unseen = _without(moderators, occupant.addresses), _without(others, occupant.addresses)
         if seen:
-            self.component.send_bytes(full().to_each(seen), len(seen))
+            self.send_bytes(full().to_each(seen), len(seen))
         if unseen:
-            self.component.send_bytes(anonymous().to_each(unseen), len(unseen))
+            self.send_bytes(anonymous().to_each(unseen), len(unseen))
 
     def publish(
         self, occupant: Occupant, base: etree._Element, news: PresenceNews = NO_NEWS, *,
@@ -328,7 +362,7 @@ class Room(Entity):
         mine = variant(real, {110, *news.self_codes})
         sessions = occupant.addresses if self_sessions is None else [address(s) for s in self_sessions]
         if sessions:
-            self.component.send_bytes(mine.to_all(sessions), len(sessions))
+            self.send_bytes(mine.to_all(sessions), len(sessions))
 
     def _from_occupant(self, occupant: Occupant, presence: etree._Element) -> etree._Element:
         """An occupant's presence, addressed from its room JID and decorated by the features."""
@@ -357,7 +391,7 @@ class Room(Entity):
         element = self._from_occupant(occupant, occupant.presence())
         entry = item(self.affiliation_of(occupant.bare), occupant.role, jid=str(occupant.main))
         element.append(user_x([entry], {110, *self_codes}))
-        self.component.send_bytes(Broadcast(element).to_all(occupant.addresses), len(occupant.addresses))
+        self.send_bytes(Broadcast(element).to_all(occupant.addresses), len(occupant.addresses))
 
     def send_occupant_list(self, to: JID, viewer: Occupant | None) -> None:
         """Send every other occupant's current presence to one client (§7.2.3), built as the link drains."""
@@ -381,7 +415,7 @@ class Room(Entity):
             )
             count = len(listed)
         if data:
-            self.component.send_bytes(data, count)
+            self.send_bytes(data, count)
         for feature in self.room_features.occupant_list_extras:
             feature.extend_occupant_list(self, to, viewer)
 
@@ -461,9 +495,9 @@ class Room(Entity):
             gone = etree.Element(f"{{{ns.COMPONENT}}}presence", type="unavailable", nsmap={None: ns.COMPONENT})
             gone.set("from", self.occupant_jid(nick))
             gone.append(user_x([item("none", "none")]))
-            self.component.send_bytes(Broadcast(gone).to(stanza.sender))
+            self.send_bytes(Broadcast(gone).to(stanza.sender))
             return
-        self.component.send_bytes(self.shown(target, with_jid=self.sees_real_jids(viewer)).to(stanza.sender))
+        self.send_bytes(self.shown(target, with_jid=self.sees_real_jids(viewer)).to(stanza.sender))
 
     def _check_nick(self, nick: str, sender: JID) -> None:
         for feature in self.room_features.nick_checks:
@@ -514,6 +548,7 @@ class Room(Entity):
         occupant = Occupant(join.nick, sender, "moderator", self._template(join.stanza))
         self._seat(occupant, attrs.evolve(join, affiliation="owner"))
         if self.locked:
+            self._lock_until = self.component.clock.seconds() + self.service.settings.lock_seconds
             self._set_timer(self.service.settings.lock_seconds, self._lock_expired)
         self.service.room_created(self, sender)
 
@@ -665,7 +700,9 @@ class Room(Entity):
         if self._archive is None:
             writer = self.service.history_writer
             assert writer is not None
-            self._archive = Archive(self.jid.node or "", writer, self._history_refused, self._line_cleared)
+            self._archive = Archive(
+                self.jid.node or "", writer, self._history_refused, self._line_cleared, self.storage.lease
+            )
 
         def archived() -> None:
             self.history.add(entry)
@@ -675,6 +712,8 @@ class Room(Entity):
         return self._archive.add(record, archived)
 
     def _history_refused(self, error: StorageError) -> StanzaError:
+        if isinstance(error, LeaseLost):
+            self.drop()
         return self.storage.refused("history", error)
 
     # -- ghosts --------------------------------------------------------------------
@@ -759,6 +798,7 @@ class Room(Entity):
         self.config = new
         if self.locked:
             self.locked = False
+            self._lock_until = None
             self._cancel_timer()
         for feature, changes in edits:
             feature.on_affiliations_configured(self, changes)
@@ -846,13 +886,32 @@ class Room(Entity):
             # look again once it has landed (and unlocked the room, or not).
             self._set_timer(1.0, self._lock_expired)
             return
-        done = defer.ensureDeferred(self.destroy(None, "the room was not configured in time"))
+        if self._tenure is not None:
+            # Its occupants' rows go with it, stored before they are told.
+            done = defer.maybeDeferred(self.in_turn, lambda: self.destroy(None, "the room was not configured in time"))
+        else:
+            done = defer.ensureDeferred(self.destroy(None, "the room was not configured in time"))
         done.addErrback(lambda failure: log.failure("{room}: destroying a locked room failed", failure, room=str(self.jid)))
 
     def _unload(self) -> None:
         self._cancel_timer()
         if self.service.component.router.loaded(self.jid.node or "") is self:
             self.service.component.router.unload(self.jid.node or "")
+        if self._tenure is not None:
+            self._tenure.end()
+
+    def lease_lost(self, lease: Lease) -> None:
+        """Another instance serves the room now (or this one could not renew its lease): :meth:`drop` it."""
+        if self._tenure is not None and self._tenure.lease == lease:
+            self.drop()
+
+    def drop(self) -> None:
+        """Leave memory without a word to anyone: what the occupants were told is in the database for the next server."""
+        if self.dropped:
+            return
+        self.dropped = True
+        log.info("{room}: let go, another instance serves it now", room=str(self.jid))
+        self._unload()
 
     def vanish(self) -> None:
         """Forget a room in memory (a temporary room whose last occupant left)."""
@@ -909,7 +968,69 @@ class Room(Entity):
         log.info("{room}: destroyed", room=str(self.jid))
 
     def on_shutdown(self) -> None:
+        if self.storage.lease is not None:
+            # One of several instances: its occupants stay, in the database, for whoever serves the room next.
+            return
         self.clear(codes=[332])
+
+    # -- live state ----------------------------------------------------------------
+
+    def keep_live(self, store: MucStore, leases: Leases | None, lease: Lease | None, state: LiveState | None) -> None:
+        """Store the room's live state before announcing it, under *lease* in a cluster; *state* is what was stored."""
+        self.storage.lease = lease
+        self._tenure = Tenure(
+            store, leases, str(self.jid), self.node, lease, LiveTracker(state), self._live_changes, self.drop,
+            self.storage.track,
+        )
+        self.occupants.record_changes()
+
+    def carry_on(self, state: LiveState) -> None:
+        """The room as its last server left it: occupants, subject, lock, and a temporary room's settings."""
+        row = state.room
+        if row is not None:
+            if row.config is not None and not self.stored:
+                self.config = RoomConfig.from_dict(row.config)
+                self.history.resize(min(self.config.history_length, self.service.settings.max_history))
+                for bare, affiliation, reason, nick in row.affiliations or ():
+                    jid = parse_stored_jid(bare, table="muc_live_rooms", row={"node": self.node, "jid": bare})
+                    if jid is not None and affiliation in AFFILIATION_RANK:
+                        self.affiliations.set(jid, affiliation, reason, nick)
+                self.exists = True
+            if self.exists:
+                self.subject.set(row.subject, row.subject_from, row.subject_at)
+            if self.exists and row.locked_until is not None:
+                self.locked = True
+                self._lock_until = row.locked_until
+                self._set_timer(max(0.0, row.locked_until - self.component.clock.seconds()), self._lock_expired)
+        if self.exists:
+            for stored in state.occupants:
+                occupant = restore_occupant(stored, str(self.jid))
+                if occupant is not None:
+                    self.occupants.add(occupant)
+        self.occupants.take_changes()  # what was just read back is stored already
+
+    def _live_row(self) -> LiveRoom | None:
+        """The room's row as it should be stored now; None once it is gone (or goes with its last occupant)."""
+        if not self.exists or self.destroyed or (not self.config.persistent and not len(self.occupants)):
+            return None
+        stored = self.stored
+        subject = self.subject
+        return LiveRoom(
+            subject=subject.text,
+            subject_from=subject.nick,
+            subject_at=subject.seconds,
+            locked_until=self._lock_until if self.locked else None,
+            config=None if stored else self.config.to_dict(),
+            affiliations=None if stored else tuple(
+                sorted((str(jid), entry.affiliation, entry.reason, entry.nick) for jid, entry in self.affiliations.items())
+            ),
+        )
+
+    def _live_changes(self) -> LiveChanges:
+        tenure = self._tenure
+        assert tenure is not None
+        changed = [(nick, None if o is None else live_occupant(o)) for nick, o in self.occupants.take_changes()]
+        return tenure.tracker.changes(changed, self._live_row())
 
 
 def _nothing() -> None:

@@ -14,16 +14,18 @@ from typing import Any, ClassVar
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from component.config import ClusterConfig
 from component.disco import Identity, Item
 from component.entity import Entity, IQResult
 from component.errors import StanzaError
 from component.host import Host
 from component.jid import JID, parse_stored_jid
+from component.leases import Lease, LeaseManager
 from component.ordering import InFlight
 from component.service import Service
 from component.stanza import Stanza
 from component.stats import Sample
-from component.storage import Storage
+from component.storage import Storage, StorageError
 from services.muc.affiliations import AFFILIATION_RANK
 from services.muc.archive import HistoryWriter
 from services.muc.archive_store import ArchiveStore
@@ -32,13 +34,14 @@ from services.muc.feature import Registry
 from services.muc.features import FEATURES
 from services.muc.history import HistoryEntry
 from services.muc.limits import MucLimits
-from services.muc.live import LIVE_MIGRATIONS
+from services.muc.live import LIVE_MIGRATIONS, LiveState
 from services.muc.occupant_id import OCCUPANT_ID, SECRET_MIGRATIONS, OccupantIds, load_secret
 from services.muc.protocol import MUC
 from services.muc.retention import Retention
 from services.muc.room import Room
 from services.muc.settings import MucSettings
 from services.muc.store import MUC_MIGRATIONS, MucStore
+from services.muc.tenure import room_key
 from services.muc.tombstones import Tombstones
 from services.muc.unique import UNIQUE, unique_name
 from services.muc.writes import WriteFailures
@@ -56,6 +59,7 @@ class MucService(Service):
     settings_class: ClassVar[type[Any]] = MucSettings
     settings: MucSettings
     migrations = (MUC_MIGRATIONS, SECRET_MIGRATIONS, LIVE_MIGRATIONS)
+    clustered = True
     #: The features of every room (a subclass may add its own).
     room_features: ClassVar[Registry] = FEATURES
 
@@ -80,6 +84,8 @@ class MucService(Service):
         self.occupant_ids = OccupantIds.unstored()
         #: Names of destroyed persistent rooms nobody may take yet.
         self.tombstones = Tombstones(component.clock.seconds, self.is_admin, self.track)
+        #: The rooms' leases, when this is one of several instances (``[cluster]``).
+        self.leases: LeaseManager | None = None
 
     # -- settings --------------------------------------------------------------
     # Rooms, features and the service read self.settings, the settings in force.
@@ -114,7 +120,7 @@ class MucService(Service):
 
     async def _start(self, storage: Storage | None) -> None:
         if storage is not None:
-            self.store = MucStore(storage, clock=self.component.clock.seconds)
+            self.store = MucStore(storage, clock=self.component.clock.seconds, leases=self.leases)
             store = self.store
             self.occupant_ids = OccupantIds(await load_secret(storage))
             await self.tombstones.load(store)
@@ -122,7 +128,8 @@ class MucService(Service):
             self.retention = Retention(self.archive, self.settings, self.component.clock)
             self.retention.start()
             self.history_writer = HistoryWriter(
-                lambda batches: self.track(store.append_rooms_histories(batches)), rows=self.settings.history_batch
+                lambda batches, leases: self.track(store.append_rooms_histories(batches, leases)),
+                rows=self.settings.history_batch,
             )
             for record in await self.store.list_rooms(public_only=True):
                 self.public_rooms[record.node] = str(record.config.get("name") or "")
@@ -132,16 +139,60 @@ class MucService(Service):
         for command in muc_commands(self):
             self.component.commands.add(command)
 
-    def start(self, storage: Storage | None = None) -> defer.Deferred[None]:
-        """Open the rooms' store on ``storage`` (rooms live in memory only without one) and serve rooms."""
-        return defer.ensureDeferred(self._start(storage))
+    def start(self, storage: Storage | None = None, cluster: ClusterConfig | None = None) -> defer.Deferred[None]:
+        """Open the rooms' store on ``storage`` (rooms live in memory only without one) and serve rooms.
+
+        With ``cluster`` this is one of several instances on one PostgreSQL:
+        it serves a room only under the room's lease, taken when a stanza for
+        the room arrives, and keeps every room's live state in the database.
+        """
+        return defer.ensureDeferred(self._start_clustered(storage, cluster))
+
+    async def _start_clustered(self, storage: Storage | None, cluster: ClusterConfig | None) -> None:
+        if cluster is not None and cluster.instance is not None:
+            if storage is None or not callable(getattr(storage, "listen", None)):
+                raise StorageError("[cluster] needs the rooms in PostgreSQL (storage.url = \"postgresql://...\")")
+            leases = LeaseManager(storage, cluster.instance, cluster.lease_seconds, self, self.component.clock)  # type: ignore[arg-type]
+            await leases.start()
+            self.leases = leases
+        try:
+            await self._start(storage)
+        except BaseException:
+            await self._stop_leases()
+            raise
+
+    @property
+    def live(self) -> bool:
+        """Whether rooms store their live state (occupants, subject, lock) before announcing it."""
+        return self.store is not None and (self.leases is not None or self.settings.live_state)
 
     def stop(self) -> defer.Deferred[Any]:
         if self.retention is not None:
             self.retention.stop()
         for command in muc_commands(self):
             self.component.commands.remove(command.node)
-        return self.drained()
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await self.drained()
+        if self.leases is not None:
+            # The occupants stay in the database for whoever serves their rooms next.
+            await self._stop_leases()
+        elif self.live and self.store is not None:
+            # A single instance told every occupant it stops (332): nobody is in its rooms any more.
+            await self.store.forget_all_live()
+
+    async def _stop_leases(self) -> None:
+        leases, self.leases = self.leases, None
+        if leases is not None:
+            await leases.stop()
+
+    def lease_lost(self, lease: Lease) -> None:
+        """Another instance took a room (or this one could not renew its lease): let the room go, silently."""
+        node = _node_of_key(lease.key, self.component.jid.domain)
+        room = self.component.router.loaded(node) if node is not None else None
+        if isinstance(room, Room):
+            room.lease_lost(lease)
 
     def track(self, deferred: defer.Deferred[Any]) -> defer.Deferred[Any]:
         """Remember a storage write until it completes; :meth:`drained` waits for them."""
@@ -155,17 +206,39 @@ class MucService(Service):
 
     def _room_for(self, node: str) -> Entity | defer.Deferred[Entity | None] | None:
         jid = JID(node, self.component.jid.domain)
-        if self.store is None or node in self.limits.absent:
-            return Room(self, jid)  # a room nobody created yet
+        if self.store is None:
+            return Room(self, jid)
+        if node in self.limits.absent and self.leases is None:
+            # A room nobody created yet (another instance may have since, with [cluster]).
+            return self._new_room(jid, None, None)
         return self.track(defer.ensureDeferred(self._load(jid)))
 
-    async def _load(self, jid: JID) -> Entity | None:
+    def _new_room(self, jid: JID, lease: Lease | None, state: LiveState | None) -> Room:
         room = Room(self, jid)
+        if self.live:
+            assert self.store is not None
+            room.keep_live(self.store, self.leases, lease, state)
+        return room
+
+    async def _load(self, jid: JID) -> Entity | None:
         assert self.store is not None
         node = jid.node or ""
+        lease = None
+        if self.leases is not None:
+            # ejabberd sends this room's stanzas here now: whoever served it
+            # before is gone from its slot, so the room is taken, not waited
+            # for. The lease's fence keeps any late write of theirs out, and
+            # what they stored before it is read below.
+            lease = await self.leases.acquire(room_key(str(jid)), take=True)
+        state = await self.store.live_state(node) if self.live else None
+        room = self._new_room(jid, lease, state)
         record = await self.store.load_room(node)
         if record is None:
-            self.limits.absent.add(node)
+            if state is None or state.room is None or state.room.config is None:
+                self.limits.absent.add(node)
+            else:
+                room.carry_on(state)
+                self.room_changed(room)
             return room
         room.restore(record)
         for bare, entry in (await self.store.affiliations(node)).items():
@@ -177,6 +250,8 @@ class MucService(Service):
                 room.history.add(HistoryEntry.parse(stored.stanza, stored.timestamp, str(jid), stored.stanza_id))
             except Exception:
                 log.warn("{room}: skipped an unreadable archived message", room=str(jid))
+        if state is not None:
+            room.carry_on(state)
         return room
 
     def room_changed(self, room: Room) -> None:
@@ -259,6 +334,15 @@ class MucService(Service):
     def domain_items(self, stanza: Stanza) -> list[Item]:
         domain = self.component.jid.domain
         return [Item(f"{node}@{domain}", name or node) for node, name in sorted(self.public_rooms.items())]
+
+
+def _node_of_key(key: str, domain: str) -> str | None:
+    """The room node a lease key names, if it is one of this domain's rooms."""
+    prefix = room_key("")
+    if not key.startswith(prefix):
+        return None
+    node, _, rest = key[len(prefix):].partition("@")
+    return node if rest == domain and node else None
 
 
 def _stored_jid(node: str, text: str) -> JID | None:

@@ -54,6 +54,10 @@ class MucSettings(LimitSettings, ArchiveSettings):
     max_vcard_bytes: int = setting(
         DEFAULT_MAX_VCARD_BYTES, "bytes of a room's vCard (its avatar) at most, serialised (0: no limit)", minimum=0
     )
+    live_state: bool = setting(
+        False, "store who is in each room (and its subject and lock) before announcing it, so that a restart"
+        " or another instance carries the rooms on; always on with [cluster]"
+    )
     tombstone_seconds: float = setting(
         86400.0 * 31, "seconds a destroyed persistent room's name stays reserved (0: not at all)", minimum=0
     )

@@ -178,7 +178,7 @@ async def _query(room: RoomContext, stanza: Stanza) -> etree._Element:
     data = b"".join([result(row, query, room=here, to=to, real_jid=viewer.real_jid(row)) for row in rows])
     if data:
         # The results, then the iq result that ends them (XEP-0313 §4.2).
-        room.component.send_bytes(data, len(page.rows))
+        room.send_bytes(data, len(page.rows))
     return fin(query, page)
 
 

@@ -48,6 +48,6 @@ class DiscussionHistory(Feature):
         def replay() -> None:
             entries = room.history.select(request, to)
             if entries:
-                room.component.send_bytes(room.history.replay(entries, to), len(entries))
+                room.send_bytes(room.history.replay(entries, to), len(entries))
 
         return replay

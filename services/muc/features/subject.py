@@ -61,7 +61,7 @@ class Subject(Switch):
 
         def send() -> None:
             subject = room.subject.message(room.jid, keep=len(room.occupants) >= KEEP_LISTS_FROM)
-            room.component.send_bytes(subject.to(to))
+            room.send_bytes(subject.to(to))
 
         return send
 
