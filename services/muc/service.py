@@ -99,9 +99,11 @@ class MucService(Service):
     # -- lifecycle -------------------------------------------------------------
 
     def reconfigure(self, replacement: Service) -> bool:
-        """Every MUC setting applies without reconnecting: rooms stay, occupants stay."""
+        """Every MUC setting but ``live_state`` applies without reconnecting: rooms stay, occupants stay."""
         if not isinstance(replacement, MucService):
             return False
+        if replacement.settings.live_state != self.settings.live_state:
+            return False  # rooms loaded with and without stored occupants would mix: start over
         ids_changed = replacement.settings.occupant_id != self.settings.occupant_id
         self.settings = replacement.settings
         self.admins = self.settings.admins

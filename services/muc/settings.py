@@ -3,7 +3,7 @@
 Its own settings are here; those of its features are declared by the
 feature's module and inherited (the quotas and rates of
 :class:`services.muc.limits.LimitSettings`, the archive's of
-:class:`services.muc.retention.ArchiveSettings`). Everything here applies on a
+:class:`services.muc.retention.ArchiveSettings`). Everything here but ``live_state`` applies on a
 configuration reload without reconnecting (see ``MucService.reconfigure``).
 """
 
