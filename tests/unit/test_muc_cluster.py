@@ -19,9 +19,10 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from component.config import ClusterConfig, ConfigError, load_config
+from component.stanza import stamp
 from component.storage import Storage, open_storage
 from component.storage.leases import LEASE_MIGRATIONS, holder
-from component.testing import Harness, ImmediateStorage
+from component.testing import Harness, ImmediateStorage, assert_xml_equal
 from services.muc.room import Room
 from services.muc.service import MucService
 from services.muc.tenure import room_key
@@ -44,6 +45,7 @@ from tests.storage.postgres import (  # noqa: F401  (fixtures)
 )
 
 PING = "<ping xmlns='urn:xmpp:ping'/>"
+ERROR_NS = "jabber:component:accept"
 
 
 def _groupchat(sender: str, body: str, msg_id: str) -> str:
@@ -106,6 +108,36 @@ def test_a_leave_is_stored_before_the_restart(tmp_path) -> None:
     second.expect(_not_joined("secondwitch", WICCA))
     second.receive(_groupchat(CRONE, "Fair is foul.", "m2"))
     second.expect(*_reflections("firstwitch", "Fair is foul.", "m2", CRONE))
+
+
+def test_the_subject_and_the_lock_of_a_new_room_survive_the_restart(tmp_path) -> None:
+    path = str(tmp_path / "rooms.sqlite")
+    first = muc_harness({"live_state": True, "lock_seconds": 300}, storage=immediate_storage(ImmediateStorage(path)))
+    instant_room(first, ROOM, CRONE, "firstwitch")
+    first.receive(f"<message from='{CRONE}' id='s1' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    first.clock.advance(100)
+    enter(first, "darkcave@chat.shakespeare.lit", "crone", CRONE)  # created, locked until configured
+    second = muc_harness({"live_state": True, "lock_seconds": 300}, storage=immediate_storage(ImmediateStorage(path)))
+    second.clock.advance(250)  # both clocks tell the same time: 150 seconds after the crash
+    second.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    last = second.sent()[-1]
+    assert_xml_equal(
+        last,
+        f"""<message from='{ROOM}/firstwitch' to='{HAG}' type='groupchat'><subject>Fire Burn</subject>
+          <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp(0)}'/></message>""",
+    )
+    # The new room is still locked to anyone but its owner (§7.2.6)...
+    second.receive(f"<presence from='{HAG}' to='darkcave@chat.shakespeare.lit/hag'>{MUC_X}</presence>")
+    assert second.sent()[0].find(f"{{{ERROR_NS}}}error/{{urn:ietf:params:xml:ns:xmpp-stanzas}}item-not-found") is not None
+    # ...and destroyed when the 300 seconds from its creation (at 100) run out, at 400.
+    second.clock.advance(149)
+    second.receive(f"<iq from='{WICCA}' id='sp' to='darkcave@chat.shakespeare.lit/crone' type='get'>{PING}</iq>")
+    second.expect(f"<iq from='darkcave@chat.shakespeare.lit/crone' id='sp' to='{WICCA}' type='error'>{PING}"
+                  f"<error type='cancel' by='darkcave@chat.shakespeare.lit'><not-acceptable {ERR}/><text {ERR}>*</text>"
+                  "</error></iq>")
+    second.clock.advance(2)
+    (gone,) = second.sent()
+    assert (gone.get("to"), gone.get("type")) == (CRONE, "unavailable")
 
 
 def test_without_live_state_a_restart_forgets_the_occupants(tmp_path) -> None:
