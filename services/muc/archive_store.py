@@ -22,12 +22,13 @@ longer replays it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from component.storage import Param, Storage, Transaction
+from component.storage.leases import Lease
 from services.muc.store import (
     HISTORY_COLUMNS,
     TOMBSTONE,
@@ -36,6 +37,9 @@ from services.muc.store import (
     count_archived,
     history_record,
 )
+
+if TYPE_CHECKING:
+    from component.leases import Leases
 
 __all__ = ["ArchiveEnds", "ArchivePage", "ArchiveStore", "NotInArchive", "Selection"]
 
@@ -239,9 +243,14 @@ def _rooms(txn: Transaction) -> list[tuple[str, int, dict[str, Any]]]:
 
 @attrs.define
 class ArchiveStore:
-    """The archives of one MUC service's rooms, on a `Storage` opened with ``MUC_MIGRATIONS``."""
+    """The archives of one MUC service's rooms, on a `Storage` opened with ``MUC_MIGRATIONS``.
+
+    A change of one room's archive by the room (a tombstone) takes the room's
+    lease with ``[cluster]``, as :class:`~services.muc.store.MucStore`'s writes do.
+    """
 
     storage: Storage
+    leases: Leases | None = None
 
     def page(
         self,
@@ -267,7 +276,9 @@ class ArchiveStore:
         """The archived row whose stanza-id (archive id) is *stanza_id*, or None."""
         return self.storage.transaction(_find, node, stanza_id)
 
-    def replace(self, node: str, stanza_id: str, stanza: str, notice: HistoryRecord | None = None) -> Deferred[bool]:
+    def replace(
+        self, node: str, stanza_id: str, stanza: str, notice: HistoryRecord | None = None, *, lease: Lease | None = None
+    ) -> Deferred[bool]:
         """Replace the archived message *stanza_id* by the tombstone *stanza* (a serialised message without ``to``).
 
         The row keeps its archive id, time, sender and place; the join history
@@ -275,6 +286,9 @@ class ArchiveStore:
         is archived in the same transaction. Fires with whether the room had
         that message.
         """
+        if lease is not None:
+            assert self.leases is not None, "a lease without the leases it came from"
+            return self.leases.fenced(lease, _replace, node, stanza_id, stanza, notice)
         return self.storage.transaction(_replace, node, stanza_id, stanza, notice)
 
     def rooms(self) -> Deferred[list[tuple[str, int, dict[str, Any]]]]:

@@ -31,6 +31,7 @@ from services.muc.subject import RoomSubject
 if TYPE_CHECKING:
     from component.component import Component
     from component.output import Piece
+    from component.storage.leases import Lease
     from services.muc.feature import Registry
     from services.muc.service import MucService
 
@@ -75,6 +76,10 @@ class RoomContext(Protocol):
     @property
     def locked(self) -> bool:
         """True while a new room waits for its owner's configuration (§10.1.1)."""
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease the room is served under with ``[cluster]`` (None: a single instance); writes to it take it."""
 
     @property
     def stored(self) -> bool:

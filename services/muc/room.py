@@ -813,6 +813,11 @@ class Room(Entity):
     # -- persistence -------------------------------------------------------------
 
     @property
+    def lease(self) -> Lease | None:
+        """The lease the room is served under with ``[cluster]`` (None: a single instance)."""
+        return self.storage.lease
+
+    @property
     def stored(self) -> bool:
         """True while the room is in storage (persistent rooms, with a store)."""
         return self.storage.stored

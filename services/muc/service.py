@@ -126,7 +126,7 @@ class MucService(Service):
             store = self.store
             self.occupant_ids = OccupantIds(await load_secret(storage))
             await self.tombstones.load(store)
-            self.archive = ArchiveStore(storage)
+            self.archive = ArchiveStore(storage, leases=self.leases)
             self.retention = Retention(self.archive, self.settings, self.component.clock)
             self.retention.start()
             self.history_writer = HistoryWriter(

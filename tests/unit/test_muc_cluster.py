@@ -368,3 +368,34 @@ async def test_the_application_starts_the_leases_before_the_link_and_gives_them_
     finally:
         await check.close()
     assert found == (lease, False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stale_instance_cannot_retract_an_archived_message(pair: tuple[Harness, Harness], storage: Storage) -> None:
+    a, b = pair
+    await _receive(
+        a,
+        f"<iq from='{CRONE}' to='{ROOM}' type='set' id='p'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+        "</x></query></iq>",
+    )
+    await _receive(a, _groupchat(WICCA, "DM me for free magic potions!", "m1"))
+    stanza_id = a.sent()[-1].find("{urn:xmpp:sid:0}stanza-id").get("id")
+    await _muc(a).leases._listening.stop()  # type: ignore[union-attr]  # A hears nothing of the takeover
+    await _receive(b, _groupchat(CRONE, "Hover through the fog.", "m2"))
+    b.sent()
+    # XEP-0425: the crone asks A, which still thinks it serves the room, to retract the message.
+    await _receive(
+        a,
+        f"""<iq type='set' from='{CRONE}' to='{ROOM}' id='retract-1'>
+          <moderate id='{stanza_id}' xmlns='urn:xmpp:message-moderate:1'><retract xmlns='urn:xmpp:message-retract:1'/>
+          </moderate></iq>""",
+    )
+    sent: list = []
+    await _until(lambda: bool(sent.extend(a.sent()) or sent), "A answers")  # its archive look-up is not a write
+    (reply,) = sent
+    assert reply.get("type") == "error"
+    assert reply.find(f"{{{ERROR_NS}}}error/{{urn:ietf:params:xml:ns:xmpp-stanzas}}remote-server-timeout") is not None
+    assert a.component.router.loaded("coven") is None
+    rows = await storage.fetchall("SELECT stanza FROM muc_history WHERE room = 'coven' AND stanza_id = ?", (stanza_id,))
+    assert [b"potions" in row[0].encode() for row in rows] == [True]

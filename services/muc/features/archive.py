@@ -34,6 +34,7 @@ from component.errors import StanzaError
 from component.jid import JID
 from component.stanza import Stanza, address
 from component.storage import StorageError
+from component.storage.leases import LeaseLost
 from services.muc.archive_store import ArchiveEnds, ArchivePage, NotInArchive
 from services.muc.context import RoomContext
 from services.muc.feature import IQHandler
@@ -50,6 +51,7 @@ from services.muc.mam import (
 )
 from services.muc.store import HistoryRecord
 from services.muc.switch import Switch
+from services.muc.tenure import moved
 
 __all__ = ["Archiving", "archives", "find", "tombstone"]
 
@@ -82,7 +84,9 @@ async def tombstone(room: RoomContext, stanza_id: str, stanza: str, notice: Hist
     if archive is not None and room.stored:
         kept = notice if archives(room) else None
         try:
-            found = await room.service.track(archive.replace(room.node, stanza_id, stanza, kept))
+            found = await room.service.track(archive.replace(room.node, stanza_id, stanza, kept, lease=room.lease))
+        except LeaseLost:
+            raise moved(str(room.jid)) from None  # another instance serves the room now: retried, it reaches it
         except StorageError as error:
             room.service.write_failures.failed(str(room.jid), "tombstone", error)
             raise StanzaError("resource-constraint", "wait", text="the archive could not be changed; try again shortly") from None
