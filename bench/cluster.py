@@ -222,7 +222,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # What bench/e2e's Bench reads besides.
     args.perf = args.perf_calls = args.lua_profile = False
     args.baseline = None
-    args.settle = 60.0
+    args.settle = 30.0
     return args
 
 

@@ -516,7 +516,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds of each run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
     parser.add_argument("--drain", type=float, default=30.0, help="most seconds to wait for a run's backlog")
-    parser.add_argument("--settle", type=float, default=60.0,
+    parser.add_argument("--settle", type=float, default=30.0,
                         help="most seconds to wait before each run for the server and our components to be idle")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each MUC at each rate (alternating)")
     parser.add_argument("--workers", type=int, default=1, help="load processes, all on the load core")
