@@ -54,7 +54,7 @@ def summarise(collapsed: str, top: int = 25) -> str:
 
 
 async def profile(target: Target, case: Case, settings: Settings, workdir: Path, output: Path,
-                  rate: int) -> str:
+                  rate: int, lines: bool = False) -> str:
     """Drive the case against the target with py-spy attached; return the collapsed stacks."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     recorders: list[subprocess.Popen[bytes]] = []
@@ -68,7 +68,7 @@ async def profile(target: Target, case: Case, settings: Settings, workdir: Path,
         if not recorders:
             recorders.append(subprocess.Popen(
                 [py_spy, "record", "--pid", str(session.process.pid), "--duration", str(max(1, int(settings.seconds))),
-                 "--rate", str(rate), "--format", "raw", "--function", "--output", str(output)],
+                 "--rate", str(rate), "--format", "raw", *(() if lines else ("--function",)), "--output", str(output)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             ))
 
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="profiled seconds (default %(default)s)")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (default %(default)s)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--lines", action="store_true",
+                        help="frames by line rather than by function (lxml's C time then counts to the calling line)")
     args = parser.parse_args(argv)
     kind, _, size = args.scenario.partition("-")
     settings = Settings(seconds=args.seconds, runs=1, paced=False,
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     output = RESULTS / time.strftime(f"profile-{target.name}-{cases[0].name}-%Y%m%d-%H%M%S.txt")
     with tempfile.TemporaryDirectory(prefix="netherfield-profile-") as workdir:
-        collapsed = asyncio.run(profile(target, cases[0], settings, Path(workdir), output, args.rate))
+        collapsed = asyncio.run(profile(target, cases[0], settings, Path(workdir), output, args.rate, args.lines))
     print(summarise(collapsed, args.top))
     print(f"\ncollapsed stacks: {output}")
 

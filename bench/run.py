@@ -1,7 +1,7 @@
 """Run the bench: every target through every scenario in one run, as tables and as JSON.
 
     python -m bench.run [--scenarios echo,iq,fanout,join,rooms] [--targets ceiling,...]
-                        [--seconds 5] [--runs 3] [--quick]
+                        [--seconds 5] [--runs 3] [--quick] [--baseline REV] [--repeat N]
 
 Each (scenario, target) pair gets a fresh component process, bounded in time; the
 ceiling goes first so that every other figure is also a ratio to it. The JSON file
@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ import attrs
 from bench import report, scenarios
 from bench.driver import BenchError, Session
 from bench.scenarios import Settings
-from bench.targets import ROOT, Launch, Target, all_targets
+from bench.targets import ROOT, Launch, Target, all_targets, baseline_target
 from bench.wire import DEFAULT_DOMAIN, DEFAULT_SECRET
 
 SCENARIOS = ("echo", "iq", "fanout", "join", "rooms")
@@ -171,17 +173,22 @@ def revision() -> dict[str, Any]:
 
 
 async def bench(cases: list[Case], targets: list[Target], settings: Settings,
-                workdir: Path) -> report.Results:
-    """Run every case against every target, the ceiling first."""
-    results: report.Results = {}
+                workdir: Path, rounds: int = 1) -> list[report.Results]:
+    """Run every case against every target, the ceiling first, ``rounds`` times over; one result set a round.
+
+    A round runs each target once in turn, so that a change in the machine's load
+    between rounds touches every target of a round alike.
+    """
+    sets: list[report.Results] = [{} for _ in range(rounds)]
     for case in cases:
-        results[case.name] = {}
-        for target in targets:
-            result = await run_case(target, case, settings, workdir)
-            results[case.name][target.name] = result
-            if result["status"] != "n/a" or result.get("reason"):
-                print(_progress(case, target, result), file=sys.stderr, flush=True)
-    return results
+        for number, results in enumerate(sets):
+            results[case.name] = {}
+            for target in targets:
+                result = await run_case(target, case, settings, workdir / f"round-{number}")
+                results[case.name][target.name] = result
+                if result["status"] != "n/a" or result.get("reason"):
+                    print(_progress(case, target, result), file=sys.stderr, flush=True)
+    return sets
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -200,6 +207,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--room-occupants", type=int,
                         help="occupants spread over the stored rooms in the rooms scenario (default 100)")
     parser.add_argument("--no-paced", action="store_true", help="skip the latency runs at half the maximum rate")
+    parser.add_argument("--baseline", metavar="REV", action="append", default=[],
+                        help="also run Netherfield as of this git revision (target 'base', or 'base-REV' when"
+                             " given more than once), e.g. main")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every case over every target; the ratios' medians are printed (default 1)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for the JSON (default %(default)s)")
     return parser.parse_args(argv)
 
@@ -218,6 +230,35 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return attrs.evolve(settings, **changes)
 
 
+@contextlib.contextmanager
+def exported(revision: str) -> Iterator[Path]:
+    """The files of a git revision of this repository, in a temporary directory, for as long as the block runs."""
+    with tempfile.TemporaryDirectory(prefix="netherfield-bench-base-") as tree:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+        yield Path(tree)
+
+
+def rounds_table(sets: list[report.Results], targets: list[str]) -> str:
+    """Each round's rate and CPU per stanza as ratios to the ceiling, and their medians."""
+    headers = ["scenario", "target", "x ceiling, each round", "median", "CPU x ceiling, each round", "median"]
+    rows = []
+    for case in sets[0]:
+        if report.kind_of(case) not in report.THROUGHPUT_KINDS:
+            continue
+        for target in targets:
+            if target == report.CEILING:
+                continue
+            outcomes = [results[case].get(target, {}) for results in sets]
+            rates = [o["rate_ratio"] for o in outcomes if "rate_ratio" in o]
+            cpus = [o["cpu_per_stanza_ratio"] for o in outcomes if "cpu_per_stanza_ratio" in o]
+            if not rates:
+                continue
+            rows.append([case, target, " ".join(f"{r:.2f}" for r in rates), f"{statistics.median(rates):.2f}",
+                         " ".join(f"{c:.2f}" for c in cpus), f"{statistics.median(cpus):.2f}" if cpus else "-"])
+    return report.table(headers, rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the bench and print the report."""
     args = arguments(argv)
@@ -232,13 +273,23 @@ def main(argv: list[str] | None = None) -> None:
         targets = [target for target in targets if target.name in chosen]
     started = time.time()
     before = machine()
-    with tempfile.TemporaryDirectory(prefix="netherfield-bench-") as workdir:
-        results = asyncio.run(bench(cases, targets, settings, Path(workdir)))
+    with tempfile.TemporaryDirectory(prefix="netherfield-bench-") as workdir, contextlib.ExitStack() as stack:
+        for rev in args.baseline:
+            name = "base" if len(args.baseline) == 1 else f"base-{rev}"
+            targets.append(baseline_target(stack.enter_context(exported(rev)), rev, name))
+        for number in range(args.repeat):
+            (Path(workdir) / f"round-{number}").mkdir()
+        sets = asyncio.run(bench(cases, targets, settings, Path(workdir), args.repeat))
     names = [target.name for target in targets]
-    report.add_ratios(results)
+    for results in sets:
+        report.add_ratios(results)
+    results = sets[-1]
     verdicts = report.checks(results, names)
     print()
     print(report.render(results, names, verdicts))
+    if len(sets) > 1:
+        print("\nEvery round (the tables above are the last one's)\n")
+        print(rounds_table(sets, names))
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / time.strftime("%Y%m%d-%H%M%S.json", time.localtime(started))
     document = {
@@ -251,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         "revision": revision(),
         "targets": [{"name": t.name, "description": t.description, "unavailable": t.unavailable} for t in targets],
         "results": results,
+        "rounds": sets,
         "targets_met": verdicts,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

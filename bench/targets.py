@@ -121,10 +121,10 @@ def _netherfield_rooms(launch: Launch) -> None:
     )
 
 
-def netherfield_services() -> tuple[str, ...]:
-    """Return the services of this checkout that the bench uses: echo, and muc once it exists."""
+def netherfield_services(root: Path = ROOT) -> tuple[str, ...]:
+    """Return the services of the checkout at ``root`` that the bench uses: echo, and muc once it exists."""
     services = ["echo"]
-    muc = ROOT / "services" / "muc" / "__init__.py"
+    muc = root / "services" / "muc" / "__init__.py"
     if muc.exists() and "\nSERVICE = " in muc.read_text():
         services.append("muc")
     return tuple(services)
@@ -134,9 +134,9 @@ def _database(launch: Launch) -> Path:
     return launch.workdir / "netherfield.db"
 
 
-def _netherfield(launch: Launch) -> list[str]:
+def _netherfield(launch: Launch, root: Path = ROOT) -> list[str]:
     config = launch.workdir / "netherfield.toml"
-    config.write_text(netherfield_config(launch, netherfield_services()))
+    config.write_text(netherfield_config(launch, netherfield_services(root)))
     # The operator's command, ``twistd -n netherfield``: in the foreground, no pidfile, log to stdout.
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "-n", "--pidfile=", "--logfile=-", "netherfield", "--config", str(config)]
@@ -148,6 +148,21 @@ def _netherfield_unavailable() -> str | None:
     if not (ROOT / "services" / "echo" / "__init__.py").exists():
         return "services/echo is not in this checkout yet"
     return None
+
+
+def baseline_target(tree: Path, revision: str, name: str = "base") -> Target:
+    """Netherfield as exported from another revision into ``tree``, as target ``name``.
+
+    Its packages come first on the path, so its ``component`` and ``services`` win
+    over this checkout's; the bench's own modules (the rooms it stores beforehand) are
+    this checkout's, which the revision's store must still read.
+    """
+    muc = "muc" in netherfield_services(tree)
+    return Target(
+        name, f"Netherfield at {revision}", ECHO_SCENARIOS | (MUC_SCENARIOS if muc else frozenset()),
+        lambda launch: _netherfield(launch, tree), python_path=(tree, tree / "twistd-plugins", ROOT),
+        prepare=_netherfield_rooms,
+    )
 
 
 def all_targets() -> list[Target]:
