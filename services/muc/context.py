@@ -134,6 +134,12 @@ class RoomContext(Protocol):
     def new_stanza_id(self) -> tuple[str, bytes]:
         """A new XEP-0359 stanza-id of the room (never repeated, across restarts too) and its ``<stanza-id/>``, serialised."""
 
+    def message_children(self, occupant: Occupant) -> bytes:
+        """What the features add, serialised, to each groupchat message from ``occupant`` (:meth:`Feature.message_children`)."""
+
+    def occupant_id(self, occupant: Occupant) -> str | None:
+        """The room's occupant-id (XEP-0421) of ``occupant``; None when the service gives none."""
+
     def publish(
         self, occupant: Occupant, base: etree._Element, news: PresenceNews = NO_NEWS, *,
         self_sessions: Iterable[JID] | None = None, shown_before: bool = False,

@@ -338,6 +338,16 @@ class Feature:
         change (§8.1) comes here too, after its write.
         """
 
+    def message_children(self, room: RoomContext, occupant: Occupant) -> bytes:
+        """Children, serialised, that the room adds to a groupchat message from ``occupant`` (an ``occupant-id``).
+
+        They follow what :meth:`decorate_message` added and come before the
+        room's ``stanza-id``; the history keeps them with the message. Added as
+        bytes once the message is serialised, which costs a small part of an
+        element moved into the message's document; a subject change gets them too.
+        """
+        return b""
+
     def decorate_private(self, room: RoomContext, sender: Occupant, message: etree._Element) -> None:
         """Add children to a private message from ``sender`` (§7.5), addressed from its room JID, claims removed."""
 
@@ -457,6 +467,7 @@ class Registry:
         self.presence_filters = used("broadcasts_presence")
         self.occupant_list_extras = used("extend_occupant_list")
         self.message_decorators = used("decorate_message")
+        self.message_children = used("message_children")
         self.private_decorators = used("decorate_private")
         self.greeters = tuple(sorted(used("greeting"), key=lambda feature: feature.greets_at))
         #: What handles messages and IQs to an occupant's room JID (a plain Feature refuses them).

@@ -26,7 +26,6 @@ __all__ = ["History", "HistoryEntry", "HistoryRequest", "archive_record", "parse
 
 
 _DELAY = f"{{{ns.DELAY}}}delay"
-_OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
 
 
 def delay_bytes(room: str, seconds: float) -> bytes:
@@ -93,12 +92,17 @@ class HistoryEntry:
         return cls(Broadcast(element), seconds, room, stanza_id)
 
 
-def archive_record(stanza: Stanza, entry: HistoryEntry, nick: str, *, jid_public: bool, kind: int = MESSAGE) -> HistoryRecord:
-    """The archive's row of a message the room reflects (``entry``): who sent it, as whom, and whether the room showed who."""
-    found = stanza.element.find(_OCCUPANT_ID)
+def archive_record(
+    stanza: Stanza, entry: HistoryEntry, nick: str, *, occupant_id: str | None, jid_public: bool, kind: int = MESSAGE
+) -> HistoryRecord:
+    """The archive's row of a message the room reflects (``entry``): who sent it, as whom, and whether the room showed who.
+
+    ``occupant_id`` is the room's occupant-id the message carries (serialised
+    into ``entry``, not in the stanza's element), or None.
+    """
     return HistoryRecord(
         entry.stanza_id, nick, str(stanza.sender.bare), entry.text(), entry.seconds, kind=kind,
-        occupant_id=found.get("id") if found is not None else None, jid_public=jid_public,
+        occupant_id=occupant_id, jid_public=jid_public,
     )
 
 

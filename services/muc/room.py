@@ -663,7 +663,7 @@ class Room(Entity):
         for feature in self.room_features.message_decorators:
             feature.decorate_message(self, occupant, element)
         stanza_id, mark = self.new_stanza_id()
-        reflection = Broadcast(element, mark, restore=False)
+        reflection = Broadcast(element, self.message_children(occupant) + mark, restore=False)
         if reflection.size + _LONGEST_ADDRESS > self.component.max_outgoing_bytes:
             element.set("to", room)  # for the log line that fits() writes
         if not self.component.fits(reflection.size + _LONGEST_ADDRESS, element):
@@ -672,7 +672,7 @@ class Room(Entity):
         if self.history.length and _BODY in tags and not tags & _NOT_KEPT:
             entry = HistoryEntry(reflection, self.component.clock.seconds(), room, stanza_id)
             if self.stored and self.service.store is not None:
-                return self._archive_then_reflect(stanza, entry, occupant.nick, stanza_id)
+                return self._archive_then_reflect(stanza, entry, occupant)
             self.history.add(entry)
             self.service.messages_archived += 1
         if self._archive:
@@ -681,13 +681,22 @@ class Room(Entity):
         self.reflect(reflection)
         return None
 
+    def message_children(self, occupant: Occupant) -> bytes:
+        """What the features add, serialised, to each groupchat message from ``occupant``."""
+        return b"".join(feature.message_children(self, occupant) for feature in self.room_features.message_children)
+
+    def occupant_id(self, occupant: Occupant) -> str | None:
+        """The room's occupant-id (XEP-0421) of ``occupant``; None when the service gives none."""
+        service = self.service
+        return service.occupant_ids.of(self.jid, occupant.bare) if service.settings.occupant_id else None
+
     def new_stanza_id(self) -> tuple[str, bytes]:
         """A new XEP-0359 stanza-id (the archive id of a stored room's message) and its element, serialised."""
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
         # The id is ours (hex and a dash) and needs no escaping; the room's address may.
         return stanza_id, b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(self.jid) + b'" id="' + stanza_id.encode() + b'"/>'
 
-    def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, nick: str, stanza_id: str) -> InLine:
+    def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, occupant: Occupant) -> InLine:
         """A persistent room's message: reflected once it is in the archive, never before.
 
         Reflected before a write that then fails, the message would be shown
@@ -696,7 +705,9 @@ class Room(Entity):
         Messages that come while a write is in flight go in the next one.
         """
         stanza.keep()  # the error reply, should the write fail, is built after the handler returns
-        record = archive_record(stanza, entry, nick, jid_public=not self.config.anonymous)
+        record = archive_record(
+            stanza, entry, occupant.nick, occupant_id=self.occupant_id(occupant), jid_public=not self.config.anonymous
+        )
         if self._archive is None:
             writer = self.service.history_writer
             assert writer is not None

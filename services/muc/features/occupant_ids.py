@@ -33,8 +33,9 @@ class OccupantIdentifiers(Feature):
     def decorate_presence(self, room: RoomContext, occupant: Occupant, presence: etree._Element) -> None:
         _add(room, occupant, presence)
 
-    def decorate_message(self, room: RoomContext, occupant: Occupant, message: etree._Element) -> None:
-        _add(room, occupant, message)
+    def message_children(self, room: RoomContext, occupant: Occupant) -> bytes:
+        service = room.service
+        return service.occupant_ids.serialised(room.jid, occupant.bare) if service.settings.occupant_id else b""
 
     def decorate_private(self, room: RoomContext, sender: Occupant, message: etree._Element) -> None:
         _add(room, sender, message)

@@ -82,7 +82,7 @@ async def _change(room: RoomContext, stanza: Stanza, _: etree._Element) -> None:
     for feature in features.message_decorators:
         feature.decorate_message(room, occupant, element)
     stanza_id, mark = room.new_stanza_id()
-    reflection = Broadcast(element, mark)
+    reflection = Broadcast(element, room.message_children(occupant) + mark)
     # Its time is stored with it: a newcomer's <delay/> says it, after a restart too.
     now = room.component.clock.seconds()
     if room.stored:
@@ -90,7 +90,10 @@ async def _change(room: RoomContext, stanza: Stanza, _: etree._Element) -> None:
         # Archived (XEP-0313) with the subject it sets, in one transaction.
         entry = HistoryEntry(reflection, now, str(room.jid), stanza_id)
         record = (
-            archive_record(stanza, entry, occupant.nick, jid_public=not room.config.anonymous, kind=SUBJECT)
+            archive_record(
+                stanza, entry, occupant.nick, occupant_id=room.occupant_id(occupant),
+                jid_public=not room.config.anonymous, kind=SUBJECT,
+            )
             if room.config.archiving else None
         )
         await room.store_subject(subject, occupant.nick, now, record)
