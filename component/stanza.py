@@ -373,7 +373,7 @@ class Broadcast:
         """
         if not recipients:
             return b""
-        return self._head + (self._tail + self._head).join(recipients) + self._tail
+        return _spliced(self._head, self._tail + self._head, self._tail, recipients)
 
     def to_each(self, recipients: Sequence[bytes]) -> bytes | Fanout:
         """The stanza addressed to each of ``recipients``: built now when small, else a :class:`Fanout`.
@@ -385,6 +385,20 @@ class Broadcast:
         if len(recipients) * (len(self._head) + len(self._tail) + 64) <= EAGER_BYTES:
             return self.to_all(recipients)
         return Fanout(self._head, self._tail, tuple(recipients))
+
+
+def _spliced(head: bytes, between: bytes, tail: bytes, recipients: Sequence[bytes]) -> bytes:
+    """``head + between.join(recipients) + tail``, in one copy of the whole.
+
+    The first and the last address take the head and the tail, which are
+    short: concatenated to the joined result, they would copy all of it twice.
+    """
+    if len(recipients) == 1:
+        return head + recipients[0] + tail
+    parts = list(recipients)
+    parts[0] = head + parts[0]
+    parts[-1] += tail
+    return between.join(parts)
 
 
 class Fanout:
@@ -405,7 +419,7 @@ class Fanout:
         """The next stanzas, about ``budget`` bytes of them and at least one."""
         start = self._next
         end = min(start + max(1, budget * self.stanzas // max(self.size, 1)), len(self._recipients))
-        data = self._head + self._join.join(self._recipients[start:end]) + self._tail
+        data = _spliced(self._head, self._join, self._tail, self._recipients[start:end])
         self._next = end
         self.stanzas -= end - start
         self.size -= len(data)
