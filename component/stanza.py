@@ -120,9 +120,18 @@ def _filled(
     return element
 
 
+#: Qualified tags of the stanza children built most (body, status, ...), made once.
+_CHILD_TAGS: dict[str, str] = {}
+
+
 def child(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
     """Append a ``jabber:component:accept`` child such as ``body`` or ``status``."""
-    element = etree.SubElement(parent, f"{{{ns.COMPONENT}}}{name}")
+    tag = _CHILD_TAGS.get(name)
+    if tag is None:
+        tag = f"{{{ns.COMPONENT}}}{name}"
+        if len(_CHILD_TAGS) < 64:
+            _CHILD_TAGS[name] = tag
+    element = etree.SubElement(parent, tag)
     if text is not None:
         element.text = text
     return element
@@ -278,7 +287,9 @@ def in_stream(data: bytes) -> bytes:
     """
     name_end = data.find(b" ")
     if name_end > 0 and data.startswith(_STANZA_DECLARATION, name_end):
-        return data[:name_end] + data[name_end + len(_STANZA_DECLARATION) :]
+        # Nothing before the name's end can hold it: the first occurrence is
+        # this one, and one replace copies the stanza once, not twice.
+        return data.replace(_STANZA_DECLARATION, b"", 1)
     return data
 
 
