@@ -4,8 +4,11 @@ One ejabberd 23.01 carries four MUC domains side by side, each served by its
 own Netherfield processes, each domain on a database of its own on one
 sandboxed PostgreSQL:
 
-- ``solo.localhost``: one instance without ``[cluster]``: no leases, no shared live state;
-- ``one.localhost``: one instance with ``[cluster]``: every room under a lease, its live state in PostgreSQL;
+- ``solo.localhost``: one instance without ``[cluster]``: no leases, no live state stored;
+- ``live.localhost``: one instance without ``[cluster]`` but with the MUC's ``live_state``: each room's
+  occupants, roles, presences and subject stored before they are announced, no leases;
+- ``one.localhost``: one instance with ``[cluster]``: live state, and every room under a lease that
+  fences its writes;
 - ``two.localhost`` and ``three.localhost``: 2 and 3 instances behind ``domain_balancing``
   (``bare_destination``, ``component_number`` the number of instances).
 
@@ -47,15 +50,18 @@ PASSWORD_ENV = "NETHERFIELD_BENCH_DB_PASSWORD"
 
 @attrs.frozen
 class Target:
-    """One way of serving a MUC domain: *instances* processes, with ``[cluster]`` or without."""
+    """One way of serving a MUC domain: *instances* processes, with ``[cluster]`` or without, live state or not."""
 
     domain: str
     instances: int
     cluster: bool
+    #: The MUC's ``live_state`` (always on with ``[cluster]``).
+    live_state: bool = False
 
 
 TARGETS = {
     "1 solo": Target("solo.localhost", 1, cluster=False),
+    "1 live": Target("live.localhost", 1, cluster=False, live_state=True),
     "1": Target("one.localhost", 1, cluster=True),
     "2": Target("two.localhost", 2, cluster=True),
     "3": Target("three.localhost", 3, cluster=True),
@@ -123,7 +129,7 @@ class ClusterBench(Bench):
                     "secret": self.secret,
                     "services": ["muc"],
                     # No rate limits: the load sends several messages a second per user.
-                    "muc": {"groupchat_burst": 0, "presence_burst": 0},
+                    "muc": {"groupchat_burst": 0, "presence_burst": 0, **({"live_state": True} if target.live_state else {})},
                 }
             },
         }
@@ -288,8 +294,9 @@ def _run(args: argparse.Namespace, postgres: PostgresServer) -> int:
     print(f"\n## Cluster: rooms of {args.occupants}, {args.rooms} rooms a domain, {args.seconds:g} s runs"
           f" ({time.monotonic() - began:.0f} s in all)\n")
     print_table(rows, solo)
-    print("\n1 solo: one instance without [cluster] (no leases, no shared live state); 1, 2, 3: that many instances"
-          " with [cluster], behind domain_balancing for 2 and 3. CPU/1000: CPU seconds per 1,000 delivered groupchats"
+    print("\n1 solo: one instance without [cluster] (no leases, no live state stored); 1 live: the same with the"
+          " MUC's live_state; 1, 2, 3: that many instances with [cluster] (live state and leases), behind"
+          " domain_balancing for 2 and 3. Rooms are temporary (instant) rooms: a groupchat is not archived. CPU/1000: CPU seconds per 1,000 delivered groupchats"
           " over the whole run (warm-up and drain included); x solo: the ratio to 1 solo at the same rate. ejabberd"
           " cores, ours cores: the CPU of ejabberd and of the target's instances in the measured window, in cores"
           " (together near 1.0 with everything pinned to one core: that core was the bound).")

@@ -1,7 +1,7 @@
 """Several Netherfield instances behind one ejabberd that balances their MUC domain, on one PostgreSQL.
 
-`Cluster` starts a real ejabberd whose ``domain_balancing`` spreads the MUC
-domain over ``slots`` connections (``type: bare_destination``,
+`Cluster` starts a real ejabberd whose ``domain_balancing`` spreads each MUC
+domain over its ``slots`` connections (``type: bare_destination``,
 ``global_routes: false``), a database of its own on the session's sandboxed
 PostgreSQL, and real Netherfield processes, each run as an operator would
 (``twistd -n netherfield --config FILE``) with its own ``[cluster]`` instance
@@ -119,8 +119,12 @@ class LeaseRow:
 class Instance:
     """One Netherfield process of the cluster, under the name *name*; started again on the same config."""
 
-    def __init__(self, name: str, config_path: Path, log_path: Path, metrics_port: int, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, domain: str, config_path: Path, log_path: Path, metrics_port: int, env: Mapping[str, str]
+    ) -> None:
         self.name = name
+        #: The MUC domain it serves.
+        self.domain = domain
         self.config_path = config_path
         self.log_path = log_path
         self.metrics_port = metrics_port
@@ -150,7 +154,7 @@ class Instance:
             return ""
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> float:
-        """Start the process; with *wait*, return once the MUC domain attached. Returns the start time."""
+        """Start the process; with *wait*, return once its domain attached. Returns the start time."""
         if self.running:
             raise ServerError(f"{self.name} is already running")
         offset = len(self.log_text())
@@ -195,11 +199,11 @@ class Instance:
         return text
 
     def gauge(self, name: str) -> float:
-        """The value of the MUC domain's sample *name* (without the ``netherfield_`` prefix)."""
-        pattern = rf'^netherfield_{re.escape(name)}\{{domain="{re.escape(MUC)}"\}} (\S+)$'
+        """The value of its domain's sample *name* (without the ``netherfield_`` prefix)."""
+        pattern = rf'^netherfield_{re.escape(name)}\{{domain="{re.escape(self.domain)}"\}} (\S+)$'
         found = re.search(pattern, self.metrics(), re.MULTILINE)
         if found is None:
-            raise ServerError(f"{self.name} reports no {name} for {MUC}")
+            raise ServerError(f"{self.name} reports no {name} for {self.domain}")
         return float(found.group(1))
 
     def rooms_loaded(self) -> int:
@@ -208,10 +212,12 @@ class Instance:
 
 
 class Cluster:
-    """ejabberd balancing `MUC` over *slots* connections, a fresh database, and Netherfield instances.
+    """ejabberd balancing MUC domains, a fresh database, and Netherfield instances for each domain.
 
-    *muc* holds the MUC's settings, *cluster* the ``[cluster]`` settings
-    besides the instance name (``lease_seconds`` above all; short in tests).
+    *slots* gives each balanced domain its ``component_number``; *muc* holds
+    the MUC's settings, *cluster* the ``[cluster]`` settings besides the
+    instance name (``lease_seconds`` above all; short in tests). Every
+    instance, whatever its domain, is on the one database.
     """
 
     def __init__(
@@ -219,47 +225,53 @@ class Cluster:
         directory: Path,
         postgres: PostgresServer,
         *,
-        slots: int,
+        slots: Mapping[str, int],
         muc: Mapping[str, Any] | None = None,
         cluster: Mapping[str, Any] | None = None,
     ) -> None:
         self.directory = directory
         self.postgres = postgres
         self.secret = "secret-cluster"
-        self.ejabberd = BalancingEjabberd(directory / "ejabberd", {MUC: self.secret}, {MUC: slots})
-        self.slots = slots
+        self.slots = dict(slots)
+        self.ejabberd = BalancingEjabberd(
+            directory / "ejabberd", {domain: self.secret for domain in self.slots}, self.slots
+        )
         self.muc = dict(muc or {})
         self.cluster = dict(cluster or {})
         self.database: Database | None = None
         self.instances: list[Instance] = []
 
     def start(self, instances: int) -> None:
-        """Start ejabberd, create the database, and start *instances* instances one after another."""
+        """Start ejabberd, create the database, and start *instances* instances of `MUC` one after another."""
         self.ejabberd.start()
         self.database = self.postgres.create_database()
         for _ in range(instances):
             self.add_instance()
 
-    def add_instance(self, *, wait: bool = True) -> Instance:
-        """Start one more instance, named ``muc-N``."""
+    def add_instance(self, domain: str = MUC, *, wait: bool = True) -> Instance:
+        """Start one more instance of *domain*, named after its first label: ``muc-N`` for `MUC`."""
         assert self.database is not None
-        name = f"muc-{len(self.instances) + 1}"
+        name = f"{domain.split('.')[0]}-{len(self.instances_of(domain)) + 1}"
         metrics_port = free_port()
         config = {
             "server": {"host": self.ejabberd.host, "port": self.ejabberd.component_port},
             "storage": {"url": self.database.url, "password_env": PASSWORD_ENV},
             "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
             "cluster": {"instance": name, **self.cluster},
-            "components": {MUC: {"secret": self.secret, "services": ["muc"], "muc": self.muc}},
+            "components": {domain: {"secret": self.secret, "services": ["muc"], "muc": self.muc}},
         }
         config_path = self.directory / f"{name}.toml"
         config_path.write_text(to_toml(config), encoding="utf-8")
         instance = Instance(
-            name, config_path, self.directory / f"{name}.log", metrics_port, {PASSWORD_ENV: self.database.password}
+            name, domain, config_path, self.directory / f"{name}.log", metrics_port, {PASSWORD_ENV: self.database.password}
         )
         self.instances.append(instance)
         instance.start(wait=wait)
         return instance
+
+    def instances_of(self, domain: str) -> list[Instance]:
+        """The instances of *domain*, in the order they were added."""
+        return [instance for instance in self.instances if instance.domain == domain]
 
     def instance(self, name: str) -> Instance:
         """The instance called *name*."""
@@ -270,10 +282,11 @@ class Cluster:
         self.ejabberd.add_users(list(users), password)
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one statement on the cluster's database."""
+        """Rows of one statement on the cluster's database (none for one that returns none)."""
         assert self.database is not None
         with psycopg.connect(self.database.url, password=self.database.password, autocommit=True) as conn:
-            return list(conn.execute(statement, params).fetchall())
+            cursor = conn.execute(statement, params)
+            return list(cursor.fetchall()) if cursor.description is not None else []
 
     def leases(self) -> dict[str, LeaseRow]:
         """The lease table now, by key (empty while no instance has taken one)."""
