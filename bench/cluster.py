@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from bench.e2e.load import Muc
-from bench.e2e.run import PASSWORD, RESULTS, Bench, _number, prioritise, process_cpu
+from bench.e2e.run import PASSWORD, PERSISTENT_FORM, RESULTS, Bench, _number, prioritise, process_cpu
 from bench.e2e.servers import LoadEjabberd, pinned
 from tests.integration.cluster import balance
 from tests.integration.servers import ComponentProcess, ServerError, to_toml
@@ -88,12 +88,16 @@ class ClusterBench(Bench):
         self.secret = "secret-" + secrets.token_hex(4)
         self.postgres = postgres
         self.targets = {name: TARGETS[name] for name in args.targets}
-        self.mucs = {name: Muc(target.domain) for name, target in self.targets.items()}
+        form = PERSISTENT_FORM if args.persistent else ""
+        self.mucs = {name: Muc(target.domain, form=form) for name, target in self.targets.items()}
+        self.domains = {name: target.domain for name, target in self.targets.items()}
         ClusterEjabberd.core = args.server_core
         ClusterEjabberd.separate = {}
+        ClusterEjabberd.perf_map = False
+        ClusterEjabberd.erl_options = ()
         ClusterEjabberd.balanced = {t.domain: t.instances for t in self.targets.values() if t.instances > 1}
         self.server = ClusterEjabberd(directory / "ejabberd", {t.domain: self.secret for t in self.targets.values()})
-        #: The first instance of each target (what `Bench.measure` reads), and all of them.
+        #: Every instance, by its domain and number (what `Bench` waits on to be idle), and by target.
         self.components: dict[str, ComponentProcess] = {}
         self.instances: dict[str, list[ComponentProcess]] = {}
         self.databases: list[Database] = []
@@ -113,8 +117,8 @@ class ClusterBench(Bench):
                 process = self._start_instance(name, target, n, database)
                 process.wait_attached(timeout=120)
                 started.append(process)
+                self.components[f"{target.domain}/{n + 1}"] = process
             self.instances[name] = started
-            self.components[name] = started[0]
         if self.args.nice:
             for pid in [*self.server.cpu_pids(), *(p.pid for ps in self.instances.values() for p in ps)]:
                 prioritise(pid, self.args.nice)
@@ -200,12 +204,15 @@ def print_table(rows: list[dict[str, Any]], baseline: dict[float, dict[str, Any]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated, of: " + ", ".join(TARGETS))
-    parser.add_argument("--rates", default="3000,6000", help="offered deliveries a second, comma-separated")
+    parser.add_argument("--rates", default="3000,12000,24000", help="offered deliveries a second, comma-separated")
     parser.add_argument("--rooms", type=int, default=30, help="rooms in each domain")
     parser.add_argument("--occupants", type=int, default=10, help="occupants of each room")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds of each run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
     parser.add_argument("--drain", type=float, default=30.0, help="most seconds to wait for a run's backlog")
+    parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait for idle before a run")
+    parser.add_argument("--persistent", action="store_true",
+                        help="persistent rooms, whose every message is archived (under the room's lease with [cluster])")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each target at each rate")
     parser.add_argument("--workers", type=int, default=1, help="load processes, all on the load core")
     parser.add_argument("--server-core", type=int, default=0, help="core of ejabberd and every instance")
@@ -213,14 +220,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nice", type=int, default=0, help="niceness of everything measured (see bench.e2e)")
     parser.add_argument("--no-pin", action="store_true", help="pin nothing")
     parser.add_argument("--login-timeout", type=float, default=300.0)
-    parser.add_argument("--short", action="store_true", help="one rate, 4 s runs, 12 rooms: a few minutes")
+    parser.add_argument("--short", action="store_true", help="two rates, 4 s runs, 12 rooms: a few minutes")
     args = parser.parse_args(argv)
     args.targets = args.targets.split(",")
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if args.short:
-        args.rates = "3000" if args.rates == parser.get_default("rates") else args.rates
+        args.rates = "6000,24000" if args.rates == parser.get_default("rates") else args.rates
         args.seconds = 4.0
         args.rooms = 12 if args.rooms == parser.get_default("rooms") else args.rooms
     if args.no_pin:
@@ -228,7 +235,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # What bench/e2e's Bench reads besides.
     args.perf = args.perf_calls = args.lua_profile = False
     args.baseline = None
-    args.settle = 30.0
     return args
 
 
@@ -296,8 +302,10 @@ def _run(args: argparse.Namespace, postgres: PostgresServer) -> int:
     print_table(rows, solo)
     print("\n1 solo: one instance without [cluster] (no leases, no live state stored); 1 live: the same with the"
           " MUC's live_state; 1, 2, 3: that many instances with [cluster] (live state and leases), behind"
-          " domain_balancing for 2 and 3. Rooms are temporary (instant) rooms: a groupchat is not archived. CPU/1000: CPU seconds per 1,000 delivered groupchats"
-          " over the whole run (warm-up and drain included); x solo: the ratio to 1 solo at the same rate. ejabberd"
+          " domain_balancing for 2 and 3. "
+          + ("Rooms are persistent: each groupchat is archived before it is reflected." if args.persistent
+             else "Rooms are temporary (instant) rooms: a groupchat is not archived.")
+          + " CPU/1000: CPU seconds per 1,000 delivered groupchats over the whole run (warm-up and drain included); x solo: the ratio to 1 solo at the same rate. ejabberd"
           " cores, ours cores: the CPU of ejabberd and of the target's instances in the measured window, in cores"
           " (together near 1.0 with everything pinned to one core: that core was the bound).")
     print(f"\nJSON: {out}")
