@@ -542,7 +542,8 @@ modules:
         """Run an ``ejabberdctl`` command that writes accounts, once ejabberd's account table exists.
 
         ejabberd listens before Mnesia has created its tables: a command that
-        soon after the start fails with ``no_exists`` for ``passwd``, and is
+        soon after the start fails with ``no_exists`` for ``passwd`` (or, on a
+        busy machine, ``cannot_register`` with "Database failure"), and is
         tried again for up to 30 s.
         """
         deadline = time.monotonic() + 30
@@ -551,7 +552,8 @@ modules:
                 self._run_tool([*self._ctl(), *args], timeout=timeout)
                 return
             except ServerError as error:
-                if "no_exists" not in str(error) or time.monotonic() >= deadline:
+                starting = "no_exists" in str(error) or "Database failure" in str(error)
+                if not starting or time.monotonic() >= deadline:
                     raise
             time.sleep(0.5)
 
