@@ -543,8 +543,9 @@ modules:
 
         ejabberd listens before Mnesia has created its tables: a command that
         soon after the start fails with ``no_exists`` for ``passwd`` (or, on a
-        busy machine, ``cannot_register`` with "Database failure"), and is
-        tried again for up to 30 s.
+        busy machine, ``cannot_register`` with "Database failure", or an
+        unhandled ``badmatch`` in its caches not yet made), and is tried again
+        for up to 30 s.
         """
         deadline = time.monotonic() + 30
         while True:
@@ -552,7 +553,9 @@ modules:
                 self._run_tool([*self._ctl(), *args], timeout=timeout)
                 return
             except ServerError as error:
-                starting = "no_exists" in str(error) or "Database failure" in str(error)
+                starting = any(
+                    sign in str(error) for sign in ("no_exists", "Database failure", "Unhandled exception")
+                )
                 if not starting or time.monotonic() >= deadline:
                     raise
             time.sleep(0.5)
