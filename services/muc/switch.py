@@ -1,11 +1,12 @@
-"""A room feature that is one yes/no setting (XEP-0045 §10.2): its form field, and what disco#info says of it.
+"""A room feature that is one setting of the form (XEP-0045 §10.2): a yes/no `Switch`, or a list of `Roles`.
 
 Most of a room's settings are a boolean of :class:`~services.muc.config.RoomConfig`
 set by one ``boolean`` field of the configuration form, and many say in
 the room's disco#info which way they are set (``muc_persistent`` or
 ``muc_temporary``, §6.4). A :class:`Switch` declares that much; the
 feature's own rules (who may enter a members-only room, say) are the hooks
-it overrides besides.
+it overrides besides. A :class:`Roles` declares a ``list-multi`` field whose
+values are roles (whose presence is shown, who may read the member list).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from component.errors import StanzaError
 from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
 from services.muc.feature import ConfigSubmission, Feature, FieldsAt
 
-__all__ = ["Switch"]
+__all__ = ["Roles", "Switch"]
 
 
 class Switch(Feature):
@@ -67,3 +69,37 @@ class Switch(Feature):
         if self.codes is None or self.on(new) == self.on(old):
             return ()
         return (self.codes[0] if self.on(new) else self.codes[1],)
+
+
+class Roles(Feature):
+    """A feature whose setting is a tuple of roles, chosen among ``roles`` by one ``list-multi`` field.
+
+    A subclass declares ``setting``, ``var``, ``position``, ``label`` and
+    ``roles``; a submitted role outside ``roles`` refuses the form.
+    """
+
+    setting: str = ""
+    var: str = ""
+    position: int = 0
+    label: str = ""
+    #: The roles the field offers, in the form's order.
+    roles: tuple[str, ...] = ()
+
+    def chosen(self, config: RoomConfig) -> tuple[str, ...]:
+        """The roles ``config`` lists."""
+        value: tuple[str, ...] = getattr(config, self.setting)
+        return value
+
+    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
+        fields.add(
+            self.position, self.var, self.chosen(room.config), type="list-multi", label=self.label,
+            options=[(None, role) for role in self.roles],
+        )
+
+    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
+        roles = submission.values.get(self.var)
+        if roles is None:
+            return {}
+        if any(role not in self.roles for role in roles):
+            raise StanzaError("not-acceptable", text=f"{self.var} takes roles: {', '.join(self.roles)}")
+        return {self.setting: roles}

@@ -11,39 +11,22 @@ listed by default, which keeps Prosody's behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from component.errors import StanzaError
 from component.jid import JID
-from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt
+from services.muc.switch import Roles
 
 __all__ = ["MemberList", "may_read"]
 
-FIELD = "muc#roomconfig_getmemberlist"
-ROLES = ("moderator", "participant", "visitor")
 
-
-class MemberList(Feature):
+class MemberList(Roles):
     """The roles whose occupants may read the member list besides admins and owners."""
 
     name = "member-list"
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(
-            154, FIELD, room.config.member_list_roles, type="list-multi", label="Roles that may read the member list",
-            options=[(None, role) for role in ROLES],
-        )
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        roles = submission.values.get(FIELD)
-        if roles is None:
-            return {}
-        if any(role not in ROLES for role in roles):
-            raise StanzaError("not-acceptable", text=f"{FIELD} takes roles: {', '.join(ROLES)}")
-        return {"member_list_roles": roles}
+    setting = "member_list_roles"
+    var = "muc#roomconfig_getmemberlist"
+    position = 154
+    label = "Roles that may read the member list"
+    roles = ("moderator", "participant", "visitor")
 
 
 def may_read(room: RoomContext, requester: JID) -> bool:

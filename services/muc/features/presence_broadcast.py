@@ -15,44 +15,29 @@ no disco feature and no ``muc#roominfo`` field, in Prosody or the XEP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from lxml import etree
 
 from component import namespaces as ns
-from component.errors import StanzaError
 from component.jid import JID
 from services.muc.config import BROADCAST_ROLES, RoomConfig
 from services.muc.context import RoomContext
-from services.muc.feature import ConfigSubmission, Feature, FieldsAt
 from services.muc.occupants import Occupant
 from services.muc.protocol import item, user_x
+from services.muc.switch import Roles
 
 __all__ = ["PresenceBroadcast"]
 
-FIELD = "muc#roomconfig_presencebroadcast"
-
-
-class PresenceBroadcast(Feature):
+class PresenceBroadcast(Roles):
     """The roles whose occupants' presence goes to the others (all three by default)."""
 
     name = "presence-broadcast"
-
-    def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
-        fields.add(
-            152, FIELD, room.config.presence_broadcast, type="list-multi", label="Roles whose presence is shown",
-            options=[(None, role) for role in BROADCAST_ROLES],
-        )
-
-    def configure(self, room: RoomContext, submission: ConfigSubmission, config: RoomConfig) -> Mapping[str, Any]:
-        roles = submission.values.get(FIELD)
-        if roles is None:
-            return {}
-        unknown = [role for role in roles if role not in BROADCAST_ROLES]
-        if unknown:
-            raise StanzaError("not-acceptable", text=f"{FIELD} takes roles: {', '.join(BROADCAST_ROLES)}")
-        return {"presence_broadcast": roles}
+    setting = "presence_broadcast"
+    var = "muc#roomconfig_presencebroadcast"
+    position = 152
+    label = "Roles whose presence is shown"
+    roles = BROADCAST_ROLES
 
     def broadcasts_presence(self, room: RoomContext, role: str) -> bool:
         return role in room.config.presence_broadcast
