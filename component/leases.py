@@ -141,8 +141,13 @@ class LeaseManager:
             self._listening = None
 
     def held(self, key: str) -> Lease | None:
-        """The lease held on *key*, if any."""
-        return self._leases.get(key)
+        """The lease held on *key*, if any: one past its local deadline is let go here and is not."""
+        lease = self._leases.get(key)
+        if lease is not None and self._deadlines[key] <= self._clock.seconds():
+            # Woken from a pause before the renewal timer: the deadline is past.
+            self._lapse(lease)
+            return None
+        return lease
 
     def keys(self) -> frozenset[str]:
         """Every key held."""
@@ -173,10 +178,7 @@ class LeaseManager:
         A lease already dropped here, or past its local deadline, fails at
         once, without a round trip.
         """
-        if self._leases.get(lease.key) == lease and self._deadlines[lease.key] <= self._clock.seconds():
-            # Woken from a pause before the renewal timer: the deadline is past.
-            self._lapse(lease)
-        if self._leases.get(lease.key) != lease:
+        if self.held(lease.key) != lease:
             return fail(LeaseLost(f"the lease on {lease.key!r} at epoch {lease.epoch} is no longer held here"))
         result = self._storage.transaction(_fenced, lease, fn, *args, **kwargs)
         result.addErrback(self._fence_failed, lease)

@@ -144,6 +144,8 @@ class Tenure:
         self._held = None  # nobody hears of what was not stored
         error = failure.value
         if not isinstance(error, StorageError):
+            # The changes were taken and not written: memory and the database would part for good.
+            self._drop()
             return failure
         log.warn(
             "{room}: dropped from memory, its live state could not be written: {error}",

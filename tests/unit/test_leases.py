@@ -243,6 +243,20 @@ async def test_a_paused_instance_gives_its_keys_up_before_anyone_may_take_them(
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_woken_instance_asking_what_it_holds_lets_a_lapsed_lease_go_before_any_timer(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, _ = pair
+    lease = await first.manager.acquire(ROOM)
+    assert lease is not None
+    # SIGCONT, and a stanza is read before the renewal timer runs: the room
+    # asks whether it may still serve, and must hear no.
+    first.clock.rightNow += SECONDS - first.manager.interval
+    assert first.manager.held(ROOM) is None
+    assert first.holder.lost == [lease]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_paused_owner_that_was_overtaken_cannot_write_when_it_wakes(
     pair: tuple[Instance, Instance], storage: Storage
 ) -> None:

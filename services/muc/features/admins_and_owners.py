@@ -47,13 +47,15 @@ class AdminsAndOwners(Feature):
         if owners is not None:
             if not owners:
                 raise StanzaError("not-acceptable", text="a room needs at least one owner")
+            kept_owners = set(owners)
             for jid, affiliation in current.items():
-                if affiliation == "owner" and jid not in owners:
+                if affiliation == "owner" and jid not in kept_owners:
                     wanted[jid] = "none"
             wanted.update(dict.fromkeys(owners, "owner"))
         if admins is not None:
+            kept_admins = set(admins)
             for jid, affiliation in current.items():
-                if affiliation == "admin" and jid not in admins and wanted[jid] == "admin":
+                if affiliation == "admin" and jid not in kept_admins and wanted[jid] == "admin":
                     wanted[jid] = "none"
             for jid in admins:
                 if wanted.get(jid) != "owner":
@@ -71,7 +73,8 @@ def _listed(submission: ConfigSubmission, var: str) -> list[JID] | None:
     values = submission.values.get(var)
     if values is None:
         return None
-    listed: list[JID] = []
+    # A dict keeps the form's order and drops repeats in linear time, however long the list.
+    listed: dict[JID, None] = {}
     for value in values:
         if not value.strip():
             continue
@@ -79,6 +82,5 @@ def _listed(submission: ConfigSubmission, var: str) -> list[JID] | None:
             jid = parse_jid(value.strip()).bare
         except InvalidJID:
             raise StanzaError("not-acceptable", text=f"{var}: {value!r} is not a JID") from None
-        if jid not in listed:
-            listed.append(jid)
-    return listed
+        listed[jid] = None
+    return list(listed)
