@@ -198,7 +198,9 @@ def test_with_none_listed_absent_users_with_an_affiliation_are_in_the_occupant_l
     configure(h, roles("none", "visitor", "participant", "moderator"))
     admin(h, "<item affiliation='member' jid='wiccarocks@shakespeare.lit' nick='secondwitch'/>", "m1")
     admin(h, "<item affiliation='admin' jid='hecate@shakespeare.lit'/>", "m2")
+    admin(h, "<item affiliation='outcast' jid='macbeth@shakespeare.lit'/>", "m3")
     h.sent()
+    # The newcomer is no admin: the banned user is not shown to it (§9.2).
     h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
     h.expect(
         f"""<presence from='{ROOM}/firstwitch' to='{HAG}'>
@@ -214,12 +216,30 @@ def test_with_none_listed_absent_users_with_an_affiliation_are_in_the_occupant_l
     # The owner's second client sees real JIDs: the admin without a nick too, from the room itself.
     h.receive(f"<presence from='crone1@shakespeare.lit/laptop' to='{ROOM}/firstwitch'>{MUC_X}</presence>")
     sent = h.sent()
-    assert [(p.get("from"), p.get("type"), p[0][0].attrib) for p in sent[:3]] == [
+    assert [(p.get("from"), p.get("type"), p[0][0].attrib) for p in sent[:4]] == [
         (f"{ROOM}/thirdwitch", None, {"affiliation": "none", "jid": HAG, "role": "participant"}),
         (ROOM, "unavailable", {"affiliation": "admin", "jid": "hecate@shakespeare.lit", "role": "none"}),
+        (ROOM, "unavailable", {"affiliation": "outcast", "jid": "macbeth@shakespeare.lit", "role": "none"}),
         (f"{ROOM}/secondwitch", "unavailable",
          {"affiliation": "member", "jid": "wiccarocks@shakespeare.lit", "nick": "secondwitch", "role": "none"}),
     ]
+
+
+def test_with_none_listed_the_banned_are_shown_to_admins_and_owners_only() -> None:
+    """§9.2 keeps the ban list to admins and owners, also in a non-anonymous room where everyone sees real JIDs."""
+    h = muc_harness()
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    configure(h, roles("none", "visitor", "participant", "moderator")
+              + "<field var='muc#roomconfig_whois'><value>anyone</value></field>")
+    admin(h, "<item affiliation='outcast' jid='macbeth@shakespeare.lit'/>", "ban")
+    admin(h, "<item affiliation='admin' jid='hecate@shakespeare.lit'/>", "admin")
+    h.sent()
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    absent = [p[0][0].attrib for p in h.sent() if p.get("type") == "unavailable"]
+    assert absent == [{"affiliation": "admin", "jid": "hecate@shakespeare.lit", "role": "none"}]
+    h.receive(f"<presence from='hecate@shakespeare.lit/broom' to='{ROOM}/hecate'>{MUC_X}</presence>")
+    absent = [p[0][0].attrib for p in h.sent() if p.get("type") == "unavailable"]
+    assert absent == [{"affiliation": "outcast", "jid": "macbeth@shakespeare.lit", "role": "none"}]
 
 
 def test_a_role_that_is_none_of_the_four_is_refused(harness) -> None:

@@ -7,7 +7,8 @@ the occupant list as anyone. A role change out of a listed role shows the
 occupant leaving; into one, arriving. A change of the setting announces, or
 unannounces, the occupants whose role it concerns, then 104. With 'none'
 listed, the occupant list also holds the users with an affiliation who are
-not in the room, as unavailable presences with role 'none': under their
+not in the room (outcasts only to admins and owners, as §9.2 keeps the ban
+list to them, where Prosody shows them to all), as unavailable presences with role 'none': under their
 registered nick, or (to those who see real JIDs) from the room itself with
 their JID, as Prosody does (XEP-0045 says nothing of them). The setting has
 no disco feature and no ``muc#roominfo`` field, in Prosody or the XEP.
@@ -61,8 +62,12 @@ class PresenceBroadcast(Roles):
             return
         with_jid = viewer is not None and room.sees_real_jids(viewer)
         present = {occupant.bare for occupant in room.occupants.values()} | {to.bare}
+        # The ban list is for admins and owners alone (§9.2), which Prosody does not keep to here.
+        sees_bans = room.affiliation_of(to) in ("admin", "owner")
         for jid, entry in sorted(room.affiliations.items(), key=lambda pair: str(pair[0])):
             if jid in present or (entry.nick is None and not with_jid):
+                continue
+            if entry.affiliation == "outcast" and not sees_bans:
                 continue
             sender = room.occupant_jid(entry.nick) if entry.nick is not None else str(room.jid)
             presence = etree.Element(
