@@ -19,15 +19,13 @@ from services.muc.config import RoomConfig
 from services.muc.context import RoomContext
 from services.muc.feature import ConfigSubmission, Feature, FieldsAt
 
-__all__ = ["Roles", "Switch"]
+__all__ = ["FormSetting", "Roles", "Switch"]
 
 
-class Switch(Feature):
-    """A feature whose setting is one boolean of the room's configuration.
+class FormSetting(Feature):
+    """A feature that is one field of the configuration form, setting one field of the room's configuration.
 
-    A subclass declares the class attributes below (``setting``, ``var``,
-    ``position`` and ``label`` always), then overrides the hooks the
-    setting acts through.
+    A subclass declares ``setting``, ``var``, ``position`` and ``label``.
     """
 
     #: The :class:`~services.muc.config.RoomConfig` field it sets.
@@ -38,6 +36,19 @@ class Switch(Feature):
     position: int = 0
     #: The field's label.
     label: str = ""
+
+    def value(self, config: RoomConfig) -> Any:
+        """The setting's value in ``config``."""
+        return getattr(config, self.setting)
+
+
+class Switch(FormSetting):
+    """A feature whose setting is one boolean of the room's configuration.
+
+    A subclass declares the attributes of :class:`FormSetting` and those
+    below, then overrides the hooks the setting acts through.
+    """
+
     #: The disco#info features of a room with the setting on, and off; None when disco says nothing of it.
     disco: tuple[str, str] | None = None
     #: The status codes announcing that the setting turned on, and off (§10.2.1: 170 and 171 for logging),
@@ -51,8 +62,7 @@ class Switch(Feature):
 
     def on(self, config: RoomConfig) -> bool:
         """Whether ``config`` has the setting on."""
-        value: bool = getattr(config, self.setting)
-        return value
+        return bool(self.value(config))
 
     def disco_features(self, room: RoomContext) -> Iterable[str]:
         if self.disco is None:
@@ -71,28 +81,19 @@ class Switch(Feature):
         return (self.codes[0] if self.on(new) else self.codes[1],)
 
 
-class Roles(Feature):
+class Roles(FormSetting):
     """A feature whose setting is a tuple of roles, chosen among ``roles`` by one ``list-multi`` field.
 
-    A subclass declares ``setting``, ``var``, ``position``, ``label`` and
+    A subclass declares the attributes of :class:`FormSetting` and
     ``roles``; a submitted role outside ``roles`` refuses the form.
     """
 
-    setting: str = ""
-    var: str = ""
-    position: int = 0
-    label: str = ""
     #: The roles the field offers, in the form's order.
     roles: tuple[str, ...] = ()
 
-    def chosen(self, config: RoomConfig) -> tuple[str, ...]:
-        """The roles ``config`` lists."""
-        value: tuple[str, ...] = getattr(config, self.setting)
-        return value
-
     def config_fields(self, room: RoomContext, fields: FieldsAt) -> None:
         fields.add(
-            self.position, self.var, self.chosen(room.config), type="list-multi", label=self.label,
+            self.position, self.var, self.value(room.config), type="list-multi", label=self.label,
             options=[(None, role) for role in self.roles],
         )
 
