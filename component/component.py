@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
@@ -28,13 +28,15 @@ from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError, StreamError
 from component.iq import IQTimeout, IQTracker
 from component.jid import JID, InvalidJID, parse_jid
-from component.options import BARE_JIDS, setting
+from component.multicast import Multicast
+from component.options import BARE_JIDS, DOMAIN, setting
 from component.ordering import settled
 from component.output import Output, Piece
 from component.router import Router
 from component.service import Service, start_service
 from component.stanza import (
     KINDS,
+    Broadcast,
     Stanza,
     error_reply,
     in_stream,
@@ -71,6 +73,14 @@ class DomainSettings:
     )
     output_limit: int = setting(
         8 * 1024 * 1024, "bytes that may wait for the server; past them the component stops reading", minimum=65536
+    )
+    multicast: str = setting(
+        "",
+        "the server's multicast service (XEP-0033, ejabberd's mod_multicast), which fans stanzas out for us; none if empty",
+        kind=DOMAIN,
+    )
+    multicast_limit: int = setting(
+        20, "recipients in one stanza to the multicast service when it advertises no limit", minimum=2
     )
 
 
@@ -228,6 +238,12 @@ class Component:
         #: The ad-hoc commands (XEP-0050) the domain offers; the status command first.
         self.commands = Commands(clock)
         self.commands.add(status_command(self))
+        #: The server's multicast service, when the settings name one (see :mod:`component.multicast`).
+        self.multicast = (
+            Multicast(settings.multicast, settings.multicast_limit, settings.max_outgoing_bytes)
+            if settings.multicast
+            else None
+        )
 
     def is_admin(self, jid: JID) -> bool:
         """Whether ``jid`` is an admin of this domain: named by it, or by one of its services."""
@@ -304,6 +320,16 @@ class Component:
             return
         self._queue.append(data)
         self._trim_queue()
+
+    def addressed(self, broadcast: Broadcast, recipients: Sequence[bytes]) -> tuple[Piece, int]:
+        """``broadcast`` for each of ``recipients`` (from :func:`address`), and how many stanzas that is.
+
+        One stanza through the server's multicast service when it has one,
+        else one stanza each; either goes to :meth:`send_bytes`.
+        """
+        if self.multicast is None:
+            return broadcast.to_each(recipients), len(recipients)
+        return self.multicast.addressed(broadcast, recipients)
 
     def _trim_queue(self) -> None:
         # The oldest go first: at most queue_limit sends and output_limit bytes wait
@@ -565,6 +591,8 @@ class Component:
                 entity.on_connected()
             except Exception:
                 log.failure("{domain}: on_connected of {jid} raised", domain=str(self.jid), jid=str(entity.jid))
+        if self.multicast is not None:
+            self.multicast.check(self.jid, self.request)
         for callback in list(self.on_link_up):
             try:
                 callback()
@@ -585,6 +613,8 @@ class Component:
             self._queue.append(piece)
         self._trim_queue()
         self._ping_pending = False
+        if self.multicast is not None:
+            self.multicast.lost()
         if self._pinging is not None and self._pinging.running:
             self._pinging.stop()
         self._pinging = None

@@ -10,6 +10,8 @@ DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 PING = "urn:xmpp:ping"
 VERSION = "jabber:iq:version"
 DATA_FORMS = "jabber:x:data"
+#: XEP-0033, extended stanza addressing (multicast).
+ADDRESS = "http://jabber.org/protocol/address"
 DELAY = "urn:xmpp:delay"
 STANZA_ID = "urn:xmpp:sid:0"
 RSM = "http://jabber.org/protocol/rsm"

@@ -165,6 +165,20 @@ def _localpart(value: Any, path: str) -> str:
     return jid.node
 
 
+def _domain(value: Any, path: str) -> str:
+    """A domain (an empty string for none), as its JID gives it."""
+    text = _string(value, path)
+    if not text:
+        return ""
+    try:
+        jid = parse_jid(text)
+    except InvalidJID:
+        raise TypeError from None
+    if jid.node is not None or jid.resource is not None:
+        raise TypeError
+    return jid.domain
+
+
 def _address(value: Any, path: str) -> tuple[str, int]:
     """``127.0.0.1:9300``, ``[::1]:9300`` or ``localhost:9300`` as (host, port)."""
     host, colon, port_text = _string(value, path).rpartition(":")
@@ -197,6 +211,8 @@ def _storage_url(value: Any, path: str) -> str:
     return url
 
 
+#: One domain, or the empty string for none.
+DOMAIN = Kind("a domain", _domain, '"multicast.example.org"')
 #: An IP address (or localhost) and a TCP port, read as (host, port).
 ADDRESS = Kind("an address and a TCP port", _address, '"127.0.0.1:9300"')
 #: A database URL Netherfield opens (see :mod:`component.storage`).

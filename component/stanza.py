@@ -301,6 +301,10 @@ def parse_sent(data: bytes, parser: etree.XMLParser | None = None) -> etree._Ele
     return etree.fromstring(data, parser)
 
 
+_ADDRESSES = f'<addresses xmlns="{ns.ADDRESS}"><address type="bcc" jid="'.encode()
+_ADDRESSES_END = b'"/></addresses>'
+
+
 class Broadcast:
     """One stanza serialised once, then addressed to many recipients.
 
@@ -371,6 +375,24 @@ class Broadcast:
     def size(self) -> int:
         """The serialised length without the recipient's address."""
         return len(self._head) + len(self._tail)
+
+    @property
+    def kind(self) -> str:
+        """The stanza's name: message, presence or iq."""
+        return self._head[1 : self._head.find(b" ")].decode()
+
+    def via(self, service: bytes, recipients: Sequence[bytes]) -> bytes:
+        """One stanza to a multicast service (XEP-0033, an :func:`address`) for ``recipients``, each a ``bcc`` address.
+
+        The service sends each recipient a copy addressed to it and without
+        the addresses, the stanza :meth:`to` would have built.
+        """
+        block = b"".join((_ADDRESSES, b'"/><address type="bcc" jid="'.join(recipients), _ADDRESSES_END))
+        head, tail = self._head, self._tail
+        if tail.endswith(b"/>"):
+            return b"".join((head, service, tail[:-2], b">", block, b"</", head[1 : head.find(b" ")], b">"))
+        close = tail.rindex(b"</")
+        return b"".join((head, service, tail[:close], block, tail[close:]))
 
     def to_address(self, recipient: bytes) -> bytes:
         """The serialised stanza addressed to an :func:`address` computed once beforehand."""

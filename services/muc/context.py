@@ -10,7 +10,7 @@ service's view of the room right.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lxml import etree
@@ -130,6 +130,9 @@ class RoomContext(Protocol):
 
     def reflect(self, data: Broadcast) -> None:
         """Send a serialised stanza to every session of every occupant."""
+
+    def send_to_each(self, data: Broadcast, addresses: Sequence[bytes]) -> None:
+        """Send a serialised stanza to each of ``addresses``: through the server's multicast service if it has one."""
 
     def new_stanza_id(self) -> tuple[str, bytes]:
         """A new XEP-0359 stanza-id of the room (never repeated, across restarts too) and its ``<stanza-id/>``, serialised."""

@@ -26,7 +26,7 @@ import functools
 import inspect
 import itertools
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -314,8 +314,11 @@ class Room(Entity):
 
     def reflect(self, data: Broadcast) -> None:
         """Send a serialised stanza to every session of every occupant."""
-        addresses = self.occupants.addresses()
-        self.send_bytes(data.to_each(addresses), len(addresses))
+        self.send_to_each(data, self.occupants.addresses())
+
+    def send_to_each(self, data: Broadcast, addresses: Sequence[bytes]) -> None:
+        """Send a serialised stanza to each of ``addresses``: through the server's multicast service if it has one."""
+        self.send_bytes(*self.component.addressed(data, addresses))
 
     def _send_to_others(
         self, occupant: Occupant, full: Callable[[], Broadcast], anonymous: Callable[[], Broadcast]
@@ -327,9 +330,9 @@ class Room(Entity):
             moderators, others = self.occupants.addresses_by_role()
             seen, unseen = _without(moderators, occupant.addresses), _without(others, occupant.addresses)
         if seen:
-            self.send_bytes(full().to_each(seen), len(seen))
+            self.send_to_each(full(), seen)
         if unseen:
-            self.send_bytes(anonymous().to_each(unseen), len(unseen))
+            self.send_to_each(anonymous(), unseen)
 
     def publish(
         self, occupant: Occupant, base: etree._Element, news: PresenceNews = NO_NEWS, *,

@@ -301,4 +301,4 @@ def _announce_absent(room: RoomContext, jid: JID, affiliation: str, role: str, r
     else:
         addresses = room.occupants.addresses()
     if addresses:
-        room.send_bytes(Broadcast(announce).to_each(addresses), len(addresses))
+        room.send_to_each(Broadcast(announce), addresses)
