@@ -42,6 +42,7 @@ METRIC_NAMES = (
     "netherfield_stanzas_sent_total",
     "netherfield_stanza_errors_sent_total",
     "netherfield_stanzas_refused_total",
+    "netherfield_multicast_recipients_total",
     "netherfield_stream_errors_total",
     "netherfield_reconnects_total",
     "netherfield_link_up",
@@ -85,8 +86,14 @@ class NetherfieldCollector(Collector):
             "Stanzas refused: oversized-in and oversized-out (over the size limits), own-domain (from our domain).",
             "reason",
         )
+        multicast = _counter(
+            "multicast_recipients",
+            "Recipients reached through the server's multicast service (XEP-0033), one stanza for many.",
+        )
         for component in self.components:
             domain = str(component.jid)
+            if component.multicast is not None:
+                multicast.add_metric([domain], component.multicast.recipients)
             for kind in ("message", "presence", "iq"):
                 received.add_metric([domain, kind], component.received[kind])
                 sent.add_metric([domain, kind], component.sent[kind])
@@ -94,7 +101,7 @@ class NetherfieldCollector(Collector):
                 errors.add_metric([domain, condition], count)
             for reason in ("oversized-in", "oversized-out", "own-domain"):
                 refused.add_metric([domain, reason], component.refused[reason])
-        yield from (received, sent, errors, refused)
+        yield from (received, sent, errors, refused, multicast)
 
     def _link(self) -> Iterator[Metric]:
         stream_errors = CounterMetricFamily(

@@ -475,6 +475,7 @@ modules:
   mod_version:
     show_os: false
   mod_offline: {{}}
+  mod_multicast: {{}}
 """
         (d / "ejabberd.yml").write_text(config, encoding="utf-8")
 
