@@ -180,6 +180,7 @@ class Bench:
                     "services": ["muc"],
                     # No rate limits: the load sends several messages a second per user.
                     "muc": {"groupchat_burst": 0, "presence_burst": 0, **(args.muc_setting if target == "ours" else {})},
+                    **(args.component_setting if target == "ours" else {}),
                 }
             },
         }
@@ -541,6 +542,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--muc-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of our MUC (a TOML value, e.g. occupant_id=false), not the baseline's:"
                              " with --baseline HEAD, measures what the setting changes")
+    parser.add_argument("--component-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of our component's domain (a TOML value, e.g."
+                             " multicast=\"multicast.localhost\", ejabberd's mod_multicast), not the baseline's")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run the MUC of this git revision (as target 'base'), alternating with the others")
     parser.add_argument("--short", action="store_true",
@@ -555,6 +559,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.muc_setting = tomllib.loads("\n".join(args.muc_setting))
     except tomllib.TOMLDecodeError as error:
         parser.error(f"--muc-setting: {error}")
+    try:
+        args.component_setting = tomllib.loads("\n".join(args.component_setting))
+    except tomllib.TOMLDecodeError as error:
+        parser.error(f"--component-setting: {error}")
     unknown = set(args.targets) - set(TARGETS) | ({"base"} & set(args.targets))
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))} (--baseline adds base)")
