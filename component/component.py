@@ -393,6 +393,9 @@ class Component:
                 stanza = Stanza(element, kind, sender, self.jid)
                 self._send_error(stanza, StanzaError("jid-malformed", text="invalid 'to' address"))
             return
+        if stanza_type == "error" and kind != "iq" and self.multicast is not None and sender == self.multicast.jid:
+            self.multicast.refused(self.jid, element.find(f"{{{ns.COMPONENT}}}error"))
+            return
         stanza = Stanza(element, kind, sender, recipient)
         if kind == "iq":
             if stanza_type in ("result", "error"):

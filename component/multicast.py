@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from component import namespaces as ns
-from component.jid import JID
+from component.jid import JID, parse_jid
 from component.output import Piece
 from component.stanza import Broadcast, address, iq
 
@@ -45,6 +45,10 @@ _PER_ADDRESS = 28
 #: The ``<addresses>`` element's own tags, with room for the stanza's new end tag.
 _ENVELOPE = 80
 
+#: What may carry ``<addresses/>`` (never an iq).
+_KINDS = frozenset({"message", "presence"})
+_TEXT = f"{{{ns.STANZAS}}}text"
+
 Request = Callable[[etree._Element], "defer.Deferred[Any]"]
 
 
@@ -53,6 +57,7 @@ class Multicast:
 
     def __init__(self, service: str, limit: int, max_bytes: int) -> None:
         self.service = service
+        self.jid = parse_jid(service)
         self._address = address(service)
         self._default_limit = limit
         self.max_bytes = max_bytes
@@ -100,6 +105,18 @@ class Multicast:
         deferred.addCallbacks(answered, failed)
         return deferred
 
+    def refused(self, sender: JID, error: etree._Element | None) -> None:
+        """The service bounced a stanza: what it carried is lost, and until the next link every recipient gets its own."""
+        conditions = [] if error is None else [c for c in error.iterfind(f"{{{ns.STANZAS}}}*") if c.tag != _TEXT]
+        condition = etree.QName(conditions[0]).localname if conditions else "no condition"
+        if self.ready:
+            log.warn(
+                "{domain}: the multicast service {service} refused a stanza ({condition}); every recipient gets a"
+                " stanza of its own until the link comes up again",
+                domain=str(sender), service=self.service, condition=condition,
+            )
+        self.ready = False
+
     def lost(self) -> None:
         """The link is gone: the next one asks again."""
         self.ready = False
@@ -116,6 +133,9 @@ class Multicast:
             return broadcast.to_each(recipients), count
         kind = broadcast.kind
         limit = self.limits.get(kind, self._default_limit)
+        if limit == 0 or kind not in _KINDS:
+            # XEP-0033 addresses messages and presences only; a limit of 0 takes none.
+            return broadcast.to_each(recipients), count
         room = self.max_bytes - broadcast.size - len(self._address) - _ENVELOPE
         if room <= 0:
             return broadcast.to_each(recipients), count
@@ -151,7 +171,7 @@ def _chunks(recipients: Sequence[bytes], limit: int, room: int) -> list[Sequence
 
 
 def _advertised_limits(info: etree._Element) -> dict[str, int | None]:
-    """The limits a service gives in its disco#info (XEP-0128), by stanza kind: a number, or None for ``infinite``."""
+    """The limits a service gives in its disco#info (XEP-0128), by stanza kind: a number (0: none), or None for ``infinite``."""
     limits: dict[str, int | None] = {}
     for form in info.iterfind(f"{{{ns.DATA_FORMS}}}x"):
         fields = {field.get("var"): field.findtext(f"{{{ns.DATA_FORMS}}}value") for field in form.iterfind(f"{{{ns.DATA_FORMS}}}field")}
@@ -161,6 +181,6 @@ def _advertised_limits(info: etree._Element) -> dict[str, int | None]:
             value = (fields.get(kind) or "").strip()
             if value == "infinite":
                 limits[kind] = None
-            elif value.isdigit() and int(value) > 0:
+            elif value.isdigit():
                 limits[kind] = int(value)
     return limits

@@ -303,6 +303,7 @@ def parse_sent(data: bytes, parser: etree.XMLParser | None = None) -> etree._Ele
 
 _ADDRESSES = f'<addresses xmlns="{ns.ADDRESS}"><address type="bcc" jid="'.encode()
 _ADDRESSES_END = b'"/></addresses>'
+_SLASH = ord("/")
 
 
 class Broadcast:
@@ -385,14 +386,16 @@ class Broadcast:
         """One stanza to a multicast service (XEP-0033, an :func:`address`) for ``recipients``, each a ``bcc`` address.
 
         The service sends each recipient a copy addressed to it and without
-        the addresses, the stanza :meth:`to` would have built.
+        the addresses, the stanza :meth:`to` would have built. The addresses
+        are the first child: a service reads the first ``<addresses/>``.
         """
         block = b"".join((_ADDRESSES, b'"/><address type="bcc" jid="'.join(recipients), _ADDRESSES_END))
         head, tail = self._head, self._tail
-        if tail.endswith(b"/>"):
-            return b"".join((head, service, tail[:-2], b">", block, b"</", head[1 : head.find(b" ")], b">"))
-        close = tail.rindex(b"</")
-        return b"".join((head, service, tail[:close], block, tail[close:]))
+        # The start tag ends at the first '>': attribute values have theirs escaped.
+        end = tail.index(b">")
+        if tail[end - 1] == _SLASH:
+            return b"".join((head, service, tail[: end - 1], b">", block, b"</", head[1 : head.find(b" ")], b">"))
+        return b"".join((head, service, tail[: end + 1], block, tail[end + 1 :]))
 
     def to_address(self, recipient: bytes) -> bytes:
         """The serialised stanza addressed to an :func:`address` computed once beforehand."""

@@ -5,7 +5,9 @@ A client that puts a ``<stanza-id by='room'/>``, an ``<occupant-id/>``, a
 into a groupchat, a private message or a presence would have the room relay
 it as if the room had added it: a forged archive id, a forged sender, a
 message dated in the past, a fake "this room is now non-anonymous" (104).
-The room removes every such element before it adds its own. A stanza-id is
+An ``<addresses/>`` (XEP-0033) would, through the server's multicast
+service, send the stanza where the client says instead of to the room. The
+room removes every such element before it adds its own. A stanza-id is
 the room's when its ``by`` is the room's address compared as JIDs (so other
 cases, a trailing dot and the room's occupant JIDs count), or when ``by`` is
 missing or no JID at all.
@@ -31,6 +33,7 @@ ROOM_OWNED = frozenset(
         f"{{{ns.DELAY}}}delay",
         "{jabber:x:delay}x",
         X_USER,
+        f"{{{ns.ADDRESS}}}addresses",
     }
 )
 _CLAIMS = ROOM_OWNED | {_STANZA_ID}

@@ -16,6 +16,7 @@ from slixmpp import JID
 from tests.integration.clients import client, new_user, run
 from tests.integration.conftest import ComponentLauncher
 from tests.integration.servers import XMPPServer
+from tests.integration.test_metrics import free_port, scrape
 from tests.integration.test_muc import SERVICE, create, join, new_room
 
 MULTICAST = "multicast.localhost"
@@ -27,7 +28,11 @@ def test_a_room_reaches_every_occupant_once_through_the_multicast_service(
     xmpp_server: XMPPServer, component_process: ComponentLauncher
 ) -> None:
     # A limit of 2 makes the room of three need two stanzas to the service.
-    config = {"components": {SERVICE: {"services": ["muc"], "multicast": MULTICAST, "multicast_limit": 2}}}
+    port = free_port()
+    config = {
+        "components": {SERVICE: {"services": ["muc"], "multicast": MULTICAST, "multicast_limit": 2}},
+        "metrics": {"listen": f"127.0.0.1:{port}"},
+    }
     process = component_process(xmpp_server, config)
     if xmpp_server.name == "ejabberd":
         process.wait_for_log(f"fanning out through the multicast service {MULTICAST}")
@@ -45,7 +50,7 @@ def test_a_room_reaches_every_occupant_once_through_the_multicast_service(
             await create(a, room, "firstwitch", persistentroom=False)
             await join(b, room, "secondwitch")
             await join(c, room, "thirdwitch")
-            # The newcomer's presence reached the others: straight to the owner, through the service to the rest.
+            # The newcomer's presence reached the others (one each of the two kinds, so a stanza each).
             for other in (a, b):
                 seen = await other.next_presence(lambda p: p["from"].full == f"{room}/thirdwitch")
                 assert seen.xml.find(ADDRESSES) is None
@@ -68,5 +73,7 @@ def test_a_room_reaches_every_occupant_once_through_the_multicast_service(
             assert len(ids) == 1
 
     run(scenario())
-    sent = process.log_text()
-    assert "Traceback" not in sent
+    assert "Traceback" not in process.log_text()
+    reached = scrape(port).get(("netherfield_multicast_recipients_total", frozenset({("domain", SERVICE)})))
+    # Behind ejabberd, the groupchat to three went through the service (as two stanzas, at a limit of 2).
+    assert reached == (3 if xmpp_server.name == "ejabberd" else 0)

@@ -52,11 +52,11 @@ def test_a_groupchat_goes_to_the_service_once_with_every_occupant_a_bcc_address(
     say(h)
     h.expect(
         f"""<message from='{ROOM}/secondwitch' id='m1' to='{SERVICE}' type='groupchat'>
-          <body>Thrice the brinded cat hath mew'd.</body>
-          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/>
           <addresses {ADDRESSES}>
             <address type='bcc' jid='{CRONE}'/><address type='bcc' jid='{WICCA}'/><address type='bcc' jid='{HAG}'/>
-          </addresses></message>"""
+          </addresses>
+          <body>Thrice the brinded cat hath mew'd.</body>
+          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>"""
     )
     assert h.component.multicast.stanzas == 1 and h.component.multicast.recipients == 3
     assert h.component.sent["message"] >= 1
@@ -98,7 +98,7 @@ def test_a_service_that_is_no_multicast_service_is_not_used_and_says_so() -> Non
     assert any("does not say it is a multicast service" in line for line in logs.messages())
 
 
-def test_an_unanswered_check_leaves_one_stanza_per_recipient() -> None:
+def test_an_error_answer_to_the_check_leaves_one_stanza_per_recipient() -> None:
     h = muc_harness(settings=DomainSettings(multicast=SERVICE, iq_timeout=5))
     (request,) = h.sent()
     h.receive(
@@ -182,3 +182,76 @@ def test_the_setting_must_name_a_domain(tmp_path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(config)
     assert "multicast" in str(caught.value) and "a domain" in str(caught.value)
+
+
+def test_a_check_that_times_out_leaves_one_stanza_per_recipient() -> None:
+    with LogCapture() as logs:
+        h = muc_harness(settings=DomainSettings(multicast=SERVICE, iq_timeout=5))
+        (request,) = h.sent()
+        assert request.get("to") == SERVICE
+        h.clock.advance(6)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    enter(h, ROOM, "secondwitch", WICCA)
+    say(h)
+    assert [stanza.get("to") for stanza in h.sent()] == [CRONE, WICCA]
+    assert any("did not answer disco#info" in line for line in logs.messages())
+
+
+def test_addresses_a_client_puts_in_its_message_are_not_relayed() -> None:
+    h = coven(DomainSettings(multicast=SERVICE))
+    h.receive(
+        f"""<message from='{WICCA}' id='m2' to='{ROOM}' type='groupchat'><body>Round about the cauldron go</body>
+          <addresses {ADDRESSES}><address type='to' jid='victim@elsewhere.lit'/></addresses></message>"""
+    )
+    h.expect(
+        f"""<message from='{ROOM}/secondwitch' id='m2' to='{SERVICE}' type='groupchat'>
+          <addresses {ADDRESSES}>
+            <address type='bcc' jid='{CRONE}'/><address type='bcc' jid='{WICCA}'/><address type='bcc' jid='{HAG}'/>
+          </addresses>
+          <body>Round about the cauldron go</body>
+          <stanza-id xmlns='urn:xmpp:sid:0' id='*' by='{ROOM}'/></message>"""
+    )
+
+
+def test_addresses_in_a_presence_are_not_relayed_either() -> None:
+    h = coven(DomainSettings(multicast=SERVICE))
+    # Two participants besides the one who changes: the presence without real JIDs goes through the service.
+    enter(h, ROOM, "fourthwitch", "witch4@shakespeare.lit/broom")
+    h.receive(
+        f"<presence from='{HAG}' to='{ROOM}/thirdwitch'><show>away</show>"
+        f"<addresses {ADDRESSES}><address type='to' jid='victim@elsewhere.lit'/></addresses></presence>"
+    )
+    sent = h.sent()
+    jids = [a.get("jid") for stanza in sent for a in stanza.iter("{http://jabber.org/protocol/address}address")]
+    assert "victim@elsewhere.lit" not in jids
+    assert [len(stanza.findall("{http://jabber.org/protocol/address}addresses")) for stanza in sent if stanza.get("to") == SERVICE] == [1]
+
+
+def test_a_bounce_from_the_service_turns_it_off_until_the_next_link() -> None:
+    h = coven(DomainSettings(multicast=SERVICE))
+    say(h)
+    (through,) = h.sent()
+    assert through.get("to") == SERVICE
+    with LogCapture() as logs:
+        h.receive(
+            f"<message from='{SERVICE}' to='{ROOM}/secondwitch' id='m1' type='error'><body>x</body>"
+            "<error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )
+    h.expect_nothing()
+    assert any("refused a stanza (forbidden)" in line for line in logs.messages())
+    say(h)
+    assert [stanza.get("to") for stanza in h.sent()] == [CRONE, WICCA, HAG]
+
+
+def test_an_advertised_limit_of_zero_takes_no_addresses() -> None:
+    h = coven(DomainSettings(multicast=SERVICE), extra=limits_form("0"))
+    say(h)
+    assert [stanza.get("to") for stanza in h.sent()] == [CRONE, WICCA, HAG]
+
+
+def test_an_iq_is_never_sent_through_the_service() -> None:
+    multicast = Multicast(SERVICE, limit=20, max_bytes=65536)
+    multicast.ready = True
+    request = parse_stanzas(f"<iq from='{ROOM}' type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>")[0]
+    data, count = multicast.addressed(Broadcast(request), [address(CRONE), address(WICCA)])
+    assert count == 2 and [stanza.get("to") for stanza in parse_stanzas(data)] == [CRONE, WICCA]
