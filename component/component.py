@@ -376,8 +376,9 @@ class Component:
 
     def receive(self, element: etree._Element) -> None:
         """Handle one top-level element from the server."""
-        # lxml gives a str for every element it parsed or built (its stubs allow QName and bytes).
-        tag = cast(str, element.tag)
+        # lxml gives a str for every element it parsed or built (its stubs allow QName and bytes);
+        # said with an annotation, not typing.cast, which is a call on every stanza.
+        tag: str = element.tag  # type: ignore[assignment]
         kind = KINDS.get(tag)
         if kind is None:
             raise StreamError("unsupported-stanza-type", f"unexpected element {tag}")
@@ -475,7 +476,7 @@ class Component:
                 self._send_error(stanza, StanzaError("service-unavailable"))
             return
         try:
-            result: Any = _HANDLERS["error" if stanza_type == "error" else stanza.kind](entity, stanza)
+            result: Any = getattr(entity, _HANDLERS["error" if stanza_type == "error" else stanza.kind])(stanza)
         except StanzaError as error:
             self._send_error(stanza, error)
             return
@@ -694,13 +695,13 @@ class Component:
 # The byte after "<" of a serialised stanza, for counting what goes out.
 _KIND_BY_INITIAL = {ord("m"): "message", ord("p"): "presence", ord("i"): "iq"}
 
-# By stanza kind ("error" for any stanza of type error); through the
-# instance so that subclasses' overrides apply.
-_HANDLERS: dict[str, Callable[[Entity, Stanza], Any]] = {
-    "message": lambda entity, stanza: entity.handle_message(stanza),
-    "presence": lambda entity, stanza: entity.handle_presence(stanza),
-    "iq": lambda entity, stanza: entity.handle_iq(stanza),
-    "error": lambda entity, stanza: entity.handle_error(stanza),
+# The entity's method for each stanza kind ("error" for any stanza of type
+# error), looked up on the instance so that subclasses' overrides apply.
+_HANDLERS: dict[str, str] = {
+    "message": "handle_message",
+    "presence": "handle_presence",
+    "iq": "handle_iq",
+    "error": "handle_error",
 }
 
 

@@ -174,6 +174,8 @@ class Turns:
                 raise
             waiter.errback(Failure())
             return None
+        if result is None and waiter is None:
+            return None  # most pieces: asking whether None is a Deferred (an ABC) costs more than the rest
         if isinstance(result, defer.Deferred) and (self._holds is None or self._holds(result)):
             self._busy = True
             out: defer.Deferred[Any] = waiter if waiter is not None else defer.Deferred()

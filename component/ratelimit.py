@@ -51,12 +51,16 @@ class RateLimiter(Generic[K]):
         if not self.burst:
             return True
         now = self._clock()
-        tokens, then = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - then) * self.rate)
+        burst = self.burst
+        tokens, then = self._buckets.pop(key, (burst, now))
+        if now > then:
+            tokens += (now - then) * self.rate
+        if tokens > burst:
+            tokens = burst
         allowed = tokens >= cost
         if allowed:
             tokens -= cost
-        if tokens < self.burst:
+        if tokens < burst:
             # A full bucket is the same as none: only the spent ones are kept.
             self._buckets[key] = (tokens, now)
             if len(self._buckets) > self._max_keys:

@@ -25,7 +25,7 @@ from component.output import EAGER_BYTES
 __all__ = [
     "Broadcast", "Fanout", "Spliced", "Stanza", "MESSAGE", "PRESENCE", "IQ", "message", "presence", "iq",
     "result_reply",
-    "result_reply_bytes", "error_reply", "new_id", "child", "text_of", "stamp", "address", "splice",
+    "result_reply_bytes", "message_bytes", "error_reply", "new_id", "child", "text_of", "stamp", "address", "splice",
     "in_stream", "parse_sent",
 ]
 
@@ -163,6 +163,37 @@ def message(
     return _filled(_stanza(MESSAGE, sender, recipient, type, id), (("subject", subject), ("body", body), ("thread", thread)), payload)
 
 
+def message_bytes(
+    sender: JID | str,
+    recipient: JID | str,
+    body: str | None = None,
+    *,
+    type: str | None = "chat",
+    id: str | None = None,
+    thread: str | None = None,
+    subject: str | None = None,
+) -> bytes:
+    """The ``<message/>`` :func:`message` makes, serialised as it is sent (see :func:`in_stream`), built as bytes.
+
+    For entities that answer every message: no element is built, and
+    nothing is serialised but the few strings of the stanza.
+    """
+    parts = [b'<message from="', _escape_attribute(str(sender)), b'" to="', _escape_attribute(str(recipient))]
+    if type is not None:
+        parts += (b'" type="', _escape_attribute(type))
+    if id is not None:
+        parts += (b'" id="', _escape_attribute(id))
+    if subject is None and body is None and thread is None:
+        parts.append(b'"/>')
+        return b"".join(parts)
+    parts.append(b'">')
+    for name, text in ((b"subject", subject), (b"body", body), (b"thread", thread)):
+        if text is not None:
+            parts += (b"<", name, b">", _escape_text(text), b"</", name, b">")
+    parts.append(b"</message>")
+    return b"".join(parts)
+
+
 def presence(
     sender: JID | str,
     recipient: JID | str,
@@ -233,6 +264,17 @@ _ATTRIBUTE_ESCAPES = str.maketrans(
 
 
 _NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]')
+
+
+# As libxml2 writes text: a carriage return would otherwise be read back as a line feed.
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_TEXT_NEEDS_ESCAPE = re.compile("[&<>\r]")
+
+
+def _escape_text(value: str) -> bytes:
+    if _TEXT_NEEDS_ESCAPE.search(value) is None:
+        return value.encode()
+    return value.translate(_TEXT_ESCAPES).encode()
 
 
 def _escape_attribute(value: str) -> bytes:

@@ -14,7 +14,7 @@ from component.host import Host
 from component.jid import JID
 from component.options import LOCALPART, setting
 from component.service import Service
-from component.stanza import Stanza, message
+from component.stanza import Stanza, message_bytes
 
 __all__ = ["SERVICE", "EchoBot", "EchoService", "EchoSettings"]
 
@@ -42,7 +42,9 @@ class EchoBot(Entity):
                 thread = child.text or ""
         if body is None:
             return  # chat states and receipts alone carry nothing to echo
-        self.send(message(stanza.recipient, stanza.sender, body, type=stanza.type or None, id=stanza.id, thread=thread))
+        reply = message_bytes(stanza.recipient, stanza.sender, body, type=stanza.type or None, id=stanza.id, thread=thread)
+        if self.component.fits(len(reply)):
+            self.component.send_bytes(reply)
 
 
 @attrs.frozen

@@ -127,6 +127,8 @@ class Room(Entity):
         self._lock_until: float | None = None
         #: True once the room left memory without a word (another instance serves it now).
         self.dropped = False
+        # What every stanza-id of the room starts with, up to its id (the room's address never changes).
+        self._stanza_id_head = b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(jid) + b'" id="'
 
     @property
     def node(self) -> str:
@@ -147,7 +149,7 @@ class Room(Entity):
             if not turns.idle or self._blocked(stanza):
                 stanza.keep()  # it waits for its turn
         try:
-            result = turns.run(lambda: self._handle(work, stanza), stanza)
+            result = turns.run(functools.partial(self._handle, work, stanza), stanza)
         except Exception:
             self._settle()
             raise
@@ -204,19 +206,19 @@ class Room(Entity):
     # -- entry points ------------------------------------------------------
 
     def handle_presence(self, stanza: Stanza) -> Any:
-        self._check_tombstone(stanza)
+        if not self.exists:
+            self._check_tombstone(stanza)
         self.last_activity = self.component.clock.seconds()
         return self._in_turn(self._presence, stanza)
 
     def handle_message(self, stanza: Stanza) -> Any:
-        self._check_tombstone(stanza)
+        if not self.exists:
+            self._check_tombstone(stanza)
         self.last_activity = self.component.clock.seconds()
         return self._in_turn(self._message, stanza)
 
     def _check_tombstone(self, stanza: Stanza) -> None:
         """Answer ``gone`` for a name whose persistent room was destroyed a while ago (see tombstones)."""
-        if self.exists:
-            return
         try:
             self.service.tombstones.check(self.jid.node or "", stanza)
         except StanzaError:
@@ -235,7 +237,8 @@ class Room(Entity):
         return self._in_turn(lambda _: work(), turn)
 
     def handle_iq(self, stanza: Stanza) -> IQResult:
-        self._check_tombstone(stanza)
+        if not self.exists:
+            self._check_tombstone(stanza)
         if stanza.recipient.resource is not None:
             if not self.exists:
                 self._settle()
@@ -696,8 +699,8 @@ class Room(Entity):
     def new_stanza_id(self) -> tuple[str, bytes]:
         """A new XEP-0359 stanza-id (the archive id of a stored room's message) and its element, serialised."""
         stanza_id = f"{_ID_PREFIX}{next(_ids):x}"
-        # The id is ours (hex and a dash) and needs no escaping; the room's address may.
-        return stanza_id, b'<stanza-id xmlns="urn:xmpp:sid:0" by="' + address(self.jid) + b'" id="' + stanza_id.encode() + b'"/>'
+        # The id is ours (hex and a dash) and needs no escaping; the room's address was escaped once.
+        return stanza_id, self._stanza_id_head + stanza_id.encode() + b'"/>'
 
     def _archive_then_reflect(self, stanza: Stanza, entry: HistoryEntry, occupant: Occupant) -> InLine:
         """A persistent room's message: reflected once it is in the archive, never before.
@@ -869,7 +872,7 @@ class Room(Entity):
 
     def _settle(self) -> None:
         """After each stanza: vanish, schedule unloading, or stay."""
-        if self.destroyed or self._held():
+        if self.destroyed or not self._turns.idle or self._archive:
             return
         if not self.exists:
             self._unload()

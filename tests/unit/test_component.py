@@ -1,6 +1,8 @@
 """Routing to entities, error replies, IQ dispatch and tracking, the send queue, keepalive."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from twisted.internet import defer
 
@@ -699,3 +701,24 @@ def test_stanzas_waiting_for_a_load_go_on_to_a_new_entity_when_an_earlier_one_le
     loads[1].callback(second)
     assert made == [(first, "gone"), (second, "after1"), (second, "after2")]
     assert harness.component.router.loaded("room") is second
+
+
+_XML_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00").filter(
+    lambda c: c in "\t\n\r" or (c >= " " and c not in "\ufffe\uffff")), max_size=20)
+
+
+@given(
+    body=st.none() | _XML_TEXT,
+    kind=st.sampled_from([None, "chat", "normal", "a\"b"]),
+    stanza_id=st.none() | _XML_TEXT,
+    thread=st.none() | _XML_TEXT,
+    subject=st.none() | _XML_TEXT,
+)
+@settings(max_examples=300, deadline=None)
+def test_a_message_built_as_bytes_is_the_one_serialised(body, kind, stanza_id, thread, subject):
+    from component.stanza import in_stream, message_bytes
+
+    sender, recipient = f"echo@{DOMAIN}", "juliet@example.com/balcony & <garden>"
+    element = message(sender, recipient, body, type=kind, id=stanza_id, thread=thread, subject=subject)
+    expected = in_stream(etree.tostring(element, encoding="utf-8"))
+    assert message_bytes(sender, recipient, body, type=kind, id=stanza_id, thread=thread, subject=subject) == expected
