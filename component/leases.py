@@ -33,7 +33,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from component.storage.base import StorageError, Transaction
-from component.storage.leases import LEASE_CHANNEL, Lease, LeaseLost, Taken, acquire, fence, release, renew
+from component.storage.leases import (
+    LEASE_CHANNEL,
+    Lease,
+    LeaseLost,
+    Taken,
+    acquire,
+    fence,
+    release,
+    renew,
+    sweep,
+)
 
 __all__ = ["Lease", "LeaseHolder", "LeaseLost", "LeaseManager", "LeaseStorage", "Leases", "Listening"]
 
@@ -98,6 +108,12 @@ def _fenced(
     return fn(txn, *args, **kwargs)
 
 
+#: Lease lives a row stays expired before it is deleted, and between two sweeps.
+SWEEP_LIVES = 10
+#: Rows one sweep's transaction deletes at most; a sweep goes on until one deletes fewer.
+SWEEP_BATCH = 1000
+
+
 class LeaseManager:
     """The `Leases` of one instance: *instance* names it in the table and logs; *seconds* is a lease's life."""
 
@@ -121,6 +137,9 @@ class LeaseManager:
         self._deadlines: dict[str, float] = {}
         self._loop = LoopingCall(self._renew)
         self._loop.clock = clock
+        # Every instance sweeps: the rows are the same for all, and a delete skips what another holds locked.
+        self._sweeping = LoopingCall(self.sweep)
+        self._sweeping.clock = clock
         self._listening: Listening | None = None
         self._renewing: Deferred[None] = succeed(None)
 
@@ -129,11 +148,14 @@ class LeaseManager:
         self._listening = self._storage.listen(LEASE_CHANNEL, self._notice)
         await self._listening.ready
         self._loop.start(self.interval, now=False)
+        self._sweeping.start(self.seconds * SWEEP_LIVES, now=False)
 
     async def stop(self) -> None:
         """Stop renewing and listening, and release every lease held."""
         if self._loop.running:
             self._loop.stop()
+        if self._sweeping.running:
+            self._sweeping.stop()
         for key in list(self._leases):
             await self.release(key)
         if self._listening is not None:
@@ -249,6 +271,22 @@ class LeaseManager:
                 self._deadlines[key] = sent + self.seconds - self.interval
             else:
                 self._lose(lease, "the renewal found it gone")
+
+    def sweep(self) -> Deferred[int]:
+        """Delete the rows of keys expired for :data:`SWEEP_LIVES` lease lives; fires with how many went."""
+        return Deferred.fromCoroutine(self._sweep())
+
+    async def _sweep(self) -> int:
+        total = 0
+        while True:
+            try:
+                swept = await self._storage.transaction(sweep, self.seconds * SWEEP_LIVES, SWEEP_BATCH)
+            except StorageError as e:
+                log.warn("leases: {owner} could not sweep: {error}", owner=self.owner, error=str(e))
+                return total
+            total += swept
+            if swept < SWEEP_BATCH:
+                return total
 
     def _renew(self) -> Deferred[None]:
         self._renewing = Deferred.fromCoroutine(self._renew_once())

@@ -2,9 +2,12 @@
 
 One row per key: its owner, the epoch of the owner's tenure and when the
 lease runs out, on the database's clock (``clock_timestamp()``) so that the
-clocks of the instances never matter. Rows are never deleted: a release only
-expires the row, so a key's epoch only ever grows and a write carrying an old
-epoch can always be told apart. A takeover notifies the channel
+clocks of the instances never matter. A release only expires the row; a row
+expired for long is deleted (`sweep`), else every key ever asked for, a room
+name anyone made up, would stay. A key's epoch still only ever grows, so a
+write carrying an old epoch can always be told apart: a sweep raises the
+floor (`lease_floor`) above every epoch it deleted, and a new row starts
+above the floor. A takeover notifies the channel
 `LEASE_CHANNEL` with the key, the previous owner and the new epoch, in the
 same transaction, so the notice goes out exactly when the takeover commits.
 
@@ -33,6 +36,12 @@ LEASE_MIGRATIONS = Migrations(
             " epoch BIGINT NOT NULL,"
             " expires_at TIMESTAMPTZ NOT NULL)",
             "CREATE INDEX leases_owner ON leases (owner)",
+        ],
+        [
+            # The highest epoch of a deleted row: a new row starts above it.
+            "CREATE TABLE lease_floor (epoch BIGINT NOT NULL)",
+            "INSERT INTO lease_floor (epoch) VALUES (0)",
+            "CREATE INDEX leases_expires_at ON leases (expires_at)",
         ],
     ],
 )
@@ -89,7 +98,7 @@ def acquire(txn: Transaction, key: str, owner: str, seconds: float, take: bool) 
     )
     if row is None:
         inserted = txn.fetchone(
-            f"INSERT INTO leases (key, owner, epoch, expires_at) VALUES (?, ?, 1, {_EXPIRES})"
+            f"INSERT INTO leases (key, owner, epoch, expires_at) VALUES (?, ?, (SELECT epoch + 1 FROM lease_floor), {_EXPIRES})"
             " ON CONFLICT (key) DO NOTHING RETURNING epoch",
             (key, owner, seconds),
         )
@@ -109,6 +118,23 @@ def acquire(txn: Transaction, key: str, owner: str, seconds: float, take: bool) 
         notice = Taken(key, previous, epoch + 1, owner)
         txn.fetchone("SELECT pg_notify(?, ?)", (LEASE_CHANNEL, notice.payload()))
     return Lease(key, owner, epoch + 1)
+
+
+def sweep(txn: Transaction, seconds: float, limit: int = 1000) -> int:
+    """Delete up to *limit* rows expired for more than *seconds*, raising the floor above their epochs; how many.
+
+    Nobody holds such a key: its last holder let it go at its local
+    deadline, long before. Taken again, it starts above every epoch it had.
+    """
+    rows = txn.fetchall(
+        "DELETE FROM leases WHERE key IN (SELECT key FROM leases"
+        " WHERE expires_at < clock_timestamp() - make_interval(secs => ?) ORDER BY key LIMIT ? FOR UPDATE SKIP LOCKED)"
+        " AND expires_at < clock_timestamp() - make_interval(secs => ?) RETURNING epoch",
+        (seconds, limit, seconds),
+    )
+    if rows:
+        txn.execute("UPDATE lease_floor SET epoch = GREATEST(epoch, ?)", (max(int(epoch) for (epoch,) in rows),))
+    return len(rows)
 
 
 def renew(txn: Transaction, owner: str, seconds: float) -> dict[str, int]:

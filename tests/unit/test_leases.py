@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThread
 
-from component.leases import Lease, LeaseLost, LeaseManager
+from component.leases import SWEEP_LIVES, Lease, LeaseLost, LeaseManager
 from component.storage import Storage, Transaction, open_storage
 from component.storage.leases import LEASE_MIGRATIONS, acquire, fence, holder, renew
 from services.muc.store import MUC_MIGRATIONS, HistoryRecord, MucStore
@@ -358,3 +358,79 @@ async def test_a_renewal_locks_its_leases_in_the_order_of_their_keys(
     write.commit()
     write.close()
     assert await renewed == {lease.key: lease.epoch for lease in leases.values()}
+
+
+async def _expired_long_ago(storage: Storage, key: str) -> None:
+    """Let the database's time run far past the lease on *key*: more lease lives than a sweep waits."""
+    await storage.execute(
+        "UPDATE leases SET expires_at = clock_timestamp() - interval '1 day' WHERE key = ?", (key,)
+    )
+
+
+async def _keys(storage: Storage) -> list[str]:
+    return [str(key) for (key,) in await storage.fetchall("SELECT key FROM leases ORDER BY key")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sweep_deletes_keys_expired_long_ago_and_leaves_the_rest(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, second = pair
+    # Rooms asked for once (a stanza to a made-up name), then let go.
+    made_up = [f"nobody{n}@chat.shakespeare.lit" for n in range(2500)]
+    for key in made_up[:3]:
+        await first.manager.acquire(key)
+        await first.manager.release(key)
+    await storage.transaction(
+        lambda txn: [
+            txn.execute("INSERT INTO leases (key, owner, epoch, expires_at) VALUES (?, 'gone/1', 7, clock_timestamp())", (key,))
+            for key in made_up[3:]
+        ]
+    )
+    for key in made_up:
+        await _expired_long_ago(storage, key)
+    held = await first.manager.acquire(ROOM)
+    recent = "recent@chat.shakespeare.lit"
+    await second.manager.acquire(recent)
+    await second.manager.release(recent)
+    # More than one batch of rows: the sweep goes on until none is left.
+    assert await second.manager.sweep() == len(made_up)
+    assert await _keys(storage) == [ROOM, recent]
+    assert first.manager.held(ROOM) == held
+    await first.manager.fenced(held, _say, ROOM, held.epoch, "still mine")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_key_taken_again_after_a_sweep_starts_above_every_epoch_it_had(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, second = pair
+    old = await first.manager.acquire(ROOM)
+    await first.manager.release(ROOM)
+    again = await second.manager.acquire(ROOM)
+    assert old is not None and again is not None and again.epoch == old.epoch + 1
+    await second.manager.release(ROOM)
+    await _expired_long_ago(storage, ROOM)
+    assert await first.manager.sweep() == 1 and await _keys(storage) == []
+    new = await first.manager.acquire(ROOM)
+    assert new is not None and new.epoch > again.epoch
+    # A write of any earlier tenure of the key is refused by the database, whoever holds it now.
+    for stale in (old, again):
+        with pytest.raises(LeaseLost):
+            await storage.transaction(lambda txn, stale=stale: (fence(txn, stale), _say(txn, ROOM, stale.epoch, "stale")))
+    assert await _said(storage) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_instance_sweeps_on_its_timer(pair: tuple[Instance, Instance], storage: Storage) -> None:
+    first, _ = pair
+    key = "nobody@chat.shakespeare.lit"
+    await first.manager.acquire(key)
+    await first.manager.release(key)
+    await _expired_long_ago(storage, key)
+    first.clock.advance(SECONDS * SWEEP_LIVES)
+    for _ in range(50):
+        if not await _keys(storage):
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    assert await _keys(storage) == []
