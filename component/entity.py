@@ -93,7 +93,7 @@ class Entity:
     features: ClassVar[frozenset[str]] = frozenset()
     #: The name of the method that answers each (type, payload tag), found once per class.
     iq_handlers: ClassVar[dict[tuple[str, str], str]] = {}
-    #: True when disco#info never changes after start: the answer is built once.
+    #: True when disco#info changes only on :meth:`forget_disco_info`: the answer is built once and kept.
     disco_info_is_static: ClassVar[bool] = False
     #: The most items one disco#items answer lists; the rest are paged (XEP-0059).
     disco_items_per_page: ClassVar[int] = 100
@@ -171,6 +171,10 @@ class Entity:
     def disco_items(self, stanza: Stanza, node: str | None) -> list[Item]:
         """The items disco#items reports."""
         return []
+
+    def forget_disco_info(self) -> None:
+        """Build the next disco#info answer anew: what it is built from changed (a configuration reload)."""
+        self._disco_info_cache.clear()
 
     @iq_handler("get", f"{{{ns.DISCO_INFO}}}query")
     def _disco_info(self, stanza: Stanza) -> IQResult:

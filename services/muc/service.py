@@ -118,6 +118,9 @@ class MucService(Service):
         limits = MucLimits(self.settings, self.component.clock.seconds, self.is_admin)
         limits.carry_over(self.limits)
         self.limits = limits
+        # The domain's disco#info (occupant ids, say) was kept serialised from the old settings.
+        for entity in self.component.router.entities():
+            entity.forget_disco_info()
         return True
 
     async def _start(self, storage: Storage | None) -> None:

@@ -236,3 +236,58 @@ def test_turned_on_by_a_reload_the_kept_presences_gain_it(harness) -> None:
     shown = [s for s in h.sent() if s.get("from") in (f"{ROOM}/firstwitch", f"{ROOM}/secondwitch", f"{ROOM}/thirdwitch")]
     assert len(shown) == 3
     assert all(s.find(f"{{{OCCUPANT_ID}}}occupant-id") is not None for s in shown)
+
+
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+ROOM_FEATURES = [
+    DISCO_INFO, "http://jabber.org/protocol/disco#items", "http://jabber.org/protocol/muc",
+    "http://jabber.org/protocol/muc#admin", "http://jabber.org/protocol/muc#owner",
+    "http://jabber.org/protocol/muc#register", "http://jabber.org/protocol/muc#request",
+    "http://jabber.org/protocol/muc#self-ping-optimization", "http://jabber.org/protocol/muc#stable_id",
+    "jabber:iq:register", "jabber:iq:version", "muc_open", "muc_public", "muc_semianonymous", "muc_temporary",
+    "muc_unmoderated", "muc_unsecured", "urn:xmpp:message-moderate:0", "urn:xmpp:message-moderate:1",
+    "urn:xmpp:message-retract:1", OCCUPANT_ID, "urn:xmpp:ping", "urn:xmpp:sid:0", "vcard-temp",
+]
+
+
+def _service_info(features: list[str]) -> str:
+    listed = "".join(f"<feature var='{var}'/>" for var in features)
+    return (
+        f"<iq from='chat.shakespeare.lit' id='info2' to='{HAG}' type='result'><query xmlns='{DISCO_INFO}'>"
+        f"<identity category='conference' type='text' name='Chatrooms'/>{listed}</query></iq>"
+    )
+
+
+SERVICE_FEATURES = [
+    "http://jabber.org/protocol/commands", DISCO_INFO, "http://jabber.org/protocol/disco#items",
+    "http://jabber.org/protocol/muc", "http://jabber.org/protocol/muc#unique", "jabber:iq:version", OCCUPANT_ID,
+    "urn:xmpp:ping",
+]
+
+
+def _room_features(h) -> list[str]:
+    h.receive(f"<iq from='{HAG}' id='info1' to='{ROOM}' type='get'><query xmlns='{DISCO_INFO}'/></iq>")
+    (reply,) = h.sent()
+    return [f.get("var") for f in reply.iter(f"{{{DISCO_INFO}}}feature")]
+
+
+def _ask_service(h) -> None:
+    h.receive(f"<iq from='{HAG}' id='info2' to='chat.shakespeare.lit' type='get'><query xmlns='{DISCO_INFO}'/></iq>")
+
+
+def test_a_reload_that_turns_them_off_and_on_changes_what_disco_says(harness) -> None:
+    # The answers the room and the domain kept serialised follow the settings in force.
+    h = harness
+    [service] = h.component.services
+    without = [var for var in SERVICE_FEATURES if var != OCCUPANT_ID]
+    assert _room_features(h) == ROOM_FEATURES
+    _ask_service(h)
+    h.expect(_service_info(SERVICE_FEATURES))
+    assert service.reconfigure(MucService(h.component, {"occupant_id": False}))
+    assert _room_features(h) == [var for var in ROOM_FEATURES if var != OCCUPANT_ID]
+    _ask_service(h)
+    h.expect(_service_info(without))
+    assert service.reconfigure(MucService(h.component, {"occupant_id": True}))
+    assert _room_features(h) == ROOM_FEATURES
+    _ask_service(h)
+    h.expect(_service_info(SERVICE_FEATURES))
