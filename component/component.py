@@ -46,6 +46,7 @@ from component.stanza import (
     result_reply_bytes,
 )
 from component.status import status_command
+from component.storage.base import StorageError
 
 if TYPE_CHECKING:
     from component.config import ClusterConfig
@@ -465,7 +466,12 @@ class Component:
         return sender
 
     def _load_failed(self, failure: Failure, stanza: Stanza) -> None:
-        self._send_error(stanza, StanzaError("internal-server-error"))
+        if failure.check(StorageError):
+            # The database is down, or busy with a takeover: the sender may retry (RFC 6120 §8.3.2).
+            error = StanzaError("internal-server-error", "wait", text="the database cannot be read now; try again shortly")
+        else:
+            error = StanzaError("internal-server-error")
+        self._send_error(stanza, error)
 
     def _deliver(self, entity: Entity | None, stanza: Stanza) -> None:
         stanza_type = stanza.element.get("type")

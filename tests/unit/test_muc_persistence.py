@@ -121,6 +121,49 @@ def test_an_affiliation_row_that_is_not_a_jid_is_skipped_with_a_warning_naming_i
     ]
 
 
+ERR = "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
+DISCO_INFO = "<query xmlns='http://jabber.org/protocol/disco#info'/>"
+
+
+def ask_to_enter_and_about(h) -> None:
+    h.receive(f"<presence from='{HAG}' id='p1' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    h.receive(f"<iq from='{HAG}' id='i1' to='{ROOM}' type='get'>{DISCO_INFO}</iq>")
+
+
+def test_a_room_the_database_cannot_load_says_try_again() -> None:
+    """A load the database refuses is a temporary condition (RFC 6120 §8.3.2): type wait; the next try loads the room."""
+    storage = immediate_storage(FailingStorage())
+    build_persistent_room(muc_harness(storage=storage))
+    h = muc_harness(storage=storage)
+    storage.refuse("SELECT")
+    with LogCapture() as logs:
+        ask_to_enter_and_about(h)
+    wait = (f"<error type='wait'><internal-server-error {ERR}/>"
+            f"<text {ERR}>the database cannot be read now; try again shortly</text></error>")
+    h.expect(
+        f"<presence from='{ROOM}/thirdwitch' id='p1' to='{HAG}' type='error'>{MUC_X}{wait}</presence>",
+        f"<iq from='{ROOM}' id='i1' to='{HAG}' type='error'>{DISCO_INFO}{wait}</iq>",
+    )
+    assert [line for line in logs.messages() if "loading" in line] == ["loading coven failed"] * 2
+    storage.accept()
+    check_restored(h)
+
+
+def test_a_room_that_cannot_be_read_back_is_no_temporary_failure() -> None:
+    """A stored room its own code cannot read (a bug, a row edited by hand) is not worth a retry: type cancel."""
+    storage = immediate_storage()
+    build_persistent_room(muc_harness(storage=storage))
+    h = muc_harness(storage=storage)
+    storage.execute("UPDATE muc_rooms SET config = 'not json' WHERE node = 'coven'")
+    with LogCapture():
+        ask_to_enter_and_about(h)
+    cancel = f"<error type='cancel'><internal-server-error {ERR}/></error>"
+    h.expect(
+        f"<presence from='{ROOM}/thirdwitch' id='p1' to='{HAG}' type='error'>{MUC_X}{cancel}</presence>",
+        f"<iq from='{ROOM}' id='i1' to='{HAG}' type='error'>{DISCO_INFO}{cancel}</iq>",
+    )
+
+
 def test_public_persistent_rooms_are_listed_before_they_load() -> None:
     storage = immediate_storage()
     first = muc_harness(storage=storage)
