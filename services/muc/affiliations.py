@@ -7,6 +7,8 @@ questions ("may this actor ban that user?") and raises what they answer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from component.errors import StanzaError
@@ -86,6 +88,18 @@ class Affiliations:
         self._entries[bare] = AffiliationEntry(affiliation, reason, nick)
         if nick is not None:
             self._nicks[nick_key(nick)] = bare
+
+    def count_after(self, changes: Iterable[tuple[JID, str]]) -> int:
+        """How many entries there would be after ``changes`` (bare JID, affiliation; 'none' removes), the last for a JID counting."""
+        final = {jid.bare: affiliation for jid, affiliation in changes}
+        count = len(self._entries)
+        for jid, affiliation in final.items():
+            held = jid in self._entries
+            if affiliation == "none":
+                count -= held
+            elif not held:
+                count += 1
+        return count
 
     def forget_nick(self, jid: JID) -> None:
         """``jid`` no longer reserves a nick; its affiliation stays."""

@@ -165,10 +165,12 @@ class RoomContext(Protocol):
     def config_form(self) -> Form:
         """The configuration form (§10.1.2), filled with the current settings."""
 
-    async def configure(self, x: etree._Element) -> AnswerFirst:
-        """Apply a submitted configuration form: every feature reads it, the result is stored, then applied.
+    async def configure(self, x: etree._Element, by: JID | None = None) -> AnswerFirst:
+        """Apply a form submitted ``by`` an owner: every feature reads it, the result is stored, then applied.
 
         The answer to the owner carries the announcement, which follows it.
+        Lists that would take the room past ``max_affiliations`` refuse the
+        whole form (``policy-violation``).
         """
 
     def reflect_groupchat(self, stanza: Stanza) -> Any:
@@ -188,8 +190,14 @@ class RoomContext(Protocol):
         """Store a new subject, set by ``nick`` at ``at``, when the room is stored, with ``record`` (the message
         that sets it) archived in one transaction."""
 
-    async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
-        """Store affiliation changes when the room is stored, in one transaction; refused, it raises the requester's error."""
+    async def store_affiliations(self, changes: list[AffiliationChange], by: JID | None = None) -> None:
+        """Store affiliation changes asked for ``by`` someone when the room is stored, in one transaction; refused,
+        it raises the requester's error.
+
+        Changes that would take the room past ``max_affiliations`` are
+        refused whole (``policy-violation``), stored room or not; a service
+        admin ``by`` is exempt.
+        """
 
     async def destroy(self, alternate: str | None, reason: str | None, password: str | None = None) -> None:
         """Destroy the room (§10.9): forgotten in storage first, then every occupant is told."""

@@ -6,6 +6,14 @@ counts and rates. Over a limit, a stanza gets an error and has no effect:
 
 - creating more rooms than ``max_rooms_per_user``: ``not-allowed``, the error
   XEP-0045 §10.1.1 gives for a refused creation (Prosody's too);
+- a change of affiliations (a muc#admin set, the configuration form's lists,
+  an invitation into a members-only room, a registration) that would leave a
+  room with more than ``max_affiliations`` of them: ``policy-violation``, the
+  whole change refused before anything of it is stored or told. Each room has
+  a creator who owns it, and owners add affiliations at will, so only a cap
+  per room bounds the rows one user can make the service keep. A change that
+  adds none (a member made admin, a removal) passes even a room over the
+  limit, which a lowered limit can leave;
 - more than ``max_pending_iqs`` IQs from one occupant waiting for other
   occupants' answers, or more invitations, voice requests or registrations
   a minute than allowed: ``resource-constraint`` (type wait), as ejabberd
@@ -58,6 +66,9 @@ class LimitSettings:
     """The MUC's limits as configured; each name is its key in the service's table (see :mod:`services.muc.settings`)."""
 
     max_rooms_per_user: int = _setting(100, "rooms one user may have created that still exist (0: no limit)")
+    max_affiliations: int = _setting(
+        2000, "affiliations (owners, admins, members, outcasts) one room may hold (0: no limit)"
+    )
     max_pending_iqs: int = _setting(32, "IQs one occupant may have waiting for other occupants' answers (0: no limit)")
     invitations_per_minute: int = _setting(30, "invitations one user may send a minute (0: no limit)")
     voice_requests_per_minute: int = _setting(5, "voice requests one user may send a minute (0: no limit)")
@@ -146,6 +157,17 @@ class MucLimits:
                 rooms.discard(node)
                 if not rooms:
                     del self._rooms[user]
+
+    # -- affiliations per room -------------------------------------------------
+
+    def check_affiliations(self, before: int, after: int, by: JID | None) -> None:
+        """Raise ``policy-violation`` when a change takes a room from ``before`` to ``after`` affiliations, past the limit.
+
+        ``by`` asked for it (a service admin is exempt); None: nobody is, and it is held to the limit.
+        """
+        limit = self.settings.max_affiliations
+        if limit and after > limit and after > before and (by is None or not self._is_admin(by)):
+            raise StanzaError("policy-violation", text=f"a room may hold at most {limit} affiliations")
 
     def _count(self, node: str, user: JID) -> None:
         self._rooms.setdefault(user, set()).add(node)

@@ -41,7 +41,7 @@ from component.disco import Identity, Item
 from component.entity import AnswerFirst, Entity, IQResult, iq_handler
 from component.errors import StanzaError
 from component.forms import Form
-from component.jid import JID, parse_stored_jid
+from component.jid import JID, parse_jid, parse_stored_jid
 from component.ordering import Turns
 from component.output import Piece
 from component.stanza import Broadcast, Spliced, Stanza, address, splice, text_of
@@ -792,8 +792,8 @@ class Room(Entity):
         """The configuration form, filled with the current settings (each feature's fields)."""
         return self.room_features.config_form(self)
 
-    async def configure(self, x: etree._Element) -> AnswerFirst:
-        """Apply a submitted configuration form (§10.2): read by every feature, stored, then applied.
+    async def configure(self, x: etree._Element, by: JID | None = None) -> AnswerFirst:
+        """Apply a form submitted ``by`` an owner (§10.2): read by every feature, stored, then applied.
 
         Stored first: should the database refuse, the room goes on with the
         settings it had, as the owner's error reply says. The answer carries
@@ -806,6 +806,7 @@ class Room(Entity):
         # Affiliations the form sets (its lists of admins and owners) are stored with the settings.
         edits = [] if submission is None else self.room_features.read_affiliations(self, submission)
         rows = [row for _, changes in edits for row in changes]
+        self._check_affiliations(rows, by)
         if new.persistent and not self.stored:
             await self.storage.store_room(new, self.affiliations, self.subject, self.history, rows)
         elif not new.persistent and self.stored:
@@ -854,9 +855,23 @@ class Room(Entity):
         """Write a new subject, set by ``nick`` at ``at``, when the room is stored, in one transaction with its archive row."""
         await self.storage.store_subject(subject, nick, at, record)
 
-    async def store_affiliations(self, changes: list[AffiliationChange]) -> None:
-        """Write affiliation changes when the room is stored: in one transaction, all or none."""
+    async def store_affiliations(self, changes: list[AffiliationChange], by: JID | None = None) -> None:
+        """Write affiliation changes ``by`` someone when the room is stored: in one transaction, all or none.
+
+        Past ``max_affiliations``, refused whole, stored or not.
+        """
+        self._check_affiliations(changes, by)
         await self.storage.store_affiliations(changes)
+
+    def _check_affiliations(self, changes: Sequence[AffiliationChange], by: JID | None) -> None:
+        """Raise ``policy-violation`` when ``changes`` would leave the room more affiliations than it may hold.
+
+        Every change of affiliations, from any feature, passes here before
+        anything of it is stored or applied.
+        """
+        if changes:
+            after = self.affiliations.count_after((parse_jid(row.jid), row.affiliation) for row in changes)
+            self.service.limits.check_affiliations(len(self.affiliations), after, by)
 
     def restore(self, record: RoomRecord) -> None:
         """The room as it was stored: its settings and subject (its affiliations and history come after)."""

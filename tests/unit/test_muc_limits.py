@@ -92,6 +92,132 @@ def test_limits_are_whole_numbers(value: object) -> None:
         muc_harness({"max_rooms_per_user": value})
 
 
+# -- affiliations per room ------------------------------------------------------------
+
+MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+#: The room may hold three affiliations: crone1's ownership and two more.
+THREE = {"max_affiliations": 3}
+
+
+def admin_set(h, items: str, id: str, sender: str = CRONE) -> None:
+    h.receive(f"<iq from='{sender}' id='{id}' to='{ROOM}' type='set'><query xmlns='{MUC_ADMIN}'>{items}</query></iq>")
+
+
+def members(*jids: str) -> str:
+    return "".join(f"<item affiliation='member' jid='{jid}'/>" for jid in jids)
+
+
+def too_many(id: str, payload: str, to: str = CRONE) -> str:
+    return f"""<iq from='{ROOM}' id='{id}' to='{to}' type='error'>{payload}
+      <error type='modify'><policy-violation {ERR}/><text {ERR}>a room may hold at most 3 affiliations</text></error></iq>"""
+
+
+def told(affiliation: str, jid: str, status: str = "") -> str:
+    """The message telling the room's moderator that someone absent has a new affiliation (example 195)."""
+    return f"""<message from='{ROOM}' to='{CRONE}'>
+      <x xmlns='{MUC_USER}'><item affiliation='{affiliation}' jid='{jid}'/>{status}</x></message>"""
+
+
+def affiliation_list(h, affiliation: str, id: str = "list") -> list[str]:
+    h.receive(f"<iq from='{CRONE}' id='{id}' to='{ROOM}' type='get'><query xmlns='{MUC_ADMIN}'>"
+              f"<item affiliation='{affiliation}'/></query></iq>")
+    (reply,) = h.sent()
+    assert reply.get("type") == "result"
+    return [item.get("jid") for item in reply.iter(f"{{{MUC_ADMIN}}}item")]
+
+
+def test_a_room_holds_only_so_many_affiliations() -> None:
+    h = muc_harness(THREE)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    # Three members and the owner would be four: the whole set is refused, and nothing is told.
+    three = members("hag66@shakespeare.lit", "hecate@shakespeare.lit", "wiccarocks@shakespeare.lit")
+    admin_set(h, three, "over")
+    h.expect(too_many("over", f"<query xmlns='{MUC_ADMIN}'>{three}</query>"))
+    assert affiliation_list(h, "member") == []
+    # Two fit.
+    admin_set(h, members("hag66@shakespeare.lit", "wiccarocks@shakespeare.lit"), "two")
+    h.expect(
+        told("member", "hag66@shakespeare.lit"),
+        told("member", "wiccarocks@shakespeare.lit"),
+        f"<iq from='{ROOM}' id='two' to='{CRONE}' type='result'/>",
+    )
+    # At the limit, a change of someone's affiliation adds nothing: it is made.
+    admin_set(h, "<item affiliation='admin' jid='wiccarocks@shakespeare.lit'/>", "promote")
+    h.expect(told("admin", "wiccarocks@shakespeare.lit"), f"<iq from='{ROOM}' id='promote' to='{CRONE}' type='result'/>")
+    # A ban is an affiliation too.
+    ban = "<item affiliation='outcast' jid='hecate@shakespeare.lit'/>"
+    admin_set(h, ban, "ban")
+    h.expect(too_many("ban", f"<query xmlns='{MUC_ADMIN}'>{ban}</query>"))
+    # Taking one away makes room, in the same set as the one that takes its place.
+    admin_set(h, "<item affiliation='none' jid='hag66@shakespeare.lit'/>" + ban, "swap")
+    h.expect(
+        told("none", "hag66@shakespeare.lit"),
+        told("outcast", "hecate@shakespeare.lit", "<status code='301'/>"),
+        f"<iq from='{ROOM}' id='swap' to='{CRONE}' type='result'/>",
+    )
+    assert affiliation_list(h, "member") == []
+    assert affiliation_list(h, "outcast") == ["hecate@shakespeare.lit"]
+
+
+def test_a_form_whose_lists_would_hold_too_many_is_refused_whole() -> None:
+    h = muc_harness(THREE)
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    form = (
+        "<x xmlns='jabber:x:data' type='submit'>"
+        "<field var='muc#roomconfig_roomname'><value>A Dark Cave</value></field>"
+        "<field var='muc#roomconfig_roomadmins'><value>hag66@shakespeare.lit</value>"
+        "<value>hecate@shakespeare.lit</value><value>wiccarocks@shakespeare.lit</value></field></x>"
+    )
+    payload = f"<query xmlns='http://jabber.org/protocol/muc#owner'>{form}</query>"
+    h.receive(f"<iq from='{CRONE}' id='cfg' to='{ROOM}' type='set'>{payload}</iq>")
+    h.expect(too_many("cfg", payload))
+    assert affiliation_list(h, "admin") == []
+    assert h.component.router.loaded("coven").config.name == ""
+
+
+def test_a_refused_change_leaves_the_stored_list_as_it_was() -> None:
+    storage = immediate_storage()
+    first = muc_harness(THREE, storage=storage)
+    instant_room(first, ROOM, CRONE, "firstwitch")
+    configure(first, PERSISTENT)
+    admin_set(first, members("hag66@shakespeare.lit"), "one")
+    first.sent()
+    three = members("hecate@shakespeare.lit", "wiccarocks@shakespeare.lit", "witch@shakespeare.lit")
+    admin_set(first, three, "over")
+    first.expect(too_many("over", f"<query xmlns='{MUC_ADMIN}'>{three}</query>"))
+    second = muc_harness(THREE, storage=storage)
+    assert affiliation_list(second, "member") == ["hag66@shakespeare.lit"]
+    assert affiliation_list(second, "owner") == ["crone1@shakespeare.lit"]
+
+
+def test_every_way_to_an_affiliation_is_held_to_the_limit() -> None:
+    h = muc_harness({**THREE, "allow_unaffiliated_register": True, "admins": ["hecate@shakespeare.lit"]})
+    instant_room(h, ROOM, CRONE, "firstwitch")
+    admin_set(h, members("hag66@shakespeare.lit", "witch@shakespeare.lit"), "two")
+    h.sent()
+    # Registering would make wiccarocks a fourth.
+    register(h, WICCA, "secondwitch", "reg")
+    (reply,) = h.sent()
+    assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") is not None
+    # So would an invitation into a members-only room.
+    configure(h, "<field var='muc#roomconfig_membersonly'><value>1</value></field>")
+    invite(h, ["wiccarocks@shakespeare.lit"])
+    (reply,) = h.sent()
+    assert reply.get("type") == "error"
+    assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") is not None
+    assert affiliation_list(h, "member") == ["hag66@shakespeare.lit", "witch@shakespeare.lit"]
+    # A service admin is held to no quota (as elsewhere).
+    admin_set(h, members("wiccarocks@shakespeare.lit"), "admin", sender=ADMIN)
+    assert h.sent()[-1].get("type") == "result"
+    assert len(affiliation_list(h, "member")) == 3
+
+
+def test_the_limit_is_a_whole_number() -> None:
+    with pytest.raises(ConfigError, match=r"muc\.max_affiliations"):
+        muc_harness({"max_affiliations": -1})
+
+
 # -- IQs waiting for another occupant ------------------------------------------------
 
 

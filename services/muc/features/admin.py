@@ -198,7 +198,7 @@ async def change(room: RoomContext, stanza: Stanza) -> None:
         for change in changes
         if change.jid is not None
     ]
-    await room.store_affiliations(rows)
+    await room.store_affiliations(rows, by=stanza.sender)
     stored = iter(rows)
     for change in changes:
         if change.jid is None:
@@ -242,18 +242,22 @@ def stored_change(room: RoomContext, jid: JID, affiliation: str, reason: str | N
 
 
 async def set_affiliation(
-    room: RoomContext, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None
+    room: RoomContext, jid: JID, affiliation: str, actor: str | None, reason: str | None, *, nick: str | None = None,
+    by: JID | None = None,
 ) -> None:
-    """Change a user's affiliation: store it, then tell the room (see :func:`apply_affiliation`)."""
+    """Change a user's affiliation, asked ``by`` someone: store it, then tell the room (see :func:`apply_affiliation`)."""
     row = stored_change(room, jid, affiliation, reason, nick)
-    await room.store_affiliations([row])
+    await room.store_affiliations([row], by=by)
     apply_affiliation(room, jid, affiliation, actor, reason, row.nick)
 
 
-async def set_affiliations(room: RoomContext, changes: list[tuple[JID, str, str | None]], actor: str | None) -> None:
-    """Change several users' affiliations (jid, affiliation, reason): stored in one transaction, then told in order."""
+async def set_affiliations(
+    room: RoomContext, changes: list[tuple[JID, str, str | None]], actor: str | None, *, by: JID | None = None
+) -> None:
+    """Change several users' affiliations (jid, affiliation, reason), asked ``by`` someone: stored in one
+    transaction, then told in order."""
     rows = [stored_change(room, jid, affiliation, reason) for jid, affiliation, reason in changes]
-    await room.store_affiliations(rows)
+    await room.store_affiliations(rows, by=by)
     for (jid, affiliation, reason), row in zip(changes, rows, strict=True):
         apply_affiliation(room, jid, affiliation, actor, reason, row.nick)
 

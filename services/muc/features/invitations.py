@@ -102,7 +102,8 @@ async def _invite(room: RoomContext, stanza: Stanza, invitations: list[etree._El
         # The invitees become members, all in one write, before any invitation goes.
         joining = {invitee.bare for invitee, _ in invitees if room.affiliations.get(invitee) == "none"}
         reason = f"Invited by {stanza.sender.bare}"
-        await admin.set_affiliations(room, [(jid, "member", reason) for jid in sorted(joining, key=str)], None)
+        joins: list[tuple[JID, str, str | None]] = [(jid, "member", reason) for jid in sorted(joining, key=str)]
+        await admin.set_affiliations(room, joins, None, by=stanza.sender)
     for invitee, invitation in invitees:
         room.send(_invitation(room, stanza, invitee, text_of(invitation, "reason", MUC_USER)))
         room.service.limits.invited(room.jid.node or "", invitee, stanza.sender)

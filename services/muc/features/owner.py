@@ -69,4 +69,4 @@ async def _configure_or_destroy(room: RoomContext, stanza: Stanza) -> AnswerFirs
             # The creator gave up configuring a new room (§10.1.3): it goes away.
             await room.destroy(None, None)
         return
-    return await room.configure(child)
+    return await room.configure(child, by=stanza.sender)

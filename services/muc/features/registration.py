@@ -94,9 +94,11 @@ async def _register(room: RoomContext, stanza: Stanza) -> None:
         if entry is None or entry.nick is None:
             raise StanzaError("item-not-found", text="you are not registered with this room")
         if entry.affiliation == "member":
-            await admin.set_affiliation(room, sender, "none", None, None)
+            await admin.set_affiliation(room, sender, "none", None, None, by=stanza.sender)
         else:
-            await room.store_affiliations([AffiliationChange(str(sender), entry.affiliation, entry.reason, None)])
+            await room.store_affiliations(
+                [AffiliationChange(str(sender), entry.affiliation, entry.reason, None)], by=stanza.sender
+            )
             room.affiliations.forget_nick(sender)
         return
     x = query.find(f"{{{ns.DATA_FORMS}}}x")
@@ -113,7 +115,8 @@ async def _register(room: RoomContext, stanza: Stanza) -> None:
         raise StanzaError("registration-required", text="only members may register with this room")
     affiliation = "member" if current == "none" else current
     entry = room.affiliations.entry(sender)
-    await admin.set_affiliation(room, sender, affiliation, None, entry.reason if entry is not None else None, nick=nick)
+    reason = entry.reason if entry is not None else None
+    await admin.set_affiliation(room, sender, affiliation, None, reason, nick=nick, by=stanza.sender)
 
 
 def _reserved_nick(room: RoomContext, stanza: Stanza) -> etree._Element:
