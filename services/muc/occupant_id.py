@@ -65,6 +65,7 @@ class OccupantIds:
             raise ValueError("an occupant-id secret needs at least 16 bytes")
         self._secret = secret
         self.of = lru_cache(maxsize=_CACHED)(self._derive)
+        self.serialised = lru_cache(maxsize=_CACHED)(self._serialise)
 
     def _derive(self, room: JID, user: JID) -> str:
         """The occupant id of *user* (any JID of the user) in *room*."""
@@ -72,8 +73,11 @@ class OccupantIds:
         # 44 characters of base64, far below the XEP's 128.
         return base64.b64encode(hmac.new(self._secret, text, hashlib.sha256).digest()).decode("ascii")
 
-    def serialised(self, room: JID, user: JID) -> bytes:
-        """The same element as :meth:`element`, serialised as lxml writes it (base64 needs no escaping)."""
+    def _serialise(self, room: JID, user: JID) -> bytes:
+        """The same element as :meth:`element`, serialised as lxml writes it (base64 needs no escaping).
+
+        Kept computed as :meth:`serialised`: a room adds it to every message.
+        """
         return _OPEN + self.of(room, user).encode("ascii") + _CLOSE
 
     def element(self, room: JID, user: JID) -> etree._Element:
