@@ -186,7 +186,7 @@ class RoomContext(Protocol):
         Nothing is announced: the caller tells the occupants what they need to know.
         """
 
-    async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None) -> None:
+    async def store_subject(self, subject: str, nick: str, at: float | None, record: HistoryRecord | None) -> None:
         """Store a new subject, set by ``nick`` at ``at``, when the room is stored, with ``record`` (the message
         that sets it) archived in one transaction."""
 

@@ -131,7 +131,7 @@ class RoomStorage:
         if store is not None and self.stored and changes:
             await self.write("affiliations", store.set_affiliations(self.node, changes, lease=self.lease))
 
-    async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None = None) -> bool:
+    async def store_subject(self, subject: str, nick: str, at: float | None, record: HistoryRecord | None = None) -> bool:
         """Write a new subject, set by *nick* at *at*, when the room is stored, archiving *record* (the message
         that set it) with it; whether it was written."""
         store = self._service.store

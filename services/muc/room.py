@@ -855,7 +855,7 @@ class Room(Entity):
             await self.storage.save_config(new)
         self.config = new
 
-    async def store_subject(self, subject: str, nick: str, at: float, record: HistoryRecord | None) -> None:
+    async def store_subject(self, subject: str, nick: str, at: float | None, record: HistoryRecord | None) -> None:
         """Write a new subject, set by ``nick`` at ``at``, when the room is stored, in one transaction with its archive row."""
         await self.storage.store_subject(subject, nick, at, record)
 

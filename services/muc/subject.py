@@ -2,7 +2,8 @@
 
 It is stored with the room; every newcomer gets it last (§7.2.16) as a
 message from the occupant who set it, dated with a XEP-0203 ``<delay/>``
-(as Prosody's). Who may change it, and the change itself, are the subject
+(as Prosody's) when it was last modified: the same subject set again by the
+same nick keeps its time. Who may change it, and the change itself, are the subject
 feature's (:mod:`services.muc.features.subject`).
 """
 
@@ -38,6 +39,19 @@ class RoomSubject:
         self.nick = nick
         self.seconds = seconds
         self._message = None
+
+    def modified_at(self, text: str, nick: str, seconds: float) -> float | None:
+        """When the subject was last modified once ``nick`` sets ``text`` at ``seconds``.
+
+        Set again as it is, by the nick that set it, it is not modified
+        (§7.2.16 dates it "when the subject was last modified"): it keeps
+        its time, as in Prosody 0.12 (muc/subject.lib.lua). The change is
+        still reflected (§8.1 says MUST); only the newcomers' ``<delay/>``
+        stays.
+        """
+        if text == self.text and nick == self.nick:
+            return self.seconds
+        return seconds
 
     def message(self, room: JID, *, keep: bool) -> Broadcast:
         """The message that tells a newcomer the subject, even an empty one (§7.2.16); ``keep`` it serialised for the next."""

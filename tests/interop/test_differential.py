@@ -161,6 +161,22 @@ async def subject_cleared(side: Side) -> None:
 
 
 @scenario
+async def subject_repeated(side: Side) -> None:
+    """§8.1: the same subject set again, by the same nick and then by another; who enters next gets it."""
+    side.room("again")
+    alice, bob, carol = await side.login("alice"), await side.login("bob"), await side.login("carol")
+    await create(side, alice, "owl", {"changesubject": "1"})
+    await enter(side, bob, "lark")
+    alice.send("<message type='groupchat' id='t-set' to='{room}'><subject>Ravens</subject></message>")
+    await side.settle()
+    alice.send("<message type='groupchat' id='t-again' to='{room}'><subject>Ravens</subject></message>")
+    await side.settle()
+    bob.send("<message type='groupchat' id='t-other' to='{room}'><subject>Ravens</subject></message>")
+    await side.settle()
+    await enter(side, carol, "wren")
+
+
+@scenario
 async def nick_change(side: Side) -> None:
     """§7.6: a nick change (303 then the new presence), and a conflict with another's nick."""
     side.room("nicks")
@@ -523,6 +539,22 @@ ALLOWED: list[Allowed] = [
         " history_and_subject); Prosody's reflection has a new id",
         expected=(r'from="cleared@MUC/owl" to="alice@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject(>Ravens|/>)',),
         actual=(r'id="t-(set|clear)" to="alice@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject(>Ravens|/>)',),
+    ),
+    Allowed(
+        "subject_repeated",
+        "A subject change is reflected with the sender's id (as in history_and_subject); Prosody's"
+        " reflection has a new id",
+        expected=(r'from="again@MUC/(owl|lark)" to="(alice|bob)@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject>Ravens',),
+        actual=(r'id="t-(set|other)" to="(alice|bob)@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject>Ravens',),
+    ),
+    Allowed(
+        "subject_repeated",
+        "The same subject set again by the same nick: ours reflects it to everyone, the sender too"
+        " (§8.1: the service MUST reflect a subject change); Prosody 0.12 sends nothing at all, neither"
+        " reflection nor error (muc/subject.lib.lua: set_subject returns early). Both keep the time it"
+        " was first set for newcomers (§7.2.16: when it was last modified), and the same text from"
+        " another nick is a change in both",
+        actual=(r'id="t-again" to="(alice|bob)@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject>Ravens',),
     ),
     # -- affiliations and lists -----------------------------------------------------
     Allowed(

@@ -171,6 +171,42 @@ def test_a_cleared_subject_is_sent_empty_from_who_cleared_it_and_when(harness) -
     )
 
 
+def test_the_same_subject_set_again_is_reflected_and_keeps_its_time(harness) -> None:
+    h = harness
+    configure(h, "<field var='muc#roomconfig_changesubject'><value>1</value></field>")
+    h.receive(f"<message from='{CRONE}' id='s0' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    h.sent()
+    h.clock.advance(30)
+    # Prosody 0.12 sends nothing at all for it (muc/subject.lib.lua); §8.1: the service MUST reflect it.
+    h.receive(f"<message from='{CRONE}' id='s1' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    h.expect(
+        f"""<message from='{ROOM}/firstwitch' id='s1' to='{CRONE}' type='groupchat'>
+          <subject>Fire Burn</subject><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
+        f"""<message from='{ROOM}/firstwitch' id='s1' to='{WICCA}' type='groupchat'>
+          <subject>Fire Burn</subject><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>""",
+    )
+    h.clock.advance(30)
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    # Not modified (§7.2.16): still dated when it was first set, as in Prosody.
+    assert_xml_equal(
+        h.sent()[-1],
+        f"""<message from='{ROOM}/firstwitch' to='{HAG}' type='groupchat'><subject>Fire Burn</subject>
+          <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp(0)}'/></message>""",
+    )
+    # The same text from another nick is a change: from that nick, dated now.
+    h.receive(f"<message from='{WICCA}' id='s2' to='{ROOM}' type='groupchat'><subject>Fire Burn</subject></message>")
+    assert [(m.get("from"), m.get("id")) for m in h.sent()] == [(f"{ROOM}/secondwitch", "s2")] * 3
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch' type='unavailable'/>")
+    h.sent()
+    h.clock.advance(30)
+    h.receive(f"<presence from='{HAG}' to='{ROOM}/thirdwitch'>{MUC_X}</presence>")
+    assert_xml_equal(
+        h.sent()[-1],
+        f"""<message from='{ROOM}/secondwitch' to='{HAG}' type='groupchat'><subject>Fire Burn</subject>
+          <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp(60)}'/></message>""",
+    )
+
+
 def test_subject_change_by_a_participant_is_forbidden_unless_allowed(harness) -> None:
     h = harness
     h.receive(f"<message from='{WICCA}' id='s1' to='{ROOM}' type='groupchat'><subject>Mine</subject></message>")

@@ -458,6 +458,46 @@ async def test_the_subject_says_when_it_was_set_after_a_restart(backend: Backend
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_same_subject_set_again_keeps_its_time_after_a_restart(backend: Backend) -> None:  # noqa: F811
+    """§7.2.16: set again as it is by the same nick, the subject is not modified; stored, it keeps its first time."""
+    storage = await backend.open(MucService.migrations)
+    try:
+        first, service = await _harness(storage)
+        first.clock.advance(SET_AT)
+        for xml in [
+            f"<presence from='{CRONE}' to='{ROOM}/firstwitch'/>",
+            f"<iq from='{CRONE}' id='o' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+            f"<x xmlns='jabber:x:data' type='submit'>{PERSISTENT}</x></query></iq>",
+            f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s'><subject>Fire Burn</subject></message>",
+        ]:
+            first.receive(xml)
+            await service.drained()
+        first.sent()
+        first.clock.advance(600)
+        first.receive(f"<message from='{CRONE}' to='{ROOM}' type='groupchat' id='s2'><subject>Fire Burn</subject></message>")
+        await service.drained()
+        first.expect(
+            f"""<message from='{ROOM}/firstwitch' id='s2' to='{CRONE}' type='groupchat'><subject>Fire Burn</subject>
+                  <stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='*'/></message>"""
+        )
+    finally:
+        await storage.close()
+    storage = await backend.open(MucService.migrations)
+    try:
+        second, service = await _harness(storage)
+        second.clock.advance(SET_AT + 3600)
+        second.receive(ENTER_SECONDWITCH)
+        await service.drained()
+        second.expect(
+            SECONDWITCH_IS_IN,
+            f"""<message from='{ROOM}/firstwitch' to='{WICCA}' type='groupchat'><subject>Fire Burn</subject>
+                  <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='2023-11-14T22:13:20Z'/></message>""",
+        )
+    finally:
+        await storage.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_subject_stored_before_its_time_was_comes_back_undated(backend: Backend) -> None:  # noqa: F811
     older = await open_storage(
         backend.url, migrations=[Migrations("muc", MUC_MIGRATIONS.steps[:3])], password=backend.password

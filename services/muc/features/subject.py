@@ -83,8 +83,10 @@ async def _change(room: RoomContext, stanza: Stanza, _: etree._Element) -> None:
         feature.decorate_message(room, occupant, element)
     stanza_id, mark = room.new_stanza_id()
     reflection = Broadcast(element, room.message_children(occupant) + mark)
-    # Its time is stored with it: a newcomer's <delay/> says it, after a restart too.
+    # Its time is stored with it: a newcomer's <delay/> says it, after a restart too. Set again as it
+    # is, by the same nick, it keeps the time it was set (§7.2.16), though it is reflected (§8.1 MUST).
     now = room.component.clock.seconds()
+    at = room.subject.modified_at(subject, occupant.nick, now)
     if room.stored:
         stanza.keep()  # reflected after the write
         # Archived (XEP-0313) with the subject it sets, in one transaction.
@@ -96,6 +98,6 @@ async def _change(room: RoomContext, stanza: Stanza, _: etree._Element) -> None:
             )
             if room.config.archiving else None
         )
-        await room.store_subject(subject, occupant.nick, now, record)
-    room.subject.set(subject, occupant.nick, now)
+        await room.store_subject(subject, occupant.nick, at, record)
+    room.subject.set(subject, occupant.nick, at)
     room.reflect(reflection)
