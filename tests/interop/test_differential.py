@@ -405,6 +405,21 @@ async def presence_broadcast(side: Side) -> None:
 
 
 @scenario
+async def multi_session(side: Side) -> None:
+    """One user in the room from two clients under one nick: entering, an update, presencebroadcast changed, one leaving."""
+    side.room("twice")
+    alice, bob1, bob2 = await side.login("alice"), await side.login("bob"), await side.login("bob")
+    await create(side, alice, "owl", {"whois": "anyone"})
+    await enter(side, bob1, "lark")
+    await enter(side, bob2, "lark")
+    bob1.send("<presence to='{room}/lark'><show>away</show></presence>")
+    await side.settle()
+    await submit(side, alice, {"presencebroadcast": ["moderator"]}, "moderators-only")
+    await submit(side, alice, {"presencebroadcast": ["moderator", "participant", "visitor"]}, "everyone")
+    await leave(side, bob2, "lark")
+
+
+@scenario
 async def admins_and_owners_form(side: Side) -> None:
     """§10.2 roomadmins and roomowners: the full lists, set through the configuration form."""
     side.room("staff")
@@ -555,6 +570,25 @@ ALLOWED: list[Allowed] = [
         " was first set for newcomers (§7.2.16: when it was last modified), and the same text from"
         " another nick is a change in both",
         actual=(r'id="t-again" to="(alice|bob)@localhost/1" type="groupchat">(<occupant-id[^>]*/>)?<subject>Ravens',),
+    ),
+    Allowed(
+        "multi_session",
+        "An occupant in the room from two clients: Prosody puts one item per client in every presence"
+        " of it that shows real JIDs (to itself, and to those who see JIDs: entering, updates, a change of"
+        " presencebroadcast), sends each client its own presence as the template of its 110, and on one"
+        " client leaving tells that client role participant and everyone else the occupant anew, both"
+        " clients still listed; ours has one item, the client whose presence the room shows, that presence"
+        " to both clients, role none to the client that leaves and nothing to the others while the shown"
+        " presence stays. XEP-0045 leaves multi-session nicks undefined (§3)",
+        expected=(
+            r'<item affiliation="none" jid="bob@localhost/1" role="participant"/>'
+            r'<item affiliation="none" jid="bob@localhost/2" role="participant"/>',
+        ),
+        actual=(
+            r'^<presence xmlns="jabber:client" from="twice@MUC/lark" [^>]*>(<occupant-id[^>]*/>)?(<show>away</show>)?'
+            r'<x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" jid="bob@localhost/[12]"'
+            r' role="(participant|none)"/>(<status code="1[01]0"/>)*</x></presence>$',
+        ),
     ),
     # -- affiliations and lists -----------------------------------------------------
     Allowed(

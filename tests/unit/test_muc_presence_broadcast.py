@@ -191,6 +191,36 @@ def test_changing_the_roles_announces_and_unannounces_the_occupants_it_concerns(
     )
 
 
+def test_an_occupant_in_from_two_clients_is_told_with_one_item(harness) -> None:
+    h = harness
+    configure(h, roles("moderator", "participant", "visitor"))
+    laptop = "hag66@shakespeare.lit/laptop"
+    enter(h, ROOM, "thirdwitch", HAG)
+    enter(h, ROOM, "thirdwitch", laptop)
+    h.receive(
+        f"<iq from='{CRONE}' id='hide' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        f"<x xmlns='jabber:x:data' type='submit'>{roles('moderator', 'participant')}</x></query></iq>"
+    )
+    # One item, the client whose presence the room shows (the latest): Prosody 0.12 puts one per client
+    # wherever the real JID is shown; XEP-0045 leaves multi-session nicks undefined (§3).
+    h.expect(
+        f"""<presence from='{ROOM}/thirdwitch' to='{CRONE}' type='unavailable'>
+          <x xmlns='{USER}'><item affiliation='none' jid='{laptop}' role='visitor'/></x></presence>""",
+        f"""<presence from='{ROOM}/thirdwitch' to='{WICCA}' type='unavailable'>
+          <x xmlns='{USER}'><item affiliation='none' role='visitor'/></x></presence>""",
+        *(
+            f"""<presence from='{ROOM}/thirdwitch' to='{to}'>
+              <x xmlns='{USER}'><item affiliation='none' jid='{laptop}' role='visitor'/><status code='110'/></x></presence>"""
+            for to in (HAG, laptop)
+        ),
+        f"<iq from='{ROOM}' id='hide' to='{CRONE}' type='result'/>",
+        *(
+            f"<message from='{ROOM}' to='{to}' type='groupchat'><x xmlns='{USER}'><status code='104'/></x></message>"
+            for to in (CRONE, WICCA, HAG, laptop)
+        ),
+    )
+
+
 def test_with_none_listed_absent_users_with_an_affiliation_are_in_the_occupant_list() -> None:
     """As Prosody: under their registered nick; those without one only to whoever sees real JIDs, from the room."""
     h = muc_harness()
