@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -15,6 +15,9 @@ from component.jid import JID
 from component.options import LOCALPART, setting
 from component.service import Service
 from component.stanza import Stanza, message_bytes
+
+if TYPE_CHECKING:
+    from component.storage import Storage
 
 __all__ = ["SERVICE", "EchoBot", "EchoService", "EchoSettings"]
 
@@ -65,7 +68,7 @@ class EchoService(Service):
         super().__init__(component, options)
         self.bot = EchoBot(component, JID(self.settings.node, component.jid.domain))
 
-    def start(self) -> None:
+    def start(self, storage: Storage | None = None) -> None:
         self.component.router.register(self.bot)
 
     def domain_items(self, stanza: Stanza) -> list[Item]:

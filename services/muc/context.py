@@ -29,7 +29,7 @@ from services.muc.store import AffiliationChange, HistoryRecord
 from services.muc.subject import RoomSubject
 
 if TYPE_CHECKING:
-    from component.component import Component
+    from component.host import Host
     from component.output import Piece
     from component.storage.leases import Lease
     from services.muc.feature import Registry
@@ -58,8 +58,8 @@ class RoomContext(Protocol):
         """The service hosting the room: its ``settings`` (``max_history``, ``max_nick_length``), ``limits``, ``store``."""
 
     @property
-    def component(self) -> Component:
-        """The component (its ``clock``, ``fits``, ``max_outgoing_bytes``)."""
+    def component(self) -> Host:
+        """The domain hosting the room (its ``clock``, ``fits``, ``max_outgoing_bytes``)."""
 
     @property
     def config(self) -> RoomConfig:

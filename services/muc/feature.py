@@ -29,7 +29,7 @@ Requests reach hooks parsed once into values (:class:`Join`,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import attrs
@@ -64,7 +64,7 @@ MessageHandler: TypeAlias = Callable[["RoomContext", Stanza, etree._Element], An
 #: Handles a groupchat message to the room carrying the child it is registered
 #: for, as a write of its own (a coroutine): it checks, stores what the message
 #: changes, then has the room reflect it (``RoomContext.reflect_groupchat``).
-GroupchatHandler: TypeAlias = Callable[["RoomContext", Stanza, etree._Element], Awaitable[Any]]
+GroupchatHandler: TypeAlias = Callable[["RoomContext", Stanza, etree._Element], Coroutine[Any, Any, Any]]
 
 
 class _NotMine:

@@ -57,6 +57,11 @@ def item(
     return element
 
 
+def _codes(codes: Iterable[int]) -> frozenset[int]:
+    # A converter of its own: the attrs plugin of mypy cannot tell what a bare frozenset makes.
+    return frozenset(codes)
+
+
 @attrs.frozen
 class PresenceNews:
     """What an occupant's presence tells besides the presence itself (§7-§10).
@@ -67,8 +72,8 @@ class PresenceNews:
     (303), who made the change (``actor``, a nick) and why.
     """
 
-    codes: frozenset[int] = attrs.field(default=frozenset(), converter=frozenset)
-    self_codes: frozenset[int] = attrs.field(default=frozenset(), converter=frozenset)
+    codes: frozenset[int] = attrs.field(default=frozenset(), converter=_codes)
+    self_codes: frozenset[int] = attrs.field(default=frozenset(), converter=_codes)
     affiliation: str | None = None
     nick: str | None = None
     actor: str | None = None

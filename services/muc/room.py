@@ -27,7 +27,7 @@ import inspect
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 from lxml import etree
@@ -64,6 +64,7 @@ from services.muc.tenure import Tenure, moved
 
 if TYPE_CHECKING:
     from component.leases import Leases
+    from services.muc.host import RoomHost
     from services.muc.service import MucService
     from services.muc.store import MucStore
 
@@ -94,6 +95,9 @@ T = TypeVar("T")
 
 class Room(Entity):
     """One chat room and its occupants."""
+
+    #: The domain hosting the room (its service's).
+    component: RoomHost
 
     def __init__(self, service: MucService, jid: JID) -> None:
         super().__init__(service.component, jid)
@@ -261,7 +265,7 @@ class Room(Entity):
             raise StanzaError("item-not-found", text="no such room")
         payload = stanza.payload()
         if payload is not None and payload.getnext() is None:
-            handler = self.room_features.iq.get((stanza.element.get("type", ""), payload.tag))
+            handler = self.room_features.iq.get((stanza.element.get("type", ""), cast(str, payload.tag)))
             if handler is not None:
                 result = handler(self, stanza)
                 if inspect.iscoroutine(result):
@@ -644,7 +648,9 @@ class Room(Entity):
             claimed = self.room_features.claim(tags)
             if claimed is not None:
                 handler = self.room_features.groupchat[claimed]
-                return defer.ensureDeferred(handler(self, stanza, stanza.element.find(claimed)))
+                child = element.find(claimed)
+                assert child is not None  # claimed is the tag of one of its children
+                return defer.ensureDeferred(handler(self, stanza, child))
             return self._groupchat(stanza, tags)
         for tag, handlers in self.room_features.messages.items():
             child = element.find(tag)

@@ -18,7 +18,6 @@ from component.config import ClusterConfig
 from component.disco import Identity, Item
 from component.entity import Entity, IQResult
 from component.errors import StanzaError
-from component.host import Host
 from component.jid import JID, parse_stored_jid
 from component.leases import Lease, LeaseManager
 from component.ordering import InFlight
@@ -33,6 +32,7 @@ from services.muc.commands import muc_commands
 from services.muc.feature import Registry
 from services.muc.features import FEATURES
 from services.muc.history import HistoryEntry
+from services.muc.host import RoomHost
 from services.muc.limits import MucLimits
 from services.muc.live import LIVE_MIGRATIONS, LiveState
 from services.muc.occupant_id import OCCUPANT_ID, SECRET_MIGRATIONS, OccupantIds, load_secret
@@ -62,8 +62,9 @@ class MucService(Service):
     clustered = True
     #: The features of every room (a subclass may add its own).
     room_features: ClassVar[Registry] = FEATURES
+    component: RoomHost
 
-    def __init__(self, component: Host, options: dict[str, Any]) -> None:
+    def __init__(self, component: RoomHost, options: dict[str, Any]) -> None:
         super().__init__(component, options)
         self.admins = self.settings.admins
         self.limits = MucLimits(self.settings, component.clock.seconds, self.is_admin)

@@ -61,12 +61,12 @@ async def _configure_or_destroy(room: RoomContext, stanza: Stanza) -> AnswerFirs
         reason = text_of(child, "reason", MUC_OWNER)
         password = text_of(child, "password", MUC_OWNER)
         await room.destroy(alternate, reason, password)
-        return
+        return None
     if child.tag != f"{{{ns.DATA_FORMS}}}x":
         raise StanzaError("bad-request", text="submit a form or destroy the room")
     if child.get("type") == "cancel":
         if room.locked:
             # The creator gave up configuring a new room (§10.1.3): it goes away.
             await room.destroy(None, None)
-        return
+        return None
     return await room.configure(child, by=stanza.sender)
