@@ -498,6 +498,8 @@ class Checker:
     def __init__(self, wire: ServerWire) -> None:
         self.wire = wire
         self.domain = JID(None, DOMAIN)
+        #: Room (bare JID) → the room object last found in memory there.
+        self.last_seen: dict[JID, Room] = {}
         #: Room (bare JID) → users (bare JIDs) that sent it something.
         self.users: defaultdict[JID, set[JID]] = defaultdict(set)
         #: Room → clients (as given) that sent it a presence.
@@ -518,6 +520,20 @@ class Checker:
         entity = self.wire.component.router.loaded(room.node or "")
         if not isinstance(entity, Room):
             return None
+        self.last_seen[room] = entity
+        return self._view_of(entity)
+
+    def _view_after(self, room: JID, before: RoomView | None) -> RoomView | None:
+        """The room as the step left it; one that went during the step (its last occupant left, or was
+        removed by a members-only change), as it was when it went: its configuration then is what the
+        stanzas it sent on the way out were sent under."""
+        view = self.view(room)
+        if view is None and before is not None:
+            return self._view_of(self.last_seen[room])
+        return view
+
+    @staticmethod
+    def _view_of(entity: Room) -> RoomView:
         occupants = list(entity.occupants)
         sessions = frozenset(jid for occupant in occupants for jid in occupant.sessions)
         moderators = frozenset(jid for o in occupants if o.role == "moderator" for jid in o.sessions)
@@ -552,7 +568,7 @@ class Checker:
         assert self.wire.up, "the component closed the stream"
         out = self.wire.stanzas()
         assert not self.failures, self.failures[0]
-        after = {jid: self.view(jid) for jid in self._rooms()}
+        after = {jid: self._view_after(jid, before.get(jid)) for jid in self._rooms()}
         for stanza in out:
             text = etree.tostring(stanza, encoding="unicode")
             to, origin = _jid(stanza.get("to")), _jid(stanza.get("from"))
