@@ -46,7 +46,8 @@ from component.stanza import (
     result_reply_bytes,
 )
 from component.status import status_command
-from component.storage.base import StorageError
+from component.storage.base import StorageUnavailable
+from component.storage.leases import LeaseLost
 
 if TYPE_CHECKING:
     from component.config import ClusterConfig
@@ -466,8 +467,9 @@ class Component:
         return sender
 
     def _load_failed(self, failure: Failure, stanza: Stanza) -> None:
-        if failure.check(StorageError):
+        if failure.check(StorageUnavailable, LeaseLost):
             # The database is down, or busy with a takeover: the sender may retry (RFC 6120 §8.3.2).
+            # Any other database error (a statement it refuses as it stands) is no better on a retry.
             error = StanzaError("internal-server-error", "wait", text="the database cannot be read now; try again shortly")
         else:
             error = StanzaError("internal-server-error")

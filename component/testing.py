@@ -55,6 +55,7 @@ from component.service import Service
 from component.storage import Migrations, Storage, StorageError, Transaction
 from component.storage.base import P, T
 from component.storage.migrations import apply_migrations
+from component.storage.sqlite import storage_error
 from component.stream import StreamLimits, StreamParser
 
 __all__ = [
@@ -410,7 +411,7 @@ class ImmediateStorage(Storage):
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                return defer.fail(StorageError(f"SQLite error: {exc}"))
+                return defer.fail(storage_error("the database in memory", exc))
             return defer.fail(exc)
         return defer.succeed(result)
 
@@ -436,13 +437,20 @@ class FailingStorage(ImmediateStorage):
         super().__init__(path)
         self._matching: str | None = None
         self._passes = 0
+        self._busy = False
         #: How many statements were refused so far.
         self.refused = 0
 
-    def refuse(self, matching: str = "", *, after: int = 0) -> None:
-        """Refuse every statement containing *matching*, once *after* of them have gone through."""
+    def refuse(self, matching: str = "", *, after: int = 0, busy: bool = False) -> None:
+        """Refuse every statement containing *matching*, once *after* of them have gone through.
+
+        As a full disk would by default (an error the database gives no code for:
+        not worth a retry), or with *busy* as a database another process holds
+        locked (a :class:`~component.storage.StorageUnavailable`).
+        """
         self._matching = matching
         self._passes = after
+        self._busy = busy
 
     def accept(self) -> None:
         """Run every statement again."""
@@ -454,6 +462,10 @@ class FailingStorage(ImmediateStorage):
                 self._passes -= 1
             else:
                 self.refused += 1
+                if self._busy:
+                    locked = sqlite3.OperationalError("database is locked")
+                    locked.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                    raise locked
                 raise sqlite3.OperationalError("database or disk is full")
         return sql
 

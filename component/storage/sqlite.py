@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from component.storage.base import (
     P,
     StorageError,
+    StorageUnavailable,
     T,
     ThreadedStorage,
     Transaction,
@@ -35,6 +36,20 @@ DEFAULT_PATH = "netherfield.db"
 """The database file when the URL names none, in the working directory."""
 
 _BUSY_TIMEOUT_MS = 10_000
+# Result codes of a condition that passes (another process holds the file, the disk
+# is full or failing, the file cannot be opened now): worth a retry, unlike a
+# statement the database refuses as it stands (a missing column, a constraint).
+_TRANSIENT = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
+)
+
+
+def storage_error(where: str, error: sqlite3.Error) -> StorageError:
+    """The storage error for an SQLite error: :class:`StorageUnavailable` when it is one that passes."""
+    code = getattr(error, "sqlite_errorcode", None)
+    # Extended result codes (SQLITE_IOERR_WRITE, say) keep the primary code in their low byte.
+    kind = StorageUnavailable if code is not None and code & 0xFF in _TRANSIENT else StorageError
+    return kind(f"SQLite error on {where}: {error}")
 _WAL_ATTEMPTS = 100  # 5 s
 
 
@@ -123,7 +138,7 @@ class SqliteStorage(ThreadedStorage):
             return result
         except sqlite3.Error as e:
             self._rollback(connection)
-            raise StorageError(f"SQLite error on {self.path}: {e}") from e
+            raise storage_error(str(self.path), e) from e
         except BaseException:
             self._rollback(connection)
             raise

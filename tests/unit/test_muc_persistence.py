@@ -131,11 +131,11 @@ def ask_to_enter_and_about(h) -> None:
 
 
 def test_a_room_the_database_cannot_load_says_try_again() -> None:
-    """A load the database refuses is a temporary condition (RFC 6120 §8.3.2): type wait; the next try loads the room."""
+    """A load the database cannot serve now (locked, down) is a temporary condition (RFC 6120 §8.3.2): type wait; the next try loads the room."""
     storage = immediate_storage(FailingStorage())
     build_persistent_room(muc_harness(storage=storage))
     h = muc_harness(storage=storage)
-    storage.refuse("SELECT")
+    storage.refuse("SELECT", busy=True)
     with LogCapture() as logs:
         ask_to_enter_and_about(h)
     wait = (f"<error type='wait'><internal-server-error {ERR}/>"
@@ -147,6 +147,21 @@ def test_a_room_the_database_cannot_load_says_try_again() -> None:
     assert [line for line in logs.messages() if "loading" in line] == ["loading coven failed"] * 2
     storage.accept()
     check_restored(h)
+
+
+def test_a_load_the_database_refuses_as_it_stands_is_no_temporary_failure() -> None:
+    """A statement the database refuses for what it is (here a column renamed under the service) fails again on a retry: type cancel."""
+    storage = immediate_storage()
+    build_persistent_room(muc_harness(storage=storage))
+    h = muc_harness(storage=storage)
+    storage.execute("ALTER TABLE muc_rooms RENAME COLUMN config TO settings")
+    with LogCapture():
+        ask_to_enter_and_about(h)
+    cancel = f"<error type='cancel'><internal-server-error {ERR}/></error>"
+    h.expect(
+        f"<presence from='{ROOM}/thirdwitch' id='p1' to='{HAG}' type='error'>{MUC_X}{cancel}</presence>",
+        f"<iq from='{ROOM}' id='i1' to='{HAG}' type='error'>{DISCO_INFO}{cancel}</iq>",
+    )
 
 
 def test_a_room_that_cannot_be_read_back_is_no_temporary_failure() -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ from component.storage import (
     open_storage,
     schema_version,
 )
+from component.storage import sqlite as sqlite_backend
 from component.storage.rosters import ROSTER_MIGRATIONS, RosterRow, RosterStore
 from services.muc.store import MUC_MIGRATIONS, AffiliationChange, HistoryRecord, MucStore
 from tests.storage.postgres import (  # noqa: F401  (fixtures)
@@ -630,6 +632,29 @@ async def test_sqlite_default_file_is_in_the_working_directory(
 async def test_sqlite_unopenable_file_errs_clearly(tmp_path: Path) -> None:
     error = await _raises(StorageError, open_storage(f"sqlite:///{tmp_path / 'missing' / 'n.db'}"))
     assert str(error).startswith(f"cannot open the SQLite database at {tmp_path / 'missing' / 'n.db'}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_locked_by_another_process_is_unavailable_and_a_bad_statement_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file another process holds is worth a retry (StorageUnavailable); a statement refused as it stands is not."""
+    monkeypatch.setattr(sqlite_backend, "_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "n.db"
+    storage = await open_storage(f"sqlite:///{path}")
+    other = sqlite3.connect(path)
+    try:
+        await storage.execute("CREATE TABLE t (x INTEGER)")
+        other.execute("BEGIN EXCLUSIVE")
+        locked = await _raises(StorageUnavailable, storage.execute("INSERT INTO t VALUES (1)"))
+        assert "database is locked" in str(locked)
+        other.rollback()
+        refused = await _raises(StorageError, storage.execute("INSERT INTO t (y) VALUES (1)"))
+        assert not isinstance(refused, StorageUnavailable)
+        assert await storage.execute("INSERT INTO t VALUES (1)") == 1
+    finally:
+        other.close()
+        await storage.close()
 
 
 @pytest_twisted.ensureDeferred
