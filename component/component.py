@@ -281,8 +281,11 @@ class Component:
         # character reference, which no XML parser accepts in a name.
         return in_stream(etree.tostring(element, encoding="utf-8"))
 
-    def fits(self, size: int, element: etree._Element | None = None) -> bool:
+    def fits(self, size: int, element: etree._Element | None = None, *, to: str | None = None) -> bool:
         """Whether a stanza of ``size`` bytes may be sent; if not, it is counted and logged.
+
+        The log names the stanza's kind and recipient from ``element``, or
+        from ``to`` for one already serialised (to several recipients if neither).
 
         The server closes the whole stream on a stanza over its limit, so
         one reply too large (a listing, a relayed message) would drop the
@@ -296,7 +299,7 @@ class Component:
             domain=str(self.jid),
             tag=etree.QName(element).localname if element is not None else "stanza",
             size=size,
-            to=element.get("to") if element is not None else "several recipients",
+            to=element.get("to") if element is not None else to or "several recipients",
             limit=self.max_outgoing_bytes,
         )
         return False

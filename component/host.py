@@ -62,7 +62,7 @@ class Host(Protocol):
     def request(self, element: etree._Element, timeout: float | None = None) -> defer.Deferred[Any]:
         """Send an IQ get or set; the Deferred fires with the reply."""
 
-    def fits(self, size: int, element: etree._Element | None = None) -> bool:
+    def fits(self, size: int, element: etree._Element | None = None, *, to: str | None = None) -> bool:
         """Whether a stanza of ``size`` bytes may be sent; if not, it is counted and logged."""
 
     def is_admin(self, jid: JID) -> bool:

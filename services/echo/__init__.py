@@ -46,7 +46,7 @@ class EchoBot(Entity):
         if body is None:
             return  # chat states and receipts alone carry nothing to echo
         reply = message_bytes(stanza.recipient, stanza.sender, body, type=stanza.type or None, id=stanza.id, thread=thread)
-        if self.component.fits(len(reply)):
+        if self.component.fits(len(reply), to=str(stanza.sender)):
             self.component.send_bytes(reply)
 
 

@@ -1,6 +1,7 @@
 """The echo bot, as a client sees it."""
 
-from component.testing import Harness
+from component.component import DomainSettings
+from component.testing import Harness, LogCapture
 from services.echo import EchoService
 
 DOMAIN = "echo.example.org"
@@ -52,3 +53,15 @@ def test_an_empty_type_is_answered_as_normal_without_the_empty_attribute():
     harness = Harness(DOMAIN, EchoService)
     harness.receive(f"<message from='juliet@example.com/balcony' to='echo@{DOMAIN}' type=''><body>x</body></message>")
     harness.expect(f"<message from='echo@{DOMAIN}' to='juliet@example.com/balcony'><body>x</body></message>")
+
+
+def test_a_reply_over_the_outgoing_limit_is_not_sent_and_the_log_names_its_recipient():
+    harness = Harness(DOMAIN, EchoService, settings=DomainSettings(max_outgoing_bytes=1024))
+    with LogCapture() as logs:
+        harness.receive(
+            f"<message from='juliet@example.com/balcony' to='echo@{DOMAIN}' type='chat' id='m1'><body>{'x' * 2000}</body></message>"
+        )
+    harness.expect()
+    assert logs.messages() == [
+        f"{DOMAIN}: did not send a stanza of 2113 bytes to juliet@example.com/balcony; the limit is 1024"
+    ]
