@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -142,6 +142,8 @@ class LeaseManager:
         self._sweeping.clock = clock
         self._listening: Listening | None = None
         self._renewing: Deferred[None] = succeed(None)
+        self._sweep_over: Deferred[None] = succeed(None)
+        self._stopping = False
 
     async def start(self) -> None:
         """LISTEN for takeovers and start renewing; returns once the LISTEN is in place."""
@@ -156,6 +158,9 @@ class LeaseManager:
             self._loop.stop()
         if self._sweeping.running:
             self._sweeping.stop()
+        # A sweep under way ends after its current batch, before the storage it writes to closes.
+        self._stopping = True
+        await self._sweep_over
         for key in list(self._leases):
             await self.release(key)
         if self._listening is not None:
@@ -274,11 +279,18 @@ class LeaseManager:
 
     def sweep(self) -> Deferred[int]:
         """Delete the rows of keys expired for :data:`SWEEP_LIVES` lease lives; fires with how many went."""
-        return Deferred.fromCoroutine(self._sweep())
+        over: Deferred[None] = Deferred()
+        self._sweep_over = over
+
+        def ended(result: Any) -> Any:
+            over.callback(None)
+            return result  # passed on whole to the sweep's own caller
+
+        return Deferred.fromCoroutine(self._sweep()).addBoth(ended)
 
     async def _sweep(self) -> int:
         total = 0
-        while True:
+        while not self._stopping:
             try:
                 swept = await self._storage.transaction(sweep, self.seconds * SWEEP_LIVES, SWEEP_BATCH)
             except StorageError as e:
@@ -286,7 +298,8 @@ class LeaseManager:
                 return total
             total += swept
             if swept < SWEEP_BATCH:
-                return total
+                break
+        return total
 
     def _renew(self) -> Deferred[None]:
         self._renewing = Deferred.fromCoroutine(self._renew_once())

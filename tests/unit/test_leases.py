@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThread
 
-from component.leases import SWEEP_LIVES, Lease, LeaseLost, LeaseManager
+from component.leases import SWEEP_BATCH, SWEEP_LIVES, Lease, LeaseLost, LeaseManager
 from component.storage import Storage, Transaction, open_storage
 from component.storage.leases import LEASE_MIGRATIONS, acquire, fence, holder, renew
 from services.muc.store import MUC_MIGRATIONS, HistoryRecord, MucStore
@@ -434,3 +434,25 @@ async def test_each_instance_sweeps_on_its_timer(pair: tuple[Instance, Instance]
             break
         await deferLater(reactor, 0.05, lambda: None)
     assert await _keys(storage) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_waits_for_a_sweep_under_way_which_ends_after_its_batch(
+    pair: tuple[Instance, Instance], storage: Storage
+) -> None:
+    first, _ = pair
+    made_up = [f"nobody{n}@chat.shakespeare.lit" for n in range(2 * SWEEP_BATCH + 500)]
+    await storage.transaction(
+        lambda txn: [
+            txn.execute(
+                "INSERT INTO leases (key, owner, epoch, expires_at) VALUES (?, 'gone/1', 7, clock_timestamp() - interval '1 day')",
+                (key,),
+            )
+            for key in made_up
+        ]
+    )
+    swept = first.manager.sweep()
+    await first.manager.stop()
+    # The storage may close now: the sweep is over, one batch done and none begun after.
+    assert swept.called and await swept == SWEEP_BATCH
+    assert len(await _keys(storage)) == len(made_up) - SWEEP_BATCH
