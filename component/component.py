@@ -284,8 +284,8 @@ class Component:
     def fits(self, size: int, element: etree._Element | None = None, *, to: str | None = None) -> bool:
         """Whether a stanza of ``size`` bytes may be sent; if not, it is counted and logged.
 
-        The log names the stanza's kind and recipient from ``element``, or
-        from ``to`` for one already serialised (to several recipients if neither).
+        The log names the stanza's kind from ``element`` and its recipient
+        from ``to`` if given, else from ``element`` (several recipients if neither).
 
         The server closes the whole stream on a stanza over its limit, so
         one reply too large (a listing, a relayed message) would drop the
@@ -299,7 +299,7 @@ class Component:
             domain=str(self.jid),
             tag=etree.QName(element).localname if element is not None else "stanza",
             size=size,
-            to=element.get("to") if element is not None else to or "several recipients",
+            to=to or (element.get("to") if element is not None else "several recipients"),
             limit=self.max_outgoing_bytes,
         )
         return False
@@ -558,7 +558,8 @@ class Component:
             reply = result_reply_bytes(stanza, result)
         else:
             reply = in_stream(etree.tostring(result_reply(stanza, result), encoding="utf-8"))  # type: ignore[arg-type]
-        if self.fits(len(reply), stanza.element):
+        # The request is named for the kind; the answer goes to its sender.
+        if self.fits(len(reply), stanza.element, to=str(stanza.sender)):
             self.send_bytes(reply)
         else:
             text = f"the answer would be larger than {self.max_outgoing_bytes} bytes"

@@ -158,9 +158,11 @@ class LeaseManager:
             self._loop.stop()
         if self._sweeping.running:
             self._sweeping.stop()
-        # A sweep under way ends after its current batch, before the storage it writes to closes.
+        # A sweep under way ends after its current batch, and a renewal under way ends,
+        # before the storage they write to closes.
         self._stopping = True
         await self._sweep_over
+        await self.renewed()
         for key in list(self._leases):
             await self.release(key)
         if self._listening is not None:
@@ -306,7 +308,7 @@ class LeaseManager:
         return self._renewing
 
     def renewed(self) -> Deferred[None]:
-        """Fires when the renewal under way, if any, is done (for tests that drive the clock)."""
+        """Fires when the renewal under way, if any, is done (for stop, and for tests that drive the clock)."""
         if self._renewing.called:
             return succeed(None)
         done: Deferred[None] = Deferred()

@@ -427,7 +427,7 @@ class ImmediateStorage(Storage):
 
 
 class FailingStorage(ImmediateStorage):
-    """Immediate storage that refuses statements on demand, as a full disk or a lost server would.
+    """Immediate storage that refuses statements on demand, as a damaged file or a busy database would.
 
     A refused statement fails its whole transaction, which SQLite rolls back:
     what the service stored before and what it tries after are real.
@@ -444,9 +444,9 @@ class FailingStorage(ImmediateStorage):
     def refuse(self, matching: str = "", *, after: int = 0, busy: bool = False) -> None:
         """Refuse every statement containing *matching*, once *after* of them have gone through.
 
-        As a full disk would by default (an error the database gives no code for:
-        not worth a retry), or with *busy* as a database another process holds
-        locked (a :class:`~component.storage.StorageUnavailable`).
+        As a damaged database file would by default (SQLite's CORRUPT: not worth
+        a retry), or with *busy* as a database another process holds locked (a
+        :class:`~component.storage.StorageUnavailable`: worth one).
         """
         self._matching = matching
         self._passes = after
@@ -466,7 +466,9 @@ class FailingStorage(ImmediateStorage):
                     locked = sqlite3.OperationalError("database is locked")
                     locked.sqlite_errorcode = sqlite3.SQLITE_BUSY
                     raise locked
-                raise sqlite3.OperationalError("database or disk is full")
+                damaged = sqlite3.DatabaseError("database disk image is malformed")
+                damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+                raise damaged
         return sql
 
 

@@ -61,6 +61,10 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
+# Errors of a database that is busy rather than refusing the statement: worth a retry later.
+_PASSING = (errors.TransactionRollback, errors.QueryCanceled, errors.LockNotAvailable)
+
+
 def _unreachable(url: str, e: Exception) -> StorageUnavailable:
     # psycopg adds a second line of advice ("Is the server running ...?");
     # the first line says what happened.
@@ -188,6 +192,9 @@ class PostgresStorage(ThreadedStorage):
                 ):
                     conflicts += 1
                     continue
+                if isinstance(e, _PASSING):
+                    # Contention that outlasted the retries, or a statement or lock timeout: it may pass.
+                    raise StorageUnavailable(f"PostgreSQL is busy: {e}") from e
                 raise StorageError(f"PostgreSQL error: {e}") from e
             except BaseException:
                 self._rollback(conn)

@@ -43,7 +43,7 @@ def refusal(kind: str, error: StorageError) -> StanzaError:
     A message that cannot be archived meets a lack of room
     (resource-constraint, wait: RFC 6120 §8.3.3.18); any other change that was
     not stored is the server's fault (internal-server-error), worth retrying
-    (wait) when the database was only unreachable.
+    (wait) when the database could not serve for now (unreachable, busy, locked, full).
     """
     if kind == "history":
         return StanzaError("resource-constraint", "wait", text=_NOT_DONE[kind])

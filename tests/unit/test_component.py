@@ -451,6 +451,32 @@ def test_a_subclass_overrides_a_built_in_iq_handler(entity_class, version, ping)
     )
 
 
+class Verbose(Entity):
+    """Answers its software version with a name longer than the link takes."""
+
+    def _version(self, stanza):
+        query = etree.Element("{jabber:iq:version}query", nsmap={None: "jabber:iq:version"})
+        etree.SubElement(query, "{jabber:iq:version}name").text = "x" * 2000
+        return query
+
+
+def test_an_answer_over_the_outgoing_limit_is_refused_and_the_log_names_who_asked():
+    harness = Harness(DOMAIN, settings=DomainSettings(max_outgoing_bytes=1024))
+    harness.component.router.register(Verbose(harness.component, parse_jid(f"bot@{DOMAIN}")))
+    with LogCapture() as logs:
+        harness.receive(
+            f"<iq from='juliet@example.com/balcony' to='bot@{DOMAIN}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+        )
+    harness.expect(
+        f"<iq from='bot@{DOMAIN}' to='juliet@example.com/balcony' type='error' id='v1'><query xmlns='jabber:iq:version'/>"
+        "<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>the answer would be larger than 1024 bytes</text></error></iq>"
+    )
+    assert [line for line in logs.messages() if "did not send" in line] == [
+        f"{DOMAIN}: did not send a iq of 2145 bytes to juliet@example.com/balcony; the limit is 1024"
+    ]
+
+
 def test_entity_disco_lists_its_handled_namespaces(harness):
     harness.receive(
         f"<iq from='juliet@example.com/balcony' to='clock@{DOMAIN}' type='get' id='d2'>"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import attrs
+import psycopg
 import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, gatherResults
@@ -665,6 +666,33 @@ async def test_unknown_url_scheme_is_refused() -> None:
 
 
 # -- PostgreSQL only --------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lock_another_client_holds_past_the_timeout_is_unavailable_and_a_bad_statement_is_not(
+    postgres: Backend,
+) -> None:
+    """Busy is worth a retry (StorageUnavailable); a statement refused as it stands is not."""
+    storage = await postgres.open()
+    other = psycopg.connect(postgres.url, password=postgres.password)
+    try:
+        await storage.execute("CREATE TABLE t (x INTEGER)")
+        other.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+
+        def insert(txn: Transaction) -> None:
+            txn.execute("SET LOCAL lock_timeout = '50ms'")
+            txn.execute("INSERT INTO t VALUES (1)")
+
+        busy = await _raises(StorageUnavailable, storage.transaction(insert))
+        assert str(busy).startswith("PostgreSQL is busy: ")
+        other.rollback()
+        refused = await _raises(StorageError, storage.execute("INSERT INTO t (y) VALUES (1)"))
+        assert not isinstance(refused, StorageUnavailable)
+        await storage.transaction(insert)
+        assert await storage.fetchone("SELECT count(*) FROM t") == (1,)
+    finally:
+        other.close()
+        await storage.close()
 
 
 @pytest_twisted.ensureDeferred
