@@ -11,8 +11,9 @@ in memory: no socket and no reactor turn, so that what is counted is the compone
 own work. The writes are kept as a list of the bytes written, as a socket would take
 them, not in the test transport's growing buffer: that buffer copies all it holds
 each time it grows, so its cost rises with the number of writes per read (one for
-the ceiling, one per 64 KiB for Netherfield) and is nobody's work but its own. Each case runs twice, with N and 2N reads; the difference over N reads'
-stanzas is the cost of one, without the interpreter's start and the setup.
+the ceiling, one per 64 KiB for Netherfield) and is nobody's work but its own. Each
+case runs twice, with N and 2N reads; the difference over N reads' stanzas is the
+cost of one, without the interpreter's start and the setup.
 
 ``x ceiling`` is the ceiling's count divided by the target's, comparable to the time
 bench's column of that name (a target at 0.5 runs twice the ceiling's instructions).

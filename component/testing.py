@@ -411,7 +411,7 @@ class ImmediateStorage(Storage):
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                return defer.fail(storage_error("the database in memory", exc))
+                return defer.fail(storage_error(self.url, exc))
             return defer.fail(exc)
         return defer.succeed(result)
 
